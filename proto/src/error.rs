@@ -1,5 +1,6 @@
 //! One error type for the crate: every codec's error, so callers that mix codecs can use `?`.
 
+use crate::auth::AuthError;
 use crate::client_id::ClientIdError;
 use crate::ext::ExtError;
 use crate::frame::FrameError;
@@ -33,4 +34,6 @@ pub enum Error {
     WebSocket(#[from] WsError),
     #[error(transparent)]
     Frame(#[from] FrameError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }

@@ -9,6 +9,7 @@
 //! | module | format | reference |
 //! |---|---|---|
 //! | [`packet`] | GatewayProtocol inner packets (28-byte header + ext + body) | protocol §2 |
+//! | [`auth`] | the bodies of `CMD_WORKER_CONNECT` and `CMD_GATEWAY_CLIENT_CONNECT` | §2.5 |
 //! | [`query_reply`] | u32-length-prefixed query replies | §2.4 |
 //! | [`register`] | Register JSON lines | §3 |
 //! | [`client_id`] | the 20-hex-char client id | §4 |
@@ -18,6 +19,7 @@
 //! | [`text`], [`frame`] | the Text (newline) and Frame (u32 length) client protocols | §10.2 |
 //! | [`line`] | newline framing shared by the register and the Text protocol | §3, §10.2 |
 
+pub mod auth;
 pub mod client_id;
 pub mod error;
 pub mod ext;

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::DEFAULT_MAX_PACKAGE_SIZE;
+use crate::php::{self, Value};
 
 /// Length of the fixed header; `pack_len` counts it.
 pub const HEADER_LEN: usize = 28;
@@ -368,4 +369,27 @@ impl PacketDecoder {
             body: packet,
         }))
     }
+}
+
+/// The body bytes and scalar flag PHP's encoder produces for `value` (§2.2): scalars as their
+/// string form with `BODY_IS_SCALAR` (true → "1", false → "", floats at precision 14), arrays
+/// and null serialized with the bit clear.
+pub fn encode_body(value: &Value) -> (Flags, Bytes) {
+    match value {
+        Value::Str(s) => (Flags::SCALAR, s.clone()),
+        Value::Int(i) => (Flags::SCALAR, Bytes::from(i.to_string())),
+        Value::Bool(true) => (Flags::SCALAR, Bytes::from_static(b"1")),
+        Value::Bool(false) => (Flags::SCALAR, Bytes::new()),
+        Value::Float(x) => (Flags::SCALAR, Bytes::from(php::float_to_string(*x))),
+        Value::Null | Value::Array(_) => (Flags::default(), Bytes::from(php::serialize(value))),
+    }
+}
+
+/// The value a PHP receiver sees for `body` under `flag`: the raw string when `BODY_IS_SCALAR` is
+/// set, otherwise `unserialize(body)`, which is `false` when it fails (as in PHP).
+pub fn decode_body(flag: Flags, body: &Bytes) -> Value {
+    if flag.body_is_scalar() {
+        return Value::Str(body.clone());
+    }
+    php::unserialize(body).unwrap_or(Value::Bool(false))
 }

@@ -4,18 +4,23 @@
 
 /// Appends the text of `x` that `serialize()` writes after `d:`.
 pub fn serialize_float(x: f64, out: &mut Vec<u8>) {
-    gcvt(x, None, out);
+    gcvt(x, None, b'E', out);
+}
+
+/// Appends `x` as `json_encode` writes it (same digits, lowercase `e`). Callers reject INF/NAN.
+pub(crate) fn json_float(x: f64, out: &mut Vec<u8>) {
+    gcvt(x, None, b'e', out);
 }
 
 /// `(string)$x` under PHP's default `precision = 14`, as a float message body is sent.
 pub fn float_to_string(x: f64) -> String {
     let mut out = Vec::new();
-    gcvt(x, Some(14), &mut out);
+    gcvt(x, Some(14), b'E', &mut out);
     String::from_utf8(out).expect("float text is ASCII")
 }
 
 /// `precision = None` means the shortest digits that round-trip (dtoa mode 0, 17-digit switch).
-fn gcvt(x: f64, precision: Option<usize>, out: &mut Vec<u8>) {
+fn gcvt(x: f64, precision: Option<usize>, exp_char: u8, out: &mut Vec<u8>) {
     if x.is_nan() {
         out.extend_from_slice(b"NAN");
         return;
@@ -40,7 +45,7 @@ fn gcvt(x: f64, precision: Option<usize>, out: &mut Vec<u8>) {
         } else {
             out.push(b'0');
         }
-        out.push(b'E');
+        out.push(exp_char);
         out.push(if exp < 0 { b'-' } else { b'+' });
         out.extend_from_slice(exp.unsigned_abs().to_string().as_bytes());
     } else if decpt < 0 {
@@ -95,7 +100,8 @@ mod tests {
     fn precision_14_string_conversion() {
         assert_eq!(float_to_string(0.1 + 0.2), "0.3");
         assert_eq!(float_to_string(1e15), "1.0E+15");
-        assert_eq!(float_to_string(1e14), "100000000000000");
+        assert_eq!(float_to_string(1e14), "1.0E+14");
+        assert_eq!(float_to_string(1e13), "10000000000000");
         assert_eq!(float_to_string(-1.5), "-1.5");
         assert_eq!(float_to_string(1.0 / 3.0), "0.33333333333333");
         assert_eq!(float_to_string(0.0), "0");
