@@ -198,7 +198,7 @@ impl FrameDecoder {
         };
         let mask_len = if masked { 4 } else { 0 };
         let header_len = 2 + ext_len + mask_len;
-        if buf.len() < header_len {
+        if buf.len() < 2 + ext_len {
             return Ok(None);
         }
         let payload_len = match len7 {
