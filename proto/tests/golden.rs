@@ -6,16 +6,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::auth::{Auth, gateway_client_connect_body, worker_connect_body};
 use gatewire_proto::ext::{
-    SelectField, SelectWhere, SendToAllTarget, SendToGroup, key_list_ext, parse_key_list, Select,
+    Select, SelectField, SelectWhere, SendToAllTarget, SendToGroup, key_list_ext, parse_key_list,
 };
 use gatewire_proto::php::{
-    Array, Key, Value, array_replace_recursive, float_to_string, merge_session, serialize,
-    to_json, unserialize,
+    Array, Key, Value, array_replace_recursive, float_to_string, merge_session, serialize, to_json,
+    unserialize,
 };
 use gatewire_proto::query_reply::{self, QueryReplyDecoder};
 use gatewire_proto::register::{
-    RegisterMessage, broadcast_addresses_line, gateway_connect_line, ping_line,
-    worker_connect_line,
+    RegisterMessage, broadcast_addresses_line, gateway_connect_line, ping_line, worker_connect_line,
 };
 use gatewire_proto::websocket::{
     FrameDecoder, HandshakeError, Message, OpCode, close_frame, connect_data, encode_frame,
@@ -64,7 +63,10 @@ fn unser(s: &str) -> Value {
 #[test]
 fn worker_hello_is_81_bytes_as_captured() {
     let body = worker_connect_body("DemoBusinessWorker:0", "");
-    assert_eq!(body, r#"{"worker_key":"DemoBusinessWorker:0","secret_key":""}"#);
+    assert_eq!(
+        body,
+        r#"{"worker_key":"DemoBusinessWorker:0","secret_key":""}"#
+    );
     let mut wire = hex("00000051 c8 00000000 0000 00000000 0000 00000000 01 0000 00000000");
     wire.extend_from_slice(body.as_bytes());
     assert_eq!(wire.len(), 81);
@@ -91,7 +93,10 @@ fn gateway_client_auth_body() {
     let auth = Auth::parse(body.as_bytes(), false).unwrap();
     assert!(auth.secret_matches("k"));
     assert_eq!(auth.worker_key, None);
-    assert!(Auth::parse(b"{}", true).is_err(), "a worker must name itself");
+    assert!(
+        Auth::parse(b"{}", true).is_err(),
+        "a worker must name itself"
+    );
     assert!(Auth::parse(b"not json", false).is_err());
 }
 
@@ -144,9 +149,8 @@ fn set_session_as_captured() {
 
 #[test]
 fn send_to_one_as_captured() {
-    let wire = hex(
-        "00000025 05 00000000 0000 00000000 0000 00000007 01 0000 00000000 7365743a636f6c6f72",
-    );
+    let wire =
+        hex("00000025 05 00000000 0000 00000000 0000 00000007 01 0000 00000000 7365743a636f6c6f72");
     let (flag, body) = packet::encode_body(&Value::from("set:color"));
     let packet = Packet::new(
         Header::for_connection(Cmd::SendToOne, 7, flag),
@@ -248,7 +252,10 @@ fn body_encoding_follows_php_scalar_rules() {
         assert_eq!((f.0, b.as_ref()), (flag, body), "{value:?}");
     }
     // closeClient($id) with no message: body N; with flag 0, decoded as null.
-    assert_eq!(packet::decode_body(Flags(0), &Bytes::from_static(b"N;")), Value::Null);
+    assert_eq!(
+        packet::decode_body(Flags(0), &Bytes::from_static(b"N;")),
+        Value::Null
+    );
     assert_eq!(
         packet::decode_body(Flags(0), &Bytes::from_static(b"garbage")),
         Value::Bool(false),
@@ -369,7 +376,10 @@ fn query_reply_framing() {
     let mut decoder = QueryReplyDecoder::default();
     let mut partial = BytesMut::from(&dst[..5]);
     assert_eq!(decoder.decode(&mut partial).unwrap(), None);
-    assert_eq!(decoder.decode(&mut dst).unwrap().unwrap(), "i:1;".as_bytes());
+    assert_eq!(
+        decoder.decode(&mut dst).unwrap().unwrap(),
+        "i:1;".as_bytes()
+    );
     assert!(
         QueryReplyDecoder::new(3)
             .decode(&mut BytesMut::from(&hex("00000004 693a313b")[..]))
@@ -461,7 +471,10 @@ fn register_line_framing() {
     use gatewire_proto::line::LineDecoder;
     let mut lines = LineDecoder::new(64);
     let mut buf = BytesMut::from(&b"{\"event\":\"ping\"}\r\n{\"ev"[..]);
-    assert_eq!(lines.decode(&mut buf).unwrap().unwrap(), &b"{\"event\":\"ping\"}"[..]);
+    assert_eq!(
+        lines.decode(&mut buf).unwrap().unwrap(),
+        &b"{\"event\":\"ping\"}"[..]
+    );
     assert_eq!(lines.decode(&mut buf).unwrap(), None);
     buf.extend_from_slice(b"ent\":\"ping\"}\n");
     assert!(lines.decode(&mut buf).unwrap().is_some());
@@ -486,7 +499,10 @@ fn client_id_as_captured() {
 
 #[test]
 fn send_to_all_ext() {
-    assert_eq!(SendToAllTarget::parse(b"").unwrap(), SendToAllTarget::Everyone);
+    assert_eq!(
+        SendToAllTarget::parse(b"").unwrap(),
+        SendToAllTarget::Everyone
+    );
     assert_eq!(
         SendToAllTarget::parse(br#"{"connections":{"3":3,"5":5}}"#).unwrap(),
         SendToAllTarget::Only(vec![3, 5])
@@ -562,7 +578,10 @@ fn select_ext() {
             ..SelectWhere::default()
         }),
     );
-    assert_eq!(by_id, r#"{"fields":["uid"],"where":{"connection_id":{"7":7}}}"#);
+    assert_eq!(
+        by_id,
+        r#"{"fields":["uid"],"where":{"connection_id":{"7":7}}}"#
+    );
 }
 
 #[test]
@@ -571,7 +590,10 @@ fn non_scalar_bodies_reach_websocket_clients_as_json() {
     assert_eq!(to_json(&value).unwrap(), r#"{"k":[1,"x"]}"#);
     assert_eq!(to_json(&Value::Float(1e25)).unwrap(), "1.0e+25");
     assert_eq!(to_json(&Value::Float(f64::NAN)), None);
-    assert_eq!(to_json(&unser(r#"a:1:{i:1;s:1:"/";}"#)).unwrap(), r#"{"1":"\/"}"#);
+    assert_eq!(
+        to_json(&unser(r#"a:1:{i:1;s:1:"/";}"#)).unwrap(),
+        r#"{"1":"\/"}"#
+    );
 }
 
 // §9 ------------------------------------------------------------------------------------------
@@ -699,7 +721,11 @@ fn array_replace_recursive_as_verified() {
         update,
         "an empty session takes the update as is"
     );
-    assert_eq!(merge_session(&stored, b""), None, "an empty update is a no-op");
+    assert_eq!(
+        merge_session(&stored, b""),
+        None,
+        "an empty update is a no-op"
+    );
     assert_eq!(merge_session(&stored, b"junk"), None);
 }
 
@@ -724,10 +750,17 @@ fn parse_str_edge_rules() {
     assert_eq!(get("a[x][y=1"), r#"a:1:{s:1:"a";a:1:{s:1:"x";s:1:"1";}}"#);
     assert_eq!(get("a=1&a=2"), r#"a:1:{s:1:"a";s:1:"2";}"#);
     assert_eq!(get("=1&&  b=2"), r#"a:1:{s:1:"b";s:1:"2";}"#);
-    assert_eq!(get("a%5B%5D=1&a[]=2"), r#"a:1:{s:1:"a";a:2:{i:0;s:1:"1";i:1;s:1:"2";}}"#);
+    assert_eq!(
+        get("a%5B%5D=1&a[]=2"),
+        r#"a:1:{s:1:"a";a:2:{i:0;s:1:"1";i:1;s:1:"2";}}"#
+    );
     assert_eq!(get("p=%zz%4"), r#"a:1:{s:1:"p";s:5:"%zz%4";}"#);
     let deep = format!("ok=1&c{}=1", "[]".repeat(65));
-    assert_eq!(get(&deep), r#"a:1:{s:2:"ok";s:1:"1";}"#, "too deep drops the variable");
+    assert_eq!(
+        get(&deep),
+        r#"a:1:{s:2:"ok";s:1:"1";}"#,
+        "too deep drops the variable"
+    );
     let fine = format!("c{}=1", "[]".repeat(64));
     assert!(get(&fine).starts_with(r#"a:1:{s:1:"c";"#));
 }
@@ -803,7 +836,10 @@ fn websocket_connect_data_as_captured() {
         Value::from("permessage-deflate; client_max_window_bits")
     );
     let cookie = data.get(&Key::from("cookie")).unwrap();
-    assert_eq!(ser(cookie.clone()), r#"a:2:{s:3:"sid";s:7:"abc%20d";s:5:"theme";s:4:"dark";}"#);
+    assert_eq!(
+        ser(cookie.clone()),
+        r#"a:2:{s:3:"sid";s:7:"abc%20d";s:5:"theme";s:4:"dark";}"#
+    );
 }
 
 #[test]
@@ -813,9 +849,15 @@ fn repeated_headers_are_joined_and_cookies_parsed_raw() {
     let data = connect_data(&request, "10.0.0.1:5".parse().unwrap(), 80);
     let data = data.as_array().unwrap();
     let server = data.get(&Key::from("server")).unwrap().as_array().unwrap();
-    assert_eq!(server.get(&Key::from("HTTP_X_A")), Some(&Value::from("1,2")));
+    assert_eq!(
+        server.get(&Key::from("HTTP_X_A")),
+        Some(&Value::from("1,2"))
+    );
     assert_eq!(server.get(&Key::from("SERVER_NAME")), Some(&Value::Null));
-    assert_eq!(server.get(&Key::from("QUERY_STRING")), Some(&Value::from("")));
+    assert_eq!(
+        server.get(&Key::from("QUERY_STRING")),
+        Some(&Value::from(""))
+    );
     let cookie = data.get(&Key::from("cookie")).unwrap();
     assert_eq!(
         ser(cookie.clone()),
@@ -828,7 +870,10 @@ fn upgrade_response_as_captured() {
     let wire = captured_request();
     let (request, _) = parse_request(&wire, 65536).unwrap().unwrap();
     let accept = request.accept_key().unwrap();
-    assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "RFC 6455 §1.3 example");
+    assert_eq!(
+        accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        "RFC 6455 §1.3 example"
+    );
     assert_eq!(
         response_101(&accept, ""),
         b"HTTP/1.1 101 Switching Protocol\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
@@ -837,10 +882,16 @@ fn upgrade_response_as_captured() {
 
 #[test]
 fn handshake_rejections_follow_workerman() {
-    assert_eq!(parse_request(b"POST / HTTP/1.1\r\n\r\n", 65536), Err(HandshakeError::NotGet));
+    assert_eq!(
+        parse_request(b"POST / HTTP/1.1\r\n\r\n", 65536),
+        Err(HandshakeError::NotGet)
+    );
     assert_eq!(parse_request(b"PUT", 65536), Err(HandshakeError::NotGet));
     assert_eq!(parse_request(b"GE", 65536), Ok(None));
-    assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", 65536), Ok(None));
+    assert_eq!(
+        parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", 65536),
+        Ok(None)
+    );
     assert_eq!(
         parse_request(b"GET / HTTP/1.1\r\nHost: x", 16),
         Err(HandshakeError::TooLarge(16))
@@ -854,7 +905,11 @@ fn handshake_rejections_follow_workerman() {
     assert_eq!(no_version, Err(HandshakeError::MissingVersion));
     let error = no_version.unwrap_err();
     assert_eq!(error.status(), 400);
-    assert!(error.response().starts_with(b"HTTP/1.1 400 Bad Request\r\nSec-WebSocket-Version: 13\r\n"));
+    assert!(
+        error
+            .response()
+            .starts_with(b"HTTP/1.1 400 Bad Request\r\nSec-WebSocket-Version: 13\r\n")
+    );
 
     let old = check("GET / HTTP/1.1\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: k\r\n\r\n")
         .unwrap_err();
@@ -869,7 +924,10 @@ fn handshake_rejections_follow_workerman() {
     let (plain, _) = parse_request(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n", 65536)
         .unwrap()
         .unwrap();
-    assert!(!plain.is_websocket_upgrade(), "a plain GET is served as HTTP");
+    assert!(
+        !plain.is_websocket_upgrade(),
+        "a plain GET is served as HTTP"
+    );
     assert_eq!(plain.path(), "/index.html");
 }
 
@@ -879,7 +937,11 @@ fn control_frame_bytes_as_captured() {
     encode_frame(OpCode::Pong, b"pp", &mut pong);
     assert_eq!(&pong[..], b"\x8a\x02pp");
     assert_eq!(&close_frame(1000, "")[..], b"\x88\x02\x03\xe8");
-    assert_eq!(&text_frame(b"")[..], b"\x81\x00", "a kick with an empty body still sends 81 00");
+    assert_eq!(
+        &text_frame(b"")[..],
+        b"\x81\x00",
+        "a kick with an empty body still sends 81 00"
+    );
 }
 
 #[test]
@@ -901,5 +963,8 @@ fn binary_messages_arrive_as_raw_bytes() {
     let mut wire = BytesMut::new();
     encode_masked_frame(OpCode::Binary, b"\x00\x01binary", [9, 8, 7, 6], &mut wire);
     let message = FrameDecoder::default().decode(&mut wire).unwrap().unwrap();
-    assert_eq!(message, Message::Binary(Bytes::from_static(b"\x00\x01binary")));
+    assert_eq!(
+        message,
+        Message::Binary(Bytes::from_static(b"\x00\x01binary"))
+    );
 }

@@ -64,10 +64,14 @@ fn php_value() -> impl Strategy<Value = Value> {
 /// PHP `===`, except that NAN is equal to itself (serialize must round-trip it too).
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+        (Value::Float(x), Value::Float(y)) => {
+            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+        }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len()
-                && x.iter().zip(y.iter()).all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
         }
         _ => a == b,
     }
@@ -80,7 +84,10 @@ fn pieces(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     points.push(data.len());
     points.sort_unstable();
     points.dedup();
-    points.windows(2).map(|w| data[w[0]..w[1]].to_vec()).collect()
+    points
+        .windows(2)
+        .map(|w| data[w[0]..w[1]].to_vec())
+        .collect()
 }
 
 proptest! {

@@ -29,7 +29,11 @@ fn decode_all(wire: &[u8]) -> Result<Vec<Message>, WsError> {
 
 #[test]
 fn reads_frames_masked_by_an_independent_client_implementation() {
-    let mut frame = RefFrame::message(Bytes::from_static(b"Hello"), RefOpCode::Data(Data::Text), true);
+    let mut frame = RefFrame::message(
+        Bytes::from_static(b"Hello"),
+        RefOpCode::Data(Data::Text),
+        true,
+    );
     frame.header_mut().mask = Some(MASK);
     let mut wire = Vec::new();
     frame.format(&mut wire).unwrap();
@@ -157,7 +161,10 @@ fn utf8_split_across_fragments_is_fine_but_bad_bytes_fail_at_once() {
     let euro = "€".as_bytes();
     let mut wire = raw_frame(false, 1, &euro[..1]);
     wire.extend(raw_frame(true, 0, &euro[1..]));
-    assert_eq!(decode_all(&wire).unwrap(), vec![Message::Text(Bytes::from("€"))]);
+    assert_eq!(
+        decode_all(&wire).unwrap(),
+        vec![Message::Text(Bytes::from("€"))]
+    );
 
     // The first fragment is already invalid: no need to wait for the rest.
     let mut decoder = FrameDecoder::server(1024);
@@ -185,15 +192,22 @@ fn close_frames_are_validated() {
         decode_all(&raw_frame(true, 8, &[0x03])),
         Err(WsError::BadClosePayload)
     );
-    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+    for code in [
+        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
         assert_eq!(
             decode_all(&raw_frame(true, 8, &code.to_be_bytes())),
             Err(WsError::BadCloseCode(code)),
             "code {code}"
         );
     }
-    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
-        assert!(decode_all(&raw_frame(true, 8, &code.to_be_bytes())).is_ok(), "code {code}");
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+    ] {
+        assert!(
+            decode_all(&raw_frame(true, 8, &code.to_be_bytes())).is_ok(),
+            "code {code}"
+        );
     }
     assert_eq!(
         decode_all(&raw_frame(true, 8, &[0x03, 0xe8, 0xff])),
@@ -207,7 +221,13 @@ fn oversize_messages_are_refused_before_they_are_buffered() {
     // Only the header of a 1 MiB frame has arrived: refuse now, not after buffering it.
     let mut header = BytesMut::from(&[0x82u8, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0][..]);
     let err = decoder.decode(&mut header).unwrap_err();
-    assert_eq!(err, WsError::TooLarge { len: 1 << 20, max: 1000 });
+    assert_eq!(
+        err,
+        WsError::TooLarge {
+            len: 1 << 20,
+            max: 1000
+        }
+    );
     assert_eq!(err.close_code(), CloseCode::TOO_BIG);
 
     // Fragments count together.
@@ -216,7 +236,10 @@ fn oversize_messages_are_refused_before_they_are_buffered() {
     assert_eq!(decoder.decode(&mut wire), Ok(None));
     assert!(decoder.has_partial());
     let mut wire = BytesMut::from(&raw_frame(true, 0, &[0; 600])[..]);
-    assert!(matches!(decoder.decode(&mut wire), Err(WsError::TooLarge { len: 1200, .. })));
+    assert!(matches!(
+        decoder.decode(&mut wire),
+        Err(WsError::TooLarge { len: 1200, .. })
+    ));
 }
 
 #[test]
