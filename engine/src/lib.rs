@@ -1,6 +1,21 @@
 //! gatewire: a GatewayWorker-compatible long-connection gateway.
 //!
-//! The roles (Register, Gateway, BusinessWorker, GatewayClient) are built on the sans-IO codecs of
-//! [`gatewire_proto`], re-exported here as [`proto`].
+//! | module | role |
+//! |---|---|
+//! | [`register`] | the Register (address book) and the client side every role uses |
+//! | [`gateway`] | the Gateway: shards, clients, worker links, commands |
+//! | [`net`] | listeners and the connection driver shared by every role |
+//! | [`config`] | `gatewire.toml`, its defaults and overrides |
+//! | [`cli`] | the `gatewire` command line |
+//!
+//! The wire formats live in [`gatewire_proto`], re-exported as [`proto`].
+
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod log_limit;
+pub mod net;
+pub mod register;
+pub mod system;
 
 pub use gatewire_proto as proto;

@@ -1,0 +1,168 @@
+//! The `gatewire` command line: `start` runs the configured roles in the foreground;
+//! `config check` validates and prints the effective configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::{error, info};
+
+use crate::config::{self, Config, Role};
+use crate::{gateway, net, register, system};
+
+/// gatewire: a GatewayWorker-compatible long-connection gateway.
+#[derive(Debug, Parser)]
+#[command(name = "gatewire", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the configured roles in the foreground.
+    Start {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Roles to run, e.g. `register,gateway` (default: `[run] roles`).
+        #[arg(long, value_delimiter = ',')]
+        role: Vec<Role>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration and print the effective values.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Configuration file (default: ./gatewire.toml when it exists).
+    #[arg(short = 'c', long = "config")]
+    file: Option<PathBuf>,
+    /// Override one key, e.g. `--set gateway.shards=4` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, config::ConfigError> {
+        let default = Path::new("gatewire.toml");
+        let file = self
+            .file
+            .as_deref()
+            .or_else(|| default.exists().then_some(default));
+        config::load(file, &self.overrides)
+    }
+}
+
+/// Runs the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Start { config, role } => {
+            let config = match config.load() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("gatewire: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let roles = if role.is_empty() {
+                config.run.roles.clone()
+            } else {
+                role
+            };
+            match start(&config, &roles) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    error!("{message}");
+                    eprintln!("gatewire: {message}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Config {
+            action: ConfigAction::Check { config },
+        } => match config.load() {
+            Ok(c) => {
+                println!("{c:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gatewire: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWIRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Starts `roles` and blocks while they run.
+fn start(config: &Config, roles: &[Role]) -> Result<(), String> {
+    match system::raise_fd_limit() {
+        Ok(limit) => info!(nofile = limit, "fd limit"),
+        Err(e) => info!(error = %e, "could not raise the fd limit"),
+    }
+    let mut threads = Vec::new();
+    if roles.contains(&Role::Register) {
+        threads.push(start_register(config.register.clone())?);
+    }
+    if roles.contains(&Role::Gateway) {
+        let shards = gateway::start(&config.gateway).map_err(|e| e.to_string())?;
+        threads.extend(shards.into_iter().map(|s| s.thread));
+    }
+    if threads.is_empty() {
+        return Err("no role to run (roles: register, gateway)".into());
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+fn start_register(
+    config: config::RegisterConfig,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let listen = config.listen;
+    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name("register")
+        .io_memory(64 * 1024)
+        .spawn(move || async move {
+            match net::listen(listen, false) {
+                Ok(listener) => {
+                    let _ = ready_tx.send(Ok(()));
+                    register::serve(listener, config).await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("register: cannot listen on {listen}: {e}")));
+                }
+            }
+        })
+        .map_err(|e| format!("register: {e}"))?;
+    ready_rx
+        .recv()
+        .map_err(|_| "register: thread ended before listening".to_string())??;
+    Ok(std::thread::spawn(move || {
+        let _ = handle.join();
+    }))
+}

@@ -1,0 +1,336 @@
+//! The one configuration file (`gatewire.toml`): every role's section, its defaults, and
+//! `--set section.key=value` overrides. Every default lives here and only here. Errors name the
+//! key and the file.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub run: RunConfig,
+    pub register: RegisterConfig,
+    pub gateway: GatewayConfig,
+}
+
+/// `[run]`: what this machine runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Roles started by `gatewire start` (GatewayWorker's machine type).
+    pub roles: Vec<Role>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            roles: vec![Role::Register, Role::Gateway],
+        }
+    }
+}
+
+/// A process role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Register,
+    Gateway,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "register" => Ok(Role::Register),
+            "gateway" => Ok(Role::Gateway),
+            other => Err(format!("unknown role {other:?} (roles: register, gateway)")),
+        }
+    }
+}
+
+/// `[register]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegisterConfig {
+    /// Address the Register listens on.
+    pub listen: SocketAddr,
+    /// Shared secret; empty disables the check.
+    pub secret_key: String,
+}
+
+impl Default for RegisterConfig {
+    fn default() -> Self {
+        RegisterConfig {
+            listen: "127.0.0.1:1236".parse().expect("literal address"),
+            secret_key: String::new(),
+        }
+    }
+}
+
+/// The client-facing protocol, from the scheme of `gateway.listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocol {
+    WebSocket,
+    /// WebSocket over TLS (`wss://`).
+    SecureWebSocket,
+    Text,
+    Frame,
+    /// `tcp://`: every read is one message, sends are raw.
+    Raw,
+}
+
+/// A parsed `scheme://ip:port` listen URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenUrl {
+    pub protocol: ClientProtocol,
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for ListenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.protocol {
+            ClientProtocol::WebSocket => "websocket",
+            ClientProtocol::SecureWebSocket => "wss",
+            ClientProtocol::Text => "text",
+            ClientProtocol::Frame => "frame",
+            ClientProtocol::Raw => "tcp",
+        };
+        write!(f, "{scheme}://{}", self.addr)
+    }
+}
+
+impl std::str::FromStr for ListenUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ListenUrl, String> {
+        let (scheme, addr) = s
+            .split_once("://")
+            .ok_or_else(|| format!("{s:?} is not scheme://ip:port"))?;
+        let protocol = match scheme.to_ascii_lowercase().as_str() {
+            "websocket" | "ws" => ClientProtocol::WebSocket,
+            "wss" => ClientProtocol::SecureWebSocket,
+            "text" => ClientProtocol::Text,
+            "frame" => ClientProtocol::Frame,
+            "tcp" => ClientProtocol::Raw,
+            other => {
+                return Err(format!(
+                    "unknown protocol {other:?} (websocket, wss, text, frame, tcp)"
+                ));
+            }
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an ip:port address"))?;
+        Ok(ListenUrl { protocol, addr })
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One register address or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+enum AddressList {
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
+}
+
+fn address_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    Ok(match AddressList::deserialize(d)? {
+        AddressList::One(a) => vec![a],
+        AddressList::Many(v) => v,
+    })
+}
+
+/// What happens when a client's output queue is over `send_to_client_buffer_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowClientPolicy {
+    /// Drop the message for that client and count it (GatewayWorker's behaviour).
+    Drop,
+    /// Close the client and count it.
+    Close,
+}
+
+/// How a client's first event picks a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterMode {
+    LeastConnections,
+    Random,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Client-facing listener: `websocket://`, `wss://`, `text://`, `frame://` or `tcp://`.
+    pub listen: ListenUrl,
+    /// The IPv4 address workers dial; encoded into every client id.
+    pub lan_ip: Ipv4Addr,
+    /// Shard `i` listens for workers on `lan_ip:(start_port + i)`.
+    pub start_port: u16,
+    /// Shard count; 0 means one per CPU core. Any number works (shards are pinned round-robin).
+    pub shards: usize,
+    #[serde(deserialize_with = "address_list")]
+    pub register_address: Vec<SocketAddr>,
+    pub secret_key: String,
+    /// Seconds between heartbeat ticks; 0 disables the heartbeat.
+    pub ping_interval: f64,
+    /// Silent intervals tolerated before a client is dropped; 0 never drops.
+    pub ping_not_response_limit: u32,
+    /// Message sent to silent clients each interval (protocol-encoded); empty sends nothing.
+    pub ping_data: String,
+    /// Files served to plain HTTP GETs on a WebSocket listener.
+    pub static_dir: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Per-client output cap in bytes.
+    pub send_to_client_buffer_size: usize,
+    /// Per-worker-link output cap in bytes.
+    pub send_to_worker_buffer_size: usize,
+    pub slow_client_policy: SlowClientPolicy,
+    /// Largest client message (bytes).
+    pub max_message_size: usize,
+    /// Largest inner packet (bytes).
+    pub max_packet_size: usize,
+    pub router: RouterMode,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "websocket://127.0.0.1:8282".parse().expect("literal url"),
+            lan_ip: Ipv4Addr::LOCALHOST,
+            start_port: 2900,
+            shards: 0,
+            register_address: vec!["127.0.0.1:1236".parse().expect("literal address")],
+            secret_key: String::new(),
+            ping_interval: 0.0,
+            ping_not_response_limit: 0,
+            ping_data: String::new(),
+            static_dir: None,
+            tls_cert: None,
+            tls_key: None,
+            send_to_client_buffer_size: 1 << 20,
+            send_to_worker_buffer_size: 10_240_000,
+            slow_client_policy: SlowClientPolicy::Drop,
+            max_message_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
+            max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
+            router: RouterMode::LeastConnections,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The shard count with 0 resolved to the number of cores.
+    pub fn shard_count(&self) -> usize {
+        if self.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.shards
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the key and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// Loads `path` (or the defaults when `None`), then applies `overrides` (`section.key=value`).
+pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let (text, origin) = match path {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
+            p.display().to_string(),
+        ),
+        None => (String::new(), "built-in defaults".to_owned()),
+    };
+    let invalid = |origin: &str, message: String| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        message,
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| invalid(&origin, e.to_string()))?;
+    for item in overrides {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| invalid("--set", format!("{item:?} is not section.key=value")))?;
+        let (section, field) = key
+            .split_once('.')
+            .ok_or_else(|| invalid("--set", format!("{key:?} is not section.key")))?;
+        // A value that parses as TOML keeps its type (numbers, arrays); anything else is a string.
+        let value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+        let section = table
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match section {
+            toml::Value::Table(t) => {
+                t.insert(field.to_owned(), value);
+            }
+            _ => return Err(invalid("--set", format!("{key}: {section} is not a section"))),
+        }
+    }
+    let origin = if overrides.is_empty() {
+        origin
+    } else {
+        format!("{origin} with --set overrides")
+    };
+    let config: Config = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| invalid(&origin, e.to_string()))?;
+    config
+        .validate()
+        .map_err(|message| invalid(&origin, message))?;
+    Ok(config)
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), String> {
+        let g = &self.gateway;
+        if !(g.ping_interval >= 0.0 && g.ping_interval.is_finite()) {
+            return Err("gateway.ping_interval must be a non-negative number of seconds".into());
+        }
+        let shards = g.shard_count();
+        if usize::from(g.start_port) + shards > usize::from(u16::MAX) + 1 {
+            return Err(format!(
+                "gateway.start_port {} + {shards} shards runs past port 65535",
+                g.start_port
+            ));
+        }
+        if g.listen.protocol == ClientProtocol::SecureWebSocket
+            && (g.tls_cert.is_none() || g.tls_key.is_none())
+        {
+            return Err("gateway.listen is wss:// but gateway.tls_cert or gateway.tls_key is not set".into());
+        }
+        if g.register_address.is_empty() {
+            return Err("gateway.register_address is empty".into());
+        }
+        Ok(())
+    }
+}

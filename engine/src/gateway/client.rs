@@ -1,0 +1,240 @@
+//! A client connection's protocol side: the WebSocket handshake (or a static page for a plain
+//! GET), then decoding messages with the listener's protocol and handing them to the shard.
+//! Protocol errors close this client alone, counted and logged once per cause per interval.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use gatewire_proto::frame::FrameDecoder as LengthFrameDecoder;
+use gatewire_proto::php::serialize;
+use gatewire_proto::text::TextDecoder;
+use gatewire_proto::websocket::{
+    self, CloseCode, DEFAULT_MAX_HANDSHAKE_LEN, FrameDecoder, Message, OpCode,
+};
+
+use crate::config::ClientProtocol;
+use crate::gateway::state::Shard;
+use crate::gateway::static_files;
+use crate::gateway::stats::CloseCause;
+use crate::log_limit::warn_limited;
+use crate::net::{CloseReason, Outbox, Peer};
+
+/// Where a client's byte stream is.
+#[derive(Debug)]
+enum Codec {
+    /// A WebSocket client that has not finished its upgrade request.
+    Handshake,
+    WebSocket(FrameDecoder),
+    Text(TextDecoder),
+    Frame(LengthFrameDecoder),
+    Raw,
+    /// Input is ignored (the connection is closing).
+    Done,
+}
+
+/// The protocol side of one client connection.
+pub struct ClientPeer {
+    shard: Rc<RefCell<Shard>>,
+    id: u32,
+    remote: SocketAddr,
+    codec: Codec,
+}
+
+impl ClientPeer {
+    pub fn new(shard: Rc<RefCell<Shard>>, id: u32, remote: SocketAddr) -> ClientPeer {
+        let (protocol, max) = {
+            let s = shard.borrow();
+            (s.settings.protocol, s.settings.max_message_size)
+        };
+        let codec = match protocol {
+            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => Codec::Handshake,
+            ClientProtocol::Text => Codec::Text(TextDecoder::new(max)),
+            ClientProtocol::Frame => Codec::Frame(LengthFrameDecoder::new(max)),
+            ClientProtocol::Raw => Codec::Raw,
+        };
+        ClientPeer {
+            shard,
+            id,
+            remote,
+            codec,
+        }
+    }
+
+    /// Refuses this client: `last_words` are written, then the connection closes.
+    fn refuse(&mut self, cause: &'static str, detail: &dyn std::fmt::Display, last_words: Bytes) {
+        warn_limited(cause, &format!("closing client {}: {detail}", self.remote));
+        let mut shard = self.shard.borrow_mut();
+        if let Some(client) = shard.clients.get_mut(&self.id) {
+            client.outbox.release();
+            client.outbox.push(last_words);
+        }
+        shard.close_client_after_flush(self.id, CloseCause::BadInput);
+        self.codec = Codec::Done;
+    }
+
+    fn alive(&self) -> bool {
+        self.shard.borrow().clients.contains_key(&self.id)
+    }
+
+    fn handshake(&mut self, input: &mut BytesMut) {
+        let (request, used) = match websocket::parse_request(input, DEFAULT_MAX_HANDSHAKE_LEN) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return,
+            Err(e) => {
+                input.clear();
+                return self.refuse("bad websocket handshake", &e, Bytes::from_static(e.response()));
+            }
+        };
+        input.advance(used);
+        if !request.is_websocket_upgrade() {
+            let dir = self.shard.borrow().settings.static_dir.clone();
+            let response = static_files::respond(dir.as_deref(), &request);
+            let mut shard = self.shard.borrow_mut();
+            if let Some(client) = shard.clients.get_mut(&self.id) {
+                client.outbox.release();
+                client.outbox.push(response);
+            }
+            shard.close_client_after_flush(self.id, CloseCause::Peer);
+            self.codec = Codec::Done;
+            input.clear();
+            return;
+        }
+        let accept = match request.accept_key() {
+            Ok(accept) => accept,
+            Err(e) => {
+                input.clear();
+                return self.refuse("bad websocket handshake", &e, Bytes::from_static(e.response()));
+            }
+        };
+        let mut shard = self.shard.borrow_mut();
+        let public_port = shard.settings.public_port;
+        let max = shard.settings.max_message_size;
+        let data = websocket::connect_data(&request, self.remote, public_port);
+        if !shard.websocket_connect(self.id, Bytes::from(serialize(&data))) {
+            self.codec = Codec::Done;
+            return;
+        }
+        if let Some(client) = shard.clients.get_mut(&self.id) {
+            client
+                .outbox
+                .push_front(Bytes::from(websocket::response_101(&accept, "")));
+            client.outbox.release();
+        }
+        self.codec = Codec::WebSocket(FrameDecoder::server(max));
+    }
+
+    fn websocket_frames(&mut self, input: &mut BytesMut) {
+        loop {
+            let Codec::WebSocket(decoder) = &mut self.codec else {
+                return;
+            };
+            match decoder.decode(input) {
+                Ok(None) => return,
+                Ok(Some(Message::Text(m) | Message::Binary(m))) => {
+                    self.shard.borrow_mut().client_message(self.id, m);
+                    if !self.alive() {
+                        return;
+                    }
+                }
+                Ok(Some(Message::Ping(payload))) => {
+                    let mut pong = BytesMut::new();
+                    websocket::encode_frame(OpCode::Pong, &payload, &mut pong);
+                    self.push(pong.freeze());
+                }
+                Ok(Some(Message::Pong(_))) => {}
+                Ok(Some(Message::Close(_))) => {
+                    input.clear();
+                    let mut shard = self.shard.borrow_mut();
+                    if let Some(client) = shard.clients.get_mut(&self.id) {
+                        client
+                            .outbox
+                            .push(websocket::close_frame(CloseCode::NORMAL, ""));
+                    }
+                    shard.close_client_after_flush(self.id, CloseCause::Peer);
+                    self.codec = Codec::Done;
+                    return;
+                }
+                Err(e) => {
+                    input.clear();
+                    let cause = match e {
+                        websocket::WsError::Unmasked => "unmasked websocket frame",
+                        websocket::WsError::TooLarge { .. } => "oversize websocket message",
+                        websocket::WsError::InvalidUtf8 => "invalid utf-8 in websocket text",
+                        _ => "websocket protocol error",
+                    };
+                    return self.refuse(cause, &e, websocket::close_frame(e.close_code(), ""));
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, frame: Bytes) {
+        if let Some(client) = self.shard.borrow_mut().clients.get_mut(&self.id) {
+            client.outbox.push(frame);
+        }
+    }
+
+    fn messages<E: std::fmt::Display>(
+        &mut self,
+        input: &mut BytesMut,
+        next: impl Fn(&mut Codec, &mut BytesMut) -> Result<Option<Bytes>, E>,
+    ) {
+        loop {
+            match next(&mut self.codec, input) {
+                Ok(Some(message)) => {
+                    self.shard.borrow_mut().client_message(self.id, message);
+                    if !self.alive() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    input.clear();
+                    return self.refuse("oversize message", &e, Bytes::new());
+                }
+            }
+        }
+    }
+}
+
+impl Peer for ClientPeer {
+    fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
+        let mut shard = self.shard.borrow_mut();
+        shard.clients.get_mut(&self.id).map(|c| f(&mut c.outbox))
+    }
+
+    fn on_input(&mut self, input: &mut BytesMut) {
+        if matches!(self.codec, Codec::Handshake) {
+            self.handshake(input);
+        }
+        match &self.codec {
+            Codec::Handshake => {}
+            Codec::WebSocket(_) => self.websocket_frames(input),
+            Codec::Text(_) => self.messages(input, |codec, input| match codec {
+                Codec::Text(d) => d.decode(input),
+                _ => Ok(None),
+            }),
+            Codec::Frame(_) => self.messages(input, |codec, input| match codec {
+                Codec::Frame(d) => d.decode(input),
+                _ => Ok(None),
+            }),
+            Codec::Raw => {
+                let message = input.split().freeze();
+                self.shard.borrow_mut().client_message(self.id, message);
+            }
+            Codec::Done => input.clear(),
+        }
+    }
+
+    fn on_closed(&mut self, reason: CloseReason) {
+        let mut shard = self.shard.borrow_mut();
+        let requested = shard.clients.get(&self.id).and_then(|c| c.close_cause);
+        let cause = match reason {
+            CloseReason::PeerClosed | CloseReason::Error(_) => requested.unwrap_or(CloseCause::Peer),
+            _ => requested.unwrap_or(CloseCause::Worker),
+        };
+        shard.client_closed(self.id, cause);
+    }
+}

@@ -1,0 +1,99 @@
+//! Worker commands (protocol §2.3, §5.6, §5.7): authentication, then one handler per command
+//! family. Per-client commands for an unknown connection id are ignored, as in GatewayWorker.
+
+mod membership;
+mod query;
+mod send;
+mod session;
+
+use std::rc::Rc;
+
+use gatewire_proto::auth::Auth;
+use gatewire_proto::{Cmd, Packet};
+use tracing::warn;
+
+use crate::gateway::state::Shard;
+use crate::net::Closing;
+
+impl Shard {
+    /// Applies one packet received on inner link `link_id`.
+    pub fn link_packet(&mut self, link_id: u64, packet: Packet) {
+        let Some(link) = self.links.get(&link_id) else {
+            return;
+        };
+        let authorized = link.authorized;
+        let peer = link.peer;
+        let cmd = packet.header.cmd;
+        match cmd {
+            Cmd::WorkerConnect | Cmd::GatewayClientConnect => {
+                let worker = cmd == Cmd::WorkerConnect;
+                match Auth::parse(&packet.body, worker) {
+                    Ok(auth) if auth.secret_matches(&self.settings.secret_key) => {
+                        if let Some(name) = auth.worker_key.filter(|_| worker) {
+                            let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
+                            self.register_worker(link_id, key);
+                        } else if let Some(link) = self.links.get_mut(&link_id) {
+                            link.authorized = true;
+                        }
+                    }
+                    Ok(_) => {
+                        warn!(%peer, "inner link: secret key does not match, closing");
+                        self.stats.unauthorized_links += 1;
+                        self.close_link(link_id);
+                    }
+                    Err(e) => {
+                        warn!(%peer, error = %e, "inner link: bad authentication, closing");
+                        self.stats.bad_inner_packets += 1;
+                        self.close_link(link_id);
+                    }
+                }
+                return;
+            }
+            _ if !authorized => {
+                warn!(%peer, cmd = u8::from(cmd), "unauthorized request on the inner port, closing");
+                self.stats.unauthorized_links += 1;
+                self.close_link(link_id);
+                return;
+            }
+            _ => {}
+        }
+        match cmd {
+            Cmd::SendToOne => self.send_to_one(&packet),
+            Cmd::SendToAll => self.send_to_all(link_id, &packet),
+            Cmd::SendToUid => self.send_to_uid(link_id, &packet),
+            Cmd::SendToGroup => self.send_to_group(link_id, &packet),
+            Cmd::Kick => self.kick(&packet),
+            Cmd::Destroy => self.destroy(&packet),
+            Cmd::BindUid => self.bind_uid(&packet),
+            Cmd::UnbindUid => self.unbind_uid(&packet),
+            Cmd::JoinGroup => self.join_group(&packet),
+            Cmd::LeaveGroup => self.leave_group(&packet),
+            Cmd::Ungroup => self.ungroup(&packet),
+            Cmd::SetSession => self.set_session(&packet),
+            Cmd::UpdateSession => self.update_session(&packet),
+            Cmd::GetSessionByClientId => self.get_session(link_id, &packet),
+            Cmd::GetAllClientSessions => self.get_all_client_sessions(link_id),
+            Cmd::IsOnline => self.is_online(link_id, &packet),
+            Cmd::GetClientIdByUid => self.get_client_id_by_uid(link_id, &packet),
+            Cmd::BatchGetClientIdByUid => self.batch_get_client_id_by_uid(link_id, &packet),
+            Cmd::GetClientSessionsByGroup => self.get_client_sessions_by_group(link_id, &packet),
+            Cmd::GetClientCountByGroup => self.get_client_count_by_group(link_id, &packet),
+            Cmd::BatchGetClientCountByGroup => {
+                self.batch_get_client_count_by_group(link_id, &packet)
+            }
+            Cmd::GetGroupIdList => self.get_group_id_list(link_id),
+            Cmd::Select => self.select(link_id, &packet),
+            other => {
+                warn!(%peer, cmd = u8::from(other), "gateway inner pack err");
+                self.stats.bad_inner_packets += 1;
+            }
+        }
+    }
+
+    /// Closes an inner link at once.
+    pub fn close_link(&mut self, link_id: u64) {
+        if let Some(link) = self.links.get_mut(&link_id) {
+            link.outbox.close(Closing::Now);
+        }
+    }
+}

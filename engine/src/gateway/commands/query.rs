@@ -1,0 +1,158 @@
+//! Queries (protocol §2.4, §5.7): each answers on the link it came in on with
+//! `u32 length + serialize(result)`.
+
+use gatewire_proto::Packet;
+use gatewire_proto::ext::{Select, SelectField, parse_key_list};
+use gatewire_proto::php::{Array, Key, Value, serialize};
+use indexmap::IndexSet;
+
+use crate::gateway::state::{Client, Shard};
+
+impl Shard {
+    fn reply_value(&mut self, link_id: u64, value: Value) {
+        let bytes = serialize(&value);
+        self.reply(link_id, &bytes);
+    }
+
+    fn sessions_of(&self, ids: impl Iterator<Item = u32>) -> Value {
+        let mut out = Array::new();
+        for id in ids {
+            if let Some(c) = self.clients.get(&id) {
+                out.insert(Key::from(id), Value::Str(c.session.clone()));
+            }
+        }
+        Value::Array(out)
+    }
+
+    pub(super) fn get_all_client_sessions(&mut self, link_id: u64) {
+        let mut ids: Vec<u32> = self.clients.keys().copied().collect();
+        ids.sort_unstable();
+        let value = self.sessions_of(ids.into_iter());
+        self.reply_value(link_id, value);
+    }
+
+    pub(super) fn get_client_sessions_by_group(&mut self, link_id: u64, packet: &Packet) {
+        let group = Key::from(packet.ext.clone());
+        let ids: Vec<u32> = self.groups.get(&group).into_iter().flatten().copied().collect();
+        let value = self.sessions_of(ids.into_iter());
+        self.reply_value(link_id, value);
+    }
+
+    pub(super) fn is_online(&mut self, link_id: u64, packet: &Packet) {
+        let online = self.clients.contains_key(&packet.header.connection_id);
+        self.reply_value(link_id, Value::Int(i64::from(online)));
+    }
+
+    fn ids_of_uid(&self, uid: &Key) -> Value {
+        let mut list = Array::new();
+        for &id in self.uids.get(uid).into_iter().flatten() {
+            list.push(Value::from(id));
+        }
+        Value::Array(list)
+    }
+
+    pub(super) fn get_client_id_by_uid(&mut self, link_id: u64, packet: &Packet) {
+        let value = self.ids_of_uid(&Key::from(packet.ext.clone()));
+        self.reply_value(link_id, value);
+    }
+
+    pub(super) fn batch_get_client_id_by_uid(&mut self, link_id: u64, packet: &Packet) {
+        let uids = match parse_key_list(&packet.ext) {
+            Ok(u) => u,
+            Err(e) => return self.bad_ext(link_id, packet, e),
+        };
+        let mut out = Array::new();
+        for uid in uids {
+            let ids = self.ids_of_uid(&uid);
+            out.insert(uid, ids);
+        }
+        self.reply_value(link_id, Value::Array(out));
+    }
+
+    /// ext `""` counts every client of this shard; otherwise the group's size.
+    pub(super) fn get_client_count_by_group(&mut self, link_id: u64, packet: &Packet) {
+        let count = if packet.ext.is_empty() {
+            self.clients.len()
+        } else {
+            self.groups.get(&Key::from(packet.ext.clone())).map_or(0, IndexSet::len)
+        };
+        self.reply_value(link_id, Value::Int(count as i64));
+    }
+
+    pub(super) fn batch_get_client_count_by_group(&mut self, link_id: u64, packet: &Packet) {
+        let groups = match parse_key_list(&packet.ext) {
+            Ok(g) => g,
+            Err(e) => return self.bad_ext(link_id, packet, e),
+        };
+        let mut out = Array::new();
+        for group in groups {
+            let count = self.groups.get(&group).map_or(0, IndexSet::len);
+            out.insert(group, Value::Int(count as i64));
+        }
+        self.reply_value(link_id, Value::Array(out));
+    }
+
+    pub(super) fn get_group_id_list(&mut self, link_id: u64) {
+        let mut list = Array::new();
+        for group in self.groups.keys() {
+            list.push(group.to_value());
+        }
+        self.reply_value(link_id, Value::Array(list));
+    }
+
+    /// `[connection_id => [field => value]]` for the selected connections.
+    pub(super) fn select(&mut self, link_id: u64, packet: &Packet) {
+        let Select { fields, filter } = match Select::parse(&packet.ext) {
+            Ok(s) => s,
+            Err(e) => return self.bad_ext(link_id, packet, e),
+        };
+        let ids: Vec<u32> = match &filter {
+            None => {
+                let mut ids: Vec<u32> = self.clients.keys().copied().collect();
+                ids.sort_unstable();
+                ids
+            }
+            Some(w) => {
+                let mut ids: IndexSet<u32> = IndexSet::new();
+                for group in w.groups.iter().flatten() {
+                    ids.extend(self.groups.get(group).into_iter().flatten().copied());
+                }
+                for uid in w.uids.iter().flatten() {
+                    ids.extend(self.uids.get(uid).into_iter().flatten().copied());
+                }
+                for &id in w.connection_ids.iter().flatten() {
+                    if self.clients.contains_key(&id) {
+                        ids.insert(id);
+                    }
+                }
+                ids.into_iter().collect()
+            }
+        };
+        let mut out = Array::new();
+        for id in ids {
+            if let Some(client) = self.clients.get(&id) {
+                out.insert(Key::from(id), Value::Array(selected_fields(client, &fields)));
+            }
+        }
+        self.reply_value(link_id, Value::Array(out));
+    }
+}
+
+fn selected_fields(client: &Client, fields: &[SelectField]) -> Array {
+    let mut row = Array::new();
+    for field in fields {
+        let value = match field {
+            SelectField::Uid => client.uid.as_ref().map_or(Value::Null, |u| Value::Str(u.to_bytes())),
+            SelectField::Groups => match &client.groups {
+                None => Value::Null,
+                Some(groups) => Value::Array(
+                    groups.iter().map(|g| (g.clone(), Value::Str(g.to_bytes()))).collect(),
+                ),
+            },
+            SelectField::Session => Value::Str(client.session.clone()),
+            SelectField::Other(_) => Value::Null,
+        };
+        row.insert(field.name(), value);
+    }
+    row
+}

@@ -1,0 +1,228 @@
+//! Starting shards: one pinned glommio executor per shard, each calling `unshare(CLONE_FILES)`
+//! before it opens a socket, then running its accept loops, register links and timers. `start`
+//! returns only once every shard has its listeners (or reports the first that failed).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use gatewire_proto::register::{RegisterMessage, gateway_connect_line};
+use tracing::{info, warn};
+
+use crate::config::GatewayConfig;
+use crate::gateway::client::ClientPeer;
+use crate::gateway::link::LinkPeer;
+use crate::gateway::router::Router;
+use crate::gateway::state::{Shard, ShardSettings};
+use crate::net;
+use crate::register::{RegisterLink, keep_registered};
+use crate::system;
+
+/// CMD_PING period towards workers when lan_ip is not loopback.
+const WORKER_PING_EVERY: Duration = Duration::from_secs(25);
+
+/// A running shard's thread.
+#[derive(Debug)]
+pub struct ShardHandle {
+    pub index: usize,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("gateway shard {index}: {message}")]
+    Shard { index: usize, message: String },
+}
+
+/// Starts every shard of the gateway and waits until each has its listeners.
+pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
+    let shards = config.shard_count();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let public = resolve_port(config.listen.addr);
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
+    let mut handles = Vec::with_capacity(shards);
+    for index in 0..shards {
+        let config = config.clone();
+        let ready = ready_tx.clone();
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+            .name(&format!("gw-shard-{index}"))
+            .io_memory(64 * 1024)
+            .ring_depth(4096);
+        let failed = ready.clone();
+        let spawned = builder.spawn(move || async move {
+            run_shard(config, index, public, ready).await;
+        });
+        match spawned {
+            Ok(handle) => handles.push(ShardHandle {
+                index,
+                thread: std::thread::spawn(move || {
+                    if let Err(e) = handle.join() {
+                        warn!(index, error = %e, "shard executor ended with an error");
+                    }
+                }),
+            }),
+            Err(e) => {
+                let _ = failed.send((index, Err(e.to_string())));
+            }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((index, Err(message))) => return Err(StartError::Shard { index, message }),
+            Err(_) => {
+                return Err(StartError::Shard {
+                    index: usize::MAX,
+                    message: "a shard thread ended before reporting".into(),
+                });
+            }
+        }
+    }
+    info!(
+        shards,
+        listen = %config.listen,
+        inner = %format!("{}:{}-{}", config.lan_ip, config.start_port, config.start_port as usize + shards - 1),
+        "gateway ready"
+    );
+    Ok(handles)
+}
+
+/// Port 0 would give every shard a different port; pick one free port for all of them.
+fn resolve_port(addr: SocketAddr) -> SocketAddr {
+    if addr.port() != 0 {
+        return addr;
+    }
+    std::net::TcpListener::bind(addr)
+        .and_then(|l| l.local_addr())
+        .unwrap_or(addr)
+}
+
+async fn run_shard(
+    config: GatewayConfig,
+    index: usize,
+    public: SocketAddr,
+    ready: mpsc::Sender<(usize, Result<(), String>)>,
+) {
+    if let Err(e) = system::unshare_fd_table() {
+        let _ = ready.send((index, Err(format!("unshare(CLONE_FILES): {e}"))));
+        return;
+    }
+    let settings = ShardSettings::new(&config, index, public.port());
+    let inner_addr = SocketAddr::from((settings.lan_ip, settings.inner_port));
+    let public_listener = match net::listen(public, true) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send((index, Err(format!("cannot listen on {}: {e}", config.listen))));
+            return;
+        }
+    };
+    let inner_listener = match net::listen(inner_addr, false) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send((index, Err(format!("cannot listen on inner {inner_addr}: {e}"))));
+            return;
+        }
+    };
+    let seed = (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ u64::from(std::process::id());
+    let shard = Rc::new(RefCell::new(Shard::new(
+        settings.clone(),
+        Router::new(config.router, seed),
+    )));
+
+    let announced = Rc::new(RefCell::new(Announcement {
+        line: gateway_connect_line(&inner_addr.to_string(), &config.secret_key),
+    }));
+    for register in &config.register_address {
+        glommio::spawn_local(keep_registered(*register, announced.clone())).detach();
+    }
+
+    let links = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            match inner_listener.accept().await {
+                Ok(stream) => {
+                    let Ok(peer) = stream.peer_addr() else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let link_id = links.borrow_mut().link_opened(peer);
+                    glommio::spawn_local(net::drive(stream, LinkPeer::new(links.clone(), link_id)))
+                        .detach();
+                }
+                Err(e) => {
+                    warn!(error = %e, "inner accept failed");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+    .detach();
+
+    if let Some(period) = shard.borrow().heartbeat_period() {
+        let beating = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_secs_f64(period)).await;
+                beating.borrow_mut().heartbeat_tick();
+            }
+        })
+        .detach();
+    }
+    if !settings.lan_ip.is_loopback() {
+        let pinging = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(WORKER_PING_EVERY).await;
+                pinging.borrow_mut().ping_workers();
+            }
+        })
+        .detach();
+    }
+
+    let _ = ready.send((index, Ok(())));
+    loop {
+        match public_listener.accept().await {
+            Ok(stream) => {
+                let Ok(remote) = stream.peer_addr() else { continue };
+                let _ = stream.set_nodelay(true);
+                let id = shard.borrow_mut().accept_client(remote);
+                match id {
+                    Some(id) => {
+                        glommio::spawn_local(net::drive(
+                            stream,
+                            ClientPeer::new(shard.clone(), id, remote),
+                        ))
+                        .detach();
+                    }
+                    None => {
+                        crate::log_limit::warn_limited(
+                            "no worker",
+                            "no business worker is connected: client refused",
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                crate::log_limit::warn_limited("accept failed", &format!("accept failed: {e}"));
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The gateway side of a register link: announce the inner address, ignore the rest.
+struct Announcement {
+    line: String,
+}
+
+impl RegisterLink for Announcement {
+    fn hello(&self) -> String {
+        self.line.clone()
+    }
+
+    fn on_message(&mut self, _message: RegisterMessage) {}
+}

@@ -1,0 +1,411 @@
+//! One shard's state, driven without any I/O (the quinn-proto idea): clients with their sessions,
+//! uids and groups, worker links, the router and the counters. The I/O tasks feed it events
+//! (accept, client message, worker packet, close, heartbeat tick) and it queues bytes on outboxes
+//! and wakes their tasks. Tests drive it directly.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use gatewire_proto::php::Key;
+use gatewire_proto::{Cmd, Flags, Header, packet::HEADER_LEN};
+use indexmap::{IndexMap, IndexSet};
+
+use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
+use crate::gateway::router::Router;
+use crate::gateway::stats::{CloseCause, Stats};
+use crate::net::{Closing, Outbox};
+
+/// What a shard needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct ShardSettings {
+    pub index: usize,
+    pub lan_ip: Ipv4Addr,
+    pub inner_port: u16,
+    pub public_port: u16,
+    pub protocol: ClientProtocol,
+    pub secret_key: String,
+    pub send_to_client_buffer_size: usize,
+    pub send_to_worker_buffer_size: usize,
+    pub slow_client_policy: SlowClientPolicy,
+    pub max_message_size: usize,
+    pub max_packet_size: usize,
+    pub ping_interval: f64,
+    pub ping_not_response_limit: u32,
+    pub ping_data: Bytes,
+    pub static_dir: Option<PathBuf>,
+}
+
+impl ShardSettings {
+    pub fn new(config: &GatewayConfig, index: usize, public_port: u16) -> ShardSettings {
+        ShardSettings {
+            index,
+            lan_ip: config.lan_ip,
+            inner_port: config.start_port + index as u16,
+            public_port,
+            protocol: config.listen.protocol,
+            secret_key: config.secret_key.clone(),
+            send_to_client_buffer_size: config.send_to_client_buffer_size,
+            send_to_worker_buffer_size: config.send_to_worker_buffer_size,
+            slow_client_policy: config.slow_client_policy,
+            max_message_size: config.max_message_size,
+            max_packet_size: config.max_packet_size,
+            ping_interval: config.ping_interval,
+            ping_not_response_limit: config.ping_not_response_limit,
+            ping_data: Bytes::from(config.ping_data.clone().into_bytes()),
+            static_dir: config.static_dir.clone(),
+        }
+    }
+}
+
+/// One client connection's state.
+#[derive(Debug)]
+pub struct Client {
+    /// The header every event for this client carries (cmd and flag are set per event).
+    pub header: Header,
+    pub remote: SocketAddr,
+    /// The stored session: opaque serialized bytes, `""` when none.
+    pub session: Bytes,
+    pub uid: Option<Key>,
+    /// `None` until the client first joins a group (SELECT reports null then).
+    pub groups: Option<IndexSet<Key>>,
+    /// Heartbeat counter: -1 right after a message.
+    pub ping_count: i32,
+    /// The worker key this client's events go to.
+    pub worker: Option<Rc<str>>,
+    pub outbox: Outbox,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    /// Why a close was requested, for the counters once the connection is gone.
+    pub close_cause: Option<CloseCause>,
+}
+
+/// An inner connection: a worker, a GatewayClient, or not yet known.
+#[derive(Debug)]
+pub struct Link {
+    pub peer: SocketAddr,
+    pub authorized: bool,
+    /// Set for workers (`"<ip>:<name>:<index>"`): a routing target.
+    pub worker_key: Option<Rc<str>>,
+    pub outbox: Outbox,
+    /// Staging for packet headers, split off into `Bytes` without an allocation per event.
+    staging: BytesMut,
+}
+
+/// The shard.
+#[derive(Debug)]
+pub struct Shard {
+    pub settings: ShardSettings,
+    pub clients: HashMap<u32, Client>,
+    last_connection_id: u32,
+    pub uids: HashMap<Key, IndexSet<u32>>,
+    pub groups: HashMap<Key, IndexSet<u32>>,
+    pub links: HashMap<u64, Link>,
+    next_link_id: u64,
+    /// Workers by key, in connection order: the routing targets.
+    pub workers: IndexMap<Rc<str>, u64>,
+    pub router: Router,
+    pub stats: Stats,
+}
+
+impl Shard {
+    pub fn new(settings: ShardSettings, router: Router) -> Shard {
+        Shard {
+            settings,
+            clients: HashMap::new(),
+            last_connection_id: 0,
+            uids: HashMap::new(),
+            groups: HashMap::new(),
+            links: HashMap::new(),
+            next_link_id: 0,
+            workers: IndexMap::new(),
+            router,
+            stats: Stats::default(),
+        }
+    }
+
+    // ---- clients -----------------------------------------------------------------------------
+
+    /// Registers an accepted client and sends ON_CONNECT. Returns its connection id, or `None` when
+    /// no worker could take the event (the client is then refused, as GatewayWorker does).
+    pub fn accept_client(&mut self, remote: SocketAddr) -> Option<u32> {
+        let id = self.allocate_connection_id();
+        let client_ip = match remote.ip() {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(ip) => ip.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+        };
+        let header = Header {
+            cmd: Cmd::OnConnect,
+            local_ip: self.settings.lan_ip,
+            local_port: self.settings.inner_port,
+            client_ip,
+            client_port: remote.port(),
+            connection_id: id,
+            flag: Flags::SCALAR,
+            gateway_port: self.settings.public_port,
+        };
+        let outbox = match self.settings.protocol {
+            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => Outbox::held(),
+            _ => Outbox::default(),
+        };
+        self.clients.insert(
+            id,
+            Client {
+                header,
+                remote,
+                session: Bytes::new(),
+                uid: None,
+                groups: None,
+                ping_count: -1,
+                worker: None,
+                outbox,
+                messages_in: 0,
+                bytes_in: 0,
+                close_cause: None,
+            },
+        );
+        self.stats.accepted += 1;
+        if self.send_event(id, Cmd::OnConnect, Flags::SCALAR, &Bytes::new()) {
+            Some(id)
+        } else {
+            self.stats.no_worker += 1;
+            self.destroy_client(id, CloseCause::NoWorker);
+            None
+        }
+    }
+
+    /// The next id not in use, starting at 1 and wrapping after u32::MAX (protocol §4).
+    fn allocate_connection_id(&mut self) -> u32 {
+        loop {
+            self.last_connection_id = self.last_connection_id.checked_add(1).unwrap_or(1);
+            if !self.clients.contains_key(&self.last_connection_id) {
+                return self.last_connection_id;
+            }
+        }
+    }
+
+    /// A decoded client message: resets the heartbeat and forwards ON_MESSAGE.
+    pub fn client_message(&mut self, id: u32, message: Bytes) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        client.ping_count = -1;
+        client.messages_in += 1;
+        client.bytes_in += message.len() as u64;
+        self.stats.messages_in += 1;
+        self.stats.bytes_in += message.len() as u64;
+        if !self.send_event(id, Cmd::OnMessage, Flags::SCALAR, &message) {
+            self.stats.no_worker += 1;
+            self.destroy_client(id, CloseCause::NoWorker);
+        }
+    }
+
+    /// The WebSocket handshake's request data (serialized get/server/cookie). Returns false when
+    /// no worker took it (the client is then destroyed).
+    pub fn websocket_connect(&mut self, id: u32, data: Bytes) -> bool {
+        if self.send_event(id, Cmd::OnWebSocketConnect, Flags::default(), &data) {
+            true
+        } else {
+            self.stats.no_worker += 1;
+            self.destroy_client(id, CloseCause::NoWorker);
+            false
+        }
+    }
+
+    /// The client's connection is gone: ON_CLOSE (with the last session) goes out, then the
+    /// client leaves the router and every index.
+    pub fn client_closed(&mut self, id: u32, cause: CloseCause) {
+        if !self.clients.contains_key(&id) {
+            return;
+        }
+        self.send_event(id, Cmd::OnClose, Flags::SCALAR, &Bytes::new());
+        self.forget_client(id, cause);
+    }
+
+    fn forget_client(&mut self, id: u32, cause: CloseCause) {
+        let Some(client) = self.clients.remove(&id) else {
+            return;
+        };
+        if let Some(worker) = &client.worker {
+            self.router.released(worker);
+        }
+        if let Some(uid) = &client.uid {
+            remove_member(&mut self.uids, uid, id);
+        }
+        for group in client.groups.iter().flatten() {
+            remove_member(&mut self.groups, group, id);
+        }
+        self.stats.closed(cause);
+    }
+
+    /// Ends a client at once, dropping its output (CMD_DESTROY, no worker, heartbeat).
+    pub fn destroy_client(&mut self, id: u32, cause: CloseCause) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.outbox.close(Closing::Now);
+        }
+        self.client_closed(id, cause);
+    }
+
+    /// Ends a client after its queued output is written (CMD_KICK, protocol errors).
+    pub fn close_client_after_flush(&mut self, id: u32, cause: CloseCause) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.outbox.close(Closing::AfterFlush);
+            client.close_cause.get_or_insert(cause);
+        }
+    }
+
+    /// Queues an encoded frame for a client, applying the slow-consumer policy.
+    pub fn deliver(&mut self, id: u32, frame: Bytes) {
+        let cap = self.settings.send_to_client_buffer_size;
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.outbox.queued_bytes() + frame.len() > cap && !client.outbox.is_empty() {
+            match self.settings.slow_client_policy {
+                SlowClientPolicy::Drop => {
+                    self.stats.slow_client_drops += 1;
+                }
+                SlowClientPolicy::Close => {
+                    self.stats.slow_client_closes += 1;
+                    self.destroy_client(id, CloseCause::SlowClient);
+                }
+            }
+            return;
+        }
+        self.stats.messages_out += 1;
+        self.stats.bytes_out += frame.len() as u64;
+        client.outbox.push(frame);
+    }
+
+    // ---- worker links ------------------------------------------------------------------------
+
+    /// A new inner connection. Authorized at once when no secret is configured.
+    pub fn link_opened(&mut self, peer: SocketAddr) -> u64 {
+        self.next_link_id += 1;
+        let id = self.next_link_id;
+        self.links.insert(
+            id,
+            Link {
+                peer,
+                authorized: self.settings.secret_key.is_empty(),
+                worker_key: None,
+                outbox: Outbox::default(),
+                staging: BytesMut::new(),
+            },
+        );
+        id
+    }
+
+    /// An inner connection is gone; a worker stops being a routing target.
+    pub fn link_closed(&mut self, link_id: u64) {
+        let Some(link) = self.links.remove(&link_id) else {
+            return;
+        };
+        if let Some(key) = link.worker_key {
+            if self.workers.get(&key) == Some(&link_id) {
+                self.workers.shift_remove(&key);
+                self.router.worker_left(&key);
+            }
+        }
+    }
+
+    /// Makes `link_id` the routing target for `key`, closing a previous holder of the key.
+    pub fn register_worker(&mut self, link_id: u64, key: Rc<str>) {
+        if let Some(old) = self.workers.get(&key).copied() {
+            if old != link_id {
+                if let Some(link) = self.links.get_mut(&old) {
+                    link.worker_key = None;
+                    link.outbox.close(Closing::Now);
+                }
+                self.workers.shift_remove(&key);
+            }
+        }
+        if let Some(link) = self.links.get_mut(&link_id) {
+            link.authorized = true;
+            link.worker_key = Some(key.clone());
+        }
+        self.workers.insert(key.clone(), link_id);
+        self.router.worker_joined(&key);
+    }
+
+    /// Queues a query reply (`u32 length + payload`) on a link.
+    pub fn reply(&mut self, link_id: u64, payload: &[u8]) {
+        if let Some(link) = self.links.get_mut(&link_id) {
+            let mut frame = BytesMut::with_capacity(4 + payload.len());
+            frame.put_u32(payload.len() as u32);
+            frame.put_slice(payload);
+            link.outbox.push(frame.freeze());
+        }
+    }
+
+    /// Sends an event about client `id` to its worker. False when no worker is connected.
+    pub fn send_event(&mut self, id: u32, cmd: Cmd, flag: Flags, body: &Bytes) -> bool {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return false;
+        };
+        let Some((key, link_id)) = self.router.route(&self.workers, &mut client.worker) else {
+            return false;
+        };
+        let header = client.header.with_cmd(cmd, flag);
+        let session = client.session.clone();
+        let cap = self.settings.send_to_worker_buffer_size;
+        let Some(link) = self.links.get_mut(&link_id) else {
+            return false;
+        };
+        if link.outbox.queued_bytes() > cap {
+            self.stats.worker_buffer_drops += 1;
+            tracing::warn!(worker = %key, "worker link buffer full, event dropped");
+            return true;
+        }
+        let Ok(head) = header.encode(session.len(), body.len()) else {
+            return true;
+        };
+        link.push_packet(&head, &session, body);
+        self.stats.events_to_workers += 1;
+        true
+    }
+}
+
+impl Link {
+    /// Queues one packet as header (+ small parts copied alongside) and shared large parts.
+    fn push_packet(&mut self, head: &[u8; HEADER_LEN], ext: &Bytes, body: &Bytes) {
+        const INLINE: usize = 512;
+        self.staging.reserve(HEADER_LEN + INLINE * 2);
+        self.staging.put_slice(head);
+        let ext_inline = ext.len() <= INLINE;
+        if ext_inline {
+            self.staging.put_slice(ext);
+        } else {
+            self.outbox.push(self.staging.split().freeze());
+            self.outbox.push(ext.clone());
+        }
+        if body.len() <= INLINE {
+            self.staging.put_slice(body);
+            self.outbox.push(self.staging.split().freeze());
+        } else {
+            if !self.staging.is_empty() {
+                self.outbox.push(self.staging.split().freeze());
+            }
+            self.outbox.push(body.clone());
+        }
+    }
+}
+
+fn remove_member(index: &mut HashMap<Key, IndexSet<u32>>, key: &Key, id: u32) {
+    if let Some(members) = index.get_mut(key) {
+        members.shift_remove(&id);
+        if members.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+pub(crate) fn add_member(index: &mut HashMap<Key, IndexSet<u32>>, key: Key, id: u32) {
+    index.entry(key).or_default().insert(id);
+}
+
+pub(crate) fn remove_index_member(index: &mut HashMap<Key, IndexSet<u32>>, key: &Key, id: u32) {
+    remove_member(index, key, id);
+}

@@ -1,0 +1,159 @@
+//! The connection driver: one task per connection, no separate reader and writer. Each wake-up it
+//! writes what the [`Outbox`] holds (gathered with `sendmsg`, up to 64 frames per call), then reads
+//! into a stack buffer and hands the bytes to the [`Peer`]. An idle connection therefore holds no
+//! read buffer at all: only its task and its poll registration.
+
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+use super::outbox::{Closing, Outbox};
+
+/// Reads done in one wake-up before yielding to other connections.
+const READS_PER_WAKE: usize = 16;
+/// Size of the on-stack read chunk.
+const READ_CHUNK: usize = 16 * 1024;
+/// Frames gathered into one `sendmsg`.
+const MAX_IOV: usize = 64;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side.
+    PeerClosed,
+    /// Closed on request after its output was written (a kick, a protocol error reply).
+    Flushed,
+    /// Closed on request at once (a destroy).
+    Destroyed,
+    /// The owner no longer knows this connection.
+    Gone,
+    /// A socket error.
+    Error(io::ErrorKind),
+}
+
+/// The protocol side of a connection.
+pub trait Peer {
+    /// Runs `f` on this connection's outbox; `None` when the owner has dropped the connection.
+    fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R>;
+    /// New bytes were appended to `input`: take every complete unit off its front. To refuse the
+    /// input, queue any last words and close the outbox.
+    fn on_input(&mut self, input: &mut BytesMut);
+    /// The connection is over; called exactly once.
+    fn on_closed(&mut self, reason: CloseReason);
+}
+
+/// Runs the connection until it ends, then tells the peer why.
+pub async fn drive<P: Peer>(mut stream: TcpStream, mut peer: P) {
+    let mut input = BytesMut::new();
+    let reason = poll_fn(|cx| poll_connection(&mut stream, &mut input, &mut peer, cx)).await;
+    peer.on_closed(reason);
+}
+
+fn poll_connection<P: Peer>(
+    stream: &mut TcpStream,
+    input: &mut BytesMut,
+    peer: &mut P,
+    cx: &mut Context<'_>,
+) -> Poll<CloseReason> {
+    let fd = stream.as_raw_fd();
+    let mut reads = 0;
+    loop {
+        let flushed = peer.with_outbox(|outbox| {
+            outbox.set_waker(cx.waker());
+            let result = flush(fd, stream, outbox, cx);
+            (result, outbox.closing(), outbox.is_empty())
+        });
+        match flushed {
+            None => return Poll::Ready(CloseReason::Gone),
+            Some((Err(e), _, _)) => return Poll::Ready(CloseReason::Error(e.kind())),
+            Some((Ok(_), Some(Closing::Now), _)) => return Poll::Ready(CloseReason::Destroyed),
+            Some((Ok(_), Some(Closing::AfterFlush), true)) => {
+                return Poll::Ready(CloseReason::Flushed);
+            }
+            // Closing after a flush that is still blocked: stop reading, wait for writability.
+            Some((Ok(_), Some(Closing::AfterFlush), false)) => return Poll::Pending,
+            Some((Ok(_), None, _)) => {}
+        }
+        if reads == READS_PER_WAKE {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        match Pin::new(&mut *stream).poll_read(cx, &mut chunk) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(0)) => return Poll::Ready(CloseReason::PeerClosed),
+            Poll::Ready(Ok(n)) => {
+                reads += 1;
+                input.extend_from_slice(&chunk[..n]);
+                peer.on_input(input);
+                if input.is_empty() && input.capacity() > READ_CHUNK {
+                    // Give back what a burst grew; idle connections keep no buffer.
+                    *input = BytesMut::new();
+                }
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(CloseReason::Error(e.kind())),
+        }
+    }
+}
+
+/// Writes as much of the outbox as the socket takes. `Ok(true)` when the socket is full (a
+/// writability wake-up is registered), `Ok(false)` when nothing is left to write.
+fn flush(
+    fd: RawFd,
+    stream: &mut TcpStream,
+    outbox: &mut Outbox,
+    cx: &mut Context<'_>,
+) -> io::Result<bool> {
+    loop {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut count = 0;
+        for slice in outbox.pending_slices(MAX_IOV) {
+            iov[count] = libc::iovec {
+                iov_base: slice.as_ptr() as *mut libc::c_void,
+                iov_len: slice.len(),
+            };
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(false);
+        }
+        // SAFETY: a zeroed msghdr is valid; we set only the iovec array, which points at `count`
+        // initialised iovecs over live slices borrowed from `outbox` for the duration of the call.
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = count;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        if sent >= 0 {
+            outbox.consume(sent as usize);
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => {
+                // Let glommio arm a writability wake-up (it may also manage to write a little).
+                let polled = {
+                    let first = outbox.pending_slices(1).next().unwrap_or_default();
+                    Pin::new(&mut *stream).poll_write(cx, first)
+                };
+                match polled {
+                    Poll::Ready(Ok(n)) => outbox.consume(n),
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => return Ok(true),
+                }
+            }
+            _ => return Err(err),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The client side of the Register, used by gateway shards (and workers): keep one connection to
+//! each register, say hello on every (re)connect, pass on what the register says, ping every 25 s
+//! unless the register is on 127.0.0.1, and reconnect 1 s after any drop.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use gatewire_proto::line::LineDecoder;
+use gatewire_proto::register::{RegisterMessage, ping_line};
+use glommio::net::TcpStream;
+use tracing::{debug, warn};
+
+use crate::net::{self, CloseReason, Closing, Outbox, Peer};
+
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+const PING_EVERY: Duration = Duration::from_secs(25);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_LINE: usize = 10 * 1024 * 1024;
+
+/// What to say to a register and what to do with its answers.
+pub trait RegisterLink: 'static {
+    /// The hello line (with its newline), sent after every connect.
+    fn hello(&self) -> String;
+    /// A message from the register.
+    fn on_message(&mut self, message: RegisterMessage);
+}
+
+/// Keeps a connection to the register at `addr` forever.
+pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell<L>>) {
+    let ping = !addr.ip().to_string().starts_with("127.0.0.1");
+    loop {
+        match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
+            Ok(stream) => {
+                debug!(%addr, "connected to register");
+                let outbox = Rc::new(RefCell::new(Outbox::default()));
+                outbox
+                    .borrow_mut()
+                    .push(Bytes::from(link.borrow().hello()));
+                let pinger = ping.then(|| {
+                    let outbox = Rc::downgrade(&outbox);
+                    glommio::spawn_local(async move {
+                        loop {
+                            glommio::timer::sleep(PING_EVERY).await;
+                            let Some(o) = outbox.upgrade() else { return };
+                            o.borrow_mut().push(Bytes::from_static(ping_line().as_bytes()));
+                        }
+                    })
+                });
+                let peer = AnnouncerPeer {
+                    outbox,
+                    link: link.clone(),
+                    lines: LineDecoder::new(MAX_LINE),
+                };
+                net::drive(stream, peer).await;
+                if let Some(task) = pinger {
+                    drop(task.cancel());
+                }
+                warn!(%addr, "register connection lost, reconnecting in 1 s");
+            }
+            Err(e) => debug!(%addr, error = %e, "register connect failed, retrying in 1 s"),
+        }
+        glommio::timer::sleep(RECONNECT_AFTER).await;
+    }
+}
+
+struct AnnouncerPeer<L> {
+    outbox: Rc<RefCell<Outbox>>,
+    link: Rc<RefCell<L>>,
+    lines: LineDecoder,
+}
+
+impl<L: RegisterLink> Peer for AnnouncerPeer<L> {
+    fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
+        Some(f(&mut self.outbox.borrow_mut()))
+    }
+
+    fn on_input(&mut self, input: &mut BytesMut) {
+        loop {
+            match self.lines.decode(input) {
+                Ok(Some(line)) => match RegisterMessage::parse(&line) {
+                    Ok(message) => self.link.borrow_mut().on_message(message),
+                    Err(e) => warn!(error = %e, "register said something unreadable"),
+                },
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "register line too long");
+                    input.clear();
+                    self.outbox.borrow_mut().close(Closing::Now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_closed(&mut self, _reason: CloseReason) {}
+}
