@@ -139,9 +139,7 @@ fn start(config: &Config, roles: &[Role]) -> Result<(), String> {
     Ok(())
 }
 
-fn start_register(
-    config: config::RegisterConfig,
-) -> Result<std::thread::JoinHandle<()>, String> {
+fn start_register(config: config::RegisterConfig) -> Result<std::thread::JoinHandle<()>, String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let listen = config.listen;
     let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)

@@ -293,7 +293,12 @@ pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
             toml::Value::Table(t) => {
                 t.insert(field.to_owned(), value);
             }
-            _ => return Err(invalid("--set", format!("{key}: {section} is not a section"))),
+            _ => {
+                return Err(invalid(
+                    "--set",
+                    format!("{key}: {section} is not a section"),
+                ));
+            }
         }
     }
     let origin = if overrides.is_empty() {
@@ -326,7 +331,10 @@ impl Config {
         if g.listen.protocol == ClientProtocol::SecureWebSocket
             && (g.tls_cert.is_none() || g.tls_key.is_none())
         {
-            return Err("gateway.listen is wss:// but gateway.tls_cert or gateway.tls_key is not set".into());
+            return Err(
+                "gateway.listen is wss:// but gateway.tls_cert or gateway.tls_key is not set"
+                    .into(),
+            );
         }
         if g.register_address.is_empty() {
             return Err("gateway.register_address is empty".into());

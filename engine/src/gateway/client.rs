@@ -84,7 +84,11 @@ impl ClientPeer {
             Ok(None) => return,
             Err(e) => {
                 input.clear();
-                return self.refuse("bad websocket handshake", &e, Bytes::from_static(e.response()));
+                return self.refuse(
+                    "bad websocket handshake",
+                    &e,
+                    Bytes::from_static(e.response()),
+                );
             }
         };
         input.advance(used);
@@ -105,7 +109,11 @@ impl ClientPeer {
             Ok(accept) => accept,
             Err(e) => {
                 input.clear();
-                return self.refuse("bad websocket handshake", &e, Bytes::from_static(e.response()));
+                return self.refuse(
+                    "bad websocket handshake",
+                    &e,
+                    Bytes::from_static(e.response()),
+                );
             }
         };
         let mut shard = self.shard.borrow_mut();
@@ -232,7 +240,9 @@ impl Peer for ClientPeer {
         let mut shard = self.shard.borrow_mut();
         let requested = shard.clients.get(&self.id).and_then(|c| c.close_cause);
         let cause = match reason {
-            CloseReason::PeerClosed | CloseReason::Error(_) => requested.unwrap_or(CloseCause::Peer),
+            CloseReason::PeerClosed | CloseReason::Error(_) => {
+                requested.unwrap_or(CloseCause::Peer)
+            }
             _ => requested.unwrap_or(CloseCause::Worker),
         };
         shard.client_closed(self.id, cause);

@@ -31,7 +31,11 @@ pub fn client_frame(
 }
 
 /// The message bytes before protocol encoding.
-fn message_bytes(protocol: ClientProtocol, flag: Flags, body: &Bytes) -> Result<Bytes, EncodeError> {
+fn message_bytes(
+    protocol: ClientProtocol,
+    flag: Flags,
+    body: &Bytes,
+) -> Result<Bytes, EncodeError> {
     if flag.body_is_scalar() {
         return Ok(body.clone());
     }

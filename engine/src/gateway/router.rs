@@ -119,7 +119,11 @@ mod tests {
         let mut c3 = None;
         assert_eq!(router.route(&ws, &mut c1).unwrap().1, 1);
         assert_eq!(router.route(&ws, &mut c2).unwrap().1, 2);
-        assert_eq!(router.route(&ws, &mut c3).unwrap().1, 1, "tie goes to the earliest");
+        assert_eq!(
+            router.route(&ws, &mut c3).unwrap().1,
+            1,
+            "tie goes to the earliest"
+        );
         assert_eq!(router.route(&ws, &mut c2).unwrap().1, 2, "sticky");
         router.released(c1.as_ref().unwrap());
         router.released(c3.as_ref().unwrap());

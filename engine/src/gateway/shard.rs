@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use glommio::{LocalExecutorBuilder, Placement};
 use gatewire_proto::register::{RegisterMessage, gateway_connect_line};
+use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
 use crate::config::GatewayConfig;
@@ -117,19 +117,25 @@ async fn run_shard(
     let public_listener = match net::listen(public, true) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send((index, Err(format!("cannot listen on {}: {e}", config.listen))));
+            let _ = ready.send((
+                index,
+                Err(format!("cannot listen on {}: {e}", config.listen)),
+            ));
             return;
         }
     };
     let inner_listener = match net::listen(inner_addr, false) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send((index, Err(format!("cannot listen on inner {inner_addr}: {e}"))));
+            let _ = ready.send((
+                index,
+                Err(format!("cannot listen on inner {inner_addr}: {e}")),
+            ));
             return;
         }
     };
-    let seed = (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ u64::from(std::process::id());
+    let seed =
+        (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id());
     let shard = Rc::new(RefCell::new(Shard::new(
         settings.clone(),
         Router::new(config.router, seed),
@@ -147,7 +153,9 @@ async fn run_shard(
         loop {
             match inner_listener.accept().await {
                 Ok(stream) => {
-                    let Ok(peer) = stream.peer_addr() else { continue };
+                    let Ok(peer) = stream.peer_addr() else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let link_id = links.borrow_mut().link_opened(peer);
                     glommio::spawn_local(net::drive(stream, LinkPeer::new(links.clone(), link_id)))
@@ -187,7 +195,9 @@ async fn run_shard(
     loop {
         match public_listener.accept().await {
             Ok(stream) => {
-                let Ok(remote) = stream.peer_addr() else { continue };
+                let Ok(remote) = stream.peer_addr() else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let id = shard.borrow_mut().accept_client(remote);
                 match id {

@@ -18,7 +18,11 @@ pub fn respond(static_dir: Option<&Path>, request: &HandshakeRequest) -> Bytes {
 }
 
 fn not_found() -> Bytes {
-    response("404 Not Found", "text/plain; charset=utf-8", b"404 Not Found\n")
+    response(
+        "404 Not Found",
+        "text/plain; charset=utf-8",
+        b"404 Not Found\n",
+    )
 }
 
 fn response(status: &str, content_type: &str, body: &[u8]) -> Bytes {

@@ -110,7 +110,13 @@ impl Outbox {
             .skip(skip)
             .take(max)
             .enumerate()
-            .map(|(i, f)| if i == 0 { &f[self.front_offset..] } else { &f[..] })
+            .map(|(i, f)| {
+                if i == 0 {
+                    &f[self.front_offset..]
+                } else {
+                    &f[..]
+                }
+            })
     }
 
     /// Records that `n` bytes from the front were written.

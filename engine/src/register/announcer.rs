@@ -36,16 +36,15 @@ pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell
             Ok(stream) => {
                 debug!(%addr, "connected to register");
                 let outbox = Rc::new(RefCell::new(Outbox::default()));
-                outbox
-                    .borrow_mut()
-                    .push(Bytes::from(link.borrow().hello()));
+                outbox.borrow_mut().push(Bytes::from(link.borrow().hello()));
                 let pinger = ping.then(|| {
                     let outbox = Rc::downgrade(&outbox);
                     glommio::spawn_local(async move {
                         loop {
                             glommio::timer::sleep(PING_EVERY).await;
                             let Some(o) = outbox.upgrade() else { return };
-                            o.borrow_mut().push(Bytes::from_static(ping_line().as_bytes()));
+                            o.borrow_mut()
+                                .push(Bytes::from_static(ping_line().as_bytes()));
                         }
                     })
                 });

@@ -89,7 +89,10 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig) {
                 continue;
             }
         };
-        let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let remote = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let id = {
             let mut b = book.borrow_mut();
             b.next_id += 1;

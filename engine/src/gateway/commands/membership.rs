@@ -10,7 +10,10 @@ use crate::gateway::state::{Shard, add_member, remove_index_member};
 /// The uid or group named by a raw ext, unless PHP would treat it as empty.
 fn name(packet: &Packet, what: &str) -> Option<Key> {
     if !Value::Str(packet.ext.clone()).is_truthy() {
-        warn!("{what} {:?} is empty and was refused", String::from_utf8_lossy(&packet.ext));
+        warn!(
+            "{what} {:?} is empty and was refused",
+            String::from_utf8_lossy(&packet.ext)
+        );
         return None;
     }
     Some(Key::from(packet.ext.clone()))
@@ -19,8 +22,12 @@ fn name(packet: &Packet, what: &str) -> Option<Key> {
 impl Shard {
     pub(super) fn bind_uid(&mut self, packet: &Packet) {
         let id = packet.header.connection_id;
-        let Some(uid) = name(packet, "uid") else { return };
-        let Some(client) = self.clients.get_mut(&id) else { return };
+        let Some(uid) = name(packet, "uid") else {
+            return;
+        };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
         if let Some(old) = client.uid.replace(uid.clone()) {
             remove_index_member(&mut self.uids, &old, id);
         }
@@ -29,7 +36,9 @@ impl Shard {
 
     pub(super) fn unbind_uid(&mut self, packet: &Packet) {
         let id = packet.header.connection_id;
-        let Some(client) = self.clients.get_mut(&id) else { return };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
         if let Some(old) = client.uid.take() {
             remove_index_member(&mut self.uids, &old, id);
         }
@@ -37,16 +46,24 @@ impl Shard {
 
     pub(super) fn join_group(&mut self, packet: &Packet) {
         let id = packet.header.connection_id;
-        let Some(group) = name(packet, "group") else { return };
-        let Some(client) = self.clients.get_mut(&id) else { return };
+        let Some(group) = name(packet, "group") else {
+            return;
+        };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
         client.groups.get_or_insert_default().insert(group.clone());
         add_member(&mut self.groups, group, id);
     }
 
     pub(super) fn leave_group(&mut self, packet: &Packet) {
         let id = packet.header.connection_id;
-        let Some(group) = name(packet, "group") else { return };
-        let Some(client) = self.clients.get_mut(&id) else { return };
+        let Some(group) = name(packet, "group") else {
+            return;
+        };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
         if let Some(groups) = client.groups.as_mut() {
             groups.shift_remove(&group);
         }
@@ -55,8 +72,12 @@ impl Shard {
 
     /// Dissolves a group; its members stay connected.
     pub(super) fn ungroup(&mut self, packet: &Packet) {
-        let Some(group) = name(packet, "group") else { return };
-        let Some(members) = self.groups.remove(&group) else { return };
+        let Some(group) = name(packet, "group") else {
+            return;
+        };
+        let Some(members) = self.groups.remove(&group) else {
+            return;
+        };
         for id in members {
             if let Some(groups) = self.clients.get_mut(&id).and_then(|c| c.groups.as_mut()) {
                 groups.shift_remove(&group);

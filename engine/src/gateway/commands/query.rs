@@ -33,7 +33,13 @@ impl Shard {
 
     pub(super) fn get_client_sessions_by_group(&mut self, link_id: u64, packet: &Packet) {
         let group = Key::from(packet.ext.clone());
-        let ids: Vec<u32> = self.groups.get(&group).into_iter().flatten().copied().collect();
+        let ids: Vec<u32> = self
+            .groups
+            .get(&group)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
         let value = self.sessions_of(ids.into_iter());
         self.reply_value(link_id, value);
     }
@@ -74,7 +80,9 @@ impl Shard {
         let count = if packet.ext.is_empty() {
             self.clients.len()
         } else {
-            self.groups.get(&Key::from(packet.ext.clone())).map_or(0, IndexSet::len)
+            self.groups
+                .get(&Key::from(packet.ext.clone()))
+                .map_or(0, IndexSet::len)
         };
         self.reply_value(link_id, Value::Int(count as i64));
     }
@@ -131,7 +139,10 @@ impl Shard {
         let mut out = Array::new();
         for id in ids {
             if let Some(client) = self.clients.get(&id) {
-                out.insert(Key::from(id), Value::Array(selected_fields(client, &fields)));
+                out.insert(
+                    Key::from(id),
+                    Value::Array(selected_fields(client, &fields)),
+                );
             }
         }
         self.reply_value(link_id, Value::Array(out));
@@ -142,11 +153,17 @@ fn selected_fields(client: &Client, fields: &[SelectField]) -> Array {
     let mut row = Array::new();
     for field in fields {
         let value = match field {
-            SelectField::Uid => client.uid.as_ref().map_or(Value::Null, |u| Value::Str(u.to_bytes())),
+            SelectField::Uid => client
+                .uid
+                .as_ref()
+                .map_or(Value::Null, |u| Value::Str(u.to_bytes())),
             SelectField::Groups => match &client.groups {
                 None => Value::Null,
                 Some(groups) => Value::Array(
-                    groups.iter().map(|g| (g.clone(), Value::Str(g.to_bytes()))).collect(),
+                    groups
+                        .iter()
+                        .map(|g| (g.clone(), Value::Str(g.to_bytes())))
+                        .collect(),
                 ),
             },
             SelectField::Session => Value::Str(client.session.clone()),

@@ -1,0 +1,342 @@
+//! Test harness: starts real `gatewire` processes on free ports and talks to them through real
+//! sockets — a test worker built on gatewire-proto, query connections, WebSocket clients.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use gatewire_proto::auth::{gateway_client_connect_body, worker_connect_body};
+use gatewire_proto::query_reply::QueryReplyDecoder;
+use gatewire_proto::{Cmd, Flags, Header, Packet, PacketDecoder};
+use tungstenite::stream::MaybeTlsStream;
+
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` consecutive free ports (for a gateway's inner ports).
+pub fn free_port_range(n: u16) -> u16 {
+    'search: for _ in 0..200 {
+        let start = free_port();
+        if start as u32 + n as u32 > 60000 {
+            continue;
+        }
+        let mut held = Vec::new();
+        for p in start..start + n {
+            match TcpListener::bind(("127.0.0.1", p)) {
+                Ok(l) => held.push(l),
+                Err(_) => continue 'search,
+            }
+        }
+        return start;
+    }
+    panic!("no free port range of {n}");
+}
+
+/// A running `gatewire` process, killed when dropped.
+pub struct Gatewire {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub register: SocketAddr,
+    pub public: SocketAddr,
+    pub start_port: u16,
+    pub shards: u16,
+}
+
+/// Options for a test deployment.
+pub struct Setup {
+    pub shards: u16,
+    pub secret: &'static str,
+    pub extra: String,
+    pub roles: &'static str,
+    pub register_port: Option<u16>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            shards: 1,
+            secret: "",
+            extra: String::new(),
+            roles: "register,gateway",
+            register_port: None,
+        }
+    }
+}
+
+impl Gatewire {
+    pub fn start(setup: Setup) -> Gatewire {
+        let dir = tempfile::tempdir().unwrap();
+        let register_port = setup.register_port.unwrap_or_else(free_port);
+        let public_port = free_port();
+        let start_port = free_port_range(setup.shards);
+        let config = format!(
+            "[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
+             [gateway]\nlisten = \"websocket://127.0.0.1:{public_port}\"\nstart_port = {start_port}\n\
+             shards = {shards}\nregister_address = \"127.0.0.1:{register_port}\"\n\
+             secret_key = \"{secret}\"\n{extra}\n",
+            secret = setup.secret,
+            shards = setup.shards,
+            extra = setup.extra,
+        );
+        let path = dir.path().join("gatewire.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+            .args(["start", "-c"])
+            .arg(&path)
+            .args(["--role", setup.roles])
+            .current_dir(dir.path())
+            .env("GATEWIRE_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let gw = Gatewire {
+            child,
+            dir,
+            register: SocketAddr::from(([127, 0, 0, 1], register_port)),
+            public: SocketAddr::from(([127, 0, 0, 1], public_port)),
+            start_port,
+            shards: setup.shards,
+        };
+        if setup.roles.contains("gateway") {
+            for i in 0..setup.shards {
+                wait_listening(gw.inner(i));
+            }
+            wait_listening(gw.public);
+        }
+        if setup.roles.contains("register") {
+            wait_listening(gw.register);
+        }
+        gw
+    }
+
+    pub fn inner(&self, shard: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.start_port + shard))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Connects a worker to every shard and waits until each accepted it.
+    pub fn workers(&self, name: &str, secret: &str) -> Vec<TestWorker> {
+        (0..self.shards)
+            .map(|i| TestWorker::connect(self.inner(i), &format!("{name}:0"), secret))
+            .collect()
+    }
+}
+
+impl Drop for Gatewire {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{addr} never started listening");
+}
+
+/// Polls `check` until it holds or 5 s pass.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// A business worker speaking GatewayProtocol over a blocking socket.
+pub struct TestWorker {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    decoder: PacketDecoder,
+}
+
+impl TestWorker {
+    /// Connects, sends CMD_WORKER_CONNECT, and waits until the gateway routes to it (a first
+    /// client would otherwise race the registration).
+    pub fn connect(addr: SocketAddr, worker_key: &str, secret: &str) -> TestWorker {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut w = TestWorker {
+            stream,
+            buf: BytesMut::new(),
+            decoder: PacketDecoder::default(),
+        };
+        w.send(Packet::new(
+            Header::command(Cmd::WorkerConnect).with_cmd(Cmd::WorkerConnect, Flags::SCALAR),
+            "",
+            worker_connect_body(worker_key, secret),
+        ));
+        // The gateway gives no ack: a query on a second connection is answered only after the
+        // gateway processed everything before it on its loop, including this link's hello.
+        let _ = try_query(addr, secret, Cmd::GetClientCountByGroup, 0, "");
+        w
+    }
+
+    pub fn send(&mut self, packet: Packet) {
+        self.stream.write_all(&packet.to_bytes().unwrap()).unwrap();
+    }
+
+    /// A per-client command with a string body.
+    pub fn command(&mut self, cmd: Cmd, connection_id: u32, ext: &str, body: &str) {
+        self.send(Packet::new(
+            Header::for_connection(cmd, connection_id, Flags::SCALAR),
+            ext.to_owned(),
+            body.to_owned(),
+        ));
+    }
+
+    /// The next packet, skipping CMD_PING; panics after the timeout.
+    pub fn next(&mut self) -> Packet {
+        self.try_next().expect("worker got no event in time")
+    }
+
+    pub fn try_next(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(p) = self.decoder.decode(&mut self.buf).unwrap() {
+                if p.header.cmd == Cmd::Ping {
+                    continue;
+                }
+                return Some(p);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next event of `cmd`, skipping others.
+    pub fn expect(&mut self, cmd: Cmd) -> Packet {
+        loop {
+            let p = self.next();
+            if p.header.cmd == cmd {
+                return p;
+            }
+        }
+    }
+
+    /// Whether the gateway closed this link within `wait`.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut chunk = [0u8; 1024];
+        let closed = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        closed
+    }
+}
+
+/// One query on a fresh connection (with the 202 prefix when a secret is set); the raw payload.
+pub fn query(addr: SocketAddr, secret: &str, cmd: Cmd, connection_id: u32, ext: &str) -> Vec<u8> {
+    try_query(addr, secret, cmd, connection_id, ext).expect("query reply")
+}
+
+/// [`query`], or `None` when the gateway closes the connection instead of answering.
+pub fn try_query(
+    addr: SocketAddr,
+    secret: &str,
+    cmd: Cmd,
+    connection_id: u32,
+    ext: &str,
+) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut out = Vec::new();
+    if !secret.is_empty() {
+        let auth = Packet::new(
+            Header::for_connection(Cmd::GatewayClientConnect, 0, Flags::SCALAR),
+            "",
+            gateway_client_connect_body(secret),
+        );
+        out.extend_from_slice(&auth.to_bytes().unwrap());
+    }
+    let request = Packet::new(
+        Header::for_connection(cmd, connection_id, Flags::SCALAR),
+        ext.to_owned(),
+        "",
+    );
+    out.extend_from_slice(&request.to_bytes().unwrap());
+    stream.write_all(&out).unwrap();
+    let mut decoder = QueryReplyDecoder::default();
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(reply) = decoder.decode(&mut buf).ok()? {
+            return Some(reply.to_vec());
+        }
+        let mut chunk = [0u8; 65536];
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+pub fn query_text(addr: SocketAddr, cmd: Cmd, connection_id: u32, ext: &str) -> String {
+    String::from_utf8(query(addr, "", cmd, connection_id, ext)).unwrap()
+}
+
+pub type Ws = tungstenite::WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client connected to `addr` with request target `path`.
+pub fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let url = format!("ws://{addr}{path}");
+    let (ws, _) = tungstenite::client::client(url, MaybeTlsStream::Plain(stream)).unwrap();
+    ws
+}
+
+/// The next text/binary message of a WebSocket client as a string.
+pub fn ws_read(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().expect("websocket message") {
+            tungstenite::Message::Text(t) => return t.to_string(),
+            tungstenite::Message::Binary(b) => return String::from_utf8_lossy(&b).into_owned(),
+            _ => continue,
+        }
+    }
+}
+
+/// The connection id a worker saw in the client's ON_CONNECT.
+pub fn connection_id(p: &Packet) -> u32 {
+    p.header.connection_id
+}
+
+pub fn localhost() -> Ipv4Addr {
+    Ipv4Addr::LOCALHOST
+}
