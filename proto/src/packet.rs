@@ -156,6 +156,10 @@ impl Flags {
     pub const BODY_IS_SCALAR: u8 = 0x01;
     /// Send the body to the client verbatim, without the client protocol's encoding.
     pub const NOT_CALL_ENCODE: u8 = 0x02;
+    /// gatewire extension. On `CMD_ON_MESSAGE`: the client sent a binary WebSocket message. On
+    /// sends: encode as a binary WebSocket frame. PHP peers only read bits 0 and 1, so they
+    /// ignore it in both directions.
+    pub const BINARY: u8 = 0x04;
 
     /// Flags for a raw string body: what PHP sets for every string message.
     pub const SCALAR: Flags = Flags(Self::BODY_IS_SCALAR);
@@ -166,6 +170,19 @@ impl Flags {
 
     pub fn not_call_encode(self) -> bool {
         self.0 & Self::NOT_CALL_ENCODE != 0
+    }
+
+    pub fn binary(self) -> bool {
+        self.0 & Self::BINARY != 0
+    }
+
+    /// These flags with `BINARY` set or cleared.
+    pub fn with_binary(self, binary: bool) -> Flags {
+        if binary {
+            Flags(self.0 | Self::BINARY)
+        } else {
+            Flags(self.0 & !Self::BINARY)
+        }
     }
 
     /// These flags with `NOT_CALL_ENCODE` set or cleared.

@@ -140,9 +140,13 @@ impl ClientPeer {
             };
             match decoder.decode(input) {
                 Ok(None) => return,
-                Ok(Some(Message::Text(m) | Message::Binary(m))) => {
-                    self.shard.borrow_mut().client_message(self.id, m);
-                    if !self.alive() {
+                Ok(Some(Message::Text(m))) => {
+                    if !self.forward(m, false) {
+                        return;
+                    }
+                }
+                Ok(Some(Message::Binary(m))) => {
+                    if !self.forward(m, true) {
                         return;
                     }
                 }
@@ -178,6 +182,14 @@ impl ClientPeer {
         }
     }
 
+    /// Hands a message to the shard; false when the client is gone (no worker took it).
+    fn forward(&mut self, message: Bytes, binary: bool) -> bool {
+        self.shard
+            .borrow_mut()
+            .client_message(self.id, message, binary);
+        self.alive()
+    }
+
     fn push(&mut self, frame: Bytes) {
         if let Some(client) = self.shard.borrow_mut().clients.get_mut(&self.id) {
             client.outbox.push(frame);
@@ -192,8 +204,7 @@ impl ClientPeer {
         loop {
             match next(&mut self.codec, input) {
                 Ok(Some(message)) => {
-                    self.shard.borrow_mut().client_message(self.id, message);
-                    if !self.alive() {
+                    if !self.forward(message, false) {
                         return;
                     }
                 }
@@ -230,7 +241,9 @@ impl Peer for ClientPeer {
             }),
             Codec::Raw => {
                 let message = input.split().freeze();
-                self.shard.borrow_mut().client_message(self.id, message);
+                self.shard
+                    .borrow_mut()
+                    .client_message(self.id, message, false);
             }
             Codec::Done => input.clear(),
         }

@@ -27,6 +27,11 @@ pub fn client_frame(
         return Ok(body.clone());
     }
     let payload = message_bytes(protocol, flag, body)?;
+    if flag.binary() && is_websocket(protocol) {
+        let mut out = BytesMut::with_capacity(payload.len() + 10);
+        websocket::encode_frame(websocket::OpCode::Binary, &payload, &mut out);
+        return Ok(out.freeze());
+    }
     Ok(encode_message(protocol, &payload))
 }
 
@@ -53,6 +58,13 @@ fn message_bytes(
             _ => return Err(EncodeError::NotScalar(protocol)),
         },
     })
+}
+
+fn is_websocket(protocol: ClientProtocol) -> bool {
+    matches!(
+        protocol,
+        ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket
+    )
 }
 
 /// Protocol-encodes one message.

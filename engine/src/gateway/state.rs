@@ -186,8 +186,9 @@ impl Shard {
         }
     }
 
-    /// A decoded client message: resets the heartbeat and forwards ON_MESSAGE.
-    pub fn client_message(&mut self, id: u32, message: Bytes) {
+    /// A decoded client message: resets the heartbeat and forwards ON_MESSAGE (`binary` sets the
+    /// gatewire `BINARY` flag bit, which PHP workers ignore).
+    pub fn client_message(&mut self, id: u32, message: Bytes, binary: bool) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -196,7 +197,8 @@ impl Shard {
         client.bytes_in += message.len() as u64;
         self.stats.messages_in += 1;
         self.stats.bytes_in += message.len() as u64;
-        if !self.send_event(id, Cmd::OnMessage, Flags::SCALAR, &message) {
+        let flag = Flags::SCALAR.with_binary(binary);
+        if !self.send_event(id, Cmd::OnMessage, flag, &message) {
             self.stats.no_worker += 1;
             self.destroy_client(id, CloseCause::NoWorker);
         }
