@@ -33,6 +33,11 @@ pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell
     let ping = !addr.ip().to_string().starts_with("127.0.0.1");
     loop {
         match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
+            // With nobody listening, a dial to a port in the ephemeral range can connect to
+            // itself and squat the register's port; let it go at once.
+            Ok(stream) if stream.local_addr().ok() == Some(addr) => {
+                debug!(%addr, "connected to ourselves: the register is down");
+            }
             Ok(stream) => {
                 debug!(%addr, "connected to register");
                 let outbox = Rc::new(RefCell::new(Outbox::default()));

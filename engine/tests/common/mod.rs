@@ -26,6 +26,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port below the ephemeral range, so no dial from this machine can squat it while the
+/// process that owns it restarts.
+pub fn free_low_port() -> u16 {
+    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    for i in 0..5000u64 {
+        let port = 20000 + ((seed.wrapping_mul(2654435761).wrapping_add(i * 7919)) % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below 32000");
+}
+
 /// `n` consecutive free ports (for a gateway's inner ports).
 pub fn free_port_range(n: u16) -> u16 {
     'search: for _ in 0..200 {
@@ -62,6 +75,8 @@ pub struct Setup {
     pub extra: String,
     pub roles: &'static str,
     pub register_port: Option<u16>,
+    /// The public listener's scheme: websocket, text, frame, tcp.
+    pub scheme: &'static str,
 }
 
 impl Default for Setup {
@@ -72,6 +87,7 @@ impl Default for Setup {
             extra: String::new(),
             roles: "register,gateway",
             register_port: None,
+            scheme: "websocket",
         }
     }
 }
@@ -84,10 +100,11 @@ impl Gatewire {
         let start_port = free_port_range(setup.shards);
         let config = format!(
             "[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
-             [gateway]\nlisten = \"websocket://127.0.0.1:{public_port}\"\nstart_port = {start_port}\n\
+             [gateway]\nlisten = \"{scheme}://127.0.0.1:{public_port}\"\nstart_port = {start_port}\n\
              shards = {shards}\nregister_address = \"127.0.0.1:{register_port}\"\n\
              secret_key = \"{secret}\"\n{extra}\n",
             secret = setup.secret,
+            scheme = setup.scheme,
             shards = setup.shards,
             extra = setup.extra,
         );

@@ -1,0 +1,79 @@
+//! Bad configurations stop `gatewire` with a message naming the key and the file.
+
+use std::process::Command;
+
+fn check(toml: &str, extra: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["config", "check", "-c"])
+        .arg(&path)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_the_file() {
+    let (code, message) = check("[gateway]\nshardz = 4\n", &[]);
+    assert_eq!(code, 2);
+    assert!(message.contains("gw.toml"), "{message}");
+    assert!(
+        message.contains("shardz") && message.contains("gateway"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    for (toml, key) in [
+        ("[gateway]\nstart_port = \"abc\"\n", "gateway.start_port"),
+        (
+            "[gateway]\nlisten = \"http://127.0.0.1:1\"\n",
+            "gateway.listen",
+        ),
+        ("[register]\nlisten = \"nowhere\"\n", "register.listen"),
+        (
+            "[gateway]\nslow_client_policy = \"panic\"\n",
+            "gateway.slow_client_policy",
+        ),
+        (
+            "[gateway]\nlisten = \"wss://127.0.0.1:1\"\n",
+            "gateway.tls_cert",
+        ),
+    ] {
+        let (code, message) = check(toml, &[]);
+        assert_eq!(code, 2, "{toml}");
+        assert!(message.contains(key), "{toml}: {message}");
+        assert!(message.contains("gw.toml"), "{message}");
+    }
+}
+
+#[test]
+fn set_overrides_one_key() {
+    let (code, message) = check("[gateway]\nshards = 2\n", &["--set", "gateway.shards=5"]);
+    assert_eq!(code, 0, "{message}");
+    assert!(message.contains("shards: 5"), "{message}");
+    let (code, message) = check("", &["--set", "gateway.shards=many"]);
+    assert_eq!(code, 2);
+    assert!(message.contains("gateway.shards"), "{message}");
+}
+
+#[test]
+fn a_taken_port_stops_start_up() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["start", "--role", "register", "--set"])
+        .arg(format!("register.listen=\"127.0.0.1:{port}\""))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&port.to_string()), "{stderr}");
+}
