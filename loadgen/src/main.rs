@@ -1,19 +1,199 @@
-//! `loadgen`: the million-connection WebSocket load generator.
+//! `loadgen`: a WebSocket load generator that holds very many clients on the same box as the
+//! server. Threads are glommio executors with their own fd tables; clients connect from source
+//! (address, port) pairs the plan chooses; latency is measured from each message's intended send
+//! time. It only ever targets loopback.
 
+mod conn;
+mod plan;
+mod run;
+mod stats;
+
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::plan::SourcePlan;
+use crate::run::{RunConfig, Scenario, Shared};
+use crate::stats::{Live, Report, ThreadStats, rss_bytes};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Clients per thread by default: each thread's fd table stays under a 20000 fd limit.
+const CLIENTS_PER_THREAD: u64 = 15_000;
+
+/// WebSocket load generator for gatewire and its peers.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+struct Args {
+    /// Server URL, e.g. ws://127.0.0.1:8282/ (loopback only).
+    #[arg(long)]
+    url: String,
+    /// Number of clients.
+    #[arg(long, default_value_t = 1000)]
+    clients: u64,
+    #[arg(long, value_enum, default_value_t = Scenario::Idle)]
+    scenario: Scenario,
+    /// New connections per second across all threads.
+    #[arg(long, default_value_t = 20_000.0)]
+    connect_rate: f64,
+    /// Publishers (broadcast scenario).
+    #[arg(long, default_value_t = 1)]
+    publishers: u64,
+    /// Messages per second across all senders (publishers, or every client for echo).
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Message size in bytes (at least the timestamp header).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Seconds to measure after the ramp.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Source addresses, e.g. 127.1.0.1-127.1.0.200 (default: the kernel picks).
+    #[arg(long)]
+    source_ips: Option<String>,
+    /// Threads (default: enough to keep each under 15000 clients).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Server process id, to report its memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version" | "-V") => {
-            println!("loadgen {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("loadgen: scenarios are not built yet (issue 6)");
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("loadgen: {message}");
             ExitCode::from(2)
         }
     }
+}
+
+/// `ws://host:port/path` → (address, host header, path). Only loopback targets are accepted.
+fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_owned()),
+        None => (rest, "/".to_owned()),
+    };
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("{authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority}: no address"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: loadgen only targets loopback"
+        ));
+    }
+    Ok((addr, authority.to_owned(), path))
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let (server, host, path) = parse_url(&args.url)?;
+    let plan = args
+        .source_ips
+        .as_deref()
+        .map(SourcePlan::parse)
+        .transpose()?;
+    if let Some(plan) = &plan {
+        if plan.capacity() < args.clients {
+            return Err(format!(
+                "--source-ips gives room for {} clients, fewer than {}",
+                plan.capacity(),
+                args.clients
+            ));
+        }
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| args.clients.div_ceil(CLIENTS_PER_THREAD).max(1) as usize)
+        .max(1);
+    let config = Arc::new(RunConfig {
+        server,
+        host,
+        path,
+        scenario: args.scenario,
+        clients: args.clients,
+        threads,
+        connect_rate: args.connect_rate,
+        publishers: args.publishers.min(args.clients).max(1),
+        rate: args.rate,
+        payload: args.payload,
+        duration: Duration::from_secs_f64(args.duration),
+        plan,
+    });
+    let shared = Arc::new(Shared::new());
+    let rss_before = args.server_pid.and_then(rss_bytes);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|i| run::spawn(i, config.clone(), shared.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+
+    let mut rss_after = None;
+    let mut ramp_seconds = None;
+    let mut last_print = Instant::now();
+    while handles.iter().any(|h| !h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(50));
+        if ramp_seconds.is_none() {
+            if let Some(at) = shared.measure_start.get() {
+                ramp_seconds = Some(at.duration_since(started).as_secs_f64());
+            }
+        }
+        if rss_after.is_none() && shared.measured.load(Ordering::SeqCst) {
+            rss_after = args.server_pid.and_then(rss_bytes);
+        }
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            let live = &shared.live;
+            eprintln!(
+                "[{:>6.1}s] connected {} failed {} sent {} deliveries {} disconnected {}",
+                started.elapsed().as_secs_f64(),
+                Live::get(&live.connected),
+                Live::get(&live.connect_failed),
+                Live::get(&live.messages_sent),
+                Live::get(&live.deliveries),
+                Live::get(&live.disconnected),
+            );
+        }
+    }
+    let mut totals = ThreadStats::default();
+    for h in handles {
+        let stats = h.join().map_err(|_| "a load thread panicked".to_string())?;
+        totals.merge(&stats);
+    }
+    let deliveries_expected = match config.scenario {
+        Scenario::Idle => 0,
+        Scenario::Echo => totals.messages_sent,
+        Scenario::Broadcast => totals.messages_sent * totals.connected,
+    };
+    let report = Report {
+        scenario: format!("{:?}", config.scenario).to_lowercase(),
+        clients_requested: config.clients,
+        threads,
+        totals,
+        ramp_seconds: ramp_seconds.unwrap_or_else(|| started.elapsed().as_secs_f64()),
+        measure_seconds: config.duration.as_secs_f64(),
+        deliveries_expected,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        server_rss_before_bytes: rss_before,
+        server_rss_bytes: rss_after,
+    };
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.json()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,128 @@
+//! One WebSocket client connection: a socket bound to the (address, port) the plan chose, a
+//! non-blocking connect handed to glommio, the upgrade handshake, then frames. Reads and writes
+//! share the stream through a `RefCell` (one thread, two tasks: a reader and a sender).
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// A connected, upgraded client.
+#[derive(Clone)]
+pub struct Conn {
+    stream: Rc<RefCell<TcpStream>>,
+}
+
+/// Why a client could not connect, for the failure counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConnectFailure {
+    Bind,
+    Connect,
+    Handshake,
+    Timeout,
+}
+
+impl ConnectFailure {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectFailure::Bind => "bind",
+            ConnectFailure::Connect => "connect",
+            ConnectFailure::Handshake => "handshake",
+            ConnectFailure::Timeout => "timeout",
+        }
+    }
+}
+
+/// Opens a connection to `server` from `source` (`None`: the kernel picks) and upgrades it.
+/// Returns the connection and any bytes that followed the 101 response.
+pub async fn connect(
+    server: SocketAddr,
+    source: Option<SocketAddr>,
+    host: &str,
+    path: &str,
+) -> Result<(Conn, BytesMut), ConnectFailure> {
+    let socket = Socket::new(
+        Domain::for_address(server),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(|_| ConnectFailure::Bind)?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|_| ConnectFailure::Bind)?;
+    let _ = socket.set_tcp_nodelay(true);
+    if let Some(source) = source {
+        let _ = socket.set_reuse_address(true);
+        socket
+            .bind(&source.into())
+            .map_err(|_| ConnectFailure::Bind)?;
+    }
+    match socket.connect(&server.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(_) => return Err(ConnectFailure::Connect),
+    }
+    // SAFETY: a TCP socket we own, connecting; glommio takes ownership of the fd.
+    let stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
+    let conn = Conn {
+        stream: Rc::new(RefCell::new(stream)),
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes())
+        .await
+        .map_err(|_| ConnectFailure::Connect)?;
+    let mut head = BytesMut::new();
+    loop {
+        let mut chunk = [0u8; 512];
+        let n = conn
+            .read(&mut chunk)
+            .await
+            .map_err(|_| ConnectFailure::Handshake)?;
+        if n == 0 {
+            return Err(ConnectFailure::Handshake);
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !head.starts_with(b"HTTP/1.1 101") {
+                return Err(ConnectFailure::Handshake);
+            }
+            // Frames the server queued before the upgrade may follow the head at once.
+            let leftover = head.split_off(end + 4);
+            return Ok((conn, leftover));
+        }
+        if head.len() > 8192 {
+            return Err(ConnectFailure::Handshake);
+        }
+    }
+}
+
+impl Conn {
+    /// Reads what is available (at least one byte, 0 at end of stream).
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)).await
+    }
+
+    /// Writes all of `data`.
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n =
+                poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, data)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            data = &data[n..];
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,350 @@
+//! One load thread: its own glommio executor and fd table, its share of the clients, their
+//! readers and (for the broadcast and echo scenarios) their senders. Threads meet at the end of the
+//! ramp so every scenario measures with all clients connected.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use gatewire_proto::websocket::{FrameDecoder, Message, OpCode, encode_masked_frame};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::conn::{self, Conn, ConnectFailure};
+use crate::plan::SourcePlan;
+use crate::stats::{Live, ThreadStats, thread_cpu_seconds};
+
+/// Connects in flight per thread during the ramp.
+const MAX_INFLIGHT_CONNECTS: usize = 256;
+/// Time allowed after the measurement for the last deliveries to arrive.
+pub const DRAIN: Duration = Duration::from_secs(2);
+/// A connect (TCP + upgrade) slower than this counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the clients do once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Ramp to N clients and hold them.
+    Idle,
+    /// Every client sends; each times its own echo.
+    Echo,
+    /// P publishers send; every client times every delivery.
+    Broadcast,
+}
+
+/// Everything a thread needs to know about the run.
+#[derive(Debug)]
+pub struct RunConfig {
+    pub server: SocketAddr,
+    pub host: String,
+    pub path: String,
+    pub scenario: Scenario,
+    pub clients: u64,
+    pub threads: usize,
+    pub connect_rate: f64,
+    pub publishers: u64,
+    /// Messages per second across all senders.
+    pub rate: f64,
+    pub payload: usize,
+    pub duration: Duration,
+    pub plan: Option<SourcePlan>,
+}
+
+/// State shared by all threads.
+#[derive(Debug)]
+pub struct Shared {
+    pub live: Live,
+    pub epoch: Instant,
+    pub ramped: AtomicUsize,
+    pub measure_start: OnceLock<Instant>,
+    /// Set when the measurement phase is over (before the drain).
+    pub measured: AtomicBool,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            live: Live::default(),
+            epoch: Instant::now(),
+            ramped: AtomicUsize::new(0),
+            measure_start: OnceLock::new(),
+            measured: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
+}
+
+/// Starts thread `index`; its result is that thread's measurements.
+pub fn spawn(
+    index: usize,
+    config: Arc<RunConfig>,
+    shared: Arc<Shared>,
+) -> std::io::Result<std::thread::JoinHandle<ThreadStats>> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+        .name(&format!("loadgen-{index}"))
+        .io_memory(64 * 1024)
+        .ring_depth(4096)
+        .spawn(move || async move { run_thread(index, config, shared).await })
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(std::thread::spawn(move || {
+        handle.join().unwrap_or_default()
+    }))
+}
+
+async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -> ThreadStats {
+    // SAFETY: unshare(CLONE_FILES) only affects this thread's fd table.
+    if unsafe { libc::unshare(libc::CLONE_FILES) } != 0 {
+        eprintln!("loadgen: thread {index}: unshare(CLONE_FILES) failed; sharing the fd table");
+    }
+    let stats = Rc::new(RefCell::new(ThreadStats::default()));
+    let conns: Rc<RefCell<Vec<(u64, Conn)>>> = Rc::new(RefCell::new(Vec::new()));
+    let mine: Vec<u64> = (index as u64..config.clients)
+        .step_by(config.threads)
+        .collect();
+
+    ramp(&mine, &config, &shared, &stats, &conns).await;
+
+    shared.ramped.fetch_add(1, Ordering::SeqCst);
+    while shared.ramped.load(Ordering::SeqCst) < config.threads {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    let start = *shared.measure_start.get_or_init(Instant::now);
+    let end = start + config.duration;
+
+    let senders: Vec<(u64, Conn)> = conns
+        .borrow()
+        .iter()
+        .filter(|(i, _)| match config.scenario {
+            Scenario::Idle => false,
+            Scenario::Echo => true,
+            Scenario::Broadcast => *i < config.publishers,
+        })
+        .cloned()
+        .collect();
+    let per_sender = match config.scenario {
+        Scenario::Idle => 0.0,
+        Scenario::Echo => config.rate / config.clients.max(1) as f64,
+        Scenario::Broadcast => config.rate / config.publishers.max(1) as f64,
+    };
+    let mut tasks = Vec::new();
+    for (i, conn) in senders {
+        let (shared, stats, config) = (shared.clone(), stats.clone(), config.clone());
+        tasks.push(glommio::spawn_local(async move {
+            send_loop(i, conn, per_sender, start, end, &config, &shared, &stats).await;
+        }));
+    }
+    for t in tasks {
+        t.await;
+    }
+    sleep_until(end).await;
+    if index == 0 {
+        shared.measured.store(true, Ordering::SeqCst);
+    }
+    glommio::timer::sleep(DRAIN).await;
+    let mut result = std::mem::take(&mut *stats.borrow_mut());
+    result.cpu_seconds = thread_cpu_seconds();
+    result
+}
+
+/// Opens this thread's clients at its share of the connect rate.
+async fn ramp(
+    mine: &[u64],
+    config: &Arc<RunConfig>,
+    shared: &Arc<Shared>,
+    stats: &Rc<RefCell<ThreadStats>>,
+    conns: &Rc<RefCell<Vec<(u64, Conn)>>>,
+) {
+    let per_thread_rate = (config.connect_rate / config.threads as f64).max(1.0);
+    let started = Instant::now();
+    let inflight = Rc::new(RefCell::new(0usize));
+    let mut tasks = Vec::with_capacity(mine.len());
+    for (k, &i) in mine.iter().enumerate() {
+        sleep_until(started + Duration::from_secs_f64(k as f64 / per_thread_rate)).await;
+        while *inflight.borrow() >= MAX_INFLIGHT_CONNECTS {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        *inflight.borrow_mut() += 1;
+        let (config, shared, stats, conns, inflight) = (
+            config.clone(),
+            shared.clone(),
+            stats.clone(),
+            conns.clone(),
+            inflight.clone(),
+        );
+        tasks.push(glommio::spawn_local(async move {
+            let source = config.plan.as_ref().map(|p| p.source(i));
+            let t0 = Instant::now();
+            let attempt = conn::connect(config.server, source, &config.host, &config.path);
+            let outcome = futures_lite::future::or(attempt, async {
+                glommio::timer::sleep(CONNECT_TIMEOUT).await;
+                Err(ConnectFailure::Timeout)
+            })
+            .await;
+            *inflight.borrow_mut() -= 1;
+            match outcome {
+                Ok((conn, leftover)) => {
+                    let us = t0.elapsed().as_micros().max(1) as u64;
+                    {
+                        let mut s = stats.borrow_mut();
+                        s.connected += 1;
+                        let _ = s.connect_us.record(us);
+                    }
+                    Live::bump(&shared.live.connected, 1);
+                    conns.borrow_mut().push((i, conn.clone()));
+                    glommio::spawn_local(read_loop(conn, leftover, config, shared, stats)).detach();
+                }
+                Err(failure) => {
+                    *stats.borrow_mut().failures.entry(failure).or_insert(0) += 1;
+                    Live::bump(&shared.live.connect_failed, 1);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await;
+    }
+}
+
+/// Sends timestamped messages at `rate` per second from `start` to `end`. Each carries its
+/// *intended* send time, so a stalled sender shows up as latency (no coordinated omission).
+#[allow(clippy::too_many_arguments)]
+async fn send_loop(
+    sender: u64,
+    conn: Conn,
+    rate: f64,
+    start: Instant,
+    end: Instant,
+    config: &RunConfig,
+    shared: &Shared,
+    stats: &RefCell<ThreadStats>,
+) {
+    if rate <= 0.0 {
+        return;
+    }
+    let period = Duration::from_secs_f64(1.0 / rate);
+    // Spread senders over the first period so they do not fire in lockstep.
+    let offset = period.mul_f64((sender % 1000) as f64 / 1000.0);
+    let mut seq = 0u64;
+    let mut frame = BytesMut::new();
+    loop {
+        let intended = start + offset + period.mul_f64(seq as f64);
+        if intended >= end {
+            return;
+        }
+        sleep_until(intended).await;
+        let intended_ns = intended.duration_since(shared.epoch).as_nanos() as u64;
+        let mut text = format!("{sender}:{seq}:{intended_ns}:");
+        while text.len() < config.payload {
+            text.push('x');
+        }
+        frame.clear();
+        encode_masked_frame(OpCode::Text, text.as_bytes(), [7, 3, 1, 9], &mut frame);
+        if conn.write_all(&frame).await.is_err() {
+            return;
+        }
+        stats.borrow_mut().messages_sent += 1;
+        Live::bump(&shared.live.messages_sent, 1);
+        seq += 1;
+    }
+}
+
+/// Reads deliveries for one client until its connection ends.
+async fn read_loop(
+    conn: Conn,
+    mut buf: BytesMut,
+    config: Arc<RunConfig>,
+    shared: Arc<Shared>,
+    stats: Rc<RefCell<ThreadStats>>,
+) {
+    let mut decoder = FrameDecoder::client(64 << 20);
+    let mut last_seq: Vec<Option<u64>> = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Message::Text(m) | Message::Binary(m))) => {
+                    record(&m, &mut last_seq, &config, &shared, &stats);
+                }
+                Ok(Some(Message::Close(_))) | Err(_) => {
+                    stats.borrow_mut().disconnected += 1;
+                    Live::bump(&shared.live.disconnected, 1);
+                    return;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+            }
+        }
+        match conn.read(&mut chunk).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => {
+                stats.borrow_mut().disconnected += 1;
+                Live::bump(&shared.live.disconnected, 1);
+                return;
+            }
+        }
+        if buf.is_empty() && buf.capacity() > 65536 {
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Accounts one delivery: latency from its intended send time, duplicates by sequence number.
+fn record(
+    message: &[u8],
+    last_seq: &mut Vec<Option<u64>>,
+    config: &RunConfig,
+    shared: &Shared,
+    stats: &RefCell<ThreadStats>,
+) {
+    let mut fields = message.splitn(4, |&b| b == b':');
+    let number = |f: Option<&[u8]>| -> Option<u64> { std::str::from_utf8(f?).ok()?.parse().ok() };
+    let (Some(sender), Some(seq), Some(intended)) = (
+        number(fields.next()),
+        number(fields.next()),
+        number(fields.next()),
+    ) else {
+        // Not one of ours (a greeting from the app, say): not a delivery.
+        return;
+    };
+    let now = shared.now_ns();
+    let mut s = stats.borrow_mut();
+    s.deliveries += 1;
+    Live::bump(&shared.live.deliveries, 1);
+    let _ = s
+        .latency_us
+        .record((now.saturating_sub(intended) / 1000).max(1));
+    let slot = match config.scenario {
+        Scenario::Broadcast => sender as usize,
+        _ => 0,
+    };
+    if slot < 1_000_000 {
+        if last_seq.len() <= slot {
+            last_seq.resize(slot + 1, None);
+        }
+        if last_seq[slot].is_some_and(|last| seq <= last) {
+            s.duplicates += 1;
+        } else {
+            last_seq[slot] = Some(seq);
+        }
+    }
+}
+
+async fn sleep_until(when: Instant) {
+    let now = Instant::now();
+    if when > now {
+        glommio::timer::sleep(when - now).await;
+    }
+}

@@ -1,0 +1,265 @@
+//! What a load run measures: live counters shared by every thread (for progress lines), and
+//! per-thread histograms and counts merged into the final report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+
+use crate::conn::ConnectFailure;
+
+/// Counters every thread bumps; read by the progress printer.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub connected: AtomicU64,
+    pub connect_failed: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub disconnected: AtomicU64,
+}
+
+impl Live {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn bump(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One thread's measurements.
+#[derive(Debug)]
+pub struct ThreadStats {
+    pub connected: u64,
+    pub failures: BTreeMap<ConnectFailure, u64>,
+    /// TCP connect + WebSocket upgrade, microseconds.
+    pub connect_us: Histogram<u64>,
+    /// Intended send time to receipt, microseconds.
+    pub latency_us: Histogram<u64>,
+    pub messages_sent: u64,
+    pub deliveries: u64,
+    pub duplicates: u64,
+    pub disconnected: u64,
+    /// CPU seconds this thread used.
+    pub cpu_seconds: f64,
+}
+
+impl Default for ThreadStats {
+    fn default() -> Self {
+        ThreadStats {
+            connected: 0,
+            failures: BTreeMap::new(),
+            connect_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+            messages_sent: 0,
+            deliveries: 0,
+            duplicates: 0,
+            disconnected: 0,
+            cpu_seconds: 0.0,
+        }
+    }
+}
+
+impl ThreadStats {
+    pub fn merge(&mut self, other: &ThreadStats) {
+        self.connected += other.connected;
+        for (k, v) in &other.failures {
+            *self.failures.entry(*k).or_insert(0) += v;
+        }
+        let _ = self.connect_us.add(&other.connect_us);
+        let _ = self.latency_us.add(&other.latency_us);
+        self.messages_sent += other.messages_sent;
+        self.deliveries += other.deliveries;
+        self.duplicates += other.duplicates;
+        self.disconnected += other.disconnected;
+        self.cpu_seconds += other.cpu_seconds;
+    }
+}
+
+/// The final figures of a run.
+#[derive(Debug)]
+pub struct Report {
+    pub scenario: String,
+    pub clients_requested: u64,
+    pub threads: usize,
+    pub totals: ThreadStats,
+    pub ramp_seconds: f64,
+    pub measure_seconds: f64,
+    pub deliveries_expected: u64,
+    pub wall_seconds: f64,
+    pub server_rss_before_bytes: Option<u64>,
+    pub server_rss_bytes: Option<u64>,
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        return 0.0;
+    }
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+impl Report {
+    pub fn connect_per_sec(&self) -> f64 {
+        self.totals.connected as f64 / self.ramp_seconds.max(1e-9)
+    }
+
+    pub fn deliveries_per_sec(&self) -> f64 {
+        self.totals.deliveries as f64 / self.measure_seconds.max(1e-9)
+    }
+
+    pub fn loadgen_cpu_pct(&self) -> f64 {
+        100.0 * self.totals.cpu_seconds / self.wall_seconds.max(1e-9)
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.deliveries_expected
+            .saturating_sub(self.totals.deliveries - self.totals.duplicates)
+    }
+
+    /// Per idle client: server RSS growth over the connected clients.
+    pub fn server_rss_per_client(&self) -> Option<f64> {
+        let (before, after) = (self.server_rss_before_bytes?, self.server_rss_bytes?);
+        (self.totals.connected > 0)
+            .then(|| after.saturating_sub(before) as f64 / self.totals.connected as f64)
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let t = &self.totals;
+        let mut out = String::new();
+        let _ = writeln!(out, "scenario            {}", self.scenario);
+        let _ = writeln!(out, "clients requested   {}", self.clients_requested);
+        let _ = writeln!(out, "connected           {}", t.connected);
+        let _ = writeln!(out, "connect failed      {}", self.failures_text());
+        let _ = writeln!(out, "connect/s           {:.0}", self.connect_per_sec());
+        let _ = writeln!(
+            out,
+            "connect ms          p50 {:.2}  p99 {:.2}  max {:.2}",
+            ms(&t.connect_us, 0.5),
+            ms(&t.connect_us, 0.99),
+            ms(&t.connect_us, 1.0)
+        );
+        let _ = writeln!(out, "messages sent       {}", t.messages_sent);
+        let _ = writeln!(out, "deliveries expected {}", self.deliveries_expected);
+        let _ = writeln!(
+            out,
+            "deliveries received {}  (lost {}, duplicated {})",
+            t.deliveries,
+            self.lost(),
+            t.duplicates
+        );
+        let _ = writeln!(out, "deliveries/s        {:.0}", self.deliveries_per_sec());
+        let _ = writeln!(
+            out,
+            "latency ms          p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            ms(&t.latency_us, 0.5),
+            ms(&t.latency_us, 0.9),
+            ms(&t.latency_us, 0.99),
+            ms(&t.latency_us, 0.999),
+            ms(&t.latency_us, 1.0)
+        );
+        let _ = writeln!(out, "disconnected        {}", t.disconnected);
+        let _ = writeln!(
+            out,
+            "loadgen cpu         {:.0}% over {} threads",
+            self.loadgen_cpu_pct(),
+            self.threads
+        );
+        if let Some(rss) = self.server_rss_bytes {
+            let _ = writeln!(out, "server rss          {rss} bytes");
+        }
+        if let Some(per) = self.server_rss_per_client() {
+            let _ = writeln!(out, "server rss/client   {per:.0} bytes");
+        }
+        out
+    }
+
+    fn failures_text(&self) -> String {
+        let total: u64 = self.totals.failures.values().sum();
+        if total == 0 {
+            return "0".into();
+        }
+        let parts: Vec<String> = self
+            .totals
+            .failures
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.name()))
+            .collect();
+        format!("{total} ({})", parts.join(", "))
+    }
+
+    /// Every figure as JSON (field names documented in docs/loadgen.md).
+    pub fn json(&self) -> String {
+        let t = &self.totals;
+        let opt = |v: Option<u64>| v.map_or("null".to_owned(), |v| v.to_string());
+        let failures: Vec<String> = t
+            .failures
+            .iter()
+            .map(|(k, v)| format!("\"{}\":{v}", k.name()))
+            .collect();
+        format!(
+            concat!(
+                "{{\"scenario\":\"{}\",\"clients_requested\":{},\"threads\":{},\"connected\":{},",
+                "\"connect_failed\":{},\"connect_failed_by_reason\":{{{}}},\"connect_per_sec\":{:.1},",
+                "\"connect_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},",
+                "\"messages_sent\":{},\"deliveries_expected\":{},\"deliveries_received\":{},",
+                "\"deliveries_lost\":{},\"deliveries_duplicated\":{},\"deliveries_per_sec\":{:.1},",
+                "\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}},",
+                "\"disconnected\":{},\"loadgen_cpu_pct\":{:.1},\"ramp_seconds\":{:.3},",
+                "\"measure_seconds\":{:.3},\"server_rss_before_bytes\":{},\"server_rss_bytes\":{},",
+                "\"server_rss_per_client_bytes\":{}}}\n"
+            ),
+            self.scenario,
+            self.clients_requested,
+            self.threads,
+            t.connected,
+            t.failures.values().sum::<u64>(),
+            failures.join(","),
+            self.connect_per_sec(),
+            ms(&t.connect_us, 0.5),
+            ms(&t.connect_us, 0.99),
+            ms(&t.connect_us, 1.0),
+            t.messages_sent,
+            self.deliveries_expected,
+            t.deliveries,
+            self.lost(),
+            t.duplicates,
+            self.deliveries_per_sec(),
+            ms(&t.latency_us, 0.5),
+            ms(&t.latency_us, 0.9),
+            ms(&t.latency_us, 0.99),
+            ms(&t.latency_us, 0.999),
+            ms(&t.latency_us, 1.0),
+            t.disconnected,
+            self.loadgen_cpu_pct(),
+            self.ramp_seconds,
+            self.measure_seconds,
+            opt(self.server_rss_before_bytes),
+            opt(self.server_rss_bytes),
+            self.server_rss_per_client()
+                .map_or("null".to_owned(), |v| format!("{v:.1}")),
+        )
+    }
+}
+
+/// Resident set size of process `pid`, from `/proc/<pid>/status`.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU seconds used so far by the calling thread.
+pub fn thread_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage
+    };
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
