@@ -106,7 +106,8 @@ fn run(args: Args) -> Result<(), String> {
         .source_ips
         .as_deref()
         .map(SourcePlan::parse)
-        .transpose()?;
+        .transpose()?
+        .map(|p| p.rotated(args.clients));
     if let Some(plan) = &plan {
         if plan.capacity() < args.clients {
             return Err(format!(

@@ -13,6 +13,9 @@ pub const END_PORT: u32 = 32768;
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
     ips: Vec<Ipv4Addr>,
+    /// Where this run starts in the (address, port) space: consecutive runs start elsewhere, so
+    /// they do not meet the previous run's TIME_WAIT entries.
+    offset: u64,
 }
 
 impl SourcePlan {
@@ -36,7 +39,22 @@ impl SourcePlan {
                 "{ip} is not a loopback address (loadgen only sources traffic from 127.0.0.0/8)"
             ));
         }
-        Ok(SourcePlan { ips })
+        Ok(SourcePlan { ips, offset: 0 })
+    }
+
+    /// This plan starting at a position that leaves room for `clients` clients, picked from the
+    /// clock so that runs in a row use different ports.
+    pub fn rotated(mut self, clients: u64) -> SourcePlan {
+        let room = self.capacity().saturating_sub(clients);
+        if room > 0 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let n = self.ips.len() as u64;
+            // Whole port rows, so every client keeps a distinct (address, port).
+            self.offset = (nanos % (room / n + 1)) * n;
+        }
+        self
     }
 
     /// How many clients the plan can place.
@@ -46,6 +64,7 @@ impl SourcePlan {
 
     /// The source of client `i`.
     pub fn source(&self, i: u64) -> SocketAddr {
+        let i = i + self.offset;
         let n = self.ips.len() as u64;
         let ip = self.ips[(i % n) as usize];
         let port = FIRST_PORT as u64 + i / n;

@@ -124,16 +124,19 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
     let start = *shared.measure_start.get_or_init(Instant::now);
     let end = start + config.duration;
 
-    let senders: Vec<(u64, Conn)> = conns
-        .borrow()
-        .iter()
-        .filter(|(i, _)| match config.scenario {
-            Scenario::Idle => false,
-            Scenario::Echo => true,
-            Scenario::Broadcast => *i < config.publishers,
-        })
-        .cloned()
-        .collect();
+    // Publishers are the first connected clients of each thread, spread evenly over threads, so
+    // a failed connect never silences a publisher.
+    let my_publishers = (config.publishers / config.threads as u64
+        + u64::from((index as u64) < config.publishers % config.threads as u64))
+        as usize;
+    let senders: Vec<(u64, Conn)> = {
+        let conns = conns.borrow();
+        match config.scenario {
+            Scenario::Idle => Vec::new(),
+            Scenario::Echo => conns.clone(),
+            Scenario::Broadcast => conns.iter().take(my_publishers).cloned().collect(),
+        }
+    };
     let per_sender = match config.scenario {
         Scenario::Idle => 0.0,
         Scenario::Echo => config.rate / config.clients.max(1) as f64,
@@ -204,7 +207,7 @@ async fn ramp(
                     }
                     Live::bump(&shared.live.connected, 1);
                     conns.borrow_mut().push((i, conn.clone()));
-                    glommio::spawn_local(read_loop(conn, leftover, config, shared, stats)).detach();
+                    glommio::spawn_local(read_loop(conn, leftover, shared, stats)).detach();
                 }
                 Err(failure) => {
                     *stats.borrow_mut().failures.entry(failure).or_insert(0) += 1;
@@ -265,7 +268,6 @@ async fn send_loop(
 async fn read_loop(
     conn: Conn,
     mut buf: BytesMut,
-    config: Arc<RunConfig>,
     shared: Arc<Shared>,
     stats: Rc<RefCell<ThreadStats>>,
 ) {
@@ -276,7 +278,7 @@ async fn read_loop(
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Message::Text(m) | Message::Binary(m))) => {
-                    record(&m, &mut last_seq, &config, &shared, &stats);
+                    record(&m, &mut last_seq, &shared, &stats);
                 }
                 Ok(Some(Message::Close(_))) | Err(_) => {
                     stats.borrow_mut().disconnected += 1;
@@ -305,7 +307,6 @@ async fn read_loop(
 fn record(
     message: &[u8],
     last_seq: &mut Vec<Option<u64>>,
-    config: &RunConfig,
     shared: &Shared,
     stats: &RefCell<ThreadStats>,
 ) {
@@ -326,11 +327,8 @@ fn record(
     let _ = s
         .latency_us
         .record((now.saturating_sub(intended) / 1000).max(1));
-    let slot = match config.scenario {
-        Scenario::Broadcast => sender as usize,
-        _ => 0,
-    };
-    if slot < 1_000_000 {
+    let slot = sender as usize;
+    if slot < 16_000_000 {
         if last_seq.len() <= slot {
             last_seq.resize(slot + 1, None);
         }
