@@ -187,6 +187,11 @@ fn run(args: Args) -> Result<(), String> {
         totals,
         ramp_seconds: ramp_seconds.unwrap_or_else(|| started.elapsed().as_secs_f64()),
         measure_seconds: config.duration.as_secs_f64(),
+        delivery_seconds: shared.measure_start.get().map_or(0.0, |start| {
+            let last = shared.epoch
+                + Duration::from_nanos(shared.last_delivery_ns.load(Ordering::Relaxed));
+            last.saturating_duration_since(*start).as_secs_f64()
+        }),
         deliveries_expected,
         wall_seconds: started.elapsed().as_secs_f64(),
         server_rss_before_bytes: rss_before,

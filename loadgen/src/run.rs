@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,8 @@ pub struct Shared {
     pub measure_start: OnceLock<Instant>,
     /// Set when the measurement phase is over (before the drain).
     pub measured: AtomicBool,
+    /// When the latest delivery arrived (ns since `epoch`).
+    pub last_delivery_ns: AtomicU64,
 }
 
 impl Shared {
@@ -72,6 +74,7 @@ impl Shared {
             ramped: AtomicUsize::new(0),
             measure_start: OnceLock::new(),
             measured: AtomicBool::new(false),
+            last_delivery_ns: AtomicU64::new(0),
         }
     }
 
@@ -321,6 +324,7 @@ fn record(
         return;
     };
     let now = shared.now_ns();
+    shared.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
     let mut s = stats.borrow_mut();
     s.deliveries += 1;
     Live::bump(&shared.live.deliveries, 1);

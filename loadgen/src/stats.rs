@@ -87,6 +87,9 @@ pub struct Report {
     pub totals: ThreadStats,
     pub ramp_seconds: f64,
     pub measure_seconds: f64,
+    /// From the start of the measurement to the last delivery (past the measurement when the
+    /// server falls behind).
+    pub delivery_seconds: f64,
     pub deliveries_expected: u64,
     pub wall_seconds: f64,
     pub server_rss_before_bytes: Option<u64>,
@@ -105,8 +108,11 @@ impl Report {
         self.totals.connected as f64 / self.ramp_seconds.max(1e-9)
     }
 
+    /// Deliveries over the time they took: the measurement, or up to the last delivery when the
+    /// server was still delivering after it (so a server that falls behind is not flattered).
     pub fn deliveries_per_sec(&self) -> f64 {
-        self.totals.deliveries as f64 / self.measure_seconds.max(1e-9)
+        let seconds = self.measure_seconds.max(self.delivery_seconds);
+        self.totals.deliveries as f64 / seconds.max(1e-9)
     }
 
     pub fn loadgen_cpu_pct(&self) -> f64 {

@@ -1,0 +1,64 @@
+# Shared helpers for the end-to-end bench scripts: build, print the environment, start and stop a
+# gatewire deployment (register + gateway + bench worker) on free loopback ports.
+# shellcheck shell=bash
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=$root/target/release
+
+build() {
+  (cd "$root" && cargo build --release --quiet -p gatewire --bin gatewire --example bench_worker \
+    -p gatewire-loadgen)
+}
+
+environment() {
+  echo "## environment"
+  echo "date:       $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "cpu:        $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') x $(nproc)"
+  echo "memory:     $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "kernel:     $(uname -r)"
+  echo "rustc:      $(rustc --version)"
+  echo "gatewire:   $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "ulimit -n:  $(ulimit -n)"
+  for s in net.core.somaxconn net.ipv4.tcp_max_syn_backlog net.ipv4.ip_local_port_range \
+           net.ipv4.tcp_mem fs.nr_open fs.file-max; do
+    echo "$s = $(sysctl -n "$s" 2>/dev/null | tr '\t' ' ')"
+  done
+  echo
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_gatewire SHARDS MODE: starts register + gateway with SHARDS shards and a bench worker in
+# MODE (echo|broadcast); sets GW_PID, WORKER_PID, PUBLIC_URL.
+start_gatewire() {
+  local shards=$1 mode=$2
+  work=$(mktemp -d)
+  local register_port public_port inner_port
+  register_port=$(free_port)
+  public_port=$(free_port)
+  inner_port=$((20000 + RANDOM % 8000))
+  cat > "$work/gatewire.toml" <<TOML
+[register]
+listen = "127.0.0.1:$register_port"
+[gateway]
+listen = "websocket://127.0.0.1:$public_port"
+start_port = $inner_port
+shards = $shards
+register_address = "127.0.0.1:$register_port"
+TOML
+  GATEWIRE_LOG=warn "$bin/gatewire" start -c "$work/gatewire.toml" 2>"$work/gatewire.log" &
+  GW_PID=$!
+  sleep 1
+  "$bin/examples/bench_worker" "$mode" "127.0.0.1:$register_port" 2>"$work/worker.log" &
+  WORKER_PID=$!
+  sleep 1
+  PUBLIC_URL="ws://127.0.0.1:$public_port/"
+}
+
+stop_gatewire() {
+  kill "$WORKER_PID" "$GW_PID" 2>/dev/null || true
+  wait "$WORKER_PID" "$GW_PID" 2>/dev/null || true
+  rm -rf "$work"
+}
