@@ -3,7 +3,7 @@
 # shellcheck shell=bash
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin=$root/target/release
+bin=${CARGO_TARGET_DIR:-$root/target}/release
 
 build() {
   (cd "$root" && cargo build --release --quiet -p gatewire --bin gatewire --example bench_worker \
