@@ -5,14 +5,14 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use gatewire_proto::register::{RegisterMessage, gateway_connect_line};
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
-use crate::config::GatewayConfig;
+use crate::config::{ClientProtocol, GatewayConfig};
 use crate::gateway::client::ClientPeer;
 use crate::gateway::link::LinkPeer;
 use crate::gateway::router::Router;
@@ -43,10 +43,18 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
     let shards = config.shard_count();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let public = resolve_port(config.listen.addr);
+    let tls = match (config.listen.protocol, &config.tls_cert, &config.tls_key) {
+        (ClientProtocol::SecureWebSocket, Some(cert), Some(key)) => Some(
+            net::tls::server_config(cert, key)
+                .map_err(|message| StartError::Shard { index: 0, message })?,
+        ),
+        _ => None,
+    };
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(shards);
     for index in 0..shards {
         let config = config.clone();
+        let tls = tls.clone();
         let ready = ready_tx.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
             .name(&format!("gw-shard-{index}"))
@@ -54,7 +62,7 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
             .ring_depth(4096);
         let failed = ready.clone();
         let spawned = builder.spawn(move || async move {
-            run_shard(config, index, public, ready).await;
+            run_shard(config, index, public, tls, ready).await;
         });
         match spawned {
             Ok(handle) => handles.push(ShardHandle {
@@ -106,6 +114,7 @@ async fn run_shard(
     config: GatewayConfig,
     index: usize,
     public: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     ready: mpsc::Sender<(usize, Result<(), String>)>,
 ) {
     if let Err(e) = system::unshare_fd_table() {
@@ -202,11 +211,24 @@ async fn run_shard(
                 let id = shard.borrow_mut().accept_client(remote);
                 match id {
                     Some(id) => {
-                        glommio::spawn_local(net::drive(
-                            stream,
-                            ClientPeer::new(shard.clone(), id, remote),
-                        ))
-                        .detach();
+                        let peer = ClientPeer::new(shard.clone(), id, remote);
+                        match &tls {
+                            None => {
+                                glommio::spawn_local(net::drive(stream, peer)).detach();
+                            }
+                            Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                                Ok(conn) => {
+                                    glommio::spawn_local(net::drive_tls(stream, peer, conn))
+                                        .detach();
+                                }
+                                Err(e) => {
+                                    crate::log_limit::warn_limited("tls", &format!("tls: {e}"));
+                                    shard
+                                        .borrow_mut()
+                                        .destroy_client(id, crate::gateway::CloseCause::BadInput);
+                                }
+                            },
+                        }
                     }
                     None => {
                         crate::log_limit::warn_limited(

@@ -4,7 +4,7 @@
 //! read buffer at all: only its task and its poll registration.
 
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -48,10 +48,33 @@ pub trait Peer {
     fn on_closed(&mut self, reason: CloseReason);
 }
 
+/// TLS state of a `wss://` connection: rustls plus ciphertext not yet written.
+struct Tls {
+    conn: rustls::ServerConnection,
+    pending: Vec<u8>,
+    written: usize,
+}
+
 /// Runs the connection until it ends, then tells the peer why.
-pub async fn drive<P: Peer>(mut stream: TcpStream, mut peer: P) {
+pub async fn drive<P: Peer>(stream: TcpStream, peer: P) {
+    drive_with(stream, peer, None).await;
+}
+
+/// [`drive`] for a TLS connection: plaintext between the peer and rustls, ciphertext on the wire.
+pub async fn drive_tls<P: Peer>(stream: TcpStream, peer: P, tls: rustls::ServerConnection) {
+    let tls = Tls {
+        conn: tls,
+        pending: Vec::new(),
+        written: 0,
+    };
+    drive_with(stream, peer, Some(Box::new(tls))).await;
+}
+
+async fn drive_with<P: Peer>(mut stream: TcpStream, mut peer: P, mut tls: Option<Box<Tls>>) {
     let mut input = BytesMut::new();
-    let reason = poll_fn(|cx| poll_connection(&mut stream, &mut input, &mut peer, cx)).await;
+    let reason =
+        poll_fn(|cx| poll_connection(&mut stream, &mut input, &mut peer, tls.as_deref_mut(), cx))
+            .await;
     peer.on_closed(reason);
 }
 
@@ -59,6 +82,7 @@ fn poll_connection<P: Peer>(
     stream: &mut TcpStream,
     input: &mut BytesMut,
     peer: &mut P,
+    mut tls: Option<&mut Tls>,
     cx: &mut Context<'_>,
 ) -> Poll<CloseReason> {
     let fd = stream.as_raw_fd();
@@ -66,8 +90,15 @@ fn poll_connection<P: Peer>(
     loop {
         let flushed = peer.with_outbox(|outbox| {
             outbox.set_waker(cx.waker());
-            let result = flush(fd, stream, outbox, cx);
-            (result, outbox.closing(), outbox.is_empty())
+            let result = match tls.as_deref_mut() {
+                Some(tls) => flush_tls(fd, stream, outbox, tls, cx),
+                None => flush(fd, stream, outbox, cx),
+            };
+            let drained = outbox.is_empty()
+                && tls
+                    .as_deref()
+                    .is_none_or(|t| t.written == t.pending.len() && !t.conn.wants_write());
+            (result, outbox.closing(), drained)
         });
         match flushed {
             None => return Poll::Ready(CloseReason::Gone),
@@ -90,7 +121,19 @@ fn poll_connection<P: Peer>(
             Poll::Ready(Ok(0)) => return Poll::Ready(CloseReason::PeerClosed),
             Poll::Ready(Ok(n)) => {
                 reads += 1;
-                input.extend_from_slice(&chunk[..n]);
+                match tls.as_deref_mut() {
+                    None => input.extend_from_slice(&chunk[..n]),
+                    Some(tls) => match decrypt(tls, &chunk[..n], input) {
+                        Ok(true) => {}
+                        Ok(false) => return Poll::Ready(CloseReason::PeerClosed),
+                        Err(e) => {
+                            // Try to tell the peer (rustls queued an alert), then give up.
+                            let _ = tls.conn.write_tls(&mut tls.pending);
+                            let _ = send_now(fd, &tls.pending[tls.written..]);
+                            return Poll::Ready(CloseReason::Error(e.kind()));
+                        }
+                    },
+                }
                 peer.on_input(input);
                 if input.is_empty() && input.capacity() > READ_CHUNK {
                     // Give back what a burst grew; idle connections keep no buffer.
@@ -154,6 +197,104 @@ fn flush(
                 }
             }
             _ => return Err(err),
+        }
+    }
+}
+
+/// Feeds ciphertext to rustls and appends the plaintext it yields to `input`. `Ok(false)` when the
+/// peer sent close_notify.
+fn decrypt(tls: &mut Tls, mut ciphertext: &[u8], input: &mut BytesMut) -> io::Result<bool> {
+    while !ciphertext.is_empty() {
+        tls.conn.read_tls(&mut ciphertext)?;
+        let state = tls
+            .conn
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut left = state.plaintext_bytes_to_read();
+        while left > 0 {
+            let mut plain = [0u8; 4096];
+            let n = tls.conn.reader().read(&mut plain)?;
+            if n == 0 {
+                break;
+            }
+            input.extend_from_slice(&plain[..n]);
+            left -= n.min(left);
+        }
+        if state.peer_has_closed() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Moves the outbox's plaintext into rustls and writes the resulting ciphertext; same contract as
+/// [`flush`].
+fn flush_tls(
+    fd: RawFd,
+    stream: &mut TcpStream,
+    outbox: &mut Outbox,
+    tls: &mut Tls,
+    cx: &mut Context<'_>,
+) -> io::Result<bool> {
+    loop {
+        let mut moved = 0;
+        loop {
+            let written = match outbox.pending_slices(1).next() {
+                Some(slice) => tls.conn.writer().write(slice)?,
+                None => break,
+            };
+            let n = written;
+            if n == 0 {
+                break;
+            }
+            moved += n;
+            outbox.consume(n);
+        }
+        if tls.written == tls.pending.len() {
+            tls.pending.clear();
+            tls.written = 0;
+            while tls.conn.wants_write() {
+                tls.conn.write_tls(&mut tls.pending)?;
+            }
+        }
+        if tls.written == tls.pending.len() {
+            if moved == 0 {
+                return Ok(false);
+            }
+            continue;
+        }
+        match send_now(fd, &tls.pending[tls.written..]) {
+            Ok(n) => tls.written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match Pin::new(&mut *stream).poll_write(cx, &tls.pending[tls.written..]) {
+                    Poll::Ready(Ok(n)) => tls.written += n,
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => return Ok(true),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One non-blocking `send`.
+fn send_now(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `data` is a live slice for the duration of the call.
+        let sent = unsafe {
+            libc::send(
+                fd,
+                data.as_ptr() as *const libc::c_void,
+                data.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if sent >= 0 {
+            return Ok(sent as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod driver;
 mod outbox;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -11,7 +12,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use glommio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
-pub use driver::{CloseReason, Peer, drive};
+pub use driver::{CloseReason, Peer, drive, drive_tls};
 pub use outbox::{Closing, Outbox};
 
 /// The kernel's accept backlog cap (`net.core.somaxconn`), used as the listen backlog.
