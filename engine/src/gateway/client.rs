@@ -24,8 +24,9 @@ use crate::net::{CloseReason, Outbox, Peer};
 /// Where a client's byte stream is.
 #[derive(Debug)]
 enum Codec {
-    /// A WebSocket client that has not finished its upgrade request.
-    Handshake,
+    /// A WebSocket client that has not finished its upgrade request (its address goes into the
+    /// request data).
+    Handshake(SocketAddr),
     WebSocket(FrameDecoder),
     Text(TextDecoder),
     Frame(LengthFrameDecoder),
@@ -38,7 +39,6 @@ enum Codec {
 pub struct ClientPeer {
     shard: Rc<RefCell<Shard>>,
     id: u32,
-    remote: SocketAddr,
     codec: Codec,
 }
 
@@ -49,23 +49,19 @@ impl ClientPeer {
             (s.settings.protocol, s.settings.max_message_size)
         };
         let codec = match protocol {
-            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => Codec::Handshake,
+            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => Codec::Handshake(remote),
             ClientProtocol::Text => Codec::Text(TextDecoder::new(max)),
             ClientProtocol::Frame => Codec::Frame(LengthFrameDecoder::new(max)),
             ClientProtocol::Raw => Codec::Raw,
         };
-        ClientPeer {
-            shard,
-            id,
-            remote,
-            codec,
-        }
+        ClientPeer { shard, id, codec }
     }
 
     /// Refuses this client: `last_words` are written, then the connection closes.
     fn refuse(&mut self, cause: &'static str, detail: &dyn std::fmt::Display, last_words: Bytes) {
-        warn_limited(cause, &format!("closing client {}: {detail}", self.remote));
         let mut shard = self.shard.borrow_mut();
+        let remote = shard.clients.get(&self.id).map(|c| c.remote());
+        warn_limited(cause, &format!("closing client {remote:?}: {detail}"));
         if let Some(client) = shard.clients.get_mut(&self.id) {
             client.outbox.release();
             client.outbox.push(last_words);
@@ -78,7 +74,7 @@ impl ClientPeer {
         self.shard.borrow().clients.contains_key(&self.id)
     }
 
-    fn handshake(&mut self, input: &mut BytesMut) {
+    fn handshake(&mut self, remote: SocketAddr, input: &mut BytesMut) {
         let (request, used) = match websocket::parse_request(input, DEFAULT_MAX_HANDSHAKE_LEN) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return,
@@ -119,7 +115,7 @@ impl ClientPeer {
         let mut shard = self.shard.borrow_mut();
         let public_port = shard.settings.public_port;
         let max = shard.settings.max_message_size;
-        let data = websocket::connect_data(&request, self.remote, public_port);
+        let data = websocket::connect_data(&request, remote, public_port);
         if !shard.websocket_connect(self.id, Bytes::from(serialize(&data))) {
             self.codec = Codec::Done;
             return;
@@ -225,11 +221,11 @@ impl Peer for ClientPeer {
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
-        if matches!(self.codec, Codec::Handshake) {
-            self.handshake(input);
+        if let Codec::Handshake(remote) = self.codec {
+            self.handshake(remote, input);
         }
         match &self.codec {
-            Codec::Handshake => {}
+            Codec::Handshake(_) => {}
             Codec::WebSocket(_) => self.websocket_frames(input),
             Codec::Text(_) => self.messages(input, |codec, input| match codec {
                 Codec::Text(d) => d.decode(input),

@@ -65,12 +65,11 @@ impl ShardSettings {
 pub struct Client {
     /// The header every event for this client carries (cmd and flag are set per event).
     pub header: Header,
-    pub remote: SocketAddr,
     /// The stored session: opaque serialized bytes, `""` when none.
     pub session: Bytes,
-    pub uid: Option<Key>,
-    /// `None` until the client first joins a group (SELECT reports null then).
-    pub groups: Option<IndexSet<Key>>,
+    /// uid and groups, boxed: most clients of a push service have neither, and an idle client
+    /// should cost as little as possible.
+    pub membership: Option<Box<Membership>>,
     /// Heartbeat counter: -1 right after a message.
     pub ping_count: i32,
     /// The worker key this client's events go to.
@@ -80,6 +79,34 @@ pub struct Client {
     pub bytes_in: u64,
     /// Why a close was requested, for the counters once the connection is gone.
     pub close_cause: Option<CloseCause>,
+}
+
+/// A client's uid and groups.
+#[derive(Debug, Default)]
+pub struct Membership {
+    pub uid: Option<Key>,
+    /// `None` until the client first joins a group (SELECT reports null then).
+    pub groups: Option<IndexSet<Key>>,
+}
+
+impl Client {
+    pub fn uid(&self) -> Option<&Key> {
+        self.membership.as_ref()?.uid.as_ref()
+    }
+
+    pub fn groups(&self) -> Option<&IndexSet<Key>> {
+        self.membership.as_ref()?.groups.as_ref()
+    }
+
+    /// The membership record, created on first use.
+    pub fn membership_mut(&mut self) -> &mut Membership {
+        self.membership.get_or_insert_default()
+    }
+
+    /// The client's address as the header carries it.
+    pub fn remote(&self) -> SocketAddr {
+        SocketAddr::from((self.header.client_ip, self.header.client_port))
+    }
 }
 
 /// An inner connection: a worker, a GatewayClient, or not yet known.
@@ -154,10 +181,8 @@ impl Shard {
             id,
             Client {
                 header,
-                remote,
                 session: Bytes::new(),
-                uid: None,
-                groups: None,
+                membership: None,
                 ping_count: -1,
                 worker: None,
                 outbox,
@@ -233,10 +258,10 @@ impl Shard {
         if let Some(worker) = &client.worker {
             self.router.released(worker);
         }
-        if let Some(uid) = &client.uid {
+        if let Some(uid) = client.uid() {
             remove_member(&mut self.uids, uid, id);
         }
-        for group in client.groups.iter().flatten() {
+        for group in client.groups().into_iter().flatten() {
             remove_member(&mut self.groups, group, id);
         }
         self.stats.closed(cause);

@@ -135,8 +135,8 @@ fn poll_connection<P: Peer>(
                     },
                 }
                 peer.on_input(input);
-                if input.is_empty() && input.capacity() > READ_CHUNK {
-                    // Give back what a burst grew; idle connections keep no buffer.
+                if input.is_empty() && input.capacity() > 0 {
+                    // Idle connections keep no read buffer: the next burst allocates afresh.
                     *input = BytesMut::new();
                 }
             }

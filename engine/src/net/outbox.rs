@@ -136,7 +136,8 @@ impl Outbox {
                 n = 0;
             }
         }
-        if self.queue.is_empty() && self.queue.capacity() > 16 {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            // An idle connection keeps no queue allocation.
             self.queue = VecDeque::new();
         }
     }

@@ -28,7 +28,7 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        if let Some(old) = client.uid.replace(uid.clone()) {
+        if let Some(old) = client.membership_mut().uid.replace(uid.clone()) {
             remove_index_member(&mut self.uids, &old, id);
         }
         add_member(&mut self.uids, uid, id);
@@ -39,7 +39,7 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        if let Some(old) = client.uid.take() {
+        if let Some(old) = client.membership.as_mut().and_then(|m| m.uid.take()) {
             remove_index_member(&mut self.uids, &old, id);
         }
     }
@@ -52,7 +52,11 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        client.groups.get_or_insert_default().insert(group.clone());
+        client
+            .membership_mut()
+            .groups
+            .get_or_insert_default()
+            .insert(group.clone());
         add_member(&mut self.groups, group, id);
     }
 
@@ -64,7 +68,7 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        if let Some(groups) = client.groups.as_mut() {
+        if let Some(groups) = client.membership.as_mut().and_then(|m| m.groups.as_mut()) {
             groups.shift_remove(&group);
         }
         remove_index_member(&mut self.groups, &group, id);
@@ -79,7 +83,11 @@ impl Shard {
             return;
         };
         for id in members {
-            if let Some(groups) = self.clients.get_mut(&id).and_then(|c| c.groups.as_mut()) {
+            let client = self.clients.get_mut(&id);
+            if let Some(groups) = client
+                .and_then(|c| c.membership.as_mut())
+                .and_then(|m| m.groups.as_mut())
+            {
                 groups.shift_remove(&group);
             }
         }

@@ -154,10 +154,9 @@ fn selected_fields(client: &Client, fields: &[SelectField]) -> Array {
     for field in fields {
         let value = match field {
             SelectField::Uid => client
-                .uid
-                .as_ref()
+                .uid()
                 .map_or(Value::Null, |u| Value::Str(u.to_bytes())),
-            SelectField::Groups => match &client.groups {
+            SelectField::Groups => match client.groups() {
                 None => Value::Null,
                 Some(groups) => Value::Array(
                     groups
