@@ -1,0 +1,81 @@
+//! Slow consumers: past `send_to_client_buffer_size` a client's messages are dropped (default,
+//! as GatewayWorker) or the client is closed, and nobody else is affected.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use gatewire_proto::Cmd;
+use socket2::{Domain, Socket, Type};
+
+/// A WebSocket client with a tiny receive buffer that does not read until told to.
+fn sluggish_client(gw: &Gatewire) -> Ws {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&gw.public.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let url = format!("ws://{}/", gw.public);
+    let (ws, _) =
+        tungstenite::client::client(url, tungstenite::stream::MaybeTlsStream::Plain(stream))
+            .unwrap();
+    ws
+}
+
+/// A gateway with a 256 KiB client cap, a sluggish and a fast client, and 300 × 64 KiB queued
+/// for the sluggish one.
+fn flood(policy: &str) -> (Gatewire, TestWorker, Ws, u32, Ws, u32) {
+    let gw = Gatewire::start(Setup {
+        extra: format!("send_to_client_buffer_size = 262144\nslow_client_policy = \"{policy}\""),
+        ..Setup::default()
+    });
+    let mut w = gw.workers("Flood", "").remove(0);
+    let slow = sluggish_client(&gw);
+    let slow_id = w.expect(Cmd::OnConnect).header.connection_id;
+    w.expect(Cmd::OnWebSocketConnect);
+    let fast = ws_connect(gw.public, "/");
+    let fast_id = w.expect(Cmd::OnConnect).header.connection_id;
+    w.expect(Cmd::OnWebSocketConnect);
+    let chunk = "z".repeat(64 * 1024);
+    for _ in 0..300 {
+        w.command(Cmd::SendToOne, slow_id, "", &chunk);
+    }
+    (gw, w, slow, slow_id, fast, fast_id)
+}
+
+#[test]
+fn drop_policy_drops_messages_but_keeps_the_client() {
+    let (gw, mut w, mut slow, slow_id, mut fast, fast_id) = flood("drop");
+    // The fast client is served while the slow one is backed up.
+    w.command(Cmd::SendToOne, fast_id, "", "hi fast");
+    assert_eq!(ws_read(&mut fast), "hi fast");
+    // The slow client is still connected, and got fewer than 300 messages.
+    std::thread::sleep(Duration::from_millis(300));
+    w.command(Cmd::SendToOne, slow_id, "", "last");
+    let mut got = 0;
+    loop {
+        let m = ws_read(&mut slow);
+        if m == "last" {
+            break;
+        }
+        got += 1;
+    }
+    assert!(got < 300, "some messages were dropped ({got} arrived)");
+    assert!(got > 0);
+    assert_eq!(
+        query_text(gw.inner(0), Cmd::IsOnline, slow_id, ""),
+        "i:1;",
+        "the slow client stays connected"
+    );
+}
+
+#[test]
+fn close_policy_closes_the_slow_client_only() {
+    let (gw, mut w, _slow, slow_id, mut fast, fast_id) = flood("close");
+    assert_eq!(w.expect(Cmd::OnClose).header.connection_id, slow_id);
+    w.command(Cmd::SendToOne, fast_id, "", "still fine");
+    assert_eq!(ws_read(&mut fast), "still fine");
+    assert_eq!(query_text(gw.inner(0), Cmd::IsOnline, slow_id, ""), "i:0;");
+}
