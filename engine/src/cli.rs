@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tracing::{error, info};
 
-use crate::config::{self, Config, Role};
+use crate::apps::Builtin;
+use crate::config::{self, AppName, Config, Role};
+use crate::worker::{self, Events};
 use crate::{gateway, net, register, system};
 
 /// gatewire: a GatewayWorker-compatible long-connection gateway.
@@ -27,6 +29,9 @@ enum Command {
         /// Roles to run, e.g. `register,gateway` (default: `[run] roles`).
         #[arg(long, value_delimiter = ',')]
         role: Vec<Role>,
+        /// Built-in app for the worker role (default: `[worker] app`).
+        #[arg(long, value_enum)]
+        app: Option<AppName>,
     },
     /// Configuration tools.
     Config {
@@ -65,12 +70,22 @@ impl ConfigArgs {
     }
 }
 
-/// Runs the command line; the binary's `main`.
+/// The stock binary's `main`: the worker role runs a built-in app.
 pub fn main() -> ExitCode {
+    run_cli::<Builtin>(None)
+}
+
+/// Runs the `gatewire` command line with `app` as the business logic of the worker role: a
+/// user's binary gets the same commands and configuration as the stock one.
+pub fn run<A: Events>(app: A) -> ExitCode {
+    run_cli(Some(app))
+}
+
+fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Start { config, role } => {
+        Command::Start { config, role, app } => {
             let config = match config.load() {
                 Ok(c) => c,
                 Err(e) => {
@@ -78,12 +93,16 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let mut config = config;
+            if let Some(app) = app {
+                config.worker.app = app;
+            }
             let roles = if role.is_empty() {
                 config.run.roles.clone()
             } else {
                 role
             };
-            match start(&config, &roles) {
+            match start(&config, &roles, custom) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     error!("{message}");
@@ -117,7 +136,7 @@ fn init_logging() {
 }
 
 /// Starts `roles` and blocks while they run.
-fn start(config: &Config, roles: &[Role]) -> Result<(), String> {
+fn start<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> Result<(), String> {
     match system::raise_fd_limit() {
         Ok(limit) => info!(nofile = limit, "fd limit"),
         Err(e) => info!(error = %e, "could not raise the fd limit"),
@@ -130,8 +149,15 @@ fn start(config: &Config, roles: &[Role]) -> Result<(), String> {
         let shards = gateway::start(&config.gateway).map_err(|e| e.to_string())?;
         threads.extend(shards.into_iter().map(|s| s.thread));
     }
+    if roles.contains(&Role::Worker) {
+        let workers = match custom {
+            Some(app) => worker::start(&config.worker, app)?,
+            None => worker::start(&config.worker, Builtin::new(config.worker.app))?,
+        };
+        threads.extend(workers);
+    }
     if threads.is_empty() {
-        return Err("no role to run (roles: register, gateway)".into());
+        return Err("no role to run (roles: register, gateway, worker)".into());
     }
     for t in threads {
         let _ = t.join();

@@ -15,6 +15,7 @@ pub struct Config {
     pub run: RunConfig,
     pub register: RegisterConfig,
     pub gateway: GatewayConfig,
+    pub worker: WorkerConfig,
 }
 
 /// `[run]`: what this machine runs.
@@ -28,7 +29,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            roles: vec![Role::Register, Role::Gateway],
+            roles: vec![Role::Register, Role::Gateway, Role::Worker],
         }
     }
 }
@@ -39,6 +40,7 @@ impl Default for RunConfig {
 pub enum Role {
     Register,
     Gateway,
+    Worker,
 }
 
 impl std::str::FromStr for Role {
@@ -47,7 +49,10 @@ impl std::str::FromStr for Role {
         match s {
             "register" => Ok(Role::Register),
             "gateway" => Ok(Role::Gateway),
-            other => Err(format!("unknown role {other:?} (roles: register, gateway)")),
+            "worker" => Ok(Role::Worker),
+            other => Err(format!(
+                "unknown role {other:?} (roles: register, gateway, worker)"
+            )),
         }
     }
 }
@@ -238,6 +243,56 @@ impl GatewayConfig {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             self.shards
+        }
+    }
+}
+
+/// The built-in business logic a stock `gatewire` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AppName {
+    /// The chat room (with its web page in `static_dir`).
+    Chat,
+    /// Every message back to its sender.
+    Echo,
+    /// Every message to every client.
+    Broadcast,
+}
+
+/// `[worker]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Worker keys are `name:index`; keep names unique per host.
+    pub name: String,
+    /// Worker threads; 0 means one per core.
+    pub count: usize,
+    #[serde(deserialize_with = "address_list")]
+    pub register_address: Vec<SocketAddr>,
+    pub secret_key: String,
+    /// Built-in app run by the stock binary (`gatewire::run` binaries run their own).
+    pub app: AppName,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            name: "BusinessWorker".into(),
+            count: 0,
+            register_address: vec!["127.0.0.1:1236".parse().expect("literal address")],
+            secret_key: String::new(),
+            app: AppName::Chat,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The thread count with 0 resolved to the number of cores.
+    pub fn thread_count(&self) -> usize {
+        if self.count == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.count
         }
     }
 }

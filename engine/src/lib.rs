@@ -4,12 +4,15 @@
 //! |---|---|
 //! | [`register`] | the Register (address book) and the client side every role uses |
 //! | [`gateway`] | the Gateway: shards, clients, worker links, commands |
+//! | [`worker`] | the BusinessWorker: the [`Events`](worker::Events) trait, context, Gateway API |
+//! | [`apps`] | built-in apps: chat, echo, broadcast |
 //! | [`net`] | listeners and the connection driver shared by every role |
 //! | [`config`] | `gatewire.toml`, its defaults and overrides |
 //! | [`cli`] | the `gatewire` command line |
 //!
 //! The wire formats live in [`gatewire_proto`], re-exported as [`proto`].
 
+pub mod apps;
 pub mod cli;
 pub mod config;
 pub mod gateway;
@@ -17,5 +20,9 @@ pub mod log_limit;
 pub mod net;
 pub mod register;
 pub mod system;
+pub mod worker;
+
+pub use cli::run;
+pub use worker::{Context, Events};
 
 pub use gatewire_proto as proto;

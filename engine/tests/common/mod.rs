@@ -77,6 +77,8 @@ pub struct Setup {
     pub register_port: Option<u16>,
     /// The public listener's scheme: websocket, text, frame, tcp.
     pub scheme: &'static str,
+    /// The built-in app when the worker role runs.
+    pub app: &'static str,
 }
 
 impl Default for Setup {
@@ -88,6 +90,7 @@ impl Default for Setup {
             roles: "register,gateway",
             register_port: None,
             scheme: "websocket",
+            app: "chat",
         }
     }
 }
@@ -102,9 +105,12 @@ impl Gatewire {
             "[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
              [gateway]\nlisten = \"{scheme}://127.0.0.1:{public_port}\"\nstart_port = {start_port}\n\
              shards = {shards}\nregister_address = \"127.0.0.1:{register_port}\"\n\
-             secret_key = \"{secret}\"\n{extra}\n",
+             secret_key = \"{secret}\"\n{extra}\n\n\
+             [worker]\ncount = 1\nregister_address = \"127.0.0.1:{register_port}\"\n\
+             secret_key = \"{secret}\"\napp = \"{app}\"\n",
             secret = setup.secret,
             scheme = setup.scheme,
+            app = setup.app,
             shards = setup.shards,
             extra = setup.extra,
         );
@@ -159,6 +165,21 @@ impl Drop for Gatewire {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A WebSocket client, retried until a worker serves the gateway (clients are refused before).
+pub fn ws_connect_when_served(addr: SocketAddr, path: &str) -> Ws {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let url = format!("ws://{addr}{path}");
+        match tungstenite::client::client(url, MaybeTlsStream::Plain(stream)) {
+            Ok((ws, _)) => return ws,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("no worker served {addr}: {e}"),
+        }
     }
 }
 

@@ -1,0 +1,79 @@
+//! The built-in apps the stock `gatewire` binary runs (`[worker] app` or `--app`): the chat room,
+//! echo and broadcast. Each is an ordinary [`Events`] implementation, written the way a user
+//! writes theirs.
+
+mod broadcast;
+mod chat;
+mod echo;
+
+pub use broadcast::Broadcast;
+pub use chat::Chat;
+pub use echo::Echo;
+
+use gatewire_proto::php::Value;
+
+use crate::config::AppName;
+use crate::worker::{Context, Events, WorkerInfo};
+
+/// One of the built-in apps, chosen at start.
+#[derive(Debug, Clone)]
+pub enum Builtin {
+    Chat(Chat),
+    Echo(Echo),
+    Broadcast(Broadcast),
+}
+
+impl Builtin {
+    pub fn new(name: AppName) -> Builtin {
+        match name {
+            AppName::Chat => Builtin::Chat(Chat),
+            AppName::Echo => Builtin::Echo(Echo),
+            AppName::Broadcast => Builtin::Broadcast(Broadcast),
+        }
+    }
+
+    fn app(&mut self) -> &mut dyn AppCallbacks {
+        match self {
+            Builtin::Chat(a) => a,
+            Builtin::Echo(a) => a,
+            Builtin::Broadcast(a) => a,
+        }
+    }
+}
+
+/// The object-safe part of [`Events`], so [`Builtin`] can delegate.
+trait AppCallbacks {
+    fn on_connect(&mut self, ctx: &mut Context<'_>);
+    fn on_message(&mut self, ctx: &mut Context<'_>, message: &[u8]);
+    fn on_close(&mut self, ctx: &mut Context<'_>);
+}
+
+impl<E: Events> AppCallbacks for E {
+    fn on_connect(&mut self, ctx: &mut Context<'_>) {
+        Events::on_connect(self, ctx)
+    }
+    fn on_message(&mut self, ctx: &mut Context<'_>, message: &[u8]) {
+        Events::on_message(self, ctx, message)
+    }
+    fn on_close(&mut self, ctx: &mut Context<'_>) {
+        Events::on_close(self, ctx)
+    }
+}
+
+impl Events for Builtin {
+    fn on_worker_start(&mut self, _worker: &WorkerInfo) {}
+
+    fn on_connect(&mut self, ctx: &mut Context<'_>) {
+        self.app().on_connect(ctx)
+    }
+
+    fn on_websocket_connect(&mut self, _ctx: &mut Context<'_>, _data: &Value) {}
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, message: &[u8]) {
+        self.app().on_message(ctx, message)
+    }
+
+    fn on_close(&mut self, ctx: &mut Context<'_>) {
+        self.app().on_close(ctx)
+    }
+}

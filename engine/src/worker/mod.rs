@@ -1,0 +1,15 @@
+//! The BusinessWorker (protocol §6): `count` threads, each one GatewayWorker "BusinessWorker
+//! process" (`worker_key = name:index`) with its own glommio executor, its links to every gateway
+//! shard the registers announce, and the user's [`Events`] called inline, one event at a time.
+
+mod api;
+mod context;
+mod events;
+mod query;
+mod runtime;
+
+pub use api::Gateway;
+pub use context::Context;
+pub use events::{Events, WorkerInfo};
+pub use query::QueryError;
+pub use runtime::start;

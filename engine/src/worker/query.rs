@@ -1,0 +1,78 @@
+//! Queries to gateways (protocol §2.4, §6.4): each on its own short-lived blocking connection
+//! (never the event link), with connect and read timeouts, prefixed by the 202 auth packet when a
+//! secret is set. A gateway that does not answer makes the answer partial; it never hangs.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use gatewire_proto::auth::gateway_client_connect_body;
+use gatewire_proto::query_reply::QueryReplyDecoder;
+use gatewire_proto::{Cmd, Flags, Header, Packet};
+
+/// Connect and collection timeout, as GatewayWorker's defaults.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why one gateway gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("gateway {addr}: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("gateway {addr}: bad reply: {detail}")]
+    BadReply { addr: String, detail: String },
+}
+
+/// Sends `packet` to the gateway at `addr` and returns the reply payload.
+pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryError> {
+    let io = |source| QueryError::Io {
+        addr: addr.to_owned(),
+        source,
+    };
+    let target: SocketAddr = addr.parse().map_err(|_| QueryError::BadReply {
+        addr: addr.to_owned(),
+        detail: "not an ip:port address".into(),
+    })?;
+    let mut stream = TcpStream::connect_timeout(&target, QUERY_TIMEOUT).map_err(io)?;
+    stream.set_read_timeout(Some(QUERY_TIMEOUT)).map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    let mut request = BytesMut::new();
+    if !secret.is_empty() {
+        let auth = Packet::new(
+            Header::for_connection(Cmd::GatewayClientConnect, 0, Flags::SCALAR),
+            "",
+            gateway_client_connect_body(secret),
+        );
+        let _ = auth.encode(&mut request);
+    }
+    packet
+        .encode(&mut request)
+        .map_err(|e| QueryError::BadReply {
+            addr: addr.to_owned(),
+            detail: e.to_string(),
+        })?;
+    stream.write_all(&request).map_err(io)?;
+    let mut decoder = QueryReplyDecoder::default();
+    let mut buf = BytesMut::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(reply)) => return Ok(reply),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(QueryError::BadReply {
+                    addr: addr.to_owned(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+        let n = stream.read(&mut chunk).map_err(io)?;
+        if n == 0 {
+            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

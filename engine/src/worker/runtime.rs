@@ -1,0 +1,270 @@
+//! Worker threads: each learns gateway addresses from every register, keeps a link to every
+//! gateway shard (retrying a lost one every second while it is listed), and runs the app's
+//! callbacks for the events that arrive, with GatewayWorker's session rules (§6.3).
+
+use std::cell::RefCell;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use gatewire_proto::auth::worker_connect_body;
+use gatewire_proto::php::{Value, serialize, unserialize};
+use gatewire_proto::register::{RegisterMessage, worker_connect_line};
+use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, PacketDecoder};
+use glommio::net::TcpStream;
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{debug, info, warn};
+
+use super::api::{Gateway, Links};
+use super::context::Context;
+use super::events::{Events, WorkerInfo};
+use crate::config::WorkerConfig;
+use crate::net::{self, CloseReason, Outbox, Peer};
+use crate::register::{RegisterLink, keep_registered};
+
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts `config.count` worker threads running clones of `app`.
+pub fn start<A: Events>(
+    config: &WorkerConfig,
+    app: A,
+) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
+    let count = config.thread_count();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = Vec::with_capacity(count);
+    for index in 0..count {
+        let (config, app) = (config.clone(), app.clone());
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+            .name(&format!("worker-{index}"))
+            .io_memory(64 * 1024)
+            .spawn(move || async move { run_thread(config, index, app).await })
+            .map_err(|e| format!("worker {index}: {e}"))?;
+        threads.push(std::thread::spawn(move || {
+            let _ = handle.join();
+        }));
+    }
+    info!(count, name = %config.name, "business workers started");
+    Ok(threads)
+}
+
+/// One worker thread's state.
+struct Worker<A> {
+    app: RefCell<A>,
+    gateway: Gateway,
+    links: Rc<RefCell<Links>>,
+    /// Addresses with a link task (connected, connecting or waiting to retry).
+    linking: RefCell<HashSet<String>>,
+    /// Hash of the last session bytes seen or written per client (GatewayWorker's crc32 check).
+    versions: RefCell<HashMap<ClientId, u64>>,
+    worker_key: String,
+    secret: String,
+}
+
+async fn run_thread<A: Events>(config: WorkerConfig, index: usize, app: A) {
+    let links = Rc::new(RefCell::new(Links::default()));
+    let worker = Rc::new(Worker {
+        app: RefCell::new(app),
+        gateway: Gateway::new(links.clone(), &config.secret_key),
+        links,
+        linking: RefCell::new(HashSet::new()),
+        versions: RefCell::new(HashMap::new()),
+        worker_key: format!("{}:{index}", config.name),
+        secret: config.secret_key.clone(),
+    });
+    let info = WorkerInfo {
+        worker_key: worker.worker_key.clone(),
+        index,
+    };
+    worker.app.borrow_mut().on_worker_start(&info);
+    let listener = Rc::new(RefCell::new(AddressBook {
+        worker: worker.clone(),
+    }));
+    for register in &config.register_address {
+        glommio::spawn_local(keep_registered(*register, listener.clone())).detach();
+    }
+    std::future::pending::<()>().await;
+}
+
+/// The worker side of a register link: follow the gateway list.
+struct AddressBook<A> {
+    worker: Rc<Worker<A>>,
+}
+
+impl<A: Events> RegisterLink for AddressBook<A> {
+    fn hello(&self) -> String {
+        worker_connect_line(&self.worker.secret)
+    }
+
+    fn on_message(&mut self, message: RegisterMessage) {
+        let RegisterMessage::BroadcastAddresses { addresses } = message else {
+            return;
+        };
+        debug!(?addresses, "gateway list");
+        self.worker.links.borrow_mut().known = addresses.clone();
+        for address in addresses {
+            if self.worker.linking.borrow_mut().insert(address.clone()) {
+                glommio::spawn_local(keep_linked(self.worker.clone(), address)).detach();
+            }
+        }
+    }
+}
+
+/// Keeps a link to the gateway at `address` while the registers list it.
+async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
+    loop {
+        if !worker.links.borrow().known.contains(&address) {
+            worker.linking.borrow_mut().remove(&address);
+            return;
+        }
+        let target: Option<SocketAddr> = address.parse().ok();
+        let connected = match target {
+            Some(t) => TcpStream::connect_timeout(t, CONNECT_TIMEOUT).await.ok(),
+            None => {
+                warn!(%address, "gateway address is not ip:port");
+                None
+            }
+        };
+        if let Some(stream) = connected {
+            let _ = stream.set_nodelay(true);
+            let outbox = Rc::new(RefCell::new(Outbox::default()));
+            let hello = Packet::new(
+                Header::for_connection(Cmd::WorkerConnect, 0, Flags::SCALAR),
+                "",
+                worker_connect_body(&worker.worker_key, &worker.secret),
+            );
+            if let Ok(bytes) = hello.to_bytes() {
+                outbox.borrow_mut().push(bytes);
+            }
+            worker
+                .links
+                .borrow_mut()
+                .connected
+                .insert(address.clone(), outbox.clone());
+            info!(%address, worker = %worker.worker_key, "linked to gateway");
+            let peer = LinkPeer {
+                worker: worker.clone(),
+                outbox,
+                decoder: PacketDecoder::default(),
+            };
+            net::drive(stream, peer).await;
+            worker.links.borrow_mut().connected.remove(&address);
+            warn!(%address, "gateway link lost; retrying every second while listed");
+        }
+        glommio::timer::sleep(RETRY_AFTER).await;
+    }
+}
+
+struct LinkPeer<A> {
+    worker: Rc<Worker<A>>,
+    outbox: Rc<RefCell<Outbox>>,
+    decoder: PacketDecoder,
+}
+
+impl<A: Events> Peer for LinkPeer<A> {
+    fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
+        Some(f(&mut self.outbox.borrow_mut()))
+    }
+
+    fn on_input(&mut self, input: &mut BytesMut) {
+        loop {
+            match self.decoder.decode(input) {
+                Ok(Some(packet)) => handle_event(&self.worker, packet),
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "bad packet from a gateway; dropping the link");
+                    input.clear();
+                    self.outbox.borrow_mut().close(net::Closing::Now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_closed(&mut self, _reason: CloseReason) {}
+}
+
+fn version(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+fn session_of(bytes: &[u8]) -> Option<gatewire_proto::php::Array> {
+    if bytes.is_empty() {
+        return None;
+    }
+    match unserialize(bytes) {
+        Ok(Value::Array(a)) => Some(a),
+        _ => None,
+    }
+}
+
+/// Runs the callback for one event, then saves a changed session (protocol §6.3).
+fn handle_event<A: Events>(worker: &Worker<A>, packet: Packet) {
+    let cmd = packet.header.cmd;
+    if !matches!(
+        cmd,
+        Cmd::OnConnect | Cmd::OnMessage | Cmd::OnClose | Cmd::OnWebSocketConnect
+    ) {
+        return;
+    }
+    let h = packet.header;
+    let client_id = ClientId::new(h.local_ip, h.local_port, h.connection_id);
+    let seen = version(&packet.ext);
+    let session = if cmd == Cmd::OnClose {
+        worker.versions.borrow_mut().remove(&client_id);
+        session_of(&packet.ext)
+    } else {
+        let previous = worker.versions.borrow_mut().insert(client_id, seen);
+        match previous {
+            // The event was sent before our last write reached the gateway: ask for the truth.
+            Some(v) if v != seen => match worker.gateway.get_session(client_id) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    warn!(error = %e, "stale session could not be refreshed; using the event's");
+                    session_of(&packet.ext)
+                }
+            },
+            _ => session_of(&packet.ext),
+        }
+    };
+    let old = session.clone();
+    let mut ctx = Context {
+        client_id,
+        client_addr: SocketAddr::V4(SocketAddrV4::new(h.client_ip, h.client_port)),
+        gateway_port: h.gateway_port,
+        session,
+        binary: h.flag.binary(),
+        gateway: &worker.gateway,
+    };
+    {
+        let mut app = worker.app.borrow_mut();
+        match cmd {
+            Cmd::OnConnect => app.on_connect(&mut ctx),
+            Cmd::OnMessage => app.on_message(&mut ctx, &packet.body),
+            Cmd::OnWebSocketConnect => {
+                let data = gatewire_proto::packet::decode_body(h.flag, &packet.body);
+                app.on_websocket_connect(&mut ctx, &data);
+            }
+            Cmd::OnClose => app.on_close(&mut ctx),
+            _ => {}
+        }
+    }
+    if cmd != Cmd::OnClose && ctx.session != old {
+        let bytes = ctx
+            .session
+            .take()
+            .map(|s| serialize(&Value::Array(s)))
+            .unwrap_or_default();
+        worker
+            .versions
+            .borrow_mut()
+            .insert(client_id, version(&bytes));
+        worker.gateway.set_session_bytes(client_id, bytes);
+    }
+}

@@ -1,0 +1,122 @@
+//! The BusinessWorker runtime and the built-in apps, end to end: register, gateway and worker
+//! roles in one `gatewire` process, WebSocket clients outside.
+
+mod common;
+
+use common::*;
+
+fn all_roles(app: &'static str, shards: u16) -> Gatewire {
+    Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        app,
+        shards,
+        ..Setup::default()
+    })
+}
+
+#[test]
+fn echo_app_answers_every_message_text_and_binary() {
+    let gw = all_roles("echo", 2);
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    ws.send(tungstenite::Message::text("ping 1")).unwrap();
+    assert_eq!(ws_read(&mut ws), "ping 1");
+    ws.send(tungstenite::Message::binary(vec![0u8, 255, 7]))
+        .unwrap();
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Binary(b) => {
+                assert_eq!(&b[..], &[0u8, 255, 7]);
+                break;
+            }
+            tungstenite::Message::Text(t) => panic!("binary came back as text {t:?}"),
+            _ => continue,
+        }
+    }
+}
+
+#[test]
+fn broadcast_app_reaches_clients_on_every_shard() {
+    let gw = all_roles("broadcast", 2);
+    let mut clients: Vec<Ws> = (0..6)
+        .map(|_| ws_connect_when_served(gw.public, "/"))
+        .collect();
+    // Every worker links to both shards before the broadcast: clients were accepted, so each
+    // shard had a worker; wait a moment for both links of the (single) worker thread.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    clients[0]
+        .send(tungstenite::Message::text("to all"))
+        .unwrap();
+    for ws in &mut clients {
+        assert_eq!(ws_read(ws), "to all");
+    }
+}
+
+/// The client id from the chat's "Hello <id>" greeting, skipping other clients' comings and goings.
+fn greeting(ws: &mut Ws) -> String {
+    let hello = chat_read(ws);
+    assert!(hello.starts_with("Hello "), "{hello}");
+    hello.trim_start_matches("Hello ").to_owned()
+}
+
+/// The next chat line, skipping the joins and leaves of connections this test did not make (the
+/// harness probes the port before the test starts).
+fn chat_read(ws: &mut Ws) -> String {
+    loop {
+        let line = ws_read(ws);
+        let stray = line
+            .strip_suffix(" joined")
+            .or_else(|| line.strip_suffix(" left"))
+            .is_some_and(|id| id.len() == 20 && id.ends_with("00000001"));
+        if !stray {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn chat_app_greets_broadcasts_nicknames_rooms_and_whispers() {
+    let gw = all_roles("chat", 1);
+    let mut alice = ws_connect_when_served(gw.public, "/");
+    let alice_id = greeting(&mut alice);
+    assert_eq!(chat_read(&mut alice), format!("{alice_id} joined"));
+
+    let mut bob = ws_connect_when_served(gw.public, "/");
+    let bob_id = greeting(&mut bob);
+    assert_eq!(chat_read(&mut bob), format!("{bob_id} joined"));
+    assert_eq!(chat_read(&mut alice), format!("{bob_id} joined"));
+
+    // Plain text, before any nickname: "<id> said <text>".
+    bob.send(tungstenite::Message::text("hi all")).unwrap();
+    assert_eq!(chat_read(&mut alice), format!("{bob_id} said hi all"));
+    assert_eq!(chat_read(&mut bob), format!("{bob_id} said hi all"));
+
+    // Nicknames live in the session and survive across events.
+    alice
+        .send(tungstenite::Message::text("/nick alice"))
+        .unwrap();
+    assert_eq!(chat_read(&mut alice), "You are now alice");
+    alice.send(tungstenite::Message::text("hello bob")).unwrap();
+    assert_eq!(chat_read(&mut bob), "alice said hello bob");
+    assert_eq!(chat_read(&mut alice), "alice said hello bob");
+
+    // Private messages go to the uid bound by /nick.
+    bob.send(tungstenite::Message::text("/msg alice psst"))
+        .unwrap();
+    assert_eq!(chat_read(&mut bob), "You whisper to alice: psst");
+    assert_eq!(chat_read(&mut alice), format!("{bob_id} whispers psst"));
+
+    // Rooms: once both are in "r1", room talk stays in the room.
+    alice.send(tungstenite::Message::text("/join r1")).unwrap();
+    assert_eq!(chat_read(&mut alice), "You joined r1");
+    bob.send(tungstenite::Message::text("/join r1")).unwrap();
+    assert_eq!(chat_read(&mut bob), "You joined r1");
+    alice
+        .send(tungstenite::Message::text("in the room"))
+        .unwrap();
+    assert_eq!(chat_read(&mut bob), "alice said in the room");
+    assert_eq!(chat_read(&mut alice), "alice said in the room");
+
+    // Leaving tells the room.
+    drop(bob);
+    assert_eq!(chat_read(&mut alice), format!("{bob_id} left"));
+}
