@@ -1,13 +1,12 @@
 # Shared helpers for the end-to-end bench scripts: build, print the environment, start and stop a
-# gatewire deployment (register + gateway + bench worker) on free loopback ports.
+# gatewire deployment (register + gateway + worker with a built-in app) on free loopback ports.
 # shellcheck shell=bash
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 
 build() {
-  (cd "$root" && cargo build --release --quiet -p gatewire --bin gatewire --example bench_worker \
-    -p gatewire-loadgen)
+  (cd "$root" && cargo build --release --quiet -p gatewire --bin gatewire -p gatewire-loadgen)
 }
 
 environment() {
@@ -30,8 +29,9 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_gatewire SHARDS MODE: starts register + gateway with SHARDS shards and a bench worker in
-# MODE (echo|broadcast); sets GW_PID, WORKER_PID, PUBLIC_URL.
+# start_gatewire SHARDS APP: starts register + gateway (SHARDS shards) in one process and one worker
+# thread running the built-in APP (echo|broadcast|chat) in another, so the gateway's memory is
+# measured alone; sets GW_PID, WORKER_PID and PUBLIC_URL.
 start_gatewire() {
   local shards=$1 mode=$2
   work=$(mktemp -d)
@@ -47,11 +47,17 @@ listen = "websocket://127.0.0.1:$public_port"
 start_port = $inner_port
 shards = $shards
 register_address = "127.0.0.1:$register_port"
+[worker]
+count = 1
+register_address = "127.0.0.1:$register_port"
+app = "$mode"
 TOML
-  GATEWIRE_LOG=warn "$bin/gatewire" start -c "$work/gatewire.toml" 2>"$work/gatewire.log" &
+  GATEWIRE_LOG=warn "$bin/gatewire" start -c "$work/gatewire.toml" --role register,gateway \
+    2>"$work/gatewire.log" &
   GW_PID=$!
   sleep 1
-  "$bin/examples/bench_worker" "$mode" "127.0.0.1:$register_port" 2>"$work/worker.log" &
+  GATEWIRE_LOG=warn "$bin/gatewire" start -c "$work/gatewire.toml" --role worker \
+    2>"$work/worker.log" &
   WORKER_PID=$!
   sleep 1
   PUBLIC_URL="ws://127.0.0.1:$public_port/"

@@ -272,6 +272,8 @@ pub struct WorkerConfig {
     pub secret_key: String,
     /// Built-in app run by the stock binary (`gatewire::run` binaries run their own).
     pub app: AppName,
+    /// Largest packet accepted from a gateway (bytes); a larger one drops that link.
+    pub max_packet_size: usize,
 }
 
 impl Default for WorkerConfig {
@@ -282,6 +284,7 @@ impl Default for WorkerConfig {
             register_address: vec!["127.0.0.1:1236".parse().expect("literal address")],
             secret_key: String::new(),
             app: AppName::Chat,
+            max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
         }
     }
 }

@@ -63,6 +63,7 @@ struct Worker<A> {
     versions: RefCell<HashMap<ClientId, u64>>,
     worker_key: String,
     secret: String,
+    max_packet_size: usize,
 }
 
 async fn run_thread<A: Events>(config: WorkerConfig, index: usize, app: A) {
@@ -75,6 +76,7 @@ async fn run_thread<A: Events>(config: WorkerConfig, index: usize, app: A) {
         versions: RefCell::new(HashMap::new()),
         worker_key: format!("{}:{index}", config.name),
         secret: config.secret_key.clone(),
+        max_packet_size: config.max_packet_size,
     });
     let info = WorkerInfo {
         worker_key: worker.worker_key.clone(),
@@ -149,7 +151,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
             let peer = LinkPeer {
                 worker: worker.clone(),
                 outbox,
-                decoder: PacketDecoder::default(),
+                decoder: PacketDecoder::new(worker.max_packet_size),
             };
             net::drive(stream, peer).await;
             worker.links.borrow_mut().connected.remove(&address);
