@@ -38,6 +38,48 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Send a message through the gateways (as GatewayClient); to everyone unless narrowed.
+    Send {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// To the clients bound to this uid.
+        #[arg(long, conflicts_with_all = ["group", "client"])]
+        uid: Option<String>,
+        /// To the members of this group.
+        #[arg(long, conflicts_with = "client")]
+        group: Option<String>,
+        /// To one client id (20 hex characters).
+        #[arg(long)]
+        client: Option<String>,
+        message: String,
+    },
+    /// Ask the gateways (as GatewayClient).
+    Query {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        what: QueryWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QueryWhat {
+    /// Clients connected to every gateway.
+    ClientCount,
+    /// Members of a group.
+    GroupCount { group: String },
+    /// Whether a client id is connected.
+    Online { client: String },
+    /// Whether any client is bound to a uid.
+    UidOnline { uid: String },
+    /// Every group.
+    Groups,
+    /// Every bound uid.
+    Uids,
+    /// Every client id.
+    Clients,
+    /// A client's session.
+    Session { client: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,10 +94,10 @@ enum ConfigAction {
 #[derive(Debug, Args)]
 struct ConfigArgs {
     /// Configuration file (default: ./gatewire.toml when it exists).
-    #[arg(short = 'c', long = "config")]
+    #[arg(short = 'c', long = "config", global = true)]
     file: Option<PathBuf>,
     /// Override one key, e.g. `--set gateway.shards=4` (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE", global = true)]
     overrides: Vec<String>,
 }
 
@@ -111,6 +153,29 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 }
             }
         }
+        Command::Send {
+            config,
+            uid,
+            group,
+            client,
+            message,
+        } => with_client(&config, |gw| {
+            match (uid, group, client) {
+                (Some(uid), _, _) => gw.send_to_uid(&[uid.as_str()], &message),
+                (_, Some(group), _) => gw.send_to_group(&[group.as_str()], &message, &[]),
+                (_, _, Some(client)) => {
+                    let id: gatewire_proto::ClientId = client
+                        .parse()
+                        .map_err(|e| format!("--client {client}: {e}"))?;
+                    if !gw.send_to_client(id, &message) {
+                        return Err(format!("gateway {} did not take the message", id.gateway()));
+                    }
+                }
+                _ => gw.send_to_all(&message),
+            }
+            Ok(true)
+        }),
+        Command::Query { config, what } => with_client(&config, |gw| query(gw, what)),
         Command::Config {
             action: ConfigAction::Check { config },
         } => match config.load() {
@@ -124,6 +189,103 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             }
         },
     }
+}
+
+/// Runs `f` with a GatewayClient built from the `[worker]` section (its registers and secret).
+/// `f` returns whether its answer was complete; a partial answer exits with 3.
+fn with_client(
+    config: &ConfigArgs,
+    f: impl FnOnce(&crate::client::GatewayClient) -> Result<bool, String>,
+) -> ExitCode {
+    let config = match config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatewire: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = crate::client::GatewayClient::new(
+        config.worker.register_address.clone(),
+        &config.worker.secret_key,
+    );
+    match f(&client) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("gatewire: partial answer: some gateways did not answer");
+            ExitCode::from(3)
+        }
+        Err(message) => {
+            eprintln!("gatewire: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn query(gw: &crate::worker::Gateway, what: QueryWhat) -> Result<bool, String> {
+    fn client_id(text: &str) -> Result<gatewire_proto::ClientId, String> {
+        text.parse().map_err(|e| format!("{text}: {e}"))
+    }
+    fn lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) {
+        for item in items {
+            println!("{item}");
+        }
+    }
+    Ok(match what {
+        QueryWhat::ClientCount => {
+            let a = gw.get_all_client_id_count();
+            println!("{}", a.value);
+            a.is_complete()
+        }
+        QueryWhat::GroupCount { group } => {
+            let a = gw.get_client_id_count_by_group(&group);
+            println!("{}", a.value);
+            a.is_complete()
+        }
+        QueryWhat::Online { client } => {
+            let online = gw
+                .is_online(client_id(&client)?)
+                .map_err(|e| e.to_string())?;
+            println!("{}", u8::from(online));
+            true
+        }
+        QueryWhat::UidOnline { uid } => {
+            let a = gw.is_uid_online(&uid);
+            println!("{}", u8::from(a.value));
+            a.is_complete()
+        }
+        QueryWhat::Groups => {
+            let a = gw.get_all_group_id_list();
+            let complete = a.is_complete();
+            lines(a.value);
+            complete
+        }
+        QueryWhat::Uids => {
+            let a = gw.get_all_uid_list();
+            let complete = a.is_complete();
+            lines(a.value);
+            complete
+        }
+        QueryWhat::Clients => {
+            let a = gw.get_all_client_id_list();
+            let complete = a.is_complete();
+            lines(a.value);
+            complete
+        }
+        QueryWhat::Session { client } => {
+            let session = gw
+                .get_session(client_id(&client)?)
+                .map_err(|e| e.to_string())?;
+            let value = session.map_or(
+                gatewire_proto::php::Value::Null,
+                gatewire_proto::php::Value::Array,
+            );
+            println!(
+                "{}",
+                String::from_utf8_lossy(&gatewire_proto::php::serialize(&value))
+            );
+            true
+        }
+    })
 }
 
 fn init_logging() {

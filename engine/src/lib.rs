@@ -6,6 +6,7 @@
 //! | [`gateway`] | the Gateway: shards, clients, worker links, commands |
 //! | [`worker`] | the BusinessWorker: the [`Events`](worker::Events) trait, context, Gateway API |
 //! | [`apps`] | built-in apps: chat, echo, broadcast |
+//! | [`client`] | GatewayClient: the API for processes that are not workers |
 //! | [`net`] | listeners and the connection driver shared by every role |
 //! | [`config`] | `gatewire.toml`, its defaults and overrides |
 //! | [`cli`] | the `gatewire` command line |
@@ -14,6 +15,7 @@
 
 pub mod apps;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod gateway;
 pub mod log_limit;

@@ -1,14 +1,16 @@
-//! The Gateway API a worker's callbacks use (GatewayWorker's `Lib\Gateway`, protocol §7), with
-//! Rust names and typed ids. Commands go over the worker's event links (fire and forget); queries
-//! go over their own connections, to every gateway the registers announced.
+//! The Gateway API (GatewayWorker's `Lib\Gateway` and GatewayClient, protocol §7–§8), with Rust
+//! names and typed ids. Commands go over a worker's event links, or, for a GatewayClient, over a
+//! fresh connection each; queries always use their own connections to every announced gateway.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use gatewire_proto::ext::{SendToAllTarget, SendToGroup, key_list_ext};
-use gatewire_proto::php::{Array, Value, serialize, unserialize};
+use gatewire_proto::ext::{
+    Select, SelectField, SelectWhere, SendToAllTarget, SendToGroup, key_list_ext,
+};
+use gatewire_proto::php::{Array, Key, Value, serialize, unserialize};
 use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet};
 use tracing::warn;
 
@@ -23,69 +25,139 @@ pub struct Links {
     pub known: Vec<String>,
 }
 
-/// A handle on every gateway this worker knows.
+/// How commands reach the gateways.
+#[derive(Debug, Clone)]
+enum Transport {
+    /// A worker's persistent, authorized event links.
+    Links(Rc<RefCell<Links>>),
+    /// A GatewayClient: a fresh connection per command, to addresses from the registers.
+    Direct(Rc<crate::client::Directory>),
+}
+
+/// A handle on every gateway: a worker's links, or a GatewayClient's direct connections.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    links: Rc<RefCell<Links>>,
+    transport: Transport,
     secret: Rc<str>,
 }
 
-/// An answer merged from every gateway, with the ones that did not answer.
+/// An answer merged from every gateway, with the gateways that did not answer.
 #[derive(Debug)]
 pub struct Answer<T> {
     pub value: T,
     pub unreachable: Vec<QueryError>,
 }
 
+impl<T> Answer<T> {
+    /// Whether every gateway answered.
+    pub fn is_complete(&self) -> bool {
+        self.unreachable.is_empty()
+    }
+}
+
+fn packet(
+    cmd: Cmd,
+    connection_id: u32,
+    flag: Flags,
+    ext: impl Into<Bytes>,
+    body: impl Into<Bytes>,
+) -> Bytes {
+    Packet::new(Header::for_connection(cmd, connection_id, flag), ext, body)
+        .to_bytes()
+        .unwrap_or_default()
+}
+
+/// Each group's members with their uid (if bound).
+type GroupMembers = BTreeMap<String, Vec<(ClientId, Option<String>)>>;
+
+/// The connection ids of `clients` owned by the gateway at `addr`.
+fn ids_on(clients: &[ClientId], addr: &str) -> Vec<u32> {
+    clients
+        .iter()
+        .filter(|c| c.gateway().to_string() == addr)
+        .map(|c| c.connection_id)
+        .collect()
+}
+
+/// The client id for connection `id` on the gateway at `addr`.
+fn client_on(addr: &str, id: u32) -> Option<ClientId> {
+    let gateway: std::net::SocketAddrV4 = addr.parse().ok()?;
+    Some(ClientId::new(*gateway.ip(), gateway.port(), id))
+}
+
+fn key_text(key: &Key) -> String {
+    String::from_utf8_lossy(&key.to_bytes()).into_owned()
+}
+
 impl Gateway {
     pub(crate) fn new(links: Rc<RefCell<Links>>, secret: &str) -> Gateway {
         Gateway {
-            links,
+            transport: Transport::Links(links),
             secret: Rc::from(secret),
         }
     }
 
-    fn packet(
-        cmd: Cmd,
-        connection_id: u32,
-        flag: Flags,
-        ext: impl Into<Bytes>,
-        body: impl Into<Bytes>,
-    ) -> Bytes {
-        Packet::new(Header::for_connection(cmd, connection_id, flag), ext, body)
-            .to_bytes()
-            .unwrap_or_default()
+    pub(crate) fn direct(directory: Rc<crate::client::Directory>, secret: &str) -> Gateway {
+        Gateway {
+            transport: Transport::Direct(directory),
+            secret: Rc::from(secret),
+        }
     }
 
-    /// Queues `packet` on the link of the gateway owning `client`; false when not connected.
+    /// Every gateway address the registers announced.
+    fn known(&self) -> Vec<String> {
+        match &self.transport {
+            Transport::Links(links) => links.borrow().known.clone(),
+            Transport::Direct(directory) => directory.addresses(),
+        }
+    }
+
+    /// Where "every gateway" commands go: a worker's connected links, or every announced gateway.
+    fn command_targets(&self) -> Vec<String> {
+        match &self.transport {
+            Transport::Links(links) => links.borrow().connected.keys().cloned().collect(),
+            Transport::Direct(directory) => directory.addresses(),
+        }
+    }
+
+    fn to_address(&self, address: &str, packet: Bytes) -> bool {
+        match &self.transport {
+            Transport::Links(links) => match links.borrow().connected.get(address) {
+                Some(outbox) => {
+                    outbox.borrow_mut().push(packet);
+                    true
+                }
+                None => false,
+            },
+            Transport::Direct(_) => match query::send(address, &self.secret, &packet) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, "command not delivered");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Sends `packet` to the gateway owning `client`; false when it cannot be reached.
     fn to_owner(&self, client: ClientId, packet: Bytes) -> bool {
-        let links = self.links.borrow();
-        match links.connected.get(&client.gateway().to_string()) {
-            Some(outbox) => {
-                outbox.borrow_mut().push(packet);
-                true
-            }
-            None => false,
-        }
+        self.to_address(&client.gateway().to_string(), packet)
     }
 
-    /// Queues `packet` on every connected gateway link.
     fn to_every_gateway(&self, packet: Bytes) {
-        for outbox in self.links.borrow().connected.values() {
-            outbox.borrow_mut().push(packet.clone());
+        for address in self.command_targets() {
+            self.to_address(&address, packet.clone());
         }
     }
 
-    fn text_flag(binary: bool) -> Flags {
-        Flags::SCALAR.with_binary(binary)
-    }
+    // ---- commands ----------------------------------------------------------------------------
 
-    /// `sendToClient`: false when the owning gateway is not connected.
+    /// `sendToClient`: false when the owning gateway cannot be reached.
     pub fn send_to_client(&self, client: ClientId, message: impl AsRef<[u8]>) -> bool {
         self.send_to_client_as(client, message, false)
     }
 
-    /// `sendToClient` with the message type chosen (binary frames for WebSocket clients).
+    /// `sendToClient` with the frame type chosen (binary frames for WebSocket clients).
     pub fn send_to_client_as(
         &self,
         client: ClientId,
@@ -93,46 +165,52 @@ impl Gateway {
         binary: bool,
     ) -> bool {
         let body = Bytes::copy_from_slice(message.as_ref());
+        let flag = Flags::SCALAR.with_binary(binary);
         self.to_owner(
             client,
-            Self::packet(
-                Cmd::SendToOne,
-                client.connection_id,
-                Self::text_flag(binary),
-                "",
-                body,
-            ),
+            packet(Cmd::SendToOne, client.connection_id, flag, "", body),
         )
     }
 
     /// `sendToAll($msg)`.
     pub fn send_to_all(&self, message: impl AsRef<[u8]>) {
         let body = Bytes::copy_from_slice(message.as_ref());
-        self.to_every_gateway(Self::packet(Cmd::SendToAll, 0, Flags::SCALAR, "", body));
+        self.to_every_gateway(packet(Cmd::SendToAll, 0, Flags::SCALAR, "", body));
     }
 
     /// `sendToAll($msg, null, $exclude)`.
     pub fn send_to_all_except(&self, message: impl AsRef<[u8]>, exclude: &[ClientId]) {
         let body = Bytes::copy_from_slice(message.as_ref());
-        let links = self.links.borrow();
-        for (addr, outbox) in &links.connected {
-            let ids: Vec<u32> = exclude
-                .iter()
-                .filter(|c| c.gateway().to_string() == *addr)
-                .map(|c| c.connection_id)
-                .collect();
+        for addr in self.command_targets() {
+            let ids = ids_on(exclude, &addr);
             let ext = if ids.is_empty() {
                 String::new()
             } else {
                 SendToAllTarget::Except(ids).to_ext()
             };
-            outbox.borrow_mut().push(Self::packet(
-                Cmd::SendToAll,
-                0,
-                Flags::SCALAR,
-                ext,
-                body.clone(),
-            ));
+            self.to_address(
+                &addr,
+                packet(Cmd::SendToAll, 0, Flags::SCALAR, ext, body.clone()),
+            );
+        }
+    }
+
+    /// `sendToAll($msg, $client_ids)`: only to these clients; an empty list sends nothing.
+    pub fn send_to_clients(&self, message: impl AsRef<[u8]>, clients: &[ClientId]) {
+        let body = Bytes::copy_from_slice(message.as_ref());
+        let mut by_gateway: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for c in clients {
+            by_gateway
+                .entry(c.gateway().to_string())
+                .or_default()
+                .push(c.connection_id);
+        }
+        for (addr, ids) in by_gateway {
+            let ext = SendToAllTarget::Only(ids).to_ext();
+            self.to_address(
+                &addr,
+                packet(Cmd::SendToAll, 0, Flags::SCALAR, ext, body.clone()),
+            );
         }
     }
 
@@ -144,7 +222,7 @@ impl Gateway {
         };
         self.to_owner(
             client,
-            Self::packet(Cmd::Kick, client.connection_id, flag, "", body),
+            packet(Cmd::Kick, client.connection_id, flag, "", body),
         )
     }
 
@@ -152,7 +230,7 @@ impl Gateway {
     pub fn destroy_client(&self, client: ClientId) -> bool {
         self.to_owner(
             client,
-            Self::packet(Cmd::Destroy, client.connection_id, Flags::SCALAR, "", ""),
+            packet(Cmd::Destroy, client.connection_id, Flags::SCALAR, "", ""),
         )
     }
 
@@ -161,7 +239,7 @@ impl Gateway {
         let ext = Bytes::copy_from_slice(uid.as_bytes());
         self.to_owner(
             client,
-            Self::packet(Cmd::BindUid, client.connection_id, Flags::SCALAR, ext, ""),
+            packet(Cmd::BindUid, client.connection_id, Flags::SCALAR, ext, ""),
         )
     }
 
@@ -169,7 +247,7 @@ impl Gateway {
     pub fn unbind_uid(&self, client: ClientId) -> bool {
         self.to_owner(
             client,
-            Self::packet(Cmd::UnbindUid, client.connection_id, Flags::SCALAR, "", ""),
+            packet(Cmd::UnbindUid, client.connection_id, Flags::SCALAR, "", ""),
         )
     }
 
@@ -178,7 +256,7 @@ impl Gateway {
         let ext = Bytes::copy_from_slice(group.as_bytes());
         self.to_owner(
             client,
-            Self::packet(Cmd::JoinGroup, client.connection_id, Flags::SCALAR, ext, ""),
+            packet(Cmd::JoinGroup, client.connection_id, Flags::SCALAR, ext, ""),
         )
     }
 
@@ -187,7 +265,7 @@ impl Gateway {
         let ext = Bytes::copy_from_slice(group.as_bytes());
         self.to_owner(
             client,
-            Self::packet(
+            packet(
                 Cmd::LeaveGroup,
                 client.connection_id,
                 Flags::SCALAR,
@@ -200,13 +278,13 @@ impl Gateway {
     /// `ungroup($group)`.
     pub fn ungroup(&self, group: &str) {
         let ext = Bytes::copy_from_slice(group.as_bytes());
-        self.to_every_gateway(Self::packet(Cmd::Ungroup, 0, Flags::SCALAR, ext, ""));
+        self.to_every_gateway(packet(Cmd::Ungroup, 0, Flags::SCALAR, ext, ""));
     }
 
     /// `sendToUid($uids, $msg)`.
     pub fn send_to_uid(&self, uids: &[&str], message: impl AsRef<[u8]>) {
         let body = Bytes::copy_from_slice(message.as_ref());
-        self.to_every_gateway(Self::packet(
+        self.to_every_gateway(packet(
             Cmd::SendToUid,
             0,
             Flags::SCALAR,
@@ -218,21 +296,12 @@ impl Gateway {
     /// `sendToGroup($groups, $msg, $exclude)`.
     pub fn send_to_group(&self, groups: &[&str], message: impl AsRef<[u8]>, exclude: &[ClientId]) {
         let body = Bytes::copy_from_slice(message.as_ref());
-        let links = self.links.borrow();
-        for (addr, outbox) in &links.connected {
-            let ids: Vec<u32> = exclude
-                .iter()
-                .filter(|c| c.gateway().to_string() == *addr)
-                .map(|c| c.connection_id)
-                .collect();
-            let ext = SendToGroup::to_ext(groups, &ids);
-            outbox.borrow_mut().push(Self::packet(
-                Cmd::SendToGroup,
-                0,
-                Flags::SCALAR,
-                ext,
-                body.clone(),
-            ));
+        for addr in self.command_targets() {
+            let ext = SendToGroup::to_ext(groups, &ids_on(exclude, &addr));
+            self.to_address(
+                &addr,
+                packet(Cmd::SendToGroup, 0, Flags::SCALAR, ext, body.clone()),
+            );
         }
     }
 
@@ -241,7 +310,7 @@ impl Gateway {
         let ext = serialize(&Value::Array(session.clone()));
         self.to_owner(
             client,
-            Self::packet(
+            packet(
                 Cmd::SetSession,
                 client.connection_id,
                 Flags::SCALAR,
@@ -256,7 +325,7 @@ impl Gateway {
         let ext = serialize(&Value::Array(session.clone()));
         self.to_owner(
             client,
-            Self::packet(
+            packet(
                 Cmd::UpdateSession,
                 client.connection_id,
                 Flags::SCALAR,
@@ -269,7 +338,7 @@ impl Gateway {
     pub(crate) fn set_session_bytes(&self, client: ClientId, session: Vec<u8>) {
         self.to_owner(
             client,
-            Self::packet(
+            packet(
                 Cmd::SetSession,
                 client.connection_id,
                 Flags::SCALAR,
@@ -279,49 +348,137 @@ impl Gateway {
         );
     }
 
-    fn ask_owner(&self, client: ClientId, cmd: Cmd, ext: &str) -> Result<Bytes, QueryError> {
-        let packet = Packet::new(
+    // ---- queries -----------------------------------------------------------------------------
+
+    fn ask_owner(&self, client: ClientId, cmd: Cmd, ext: &str) -> Result<Value, QueryError> {
+        let request = Packet::new(
             Header::for_connection(cmd, client.connection_id, Flags::SCALAR),
             ext.to_owned(),
             "",
         );
-        query::ask(&client.gateway().to_string(), &self.secret, &packet)
+        let addr = client.gateway().to_string();
+        let reply = query::ask(&addr, &self.secret, &request)?;
+        unserialize(&reply).map_err(|e| QueryError::BadReply {
+            addr,
+            detail: e.to_string(),
+        })
     }
 
-    fn ask_all(&self, cmd: Cmd, ext: &str) -> (Vec<Bytes>, Vec<QueryError>) {
-        let known = self.links.borrow().known.clone();
-        let packet = Packet::new(
+    /// Asks every announced gateway; each answer comes with the address that gave it.
+    fn ask_all(&self, cmd: Cmd, ext: &str) -> Answer<Vec<(String, Value)>> {
+        let request = Packet::new(
             Header::for_connection(cmd, 0, Flags::SCALAR),
             ext.to_owned(),
             "",
         );
-        let mut answers = Vec::new();
+        let mut value = Vec::new();
         let mut unreachable = Vec::new();
-        for addr in known {
-            match query::ask(&addr, &self.secret, &packet) {
-                Ok(reply) => answers.push(reply),
+        for addr in self.known() {
+            match query::ask(&addr, &self.secret, &request) {
+                Ok(reply) => match unserialize(&reply) {
+                    Ok(v) => value.push((addr, v)),
+                    Err(e) => unreachable.push(QueryError::BadReply {
+                        addr,
+                        detail: e.to_string(),
+                    }),
+                },
                 Err(e) => {
                     warn!(error = %e, "gateway query unanswered: the result is partial");
                     unreachable.push(e);
                 }
             }
         }
-        (answers, unreachable)
+        Answer { value, unreachable }
+    }
+
+    /// SELECT on every gateway: `(client, fields)` per selected connection.
+    fn select(
+        &self,
+        fields: &[SelectField],
+        filter: Option<&SelectWhere>,
+    ) -> Answer<Vec<(ClientId, Array)>> {
+        let answers = self.ask_all(Cmd::Select, &Select::to_ext(fields, filter));
+        let mut rows = Vec::new();
+        for (addr, reply) in &answers.value {
+            let Some(map) = reply.as_array() else {
+                continue;
+            };
+            for (key, row) in map.iter() {
+                let (Key::Int(id), Some(row)) = (key, row.as_array()) else {
+                    continue;
+                };
+                if let Some(client) = u32::try_from(*id).ok().and_then(|id| client_on(addr, id)) {
+                    rows.push((client, row.clone()));
+                }
+            }
+        }
+        Answer {
+            value: rows,
+            unreachable: answers.unreachable,
+        }
     }
 
     /// `isOnline($id)`.
     pub fn is_online(&self, client: ClientId) -> Result<bool, QueryError> {
-        let reply = self.ask_owner(client, Cmd::IsOnline, "")?;
-        Ok(matches!(unserialize(&reply), Ok(Value::Int(1))))
+        Ok(self.ask_owner(client, Cmd::IsOnline, "")?.as_int() == Some(1))
     }
 
-    /// `getSession($id)`: `None` when there is no such client.
+    /// `getSession($id)`: `None` when there is no such client (or its session is empty).
     pub fn get_session(&self, client: ClientId) -> Result<Option<Array>, QueryError> {
-        let reply = self.ask_owner(client, Cmd::GetSessionByClientId, "")?;
-        Ok(match unserialize(&reply) {
-            Ok(Value::Array(a)) => Some(a),
-            _ => None,
-        })
+        Ok(
+            match self.ask_owner(client, Cmd::GetSessionByClientId, "")? {
+                Value::Array(a) => Some(a),
+                _ => None,
+            },
+        )
+    }
+
+    fn sessions(&self, cmd: Cmd, ext: &str) -> Answer<BTreeMap<ClientId, Option<Array>>> {
+        let answers = self.ask_all(cmd, ext);
+        let mut out = BTreeMap::new();
+        for (addr, reply) in &answers.value {
+            for (key, session) in reply.as_array().into_iter().flat_map(Array::iter) {
+                let Key::Int(id) = key else { continue };
+                let Some(client) = u32::try_from(*id).ok().and_then(|id| client_on(addr, id))
+                else {
+                    continue;
+                };
+                let session = session.as_bytes().and_then(|b| match unserialize(b) {
+                    Ok(Value::Array(a)) => Some(a),
+                    _ => None,
+                });
+                out.insert(client, session);
+            }
+        }
+        Answer {
+            value: out,
+            unreachable: answers.unreachable,
+        }
+    }
+
+    /// `getAllClientSessions()`.
+    pub fn get_all_client_sessions(&self) -> Answer<BTreeMap<ClientId, Option<Array>>> {
+        self.sessions(Cmd::GetAllClientSessions, "")
+    }
+
+    /// `getClientSessionsByGroup($group)`.
+    pub fn get_client_sessions_by_group(
+        &self,
+        group: &str,
+    ) -> Answer<BTreeMap<ClientId, Option<Array>>> {
+        self.sessions(Cmd::GetClientSessionsByGroup, group)
+    }
+
+    fn count_by_group(&self, group: &str) -> Answer<u64> {
+        let answers = self.ask_all(Cmd::GetClientCountByGroup, group);
+        Answer {
+            value: answers
+                .value
+                .iter()
+                .filter_map(|(_, v)| v.as_int().and_then(|n| u64::try_from(n).ok()))
+                .sum(),
+            unreachable: answers.unreachable,
+        }
     }
 
     /// `getAllClientIdCount()`: clients on every gateway.
@@ -334,15 +491,271 @@ impl Gateway {
         self.count_by_group(group)
     }
 
-    fn count_by_group(&self, group: &str) -> Answer<u64> {
-        let (answers, unreachable) = self.ask_all(Cmd::GetClientCountByGroup, group);
-        let value = answers
+    /// `getAllClientIdList()`.
+    pub fn get_all_client_id_list(&self) -> Answer<Vec<ClientId>> {
+        let rows = self.select(&[SelectField::Uid], None);
+        Answer {
+            value: rows.value.into_iter().map(|(c, _)| c).collect(),
+            unreachable: rows.unreachable,
+        }
+    }
+
+    fn by_groups(groups: &[&str]) -> SelectWhere {
+        SelectWhere {
+            groups: Some(groups.iter().map(|g| Key::from(*g)).collect()),
+            ..SelectWhere::default()
+        }
+    }
+
+    /// `getClientIdListByGroup($groups)`.
+    pub fn get_client_id_list_by_group(&self, groups: &[&str]) -> Answer<Vec<ClientId>> {
+        let rows = self.select(&[SelectField::Uid], Some(&Self::by_groups(groups)));
+        Answer {
+            value: rows.value.into_iter().map(|(c, _)| c).collect(),
+            unreachable: rows.unreachable,
+        }
+    }
+
+    /// `getClientIdByUid($uid)`.
+    pub fn get_client_id_by_uid(&self, uid: &str) -> Answer<Vec<ClientId>> {
+        let answers = self.ask_all(Cmd::GetClientIdByUid, uid);
+        let mut out = Vec::new();
+        for (addr, reply) in &answers.value {
+            for id in reply.as_array().into_iter().flat_map(Array::values) {
+                if let Some(client) = id
+                    .as_int()
+                    .and_then(|i| u32::try_from(i).ok())
+                    .and_then(|i| client_on(addr, i))
+                {
+                    out.push(client);
+                }
+            }
+        }
+        Answer {
+            value: out,
+            unreachable: answers.unreachable,
+        }
+    }
+
+    /// `isUidOnline($uid)`.
+    pub fn is_uid_online(&self, uid: &str) -> Answer<bool> {
+        let ids = self.get_client_id_by_uid(uid);
+        Answer {
+            value: !ids.value.is_empty(),
+            unreachable: ids.unreachable,
+        }
+    }
+
+    /// `getUidByClientId($id)`: asks only the owning gateway.
+    pub fn get_uid_by_client_id(&self, client: ClientId) -> Result<Option<String>, QueryError> {
+        let filter = SelectWhere {
+            connection_ids: Some(vec![client.connection_id]),
+            ..SelectWhere::default()
+        };
+        let reply = self.ask_owner(
+            client,
+            Cmd::Select,
+            &Select::to_ext(&[SelectField::Uid], Some(&filter)),
+        )?;
+        let row = reply
+            .as_array()
+            .and_then(|m| m.get(&Key::from(client.connection_id)))
+            .and_then(Value::as_array)
+            .and_then(|r| r.get(&Key::from("uid")))
+            .and_then(Value::as_bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        Ok(row)
+    }
+
+    fn uids_of(rows: &[(ClientId, Array)]) -> BTreeSet<String> {
+        rows.iter()
+            .filter_map(|(_, r)| r.get(&Key::from("uid")).and_then(Value::as_bytes))
+            .filter(|b| Value::Str(Bytes::copy_from_slice(b)).is_truthy())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    /// `getAllUidList()`: every bound uid.
+    pub fn get_all_uid_list(&self) -> Answer<BTreeSet<String>> {
+        let rows = self.select(&[SelectField::Uid], None);
+        Answer {
+            value: Self::uids_of(&rows.value),
+            unreachable: rows.unreachable,
+        }
+    }
+
+    /// `getAllUidCount()`.
+    pub fn get_all_uid_count(&self) -> Answer<usize> {
+        let uids = self.get_all_uid_list();
+        Answer {
+            value: uids.value.len(),
+            unreachable: uids.unreachable,
+        }
+    }
+
+    /// `getUidListByGroup($groups)`.
+    pub fn get_uid_list_by_group(&self, groups: &[&str]) -> Answer<BTreeSet<String>> {
+        let rows = self.select(&[SelectField::Uid], Some(&Self::by_groups(groups)));
+        Answer {
+            value: Self::uids_of(&rows.value),
+            unreachable: rows.unreachable,
+        }
+    }
+
+    /// `getUidCountByGroup($groups)`.
+    pub fn get_uid_count_by_group(&self, groups: &[&str]) -> Answer<usize> {
+        let uids = self.get_uid_list_by_group(groups);
+        Answer {
+            value: uids.value.len(),
+            unreachable: uids.unreachable,
+        }
+    }
+
+    /// `getAllGroupIdList()`.
+    pub fn get_all_group_id_list(&self) -> Answer<BTreeSet<String>> {
+        let answers = self.ask_all(Cmd::GetGroupIdList, "");
+        let groups = answers
+            .value
             .iter()
-            .filter_map(|r| match unserialize(r) {
-                Ok(Value::Int(n)) => u64::try_from(n).ok(),
-                _ => None,
+            .flat_map(|(_, v)| v.as_array().into_iter().flat_map(Array::values))
+            .map(|g| match g {
+                Value::Str(s) => String::from_utf8_lossy(s).into_owned(),
+                Value::Int(i) => i.to_string(),
+                other => format!("{other:?}"),
             })
-            .sum();
-        Answer { value, unreachable }
+            .collect();
+        Answer {
+            value: groups,
+            unreachable: answers.unreachable,
+        }
+    }
+
+    /// `[group => rows]` from a SELECT of `uid` and `groups`. GatewayWorker stops scanning a
+    /// gateway at the first client without a uid or group (a `break` bug); we scan them all.
+    fn group_rows(&self) -> Answer<GroupMembers> {
+        let rows = self.select(&[SelectField::Uid, SelectField::Groups], None);
+        let mut out = GroupMembers::new();
+        for (client, row) in &rows.value {
+            let uid = row
+                .get(&Key::from("uid"))
+                .and_then(Value::as_bytes)
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            let groups = row.get(&Key::from("groups")).and_then(Value::as_array);
+            for group in groups.into_iter().flat_map(Array::keys) {
+                out.entry(key_text(group))
+                    .or_default()
+                    .push((*client, uid.clone()));
+            }
+        }
+        Answer {
+            value: out,
+            unreachable: rows.unreachable,
+        }
+    }
+
+    /// `getAllGroupUidList()`: `group => uids` (every client scanned; see `group_rows`).
+    pub fn get_all_group_uid_list(&self) -> Answer<BTreeMap<String, BTreeSet<String>>> {
+        let rows = self.group_rows();
+        Answer {
+            value: rows
+                .value
+                .into_iter()
+                .map(|(g, members)| (g, members.into_iter().filter_map(|(_, u)| u).collect()))
+                .collect(),
+            unreachable: rows.unreachable,
+        }
+    }
+
+    /// `getAllGroupUidCount()`.
+    pub fn get_all_group_uid_count(&self) -> Answer<BTreeMap<String, usize>> {
+        let lists = self.get_all_group_uid_list();
+        Answer {
+            value: lists.value.into_iter().map(|(g, u)| (g, u.len())).collect(),
+            unreachable: lists.unreachable,
+        }
+    }
+
+    /// `getAllGroupClientIdList()`: `group => client ids`.
+    pub fn get_all_group_client_id_list(&self) -> Answer<BTreeMap<String, Vec<ClientId>>> {
+        let rows = self.group_rows();
+        Answer {
+            value: rows
+                .value
+                .into_iter()
+                .map(|(g, members)| (g, members.into_iter().map(|(c, _)| c).collect()))
+                .collect(),
+            unreachable: rows.unreachable,
+        }
+    }
+
+    /// `getAllGroupClientIdCount()`.
+    pub fn get_all_group_client_id_count(&self) -> Answer<BTreeMap<String, usize>> {
+        let lists = self.get_all_group_client_id_list();
+        Answer {
+            value: lists.value.into_iter().map(|(g, c)| (g, c.len())).collect(),
+            unreachable: lists.unreachable,
+        }
+    }
+
+    /// GatewayClient's `batchGetClientIdByUid($uids)` (CMD 16).
+    pub fn batch_get_client_id_by_uid(
+        &self,
+        uids: &[&str],
+    ) -> Answer<BTreeMap<String, Vec<ClientId>>> {
+        let answers = self.ask_all(Cmd::BatchGetClientIdByUid, &key_list_ext(uids));
+        let mut out: BTreeMap<String, Vec<ClientId>> =
+            uids.iter().map(|u| ((*u).to_owned(), Vec::new())).collect();
+        for (addr, reply) in &answers.value {
+            for (uid, ids) in reply.as_array().into_iter().flat_map(Array::iter) {
+                let entry = out.entry(key_text(uid)).or_default();
+                for id in ids.as_array().into_iter().flat_map(Array::values) {
+                    if let Some(c) = id
+                        .as_int()
+                        .and_then(|i| u32::try_from(i).ok())
+                        .and_then(|i| client_on(addr, i))
+                    {
+                        entry.push(c);
+                    }
+                }
+            }
+        }
+        Answer {
+            value: out,
+            unreachable: answers.unreachable,
+        }
+    }
+
+    /// GatewayClient's `isUidsOnline($uids)`: `uid => online`.
+    pub fn is_uids_online(&self, uids: &[&str]) -> Answer<BTreeMap<String, bool>> {
+        let ids = self.batch_get_client_id_by_uid(uids);
+        Answer {
+            value: ids
+                .value
+                .into_iter()
+                .map(|(u, c)| (u, !c.is_empty()))
+                .collect(),
+            unreachable: ids.unreachable,
+        }
+    }
+
+    /// GatewayClient's `batchGetClientIdCountByGroup($groups)` (CMD 28).
+    pub fn batch_get_client_count_by_group(
+        &self,
+        groups: &[&str],
+    ) -> Answer<BTreeMap<String, u64>> {
+        let answers = self.ask_all(Cmd::BatchGetClientCountByGroup, &key_list_ext(groups));
+        let mut out: BTreeMap<String, u64> = groups.iter().map(|g| ((*g).to_owned(), 0)).collect();
+        for (_, reply) in &answers.value {
+            for (group, count) in reply.as_array().into_iter().flat_map(Array::iter) {
+                *out.entry(key_text(group)).or_default() += count
+                    .as_int()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0);
+            }
+        }
+        Answer {
+            value: out,
+            unreachable: answers.unreachable,
+        }
     }
 }

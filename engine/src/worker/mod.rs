@@ -8,7 +8,7 @@ mod events;
 mod query;
 mod runtime;
 
-pub use api::Gateway;
+pub use api::{Answer, Gateway};
 pub use context::Context;
 pub use events::{Events, WorkerInfo};
 pub use query::QueryError;

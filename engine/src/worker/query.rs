@@ -26,8 +26,19 @@ pub enum QueryError {
     BadReply { addr: String, detail: String },
 }
 
-/// Sends `packet` to the gateway at `addr` and returns the reply payload.
-pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryError> {
+/// Sends a command on a fresh connection (a GatewayClient's fire-and-forget), 202-prefixed when a
+/// secret is set, and closes it once written.
+pub fn send(addr: &str, secret: &str, packet: &[u8]) -> Result<(), QueryError> {
+    let mut stream = open(addr)?;
+    let mut request = auth_prefix(secret);
+    request.extend_from_slice(packet);
+    stream.write_all(&request).map_err(|source| QueryError::Io {
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+fn open(addr: &str) -> Result<TcpStream, QueryError> {
     let io = |source| QueryError::Io {
         addr: addr.to_owned(),
         source,
@@ -36,9 +47,14 @@ pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryErro
         addr: addr.to_owned(),
         detail: "not an ip:port address".into(),
     })?;
-    let mut stream = TcpStream::connect_timeout(&target, QUERY_TIMEOUT).map_err(io)?;
+    let stream = TcpStream::connect_timeout(&target, QUERY_TIMEOUT).map_err(io)?;
     stream.set_read_timeout(Some(QUERY_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(QUERY_TIMEOUT)).map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
+    Ok(stream)
+}
+
+fn auth_prefix(secret: &str) -> BytesMut {
     let mut request = BytesMut::new();
     if !secret.is_empty() {
         let auth = Packet::new(
@@ -48,6 +64,17 @@ pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryErro
         );
         let _ = auth.encode(&mut request);
     }
+    request
+}
+
+/// Sends `packet` to the gateway at `addr` and returns the reply payload.
+pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryError> {
+    let io = |source| QueryError::Io {
+        addr: addr.to_owned(),
+        source,
+    };
+    let mut stream = open(addr)?;
+    let mut request = auth_prefix(secret);
     packet
         .encode(&mut request)
         .map_err(|e| QueryError::BadReply {

@@ -1,0 +1,168 @@
+//! The Gateway API through GatewayClient and `gatewire send` / `gatewire query`, against all roles
+//! running with the chat app on two shards.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
+use common::*;
+use gatewire::client::GatewayClient;
+use gatewire_proto::ClientId;
+
+/// Connects a chat client, sets its nickname and room, and returns it with its id.
+fn chatter(gw: &Gatewire, nick: &str, room: &str) -> (Ws, ClientId) {
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    let id: ClientId = loop {
+        let line = ws_read(&mut ws);
+        if let Some(id) = line.strip_prefix("Hello ") {
+            break id.parse().unwrap();
+        }
+    };
+    ws.send(tungstenite::Message::text(format!("/nick {nick}")))
+        .unwrap();
+    while ws_read(&mut ws) != format!("You are now {nick}") {}
+    ws.send(tungstenite::Message::text(format!("/join {room}")))
+        .unwrap();
+    while ws_read(&mut ws) != format!("You joined {room}") {}
+    (ws, id)
+}
+
+/// Reads until `expected` arrives, skipping the chat's join announcements; fails on anything else.
+fn expect_line(ws: &mut Ws, expected: &str) {
+    loop {
+        let line = ws_read(ws);
+        if line == expected {
+            return;
+        }
+        assert!(
+            line.ends_with(" joined"),
+            "unexpected {line:?} while waiting for {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn gateway_client_queries_and_commands_span_every_shard() {
+    let gw = Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        shards: 2,
+        ..Setup::default()
+    });
+    let (mut alice, alice_id) = chatter(&gw, "alice", "red");
+    let (mut bob, bob_id) = chatter(&gw, "bob", "red");
+    let (mut carol, carol_id) = chatter(&gw, "carol", "blue");
+    let client = GatewayClient::new(vec![gw.register], "");
+
+    let count = client.get_all_client_id_count();
+    assert!(count.is_complete());
+    assert_eq!(count.value, 3);
+    assert_eq!(client.get_client_id_count_by_group("red").value, 2);
+    let mut ids = client.get_all_client_id_list().value;
+    ids.sort();
+    let mut expected = vec![alice_id, bob_id, carol_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        client
+            .get_all_uid_list()
+            .value
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["alice", "bob", "carol"]
+    );
+    assert_eq!(client.get_uid_count_by_group(&["red"]).value, 2);
+    assert_eq!(
+        client
+            .get_all_group_id_list()
+            .value
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["blue", "red"]
+    );
+    let group_uids = client.get_all_group_uid_list().value;
+    assert_eq!(
+        group_uids["red"].iter().collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    assert_eq!(client.get_all_group_client_id_count().value["blue"], 1);
+    assert_eq!(client.get_client_id_by_uid("bob").value, vec![bob_id]);
+    assert!(client.is_uid_online("carol").value);
+    assert!(!client.is_uid_online("dave").value);
+    assert_eq!(
+        client.get_uid_by_client_id(alice_id).unwrap().as_deref(),
+        Some("alice")
+    );
+    assert!(client.is_online(alice_id).unwrap());
+    let session = client.get_session(alice_id).unwrap().unwrap();
+    assert_eq!(
+        session.get(&"name".into()),
+        Some(&gatewire_proto::php::Value::from("alice"))
+    );
+    let sessions = client.get_all_client_sessions().value;
+    assert_eq!(sessions.len(), 3);
+    let online = client.is_uids_online(&["alice", "dave"]).value;
+    assert_eq!((online["alice"], online["dave"]), (true, false));
+    assert_eq!(
+        client
+            .batch_get_client_count_by_group(&["red", "none"])
+            .value["red"],
+        2
+    );
+
+    // Commands through GatewayClient reach clients on either shard.
+    client.send_to_uid(&["carol"], "for carol");
+    expect_line(&mut carol, "for carol");
+    client.send_to_group(&["red"], "for red", &[bob_id]);
+    expect_line(&mut alice, "for red");
+    assert!(client.send_to_client(bob_id, "for bob"));
+    expect_line(&mut bob, "for bob");
+
+    // The command line does the same.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+            .args(args)
+            .arg("-c")
+            .arg(gw.path("gatewire.toml"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(cli(&["query", "client-count"]), (Some(0), "3\n".to_owned()));
+    assert_eq!(cli(&["send", "--uid", "alice", "hi from cli"]).0, Some(0));
+    expect_line(&mut alice, "hi from cli");
+}
+
+#[test]
+fn an_unreachable_gateway_makes_answers_partial_not_hung() {
+    let gw = Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        ..Setup::default()
+    });
+    let (_alice, _) = chatter(&gw, "alice", "red");
+    // A register that lists the real shard and one where nobody listens.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_addr = fake.local_addr().unwrap();
+    let list = format!(
+        "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"{}\",\"{dead}\"]}}\n",
+        gw.inner(0)
+    );
+    std::thread::spawn(move || {
+        for stream in fake.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let _ = reader.read_line(&mut line);
+            let _ = (&stream).write_all(list.as_bytes());
+        }
+    });
+    let client = GatewayClient::new(vec![fake_addr], "");
+    let started = std::time::Instant::now();
+    let count = client.get_all_client_id_count();
+    assert_eq!(count.value, 1);
+    assert_eq!(count.unreachable.len(), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(6));
+}
