@@ -144,6 +144,14 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             } else {
                 role
             };
+            // The chat app running here with no static_dir: the gateway serves its page at `/`.
+            if custom.is_none()
+                && roles.contains(&Role::Worker)
+                && config.worker.app == AppName::Chat
+                && config.gateway.static_dir.is_none()
+            {
+                config.gateway.builtin_page = Some(crate::apps::CHAT_PAGE);
+            }
             match start(&config, &roles, custom) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {

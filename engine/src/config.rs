@@ -209,6 +209,10 @@ pub struct GatewayConfig {
     /// Largest inner packet (bytes).
     pub max_packet_size: usize,
     pub router: RouterMode,
+    /// A page served at `/` when `static_dir` is unset: set by `gatewire start` to the chat app's
+    /// page when the chat app runs in the same process (not a config key).
+    #[serde(skip)]
+    pub builtin_page: Option<&'static str>,
 }
 
 impl Default for GatewayConfig {
@@ -232,6 +236,7 @@ impl Default for GatewayConfig {
             max_message_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             router: RouterMode::LeastConnections,
+            builtin_page: None,
         }
     }
 }

@@ -120,3 +120,17 @@ fn chat_app_greets_broadcasts_nicknames_rooms_and_whispers() {
     drop(bob);
     assert_eq!(chat_read(&mut alice), format!("{bob_id} left"));
 }
+
+#[test]
+fn the_chat_app_serves_its_page_when_no_static_dir_is_set() {
+    use std::io::{Read, Write};
+    let gw = all_roles("chat", 1);
+    let _ws = ws_connect_when_served(gw.public, "/");
+    let mut s = std::net::TcpStream::connect(gw.public).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut page = String::new();
+    let _ = s.read_to_string(&mut page);
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("<title>gatewire chat</title>"));
+}

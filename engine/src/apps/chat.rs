@@ -5,6 +5,9 @@ use gatewire_proto::php::{Key, Value};
 
 use crate::worker::{Context, Events};
 
+/// The chat's web page (plain HTML and JavaScript, no build step).
+pub const PAGE: &str = include_str!("../../static/chat.html");
+
 #[derive(Debug, Clone, Default)]
 pub struct Chat;
 

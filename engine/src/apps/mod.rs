@@ -7,7 +7,7 @@ mod chat;
 mod echo;
 
 pub use broadcast::Broadcast;
-pub use chat::Chat;
+pub use chat::{Chat, PAGE as CHAT_PAGE};
 pub use echo::Echo;
 
 use gatewire_proto::php::Value;

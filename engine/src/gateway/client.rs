@@ -63,6 +63,10 @@ impl ClientPeer {
         let remote = shard.clients.get(&self.id).map(|c| c.remote());
         warn_limited(cause, &format!("closing client {remote:?}: {detail}"));
         if let Some(client) = shard.clients.get_mut(&self.id) {
+            if client.outbox.is_held() {
+                // Still in the handshake: what workers queued is not for an HTTP error reply.
+                client.outbox.discard();
+            }
             client.outbox.release();
             client.outbox.push(last_words);
         }
@@ -89,10 +93,18 @@ impl ClientPeer {
         };
         input.advance(used);
         if !request.is_websocket_upgrade() {
-            let dir = self.shard.borrow().settings.static_dir.clone();
-            let response = static_files::respond(dir.as_deref(), &request);
+            let (dir, page) = {
+                let shard = self.shard.borrow();
+                (
+                    shard.settings.static_dir.clone(),
+                    shard.settings.builtin_page,
+                )
+            };
+            let response = static_files::respond(dir.as_deref(), page, &request);
             let mut shard = self.shard.borrow_mut();
             if let Some(client) = shard.clients.get_mut(&self.id) {
+                // A plain HTTP request: what workers queued for a WebSocket is not for it.
+                client.outbox.discard();
                 client.outbox.release();
                 client.outbox.push(response);
             }

@@ -36,6 +36,7 @@ pub struct ShardSettings {
     pub ping_not_response_limit: u32,
     pub ping_data: Bytes,
     pub static_dir: Option<PathBuf>,
+    pub builtin_page: Option<&'static str>,
 }
 
 impl ShardSettings {
@@ -56,6 +57,7 @@ impl ShardSettings {
             ping_not_response_limit: config.ping_not_response_limit,
             ping_data: Bytes::from(config.ping_data.clone().into_bytes()),
             static_dir: config.static_dir.clone(),
+            builtin_page: config.builtin_page,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Plain HTTP GETs on a WebSocket listener: files from `gateway.static_dir` (the chat page), or
-//! 404. Small files only, read whole; paths cannot leave the directory.
+//! Plain HTTP GETs on a WebSocket listener: files from `gateway.static_dir`, or the built-in page
+//! at `/` when one is set and there is no directory (the chat app's page), or 404. Small files
+//! only, read whole; paths cannot leave the directory.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -7,7 +8,16 @@ use bytes::Bytes;
 use gatewire_proto::websocket::{HandshakeRequest, url_decode};
 
 /// The full HTTP response for `request`.
-pub fn respond(static_dir: Option<&Path>, request: &HandshakeRequest) -> Bytes {
+pub fn respond(
+    static_dir: Option<&Path>,
+    builtin_page: Option<&str>,
+    request: &HandshakeRequest,
+) -> Bytes {
+    if static_dir.is_none() {
+        if let Some(page) = builtin_page.filter(|_| matches!(request.path(), "/" | "/index.html")) {
+            return response("200 OK", "text/html; charset=utf-8", page.as_bytes());
+        }
+    }
     match static_dir.and_then(|dir| resolve(dir, request.path())) {
         Some(path) => match std::fs::read(&path) {
             Ok(body) => response("200 OK", content_type(&path), &body),

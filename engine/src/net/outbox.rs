@@ -54,6 +54,13 @@ impl Outbox {
         self.wake();
     }
 
+    /// Drops everything queued (frames meant for a protocol the connection never reached).
+    pub fn discard(&mut self) {
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.front_offset = 0;
+    }
+
     /// Lets held frames go out.
     pub fn release(&mut self) {
         self.held = false;
