@@ -116,9 +116,20 @@ fn chat_app_greets_broadcasts_nicknames_rooms_and_whispers() {
     assert_eq!(chat_read(&mut bob), "alice said in the room");
     assert_eq!(chat_read(&mut alice), "alice said in the room");
 
+    // Commands sent back to back: the second event was emitted before the first one's session
+    // write reached the gateway, and still sees it.
+    bob.send(tungstenite::Message::text("/nick bobby")).unwrap();
+    bob.send(tungstenite::Message::text("/join r2")).unwrap();
+    bob.send(tungstenite::Message::text("quick")).unwrap();
+    assert_eq!(chat_read(&mut bob), "You are now bobby");
+    assert_eq!(chat_read(&mut bob), "You joined r2");
+    assert_eq!(chat_read(&mut bob), "bobby said quick");
+    bob.send(tungstenite::Message::text("/join r1")).unwrap();
+    assert_eq!(chat_read(&mut bob), "You joined r1");
+
     // Leaving tells the room.
     drop(bob);
-    assert_eq!(chat_read(&mut alice), format!("{bob_id} left"));
+    assert_eq!(chat_read(&mut alice), "bobby left");
 }
 
 #[test]

@@ -277,6 +277,59 @@ fn flush_tls(
     }
 }
 
+/// Writes everything `outbox` holds to `fd` now, waiting (up to `timeout`) for the socket to take
+/// it. For a caller that is about to block on something that must see these bytes first (a worker
+/// querying a gateway right after queueing a session write to it).
+pub fn write_now(fd: RawFd, outbox: &mut Outbox, timeout: std::time::Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut count = 0;
+        for slice in outbox.pending_slices(MAX_IOV) {
+            iov[count] = libc::iovec {
+                iov_base: slice.as_ptr() as *mut libc::c_void,
+                iov_len: slice.len(),
+            };
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        // SAFETY: as in `flush`: `count` initialised iovecs over live slices of `outbox`.
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = count;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        if sent >= 0 {
+            outbox.consume(sent as usize);
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
 /// One non-blocking `send`.
 fn send_now(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     loop {

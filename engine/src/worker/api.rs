@@ -17,10 +17,17 @@ use tracing::warn;
 use super::query::{self, QueryError};
 use crate::net::Outbox;
 
+/// One event link's outbox and socket.
+#[derive(Debug)]
+pub struct LinkHandle {
+    pub outbox: Rc<RefCell<Outbox>>,
+    pub fd: std::os::fd::RawFd,
+}
+
 /// The gateway links of one worker thread, by `"ip:port"`.
 #[derive(Debug, Default)]
 pub struct Links {
-    pub connected: HashMap<String, Rc<RefCell<Outbox>>>,
+    pub connected: HashMap<String, LinkHandle>,
     /// Every address the registers announced (queries go to all of them).
     pub known: Vec<String>,
 }
@@ -123,8 +130,8 @@ impl Gateway {
     fn to_address(&self, address: &str, packet: Bytes) -> bool {
         match &self.transport {
             Transport::Links(links) => match links.borrow().connected.get(address) {
-                Some(outbox) => {
-                    outbox.borrow_mut().push(packet);
+                Some(link) => {
+                    link.outbox.borrow_mut().push(packet);
                     true
                 }
                 None => false,
@@ -350,7 +357,21 @@ impl Gateway {
 
     // ---- queries -----------------------------------------------------------------------------
 
+    /// Writes what this worker queued on its event links before a query can overtake it (a
+    /// session saved after one event must be visible to a query made during the next).
+    fn flush_links(&self) {
+        if let Transport::Links(links) = &self.transport {
+            for (addr, link) in &links.borrow().connected {
+                let mut outbox = link.outbox.borrow_mut();
+                if let Err(e) = crate::net::write_now(link.fd, &mut outbox, query::QUERY_TIMEOUT) {
+                    warn!(%addr, error = %e, "could not flush the event link before a query");
+                }
+            }
+        }
+    }
+
     fn ask_owner(&self, client: ClientId, cmd: Cmd, ext: &str) -> Result<Value, QueryError> {
+        self.flush_links();
         let request = Packet::new(
             Header::for_connection(cmd, client.connection_id, Flags::SCALAR),
             ext.to_owned(),
@@ -366,6 +387,7 @@ impl Gateway {
 
     /// Asks every announced gateway; each answer comes with the address that gave it.
     fn ask_all(&self, cmd: Cmd, ext: &str) -> Answer<Vec<(String, Value)>> {
+        self.flush_links();
         let request = Packet::new(
             Header::for_connection(cmd, 0, Flags::SCALAR),
             ext.to_owned(),

@@ -59,8 +59,8 @@ struct Worker<A> {
     links: Rc<RefCell<Links>>,
     /// Addresses with a link task (connected, connecting or waiting to retry).
     linking: RefCell<HashSet<String>>,
-    /// Hash of the last session bytes seen or written per client (GatewayWorker's crc32 check).
-    versions: RefCell<HashMap<ClientId, u64>>,
+    /// Per client: which session the gateway should have (GatewayWorker's crc32 check).
+    versions: RefCell<HashMap<ClientId, SessionVersion>>,
     worker_key: String,
     secret: String,
     max_packet_size: usize,
@@ -142,11 +142,14 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
             if let Ok(bytes) = hello.to_bytes() {
                 outbox.borrow_mut().push(bytes);
             }
-            worker
-                .links
-                .borrow_mut()
-                .connected
-                .insert(address.clone(), outbox.clone());
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+            worker.links.borrow_mut().connected.insert(
+                address.clone(),
+                super::api::LinkHandle {
+                    outbox: outbox.clone(),
+                    fd,
+                },
+            );
             info!(%address, worker = %worker.worker_key, "linked to gateway");
             let peer = LinkPeer {
                 worker: worker.clone(),
@@ -190,6 +193,58 @@ impl<A: Events> Peer for LinkPeer<A> {
     fn on_closed(&mut self, _reason: CloseReason) {}
 }
 
+/// What this worker knows about a client's stored session.
+#[derive(Debug, Default)]
+struct SessionVersion {
+    /// Hash of the newest session bytes seen in an event or written by us.
+    current: u64,
+    /// Hashes of sessions our own writes replaced, not yet confirmed by an event from the
+    /// gateway: an event carrying one of them was sent before our write arrived.
+    superseded: Vec<u64>,
+    /// Our newest write, used for such events.
+    written: Option<Vec<u8>>,
+}
+
+/// At most this many of our own writes are remembered as superseding older sessions.
+const MAX_SUPERSEDED: usize = 8;
+
+/// Which session an event should see.
+enum Known {
+    /// The one the event carries.
+    Event,
+    /// The one we wrote last.
+    Written(Vec<u8>),
+    /// Neither is known to be current: ask the gateway.
+    Unknown,
+}
+
+impl SessionVersion {
+    fn resolve(&mut self, seen: u64) -> Known {
+        if seen == self.current {
+            self.superseded.clear();
+            return Known::Event;
+        }
+        if self.superseded.contains(&seen) {
+            if let Some(bytes) = &self.written {
+                return Known::Written(bytes.clone());
+            }
+        }
+        self.current = seen;
+        self.superseded.clear();
+        self.written = None;
+        Known::Unknown
+    }
+
+    fn wrote(&mut self, bytes: &[u8]) {
+        if self.superseded.len() == MAX_SUPERSEDED {
+            self.superseded.remove(0);
+        }
+        self.superseded.push(self.current);
+        self.current = version(bytes);
+        self.written = Some(bytes.to_vec());
+    }
+}
+
 fn version(bytes: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
@@ -222,17 +277,27 @@ fn handle_event<A: Events>(worker: &Worker<A>, packet: Packet) {
         worker.versions.borrow_mut().remove(&client_id);
         session_of(&packet.ext)
     } else {
-        let previous = worker.versions.borrow_mut().insert(client_id, seen);
-        match previous {
-            // The event was sent before our last write reached the gateway: ask for the truth.
-            Some(v) if v != seen => match worker.gateway.get_session(client_id) {
+        let known = worker
+            .versions
+            .borrow_mut()
+            .entry(client_id)
+            .or_insert_with(|| SessionVersion {
+                current: seen,
+                ..SessionVersion::default()
+            })
+            .resolve(seen);
+        match known {
+            Known::Event => session_of(&packet.ext),
+            // Sent before our own write reached the gateway: our write is the truth.
+            Known::Written(bytes) => session_of(&bytes),
+            // Changed elsewhere (another worker or a GatewayClient): ask the gateway.
+            Known::Unknown => match worker.gateway.get_session(client_id) {
                 Ok(fresh) => fresh,
                 Err(e) => {
                     warn!(error = %e, "stale session could not be refreshed; using the event's");
                     session_of(&packet.ext)
                 }
             },
-            _ => session_of(&packet.ext),
         }
     };
     let old = session.clone();
@@ -266,7 +331,9 @@ fn handle_event<A: Events>(worker: &Worker<A>, packet: Packet) {
         worker
             .versions
             .borrow_mut()
-            .insert(client_id, version(&bytes));
+            .entry(client_id)
+            .or_default()
+            .wrote(&bytes);
         worker.gateway.set_session_bytes(client_id, bytes);
     }
 }
