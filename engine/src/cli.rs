@@ -53,12 +53,29 @@ enum Command {
         client: Option<String>,
         message: String,
     },
+    /// Host checks for big connection counts.
+    Tune {
+        #[command(subcommand)]
+        action: TuneAction,
+    },
     /// Ask the gateways (as GatewayClient).
     Query {
         #[command(flatten)]
         config: ConfigArgs,
         #[command(subcommand)]
         what: QueryWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TuneAction {
+    /// Print each limit of this host that blocks N clients, with the exact fix (exit 1 if any).
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Clients the gateway should hold.
+        #[arg(long, default_value_t = 1_000_000)]
+        clients: u64,
     },
 }
 
@@ -184,6 +201,24 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             Ok(true)
         }),
         Command::Query { config, what } => with_client(&config, |gw| query(gw, what)),
+        Command::Tune {
+            action: TuneAction::Check { config, clients },
+        } => match config.load() {
+            Ok(c) => {
+                let findings = crate::tune::check(&crate::tune::Host::read(), &c, clients);
+                let (text, blocked) = crate::tune::report(&findings, clients);
+                print!("{text}");
+                if blocked {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("gatewire: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Config {
             action: ConfigAction::Check { config },
         } => match config.load() {

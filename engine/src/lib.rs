@@ -7,6 +7,7 @@
 //! | [`worker`] | the BusinessWorker: the [`Events`](worker::Events) trait, context, Gateway API |
 //! | [`apps`] | built-in apps: chat, echo, broadcast |
 //! | [`client`] | GatewayClient: the API for processes that are not workers |
+//! | [`tune`] | `gatewire tune check`: which host limits block N clients |
 //! | [`net`] | listeners and the connection driver shared by every role |
 //! | [`config`] | `gatewire.toml`, its defaults and overrides |
 //! | [`cli`] | the `gatewire` command line |
@@ -22,6 +23,7 @@ pub mod log_limit;
 pub mod net;
 pub mod register;
 pub mod system;
+pub mod tune;
 pub mod worker;
 
 pub use cli::run;
