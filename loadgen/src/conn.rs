@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 #[derive(Clone)]
 pub struct Conn {
     stream: Rc<RefCell<TcpStream>>,
+    fd: std::os::fd::RawFd,
 }
 
 /// Why a client could not connect, for the failure counts.
@@ -70,10 +71,12 @@ pub async fn connect(
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(_) => return Err(ConnectFailure::Connect),
     }
+    let fd = socket.into_raw_fd();
     // SAFETY: a TCP socket we own, connecting; glommio takes ownership of the fd.
-    let stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
     let conn = Conn {
         stream: Rc::new(RefCell::new(stream)),
+        fd,
     };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -108,6 +111,12 @@ pub async fn connect(
 }
 
 impl Conn {
+    /// Ends the connection (both directions); its reader sees the end of the stream.
+    pub fn shutdown(&self) {
+        // SAFETY: shutdown on a socket fd this connection owns; it stays open until dropped.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+    }
+
     /// Reads what is available (at least one byte, 0 at end of stream).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)).await

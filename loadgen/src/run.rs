@@ -17,6 +17,9 @@ use crate::conn::{self, Conn, ConnectFailure};
 use crate::plan::SourcePlan;
 use crate::stats::{Live, ThreadStats, thread_cpu_seconds};
 
+/// Starts every loadgen payload: `lg:<sender>:<seq>:<intended ns>:` then padding.
+const MARK: &str = "lg:";
+
 /// Connects in flight per thread during the ramp.
 const MAX_INFLIGHT_CONNECTS: usize = 256;
 /// Time allowed after the measurement for the last deliveries to arrive.
@@ -33,6 +36,10 @@ pub enum Scenario {
     Echo,
     /// P publishers send; every client times every delivery.
     Broadcast,
+    /// Clients join G groups with the chat app's `/join`; publishers send to their group.
+    Group,
+    /// Connections are closed and reopened at `--rate` per second while the rest stay.
+    Churn,
 }
 
 /// Everything a thread needs to know about the run.
@@ -51,6 +58,8 @@ pub struct RunConfig {
     pub payload: usize,
     pub duration: Duration,
     pub plan: Option<SourcePlan>,
+    /// Groups for the group scenario.
+    pub groups: u64,
 }
 
 /// State shared by all threads.
@@ -64,11 +73,17 @@ pub struct Shared {
     pub measured: AtomicBool,
     /// When the latest delivery arrived (ns since `epoch`).
     pub last_delivery_ns: AtomicU64,
+    /// Members per group confirmed by the chat app's "You joined gN" (group scenario).
+    pub group_members: Vec<AtomicU64>,
+    /// Joins confirmed so far.
+    pub joined: AtomicU64,
 }
 
 impl Shared {
-    pub fn new() -> Shared {
+    pub fn new(groups: u64) -> Shared {
         Shared {
+            group_members: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            joined: AtomicU64::new(0),
             live: Live::default(),
             epoch: Instant::now(),
             ramped: AtomicUsize::new(0),
@@ -80,12 +95,6 @@ impl Shared {
 
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
-    }
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared::new()
     }
 }
 
@@ -124,6 +133,15 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
     while shared.ramped.load(Ordering::SeqCst) < config.threads {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
+    if config.scenario == Scenario::Group {
+        // Publish only once every join is confirmed, so each message's audience is known.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Live::get(&shared.joined) < Live::get(&shared.live.connected)
+            && Instant::now() < deadline
+        {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+    }
     let start = *shared.measure_start.get_or_init(Instant::now);
     let end = start + config.duration;
 
@@ -135,15 +153,17 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
     let senders: Vec<(u64, Conn)> = {
         let conns = conns.borrow();
         match config.scenario {
-            Scenario::Idle => Vec::new(),
+            Scenario::Idle | Scenario::Churn => Vec::new(),
             Scenario::Echo => conns.clone(),
-            Scenario::Broadcast => conns.iter().take(my_publishers).cloned().collect(),
+            Scenario::Broadcast | Scenario::Group => {
+                conns.iter().take(my_publishers).cloned().collect()
+            }
         }
     };
     let per_sender = match config.scenario {
-        Scenario::Idle => 0.0,
+        Scenario::Idle | Scenario::Churn => 0.0,
         Scenario::Echo => config.rate / config.clients.max(1) as f64,
-        Scenario::Broadcast => config.rate / config.publishers.max(1) as f64,
+        Scenario::Broadcast | Scenario::Group => config.rate / config.publishers.max(1) as f64,
     };
     let mut tasks = Vec::new();
     for (i, conn) in senders {
@@ -151,6 +171,9 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         tasks.push(glommio::spawn_local(async move {
             send_loop(i, conn, per_sender, start, end, &config, &shared, &stats).await;
         }));
+    }
+    if config.scenario == Scenario::Churn {
+        churn(index, &config, &shared, &stats, &conns, end).await;
     }
     for t in tasks {
         t.await;
@@ -209,6 +232,9 @@ async fn ramp(
                         let _ = s.connect_us.record(us);
                     }
                     Live::bump(&shared.live.connected, 1);
+                    if config.scenario == Scenario::Group {
+                        join_group(&conn, i, &config).await;
+                    }
                     conns.borrow_mut().push((i, conn.clone()));
                     glommio::spawn_local(read_loop(conn, leftover, shared, stats)).detach();
                 }
@@ -252,7 +278,7 @@ async fn send_loop(
         }
         sleep_until(intended).await;
         let intended_ns = intended.duration_since(shared.epoch).as_nanos() as u64;
-        let mut text = format!("{sender}:{seq}:{intended_ns}:");
+        let mut text = format!("{MARK}{sender}:{seq}:{intended_ns}:");
         while text.len() < config.payload {
             text.push('x');
         }
@@ -261,7 +287,18 @@ async fn send_loop(
         if conn.write_all(&frame).await.is_err() {
             return;
         }
-        stats.borrow_mut().messages_sent += 1;
+        let audience = match config.scenario {
+            Scenario::Echo => 1,
+            Scenario::Group => {
+                shared.group_members[(sender % config.groups) as usize].load(Ordering::Relaxed)
+            }
+            _ => Live::get(&shared.live.connected),
+        };
+        {
+            let mut s = stats.borrow_mut();
+            s.messages_sent += 1;
+            s.deliveries_expected += audience;
+        }
         Live::bump(&shared.live.messages_sent, 1);
         seq += 1;
     }
@@ -281,6 +318,7 @@ async fn read_loop(
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Message::Text(m) | Message::Binary(m))) => {
+                    confirm_join(&m, &shared);
                     record(&m, &mut last_seq, &shared, &stats);
                 }
                 Ok(Some(Message::Close(_))) | Err(_) => {
@@ -313,7 +351,14 @@ fn record(
     shared: &Shared,
     stats: &RefCell<ThreadStats>,
 ) {
-    let mut fields = message.splitn(4, |&b| b == b':');
+    // The marker may follow a prefix the app added (the chat's "<name> said ").
+    let Some(at) = message
+        .windows(MARK.len())
+        .position(|w| w == MARK.as_bytes())
+    else {
+        return;
+    };
+    let mut fields = message[at + MARK.len()..].splitn(4, |&b| b == b':');
     let number = |f: Option<&[u8]>| -> Option<u64> { std::str::from_utf8(f?).ok()?.parse().ok() };
     let (Some(sender), Some(seq), Some(intended)) = (
         number(fields.next()),
@@ -348,5 +393,83 @@ async fn sleep_until(when: Instant) {
     let now = Instant::now();
     if when > now {
         glommio::timer::sleep(when - now).await;
+    }
+}
+
+/// Joins client `i` to group `i mod G` through the chat app's `/join`.
+async fn join_group(conn: &Conn, i: u64, config: &RunConfig) {
+    let group = i % config.groups.max(1);
+    let mut frame = BytesMut::new();
+    encode_masked_frame(
+        OpCode::Text,
+        format!("/join g{group}").as_bytes(),
+        [5, 6, 7, 8],
+        &mut frame,
+    );
+    let _ = conn.write_all(&frame).await;
+}
+
+/// Replaces this thread's connections, oldest first, at its share of `--rate` until `end`.
+async fn churn(
+    index: usize,
+    config: &Arc<RunConfig>,
+    shared: &Arc<Shared>,
+    stats: &Rc<RefCell<ThreadStats>>,
+    conns: &Rc<RefCell<Vec<(u64, Conn)>>>,
+    end: Instant,
+) {
+    let rate = config.rate / config.threads as f64;
+    if rate <= 0.0 {
+        return;
+    }
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let mut k = 0u64;
+    loop {
+        let at = start + period.mul_f64(k as f64);
+        if at >= end {
+            return;
+        }
+        sleep_until(at).await;
+        let oldest = {
+            let mut list = conns.borrow_mut();
+            (!list.is_empty()).then(|| list.remove(0))
+        };
+        if let Some((_, conn)) = oldest {
+            stats.borrow_mut().churned += 1;
+            conn.shutdown();
+        }
+        // A fresh client index past the initial ones, so its source pair is unused.
+        let i = config.clients + k * config.threads as u64 + index as u64;
+        let source = config.plan.as_ref().map(|p| p.source(i));
+        let t0 = Instant::now();
+        match conn::connect(config.server, source, &config.host, &config.path).await {
+            Ok((conn, leftover)) => {
+                let _ = stats
+                    .borrow_mut()
+                    .connect_us
+                    .record(t0.elapsed().as_micros().max(1) as u64);
+                conns.borrow_mut().push((i, conn.clone()));
+                glommio::spawn_local(read_loop(conn, leftover, shared.clone(), stats.clone()))
+                    .detach();
+            }
+            Err(failure) => {
+                *stats.borrow_mut().failures.entry(failure).or_insert(0) += 1;
+                Live::bump(&shared.live.connect_failed, 1);
+            }
+        }
+        k += 1;
+    }
+}
+
+/// Counts a confirmed join ("You joined gN") towards its group's audience.
+fn confirm_join(message: &[u8], shared: &Shared) {
+    let Some(rest) = message.strip_prefix(b"You joined g") else {
+        return;
+    };
+    let group: Option<usize> = std::str::from_utf8(rest).ok().and_then(|g| g.parse().ok());
+    if let Some(members) = group.and_then(|g| shared.group_members.get(g)) {
+        members.fetch_add(1, Ordering::Relaxed);
+        shared.joined.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -39,9 +39,14 @@ pub struct ThreadStats {
     /// Intended send time to receipt, microseconds.
     pub latency_us: Histogram<u64>,
     pub messages_sent: u64,
+    /// Deliveries the sent messages should cause (each sender adds its audience per message).
+    pub deliveries_expected: u64,
     pub deliveries: u64,
     pub duplicates: u64,
+    /// Connections that ended without loadgen closing them.
     pub disconnected: u64,
+    /// Connections loadgen closed and replaced (churn).
+    pub churned: u64,
     /// CPU seconds this thread used.
     pub cpu_seconds: f64,
 }
@@ -54,9 +59,11 @@ impl Default for ThreadStats {
             connect_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
             latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
             messages_sent: 0,
+            deliveries_expected: 0,
             deliveries: 0,
             duplicates: 0,
             disconnected: 0,
+            churned: 0,
             cpu_seconds: 0.0,
         }
     }
@@ -71,9 +78,11 @@ impl ThreadStats {
         let _ = self.connect_us.add(&other.connect_us);
         let _ = self.latency_us.add(&other.latency_us);
         self.messages_sent += other.messages_sent;
+        self.deliveries_expected += other.deliveries_expected;
         self.deliveries += other.deliveries;
         self.duplicates += other.duplicates;
         self.disconnected += other.disconnected;
+        self.churned += other.churned;
         self.cpu_seconds += other.cpu_seconds;
     }
 }
@@ -90,7 +99,6 @@ pub struct Report {
     /// From the start of the measurement to the last delivery (past the measurement when the
     /// server falls behind).
     pub delivery_seconds: f64,
-    pub deliveries_expected: u64,
     pub wall_seconds: f64,
     pub server_rss_before_bytes: Option<u64>,
     pub server_rss_bytes: Option<u64>,
@@ -120,8 +128,14 @@ impl Report {
     }
 
     pub fn lost(&self) -> u64 {
-        self.deliveries_expected
+        self.totals
+            .deliveries_expected
             .saturating_sub(self.totals.deliveries - self.totals.duplicates)
+    }
+
+    /// Connections that ended without loadgen closing them.
+    pub fn disconnected_by_server(&self) -> u64 {
+        self.totals.disconnected.saturating_sub(self.totals.churned)
     }
 
     /// Per idle client: server RSS growth over the connected clients.
@@ -148,7 +162,7 @@ impl Report {
             ms(&t.connect_us, 1.0)
         );
         let _ = writeln!(out, "messages sent       {}", t.messages_sent);
-        let _ = writeln!(out, "deliveries expected {}", self.deliveries_expected);
+        let _ = writeln!(out, "deliveries expected {}", t.deliveries_expected);
         let _ = writeln!(
             out,
             "deliveries received {}  (lost {}, duplicated {})",
@@ -166,7 +180,14 @@ impl Report {
             ms(&t.latency_us, 0.999),
             ms(&t.latency_us, 1.0)
         );
-        let _ = writeln!(out, "disconnected        {}", t.disconnected);
+        let _ = writeln!(out, "disconnected        {}", self.disconnected_by_server());
+        if t.churned > 0 {
+            let _ = writeln!(
+                out,
+                "churned             {} (closed and reopened by loadgen)",
+                t.churned
+            );
+        }
         let _ = writeln!(
             out,
             "loadgen cpu         {:.0}% over {} threads",
@@ -213,7 +234,7 @@ impl Report {
                 "\"messages_sent\":{},\"deliveries_expected\":{},\"deliveries_received\":{},",
                 "\"deliveries_lost\":{},\"deliveries_duplicated\":{},\"deliveries_per_sec\":{:.1},",
                 "\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}},",
-                "\"disconnected\":{},\"loadgen_cpu_pct\":{:.1},\"ramp_seconds\":{:.3},",
+                "\"disconnected\":{},\"churned\":{},\"loadgen_cpu_pct\":{:.1},\"ramp_seconds\":{:.3},",
                 "\"measure_seconds\":{:.3},\"server_rss_before_bytes\":{},\"server_rss_bytes\":{},",
                 "\"server_rss_per_client_bytes\":{}}}\n"
             ),
@@ -228,7 +249,7 @@ impl Report {
             ms(&t.connect_us, 0.99),
             ms(&t.connect_us, 1.0),
             t.messages_sent,
-            self.deliveries_expected,
+            t.deliveries_expected,
             t.deliveries,
             self.lost(),
             t.duplicates,
@@ -238,7 +259,8 @@ impl Report {
             ms(&t.latency_us, 0.99),
             ms(&t.latency_us, 0.999),
             ms(&t.latency_us, 1.0),
-            t.disconnected,
+            self.disconnected_by_server(),
+            t.churned,
             self.loadgen_cpu_pct(),
             self.ramp_seconds,
             self.measure_seconds,
