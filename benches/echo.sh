@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Echo through a business worker: client → gateway → worker → gateway → client, round trip timed.
+# Usage: benches/echo.sh [SHARDS] [CLIENTS]   (default 2 shards, 10000 clients)
+# RATE (messages/s across all clients), DURATION and PAYLOAD may be set in the environment.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+shards=${1:-2}
+clients=${2:-10000}
+build
+environment
+start_gatewire "$shards" echo
+trap stop_gatewire EXIT
+echo "## echo: $clients clients, $shards shard(s), ${RATE:-10000} msg/s, ${PAYLOAD:-64} B"
+"$bin/loadgen" --url "$PUBLIC_URL" --clients "$clients" --scenario echo --rate "${RATE:-10000}" \
+  --payload "${PAYLOAD:-64}" --duration "${DURATION:-10}" --source-ips 127.1.0.1-127.1.0.8 \
+  --server-pid "$GW_PID" 2>/dev/null

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The full run: 1,000,000 WebSocket clients on one gateway, then a broadcast to all of them.
+# Needs root (network namespace, sysctls) and ~14 GB of free memory with loadgen on the same box.
+# Runs inside a private network namespace when it can (clean socket counts, no port clashes),
+# raising net.ipv4.tcp_child_ehash_entries first and restoring it on exit.
+# Usage: benches/million.sh [CLIENTS] [SHARDS]   (default 1000000 clients, 64 shards)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+clients=${1:-1000000}
+shards=${2:-64}
+
+if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
+  . "$here/lib.sh"
+  build
+  environment
+  old_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
+  restore() { [ -n "$old_ehash" ] && sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"; }
+  trap restore EXIT
+  if [ -n "$old_ehash" ] && sysctl -qw net.ipv4.tcp_child_ehash_entries=2097152 2>/dev/null &&
+     unshare -n true 2>/dev/null; then
+    echo "running inside a private network namespace (tcp_child_ehash_entries=2097152)"
+    GATEWIRE_IN_NETNS=1 unshare -n "$0" "$@"
+    exit $?
+  fi
+  echo "no network namespace here: running on the host's loopback"
+  GATEWIRE_IN_NETNS=1 "$0" "$@"
+  exit $?
+fi
+
+. "$here/lib.sh"
+ip link set lo up 2>/dev/null || true
+start_gatewire "$shards" broadcast
+trap stop_gatewire EXIT
+threads=$(( (clients + 14999) / 15000 ))
+echo "## million: $clients clients, $shards shards, $threads loadgen threads"
+"$bin/loadgen" --url "$PUBLIC_URL" --clients "$clients" --threads "$threads" --scenario broadcast \
+  --publishers 1 --rate "${RATE:-0.2}" --duration "${DURATION:-10}" --connect-rate "${CONNECT_RATE:-20000}" \
+  --source-ips 127.1.0.1-127.1.0.40 --server-pid "$GW_PID" --json "${JSON_OUT:-/dev/null}" 2>&1 |
+  grep -v '^\[' || true
+echo "kernel sockets: $(grep '^TCP:' /proc/net/sockstat)"
