@@ -352,6 +352,10 @@ fn start<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> Resul
     }
     if roles.contains(&Role::Gateway) {
         let shards = gateway::start(&config.gateway).map_err(|e| e.to_string())?;
+        if let Some(listen) = config.metrics.listen {
+            let snapshots = shards.iter().map(|s| s.snapshot.clone()).collect();
+            threads.push(crate::metrics::serve(listen, snapshots)?);
+        }
         threads.extend(shards.into_iter().map(|s| s.thread));
     }
     if roles.contains(&Role::Worker) {

@@ -16,6 +16,15 @@ pub struct Config {
     pub register: RegisterConfig,
     pub gateway: GatewayConfig,
     pub worker: WorkerConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus text endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the endpoint (`GET /metrics`); unset means off.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[run]`: what this machine runs.

@@ -8,6 +8,7 @@
 //! | [`apps`] | built-in apps: chat, echo, broadcast |
 //! | [`client`] | GatewayClient: the API for processes that are not workers |
 //! | [`tune`] | `gatewire tune check`: which host limits block N clients |
+//! | [`metrics`] | the Prometheus text endpoint |
 //! | [`net`] | listeners and the connection driver shared by every role |
 //! | [`config`] | `gatewire.toml`, its defaults and overrides |
 //! | [`cli`] | the `gatewire` command line |
@@ -20,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod gateway;
 pub mod log_limit;
+pub mod metrics;
 pub mod net;
 pub mod register;
 pub mod system;

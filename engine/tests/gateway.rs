@@ -403,6 +403,7 @@ fn without_a_worker_clients_are_refused() {
 fn bad_clients_are_closed_alone() {
     let gw = Gatewire::start(Setup {
         extra: "max_message_size = 1000".into(),
+        metrics: true,
         ..Setup::default()
     });
     let mut w = gw.workers("Bad", "").remove(0);
@@ -452,6 +453,12 @@ fn bad_clients_are_closed_alone() {
     w.command(Cmd::SendToOne, idgood, "", "yes");
     assert_eq!(ws_read(&mut good), "yes");
     let _ = &mut bad;
+
+    // The counters moved: unmasked + oversize + 400 + 426 closed for bad input.
+    assert_eq!(gw.metric("gatewire_closed_total{reason=\"bad_input\"}"), 4);
+    assert_eq!(gw.metric("gatewire_connections"), 1);
+    assert!(gw.metric("gatewire_messages_in_total") >= 1);
+    assert_eq!(gw.metric("gatewire_worker_links"), 1);
 }
 
 #[test]

@@ -29,6 +29,7 @@ fn sluggish_client(gw: &Gatewire) -> Ws {
 fn flood(policy: &str) -> (Gatewire, TestWorker, Ws, u32, Ws, u32) {
     let gw = Gatewire::start(Setup {
         extra: format!("send_to_client_buffer_size = 262144\nslow_client_policy = \"{policy}\""),
+        metrics: true,
         ..Setup::default()
     });
     let mut w = gw.workers("Flood", "").remove(0);
@@ -69,6 +70,7 @@ fn drop_policy_drops_messages_but_keeps_the_client() {
         "i:1;",
         "the slow client stays connected"
     );
+    assert_eq!(gw.metric("gatewire_slow_client_drops_total"), 300 - got);
 }
 
 #[test]
@@ -78,4 +80,8 @@ fn close_policy_closes_the_slow_client_only() {
     w.command(Cmd::SendToOne, fast_id, "", "still fine");
     assert_eq!(ws_read(&mut fast), "still fine");
     assert_eq!(query_text(gw.inner(0), Cmd::IsOnline, slow_id, ""), "i:0;");
+    assert_eq!(
+        gw.metric("gatewire_closed_total{reason=\"slow_client\"}"),
+        1
+    );
 }

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use gatewire_proto::register::{RegisterMessage, gateway_connect_line};
@@ -17,6 +17,7 @@ use crate::gateway::client::ClientPeer;
 use crate::gateway::link::LinkPeer;
 use crate::gateway::router::Router;
 use crate::gateway::state::{Shard, ShardSettings};
+use crate::gateway::stats::ShardSnapshot;
 use crate::net;
 use crate::register::{RegisterLink, keep_registered};
 use crate::system;
@@ -24,11 +25,15 @@ use crate::system;
 /// CMD_PING period towards workers when lan_ip is not loopback.
 const WORKER_PING_EVERY: Duration = Duration::from_secs(25);
 
-/// A running shard's thread.
+/// How often a shard publishes its counters.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// A running shard's thread and its published counters.
 #[derive(Debug)]
 pub struct ShardHandle {
     pub index: usize,
     pub thread: std::thread::JoinHandle<()>,
+    pub snapshot: Arc<Mutex<ShardSnapshot>>,
 }
 
 /// Why the gateway could not start.
@@ -56,17 +61,23 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
         let config = config.clone();
         let tls = tls.clone();
         let ready = ready_tx.clone();
+        let snapshot = Arc::new(Mutex::new(ShardSnapshot {
+            index,
+            ..ShardSnapshot::default()
+        }));
+        let published = snapshot.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
             .name(&format!("gw-shard-{index}"))
             .io_memory(64 * 1024)
             .ring_depth(4096);
         let failed = ready.clone();
         let spawned = builder.spawn(move || async move {
-            run_shard(config, index, public, tls, ready).await;
+            run_shard(config, index, public, tls, published, ready).await;
         });
         match spawned {
             Ok(handle) => handles.push(ShardHandle {
                 index,
+                snapshot,
                 thread: std::thread::spawn(move || {
                     if let Err(e) = handle.join() {
                         warn!(index, error = %e, "shard executor ended with an error");
@@ -115,6 +126,7 @@ async fn run_shard(
     index: usize,
     public: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
+    published: Arc<Mutex<ShardSnapshot>>,
     ready: mpsc::Sender<(usize, Result<(), String>)>,
 ) {
     if let Err(e) = system::unshare_fd_table() {
@@ -174,6 +186,26 @@ async fn run_shard(
                     warn!(error = %e, "inner accept failed");
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                 }
+            }
+        }
+    })
+    .detach();
+
+    let publishing = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(PUBLISH_EVERY).await;
+            let snapshot = {
+                let s = publishing.borrow();
+                ShardSnapshot {
+                    index,
+                    stats: s.stats.clone(),
+                    connections: s.clients.len() as u64,
+                    worker_links: s.workers.len() as u64,
+                }
+            };
+            if let Ok(mut slot) = published.lock() {
+                *slot = snapshot;
             }
         }
     })

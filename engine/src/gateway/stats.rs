@@ -54,3 +54,13 @@ impl Stats {
         *counter += 1;
     }
 }
+
+/// What a shard publishes for the status and metrics endpoints (a copy, refreshed on a timer: the
+/// shard's own state is never shared).
+#[derive(Debug, Default, Clone)]
+pub struct ShardSnapshot {
+    pub index: usize,
+    pub stats: Stats,
+    pub connections: u64,
+    pub worker_links: u64,
+}

@@ -66,6 +66,7 @@ pub struct Gatewire {
     pub public: SocketAddr,
     pub start_port: u16,
     pub shards: u16,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Options for a test deployment.
@@ -79,6 +80,8 @@ pub struct Setup {
     pub scheme: &'static str,
     /// The built-in app when the worker role runs.
     pub app: &'static str,
+    /// Serve `/metrics` on a free port.
+    pub metrics: bool,
 }
 
 impl Default for Setup {
@@ -91,6 +94,7 @@ impl Default for Setup {
             register_port: None,
             scheme: "websocket",
             app: "chat",
+            metrics: false,
         }
     }
 }
@@ -114,6 +118,11 @@ impl Gatewire {
             shards = setup.shards,
             extra = setup.extra,
         );
+        let metrics = setup.metrics.then(free_port);
+        let config = match metrics {
+            Some(port) => format!("{config}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            None => config,
+        };
         let path = dir.path().join("gatewire.toml");
         std::fs::write(&path, config).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatewire"))
@@ -132,6 +141,7 @@ impl Gatewire {
             public: SocketAddr::from(([127, 0, 0, 1], public_port)),
             start_port,
             shards: setup.shards,
+            metrics: metrics.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
         };
         if setup.roles.contains("gateway") {
             for i in 0..setup.shards {
@@ -143,6 +153,28 @@ impl Gatewire {
             wait_listening(gw.register);
         }
         gw
+    }
+
+    /// The value of one metric line (`name{labels}`) summed over shards; waits for the shards'
+    /// next publication.
+    pub fn metric(&self, name_and_labels: &str) -> u64 {
+        std::thread::sleep(Duration::from_millis(400));
+        let mut s = TcpStream::connect(self.metrics.expect("metrics enabled")).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text.lines()
+            .filter(|l| {
+                l.starts_with(name_and_labels.split('{').next().unwrap())
+                    && name_and_labels
+                        .split(['{', '}', ','])
+                        .skip(1)
+                        .filter(|p| !p.is_empty())
+                        .all(|p| l.contains(p))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 
     pub fn inner(&self, shard: u16) -> SocketAddr {
