@@ -68,6 +68,9 @@ struct Args {
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Write a self-contained HTML report (latency and connections over time) to this file.
+    #[arg(long)]
+    html: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -150,6 +153,12 @@ fn run(args: Args) -> Result<(), String> {
     let mut rss_after = None;
     let mut ramp_seconds = None;
     let mut last_print = Instant::now();
+    let mut timeline: Vec<(f64, u64, u64)> = vec![(0.0, 0, 0)];
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
     while handles.iter().any(|h| !h.is_finished()) {
         std::thread::sleep(Duration::from_millis(50));
         if ramp_seconds.is_none() {
@@ -163,7 +172,7 @@ fn run(args: Args) -> Result<(), String> {
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
             let live = &shared.live;
-            eprintln!(
+            let line = format!(
                 "[{:>6.1}s] connected {} failed {} sent {} deliveries {} disconnected {}",
                 started.elapsed().as_secs_f64(),
                 Live::get(&live.connected),
@@ -172,7 +181,19 @@ fn run(args: Args) -> Result<(), String> {
                 Live::get(&live.deliveries),
                 Live::get(&live.disconnected),
             );
+            timeline.push((
+                started.elapsed().as_secs_f64(),
+                Live::get(&live.connected),
+                Live::get(&live.deliveries),
+            ));
+            match &progress {
+                Some(bar) => bar.set_message(line),
+                None => eprintln!("{line}"),
+            }
         }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
     let mut totals = ThreadStats::default();
     for h in handles {
@@ -194,10 +215,14 @@ fn run(args: Args) -> Result<(), String> {
         wall_seconds: started.elapsed().as_secs_f64(),
         server_rss_before_bytes: rss_before,
         server_rss_bytes: rss_after,
+        timeline,
     };
     print!("{}", report.table());
     if let Some(path) = &args.json {
         std::fs::write(path, report.json()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, report.html()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }

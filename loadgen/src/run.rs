@@ -373,9 +373,11 @@ fn record(
     let mut s = stats.borrow_mut();
     s.deliveries += 1;
     Live::bump(&shared.live.deliveries, 1);
-    let _ = s
-        .latency_us
-        .record((now.saturating_sub(intended) / 1000).max(1));
+    let second = shared
+        .measure_start
+        .get()
+        .map_or(0, |start| start.elapsed().as_secs() as usize);
+    s.record_latency(second, (now.saturating_sub(intended) / 1000).max(1));
     let slot = sender as usize;
     if slot < 16_000_000 {
         if last_seq.len() <= slot {

@@ -49,6 +49,26 @@ pub struct ThreadStats {
     pub churned: u64,
     /// CPU seconds this thread used.
     pub cpu_seconds: f64,
+    /// Latency per second of the run (index = whole seconds since the measurement started).
+    pub latency_by_second: Vec<Histogram<u64>>,
+}
+
+/// A latency histogram: 1 µs to 10 minutes, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+impl ThreadStats {
+    /// Records one latency both overall and in its second of the run.
+    pub fn record_latency(&mut self, second: usize, us: u64) {
+        let _ = self.latency_us.record(us);
+        if second < 3600 {
+            while self.latency_by_second.len() <= second {
+                self.latency_by_second.push(new_histogram());
+            }
+            let _ = self.latency_by_second[second].record(us);
+        }
+    }
 }
 
 impl Default for ThreadStats {
@@ -56,8 +76,8 @@ impl Default for ThreadStats {
         ThreadStats {
             connected: 0,
             failures: BTreeMap::new(),
-            connect_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
-            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+            connect_us: new_histogram(),
+            latency_us: new_histogram(),
             messages_sent: 0,
             deliveries_expected: 0,
             deliveries: 0,
@@ -65,6 +85,7 @@ impl Default for ThreadStats {
             disconnected: 0,
             churned: 0,
             cpu_seconds: 0.0,
+            latency_by_second: Vec::new(),
         }
     }
 }
@@ -84,6 +105,12 @@ impl ThreadStats {
         self.disconnected += other.disconnected;
         self.churned += other.churned;
         self.cpu_seconds += other.cpu_seconds;
+        for (i, h) in other.latency_by_second.iter().enumerate() {
+            if self.latency_by_second.len() <= i {
+                self.latency_by_second.push(new_histogram());
+            }
+            let _ = self.latency_by_second[i].add(h);
+        }
     }
 }
 
@@ -102,6 +129,8 @@ pub struct Report {
     pub wall_seconds: f64,
     pub server_rss_before_bytes: Option<u64>,
     pub server_rss_bytes: Option<u64>,
+    /// `(seconds since start, connected, deliveries)` sampled once a second.
+    pub timeline: Vec<(f64, u64, u64)>,
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -290,4 +319,107 @@ pub fn thread_cpu_seconds() -> f64 {
     };
     let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// One line of a plot: its name, its colour and its points.
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+/// A polyline SVG of `series`, `x` and `y` from zero.
+fn svg_plot(title: &str, y_label: &str, series: &[Series<'_>]) -> String {
+    let (w, h, pad) = (720.0, 260.0, 48.0);
+    let max_x = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|(x, _)| *x))
+        .fold(1.0_f64, f64::max);
+    let max_y = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|(_, y)| *y))
+        .fold(1.0_f64, f64::max);
+    let sx = |x: f64| pad + x / max_x * (w - 2.0 * pad);
+    let sy = |y: f64| h - pad - y / max_y * (h - 2.0 * pad);
+    let mut out = format!(
+        "<h2>{title}</h2><svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\
+         <line x1=\"{pad}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#888\"/>\
+         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{y0}\" stroke=\"#888\"/>\
+         <text x=\"{pad}\" y=\"{ty}\" font-size=\"12\">{max_y:.1} {y_label}</text>\
+         <text x=\"{x1}\" y=\"{bx}\" font-size=\"12\" text-anchor=\"end\">{max_x:.0} s</text>",
+        y0 = h - pad,
+        x1 = w - pad,
+        ty = pad - 8.0,
+        bx = h - pad + 18.0,
+    );
+    for (i, (name, colour, points)) in series.iter().enumerate() {
+        let coords: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{colour}\">{name}</text>",
+            coords.join(" "),
+            w - pad - 120.0,
+            pad + 16.0 * i as f64
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+impl Report {
+    /// A self-contained HTML report: the table, latency over time, connections over time.
+    pub fn html(&self) -> String {
+        let seconds = &self.totals.latency_by_second;
+        let at = |q: f64| -> Vec<(f64, f64)> {
+            seconds
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(i, h)| (i as f64, h.value_at_quantile(q) as f64 / 1000.0))
+                .collect()
+        };
+        let latency = svg_plot(
+            "Latency over the measurement (intended send → receipt)",
+            "ms",
+            &[
+                ("p50", "#1f77b4", at(0.5)),
+                ("p99", "#d62728", at(0.99)),
+                ("max", "#999", at(1.0)),
+            ],
+        );
+        let connected: Vec<(f64, f64)> = self
+            .timeline
+            .iter()
+            .map(|(t, c, _)| (*t, *c as f64))
+            .collect();
+        let rate: Vec<(f64, f64)> = self
+            .timeline
+            .windows(2)
+            .map(|w| {
+                (
+                    w[1].0,
+                    (w[1].2 - w[0].2) as f64 / (w[1].0 - w[0].0).max(1e-9),
+                )
+            })
+            .collect();
+        let connections = svg_plot(
+            "Connections over the run",
+            "clients",
+            &[("connected", "#2ca02c", connected)],
+        );
+        let deliveries = svg_plot(
+            "Deliveries per second over the run",
+            "/s",
+            &[("deliveries/s", "#9467bd", rate)],
+        );
+        let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>loadgen report</title>\
+             <style>body{{font-family:system-ui,sans-serif;margin:2em}}pre{{background:#f6f6f6;padding:1em}}</style>\
+             </head><body><h1>loadgen: {}</h1><pre>{}</pre>{latency}{connections}{deliveries}</body></html>\n",
+            escape(&self.scenario),
+            escape(&self.table())
+        )
+    }
 }
