@@ -326,8 +326,32 @@ pub enum ConfigError {
     Invalid { origin: String, message: String },
 }
 
-/// Loads `path` (or the defaults when `None`), then applies `overrides` (`section.key=value`).
+/// Loads `path` (or the defaults when `None`), then applies `GATEWIRE_<SECTION>_<KEY>`
+/// environment variables, then `overrides` (`section.key=value`, the command line wins).
 pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let from_env: Vec<String> = std::env::vars()
+        .filter_map(|(name, value)| env_override(&name, &value))
+        .collect();
+    load_with(path, &from_env, overrides)
+}
+
+/// `GATEWIRE_GATEWAY_START_PORT=3000` → `gateway.start_port=3000`. `GATEWIRE_LOG` (the log
+/// filter) and unknown sections are not configuration.
+fn env_override(name: &str, value: &str) -> Option<String> {
+    let rest = name.strip_prefix("GATEWIRE_")?;
+    let (section, key) = rest.split_once('_')?;
+    let section = section.to_ascii_lowercase();
+    if !["run", "register", "gateway", "worker", "metrics"].contains(&section.as_str()) {
+        return None;
+    }
+    Some(format!("{section}.{}={value}", key.to_ascii_lowercase()))
+}
+
+fn load_with(
+    path: Option<&Path>,
+    from_env: &[String],
+    overrides: &[String],
+) -> Result<Config, ConfigError> {
     let (text, origin) = match path {
         Some(p) => (
             std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -345,13 +369,19 @@ pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
     let mut table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| invalid(&origin, e.to_string()))?;
-    for item in overrides {
+    let sourced = from_env
+        .iter()
+        .map(|o| ("environment (GATEWIRE_*)", o))
+        .chain(overrides.iter().map(|o| ("--set", o)));
+    let mut overridden = false;
+    for (source, item) in sourced {
+        overridden = true;
         let (key, value) = item
             .split_once('=')
-            .ok_or_else(|| invalid("--set", format!("{item:?} is not section.key=value")))?;
+            .ok_or_else(|| invalid(source, format!("{item:?} is not section.key=value")))?;
         let (section, field) = key
             .split_once('.')
-            .ok_or_else(|| invalid("--set", format!("{key:?} is not section.key")))?;
+            .ok_or_else(|| invalid(source, format!("{key:?} is not section.key")))?;
         // A value that parses as TOML keeps its type (numbers, arrays); anything else is a string.
         let value = format!("v = {value}")
             .parse::<toml::Table>()
@@ -373,10 +403,10 @@ pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
             }
         }
     }
-    let origin = if overrides.is_empty() {
-        origin
+    let origin = if overridden {
+        format!("{origin} with overrides (GATEWIRE_* / --set)")
     } else {
-        format!("{origin} with --set overrides")
+        origin
     };
     let config: Config = toml::Value::Table(table)
         .try_into()
@@ -412,5 +442,31 @@ impl Config {
             return Err("gateway.register_address is empty".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_names_map_to_keys() {
+        assert_eq!(
+            env_override("GATEWIRE_GATEWAY_START_PORT", "3000").as_deref(),
+            Some("gateway.start_port=3000")
+        );
+        assert_eq!(env_override("GATEWIRE_LOG", "debug"), None);
+        assert_eq!(env_override("PATH", "/bin"), None);
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_environment() {
+        let env = ["gateway.shards=3".to_owned()];
+        let cli = ["gateway.shards=5".to_owned()];
+        assert_eq!(load_with(None, &env, &cli).unwrap().gateway.shards, 5);
+        assert_eq!(load_with(None, &env, &[]).unwrap().gateway.shards, 3);
+        let bad = ["gateway.shards=many".to_owned()];
+        let err = load_with(None, &bad, &[]).unwrap_err().to_string();
+        assert!(err.contains("gateway.shards"), "{err}");
     }
 }
