@@ -237,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn a_20000_fd_limit_needs_53_shards_for_a_million() {
+    fn a_20000_fd_limit_needs_51_shards_for_a_million() {
         let mut config = Config::default();
         config.gateway.shards = 2;
         let findings = check(&host(), &config, 1_000_000);
