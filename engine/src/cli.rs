@@ -346,7 +346,11 @@ fn start<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> Resul
         Ok(limit) => info!(nofile = limit, "fd limit"),
         Err(e) => info!(error = %e, "could not raise the fd limit"),
     }
+    // SIGINT/SIGTERM go to the main thread only (threads started below inherit the mask).
+    system::block_stop_signals();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut threads = Vec::new();
+    let mut workers = Vec::new();
     if roles.contains(&Role::Register) {
         threads.push(start_register(config.register.clone())?);
     }
@@ -359,18 +363,27 @@ fn start<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> Resul
         threads.extend(shards.into_iter().map(|s| s.thread));
     }
     if roles.contains(&Role::Worker) {
-        let workers = match custom {
-            Some(app) => worker::start(&config.worker, app)?,
-            None => worker::start(&config.worker, Builtin::new(config.worker.app))?,
+        workers = match custom {
+            Some(app) => worker::start(&config.worker, app, stop.clone())?,
+            None => worker::start(
+                &config.worker,
+                Builtin::new(config.worker.app),
+                stop.clone(),
+            )?,
         };
-        threads.extend(workers);
     }
-    if threads.is_empty() {
+    if threads.is_empty() && workers.is_empty() {
         return Err("no role to run (roles: register, gateway, worker)".into());
     }
-    for t in threads {
-        let _ = t.join();
+    let signal = system::wait_stop_signal();
+    info!(signal, "stopping");
+    // Workers say goodbye (on_worker_stop); gateways and the register end with the process,
+    // which closes their connections.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in workers {
+        let _ = w.join();
     }
+    drop(threads);
     Ok(())
 }
 

@@ -32,3 +32,31 @@ pub fn unshare_fd_table() -> io::Result<()> {
     }
     Ok(())
 }
+
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset only write the set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards, so
+/// that [`wait_stop_signal`] alone receives them.
+pub fn block_stop_signals() {
+    let set = stop_signals();
+    // SAFETY: changes only this thread's signal mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Waits for SIGINT or SIGTERM; returns the signal number.
+pub fn wait_stop_signal() -> i32 {
+    let set = stop_signals();
+    let mut signal = 0;
+    // SAFETY: sigwait reads the set and writes the received signal into `signal`.
+    unsafe { libc::sigwait(&set, &mut signal) };
+    signal
+}

@@ -145,3 +145,32 @@ fn the_chat_app_serves_its_page_when_no_static_dir_is_set() {
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert!(page.contains("<title>gatewire chat</title>"));
 }
+
+#[test]
+fn sigterm_stops_every_role_and_workers_say_goodbye() {
+    let gw = all_roles("echo", 1);
+    let _ws = ws_connect_when_served(gw.public, "/");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["start", "--role", "worker", "-c"])
+        .arg(gw.path("gatewire.toml"))
+        .env("GATEWIRE_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("worker stopped"), "{log}");
+}

@@ -8,6 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -29,20 +31,25 @@ use crate::register::{RegisterLink, keep_registered};
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts `config.count` worker threads running clones of `app`.
+/// How often a worker thread looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Starts `config.count` worker threads running clones of `app`. Setting `stop` makes each call
+/// `on_worker_stop` and end.
 pub fn start<A: Events>(
     config: &WorkerConfig,
     app: A,
+    stop: Arc<AtomicBool>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
     let count = config.thread_count();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
-        let (config, app) = (config.clone(), app.clone());
+        let (config, app, stop) = (config.clone(), app.clone(), stop.clone());
         let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
             .name(&format!("worker-{index}"))
             .io_memory(64 * 1024)
-            .spawn(move || async move { run_thread(config, index, app).await })
+            .spawn(move || async move { run_thread(config, index, app, stop).await })
             .map_err(|e| format!("worker {index}: {e}"))?;
         threads.push(std::thread::spawn(move || {
             let _ = handle.join();
@@ -66,7 +73,7 @@ struct Worker<A> {
     max_packet_size: usize,
 }
 
-async fn run_thread<A: Events>(config: WorkerConfig, index: usize, app: A) {
+async fn run_thread<A: Events>(config: WorkerConfig, index: usize, app: A, stop: Arc<AtomicBool>) {
     let links = Rc::new(RefCell::new(Links::default()));
     let worker = Rc::new(Worker {
         app: RefCell::new(app),
@@ -89,7 +96,11 @@ async fn run_thread<A: Events>(config: WorkerConfig, index: usize, app: A) {
     for register in &config.register_address {
         glommio::spawn_local(keep_registered(*register, listener.clone())).detach();
     }
-    std::future::pending::<()>().await;
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    worker.app.borrow_mut().on_worker_stop(&info);
+    info!(worker = %worker.worker_key, "worker stopped");
 }
 
 /// The worker side of a register link: follow the gateway list.
