@@ -165,11 +165,18 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         Scenario::Echo => config.rate / config.clients.max(1) as f64,
         Scenario::Broadcast | Scenario::Group => config.rate / config.publishers.max(1) as f64,
     };
+    // Publishers each send on their own schedule; echo clients share one round-robin sender per
+    // thread (thousands of timer tasks would cost more than the traffic they make).
+    let groups: Vec<Vec<(u64, Conn)>> = match config.scenario {
+        Scenario::Echo if !senders.is_empty() => vec![senders],
+        _ => senders.into_iter().map(|s| vec![s]).collect(),
+    };
     let mut tasks = Vec::new();
-    for (i, conn) in senders {
+    for group in groups {
+        let rate = per_sender * group.len() as f64;
         let (shared, stats, config) = (shared.clone(), stats.clone(), config.clone());
         tasks.push(glommio::spawn_local(async move {
-            send_loop(i, conn, per_sender, start, end, &config, &shared, &stats).await;
+            send_loop(group, rate, start, end, &config, &shared, &stats).await;
         }));
     }
     if config.scenario == Scenario::Churn {
@@ -250,12 +257,11 @@ async fn ramp(
     }
 }
 
-/// Sends timestamped messages at `rate` per second from `start` to `end`. Each carries its
-/// *intended* send time, so a stalled sender shows up as latency (no coordinated omission).
-#[allow(clippy::too_many_arguments)]
+/// Sends timestamped messages at `rate` per second from `start` to `end`, taking `senders` in
+/// turn. Each message carries its *intended* send time, so a stalled sender shows up as latency
+/// (no coordinated omission).
 async fn send_loop(
-    sender: u64,
-    conn: Conn,
+    senders: Vec<(u64, Conn)>,
     rate: f64,
     start: Instant,
     end: Instant,
@@ -263,19 +269,22 @@ async fn send_loop(
     shared: &Shared,
     stats: &RefCell<ThreadStats>,
 ) {
-    if rate <= 0.0 {
+    if rate <= 0.0 || senders.is_empty() {
         return;
     }
     let period = Duration::from_secs_f64(1.0 / rate);
-    // Spread senders over the first period so they do not fire in lockstep.
-    let offset = period.mul_f64((sender % 1000) as f64 / 1000.0);
-    let mut seq = 0u64;
+    // Spread single senders over the first period so publishers do not fire in lockstep.
+    let offset = period.mul_f64((senders[0].0 % 1000) as f64 / 1000.0);
+    let mut k = 0u64;
     let mut frame = BytesMut::new();
     loop {
-        let intended = start + offset + period.mul_f64(seq as f64);
+        let intended = start + offset + period.mul_f64(k as f64);
         if intended >= end {
             return;
         }
+        let (sender, conn) = &senders[(k % senders.len() as u64) as usize];
+        let (sender, seq) = (*sender, k / senders.len() as u64);
+        k += 1;
         sleep_until(intended).await;
         let intended_ns = intended.duration_since(shared.epoch).as_nanos() as u64;
         let mut text = format!("{MARK}{sender}:{seq}:{intended_ns}:");
@@ -300,7 +309,6 @@ async fn send_loop(
             s.deliveries_expected += audience;
         }
         Live::bump(&shared.live.messages_sent, 1);
-        seq += 1;
     }
 }
 
