@@ -143,6 +143,7 @@ fn run(args: Args) -> Result<(), String> {
         groups: args.groups.max(1),
     });
     let shared = Arc::new(Shared::new(config.groups));
+    stop_on_signal(shared.clone());
     let rss_before = args.server_pid.and_then(rss_bytes);
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
@@ -196,17 +197,26 @@ fn run(args: Args) -> Result<(), String> {
         bar.finish_and_clear();
     }
     let mut totals = ThreadStats::default();
+    let mut thread_cpu_seconds = Vec::with_capacity(threads);
     for h in handles {
         let stats = h.join().map_err(|_| "a load thread panicked".to_string())?;
+        thread_cpu_seconds.push(stats.cpu_seconds);
         totals.merge(&stats);
     }
+    let measured_for = shared.measure_start.get().map(|start| {
+        let end = shared.epoch + Duration::from_nanos(shared.measure_end_ns.load(Ordering::SeqCst));
+        end.saturating_duration_since(*start).as_secs_f64()
+    });
     let report = Report {
         scenario: format!("{:?}", config.scenario).to_lowercase(),
         clients_requested: config.clients,
         threads,
         totals,
         ramp_seconds: ramp_seconds.unwrap_or_else(|| started.elapsed().as_secs_f64()),
-        measure_seconds: config.duration.as_secs_f64(),
+        measure_seconds: measured_for
+            .filter(|s| *s > 0.0)
+            .unwrap_or(config.duration.as_secs_f64()),
+        thread_cpu_seconds,
         delivery_seconds: shared.measure_start.get().map_or(0.0, |start| {
             let last = shared.epoch
                 + Duration::from_nanos(shared.last_delivery_ns.load(Ordering::Relaxed));
@@ -225,4 +235,25 @@ fn run(args: Args) -> Result<(), String> {
         std::fs::write(path, report.html()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop connecting and sending, let deliveries drain, print the report.
+fn stop_on_signal(shared: Arc<Shared>) {
+    // SAFETY: builds a signal set and blocks it in this thread (inherited by threads started
+    // later); the watcher thread below is the only one that receives these signals.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || {
+        let mut signal = 0;
+        // SAFETY: waits for one of the blocked signals.
+        unsafe { libc::sigwait(&set, &mut signal) };
+        eprintln!("loadgen: stopping early (signal {signal}); draining and reporting");
+        shared.stop.store(true, Ordering::SeqCst);
+    });
 }

@@ -77,6 +77,10 @@ pub struct Shared {
     pub group_members: Vec<AtomicU64>,
     /// Joins confirmed so far.
     pub joined: AtomicU64,
+    /// Set by Ctrl-C (or SIGTERM): stop connecting and sending, drain, report.
+    pub stop: AtomicBool,
+    /// When the measurement actually ended (ns since `epoch`).
+    pub measure_end_ns: AtomicU64,
 }
 
 impl Shared {
@@ -84,6 +88,8 @@ impl Shared {
         Shared {
             group_members: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             joined: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            measure_end_ns: AtomicU64::new(0),
             live: Live::default(),
             epoch: Instant::now(),
             ramped: AtomicUsize::new(0),
@@ -185,8 +191,11 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
     for t in tasks {
         t.await;
     }
-    sleep_until(end).await;
+    sleep_until_or_stop(end, &shared).await;
     if index == 0 {
+        shared
+            .measure_end_ns
+            .store(shared.now_ns(), Ordering::SeqCst);
         shared.measured.store(true, Ordering::SeqCst);
     }
     glommio::timer::sleep(DRAIN).await;
@@ -208,6 +217,9 @@ async fn ramp(
     let inflight = Rc::new(RefCell::new(0usize));
     let mut tasks = Vec::with_capacity(mine.len());
     for (k, &i) in mine.iter().enumerate() {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
         sleep_until(started + Duration::from_secs_f64(k as f64 / per_thread_rate)).await;
         while *inflight.borrow() >= MAX_INFLIGHT_CONNECTS {
             glommio::timer::sleep(Duration::from_millis(1)).await;
@@ -279,7 +291,7 @@ async fn send_loop(
     let mut frame = BytesMut::new();
     loop {
         let intended = start + offset + period.mul_f64(k as f64);
-        if intended >= end {
+        if intended >= end || shared.stop.load(Ordering::Relaxed) {
             return;
         }
         let (sender, conn) = &senders[(k % senders.len() as u64) as usize];
@@ -399,6 +411,14 @@ fn record(
     }
 }
 
+/// Sleeps until `when`, or until Ctrl-C asks the run to stop.
+async fn sleep_until_or_stop(when: Instant, shared: &Shared) {
+    while Instant::now() < when && !shared.stop.load(Ordering::Relaxed) {
+        let left = when.saturating_duration_since(Instant::now());
+        glommio::timer::sleep(left.min(Duration::from_millis(50))).await;
+    }
+}
+
 async fn sleep_until(when: Instant) {
     let now = Instant::now();
     if when > now {
@@ -437,7 +457,7 @@ async fn churn(
     let mut k = 0u64;
     loop {
         let at = start + period.mul_f64(k as f64);
-        if at >= end {
+        if at >= end || shared.stop.load(Ordering::Relaxed) {
             return;
         }
         sleep_until(at).await;

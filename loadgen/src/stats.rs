@@ -123,6 +123,8 @@ pub struct Report {
     pub totals: ThreadStats,
     pub ramp_seconds: f64,
     pub measure_seconds: f64,
+    /// CPU seconds of each load thread.
+    pub thread_cpu_seconds: Vec<f64>,
     /// From the start of the measurement to the last delivery (past the measurement when the
     /// server falls behind).
     pub delivery_seconds: f64,
@@ -217,11 +219,16 @@ impl Report {
                 t.churned
             );
         }
+        let busiest = self
+            .thread_cpu_seconds
+            .iter()
+            .fold(0.0_f64, |a, b| a.max(*b));
         let _ = writeln!(
             out,
-            "loadgen cpu         {:.0}% over {} threads",
+            "loadgen cpu         {:.0}% over {} threads (busiest thread {:.0}%)",
             self.loadgen_cpu_pct(),
-            self.threads
+            self.threads,
+            100.0 * busiest / self.wall_seconds.max(1e-9)
         );
         if let Some(rss) = self.server_rss_bytes {
             let _ = writeln!(out, "server rss          {rss} bytes");
@@ -265,7 +272,7 @@ impl Report {
                 "\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}},",
                 "\"disconnected\":{},\"churned\":{},\"loadgen_cpu_pct\":{:.1},\"ramp_seconds\":{:.3},",
                 "\"measure_seconds\":{:.3},\"server_rss_before_bytes\":{},\"server_rss_bytes\":{},",
-                "\"server_rss_per_client_bytes\":{}}}\n"
+                "\"server_rss_per_client_bytes\":{},\"loadgen_cpu_pct_per_thread\":[{}]}}\n"
             ),
             self.scenario,
             self.clients_requested,
@@ -297,6 +304,11 @@ impl Report {
             opt(self.server_rss_bytes),
             self.server_rss_per_client()
                 .map_or("null".to_owned(), |v| format!("{v:.1}")),
+            self.thread_cpu_seconds
+                .iter()
+                .map(|c| format!("{:.1}", 100.0 * c / self.wall_seconds.max(1e-9)))
+                .collect::<Vec<_>>()
+                .join(","),
         )
     }
 }
