@@ -32,9 +32,13 @@ ip link set lo up 2>/dev/null || true
 start_gatewire "$shards" broadcast
 trap stop_gatewire EXIT
 threads=$(( (clients + 14999) / 15000 ))
+# Sample the kernel's socket counts during the run; report the peak (teardown comes after).
+( while sleep 2; do grep '^TCP:' /proc/net/sockstat; done > "$work/sockstat.log" ) &
+sampler=$!
 echo "## million: $clients clients, $shards shards, $threads loadgen threads"
 "$bin/loadgen" --url "$PUBLIC_URL" --clients "$clients" --threads "$threads" --scenario broadcast \
   --publishers 1 --rate "${RATE:-0.2}" --duration "${DURATION:-10}" --connect-rate "${CONNECT_RATE:-20000}" \
   --source-ips 127.1.0.1-127.1.0.40 --server-pid "$GW_PID" --json "${JSON_OUT:-/dev/null}" 2>&1 |
   grep -v '^\[' || true
-echo "kernel sockets: $(grep '^TCP:' /proc/net/sockstat)"
+kill "$sampler" 2>/dev/null || true
+echo "kernel sockets at the peak: $(sort -t' ' -k3 -n "$work/sockstat.log" | tail -n1)"
