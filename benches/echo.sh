@@ -4,10 +4,13 @@
 # RATE (messages/s across all clients), DURATION and PAYLOAD may be set in the environment.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
+  build
+  environment
+fi
+in_private_netns "$0" "$@"
 shards=${1:-2}
 clients=${2:-10000}
-build
-environment
 start_gatewire "$shards" echo
 trap stop_gatewire EXIT
 echo "## echo: $clients clients, $shards shard(s), ${RATE:-10000} msg/s, ${PAYLOAD:-64} B"

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Broadcast fanout through gatewire: P publishers, every client receives every message.
-# Usage: benches/fanout.sh [SHARDS] [CLIENTS...]   (default: 1 shard, 1000 and 5000 clients)
+# Usage: benches/fanout.sh [SHARDS] [CLIENTS...]   (default: 8 shards; 1000, 10000, 100000 clients)
 # RATE (messages/s across publishers), DURATION and PAYLOAD may be set in the environment.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-shards=${1:-1}
+if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
+  build
+  environment
+fi
+in_private_netns "$0" "$@"
+shards=${1:-8}
 shift || true
-counts=("${@:-1000 5000}")
-[ $# -eq 0 ] && counts=(1000 5000)
-rate=${RATE:-100}
-build
-environment
+counts=("$@")
+[ $# -eq 0 ] && counts=(1000 10000 100000)
+rate=${RATE:-2}
 start_gatewire "$shards" broadcast
 trap stop_gatewire EXIT
 for n in "${counts[@]}"; do

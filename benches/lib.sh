@@ -25,6 +25,33 @@ environment() {
   echo
 }
 
+# in_private_netns SCRIPT ARGS...: re-runs the calling script inside a private network namespace
+# when possible (clean socket counts, no port clashes with other programs), raising
+# net.ipv4.tcp_child_ehash_entries for it first and restoring it when done. Returns only in the
+# re-run (or when no namespace can be made), with IN_NETNS=1 or 0.
+in_private_netns() {
+  if [ "${GATEWIRE_IN_NETNS:-}" = 1 ]; then
+    IN_NETNS=1
+    ip link set lo up 2>/dev/null || true
+    return 0
+  fi
+  local old_ehash
+  old_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
+  if [ -n "$old_ehash" ] && command -v unshare >/dev/null &&
+     sysctl -qw net.ipv4.tcp_child_ehash_entries=2097152 2>/dev/null; then
+    if unshare -n true 2>/dev/null; then
+      echo "running inside a private network namespace (tcp_child_ehash_entries=2097152)"
+      local status=0
+      GATEWIRE_IN_NETNS=1 unshare -n "$@" || status=$?
+      sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"
+      exit "$status"
+    fi
+    sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"
+  fi
+  echo "no private network namespace here: running on the host's loopback"
+  IN_NETNS=0
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -9,26 +9,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 clients=${1:-1000000}
 shards=${2:-64}
 
+. "$here/lib.sh"
 if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
-  . "$here/lib.sh"
   build
   environment
-  old_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
-  restore() { [ -n "$old_ehash" ] && sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"; }
-  trap restore EXIT
-  if [ -n "$old_ehash" ] && sysctl -qw net.ipv4.tcp_child_ehash_entries=2097152 2>/dev/null &&
-     unshare -n true 2>/dev/null; then
-    echo "running inside a private network namespace (tcp_child_ehash_entries=2097152)"
-    GATEWIRE_IN_NETNS=1 unshare -n "$0" "$@"
-    exit $?
-  fi
-  echo "no network namespace here: running on the host's loopback"
-  GATEWIRE_IN_NETNS=1 "$0" "$@"
-  exit $?
 fi
-
-. "$here/lib.sh"
-ip link set lo up 2>/dev/null || true
+in_private_netns "$0" "$@"
 start_gatewire "$shards" broadcast
 trap stop_gatewire EXIT
 threads=$(( (clients + 14999) / 15000 ))
