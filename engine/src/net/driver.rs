@@ -145,6 +145,47 @@ fn poll_connection<P: Peer>(
     }
 }
 
+/// What one gathered write did.
+enum Sent {
+    /// The outbox had nothing to write (or is held).
+    Nothing,
+    /// Some bytes went out (and were consumed from the outbox).
+    Some,
+}
+
+/// One non-blocking `sendmsg` of up to `MAX_IOV` of the outbox's frames (hot: every client write
+/// passes here; no allocation).
+fn send_gathered(fd: RawFd, outbox: &mut Outbox) -> io::Result<Sent> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_IOV];
+    let mut count = 0;
+    for slice in outbox.pending_slices(MAX_IOV) {
+        iov[count] = libc::iovec {
+            iov_base: slice.as_ptr() as *mut libc::c_void,
+            iov_len: slice.len(),
+        };
+        count += 1;
+    }
+    if count == 0 {
+        return Ok(Sent::Nothing);
+    }
+    // SAFETY: a zeroed msghdr is valid; we set only the iovec array, which points at `count`
+    // initialised iovecs over live slices borrowed from `outbox` for the duration of the call.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = count;
+        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    outbox.consume(sent as usize);
+    Ok(Sent::Some)
+}
+
 /// Writes as much of the outbox as the socket takes. `Ok(true)` when the socket is full (a
 /// writability wake-up is registered), `Ok(false)` when nothing is left to write.
 fn flush(
@@ -154,34 +195,11 @@ fn flush(
     cx: &mut Context<'_>,
 ) -> io::Result<bool> {
     loop {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
-        let mut count = 0;
-        for slice in outbox.pending_slices(MAX_IOV) {
-            iov[count] = libc::iovec {
-                iov_base: slice.as_ptr() as *mut libc::c_void,
-                iov_len: slice.len(),
-            };
-            count += 1;
-        }
-        if count == 0 {
-            return Ok(false);
-        }
-        // SAFETY: a zeroed msghdr is valid; we set only the iovec array, which points at `count`
-        // initialised iovecs over live slices borrowed from `outbox` for the duration of the call.
-        let sent = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = count;
-            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        let err = match send_gathered(fd, outbox) {
+            Ok(Sent::Nothing) => return Ok(false),
+            Ok(Sent::Some) => continue,
+            Err(err) => err,
         };
-        if sent >= 0 {
-            outbox.consume(sent as usize);
-            continue;
-        }
-        let err = io::Error::last_os_error();
         match err.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => {
@@ -283,33 +301,11 @@ fn flush_tls(
 pub fn write_now(fd: RawFd, outbox: &mut Outbox, timeout: std::time::Duration) -> io::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
-        let mut count = 0;
-        for slice in outbox.pending_slices(MAX_IOV) {
-            iov[count] = libc::iovec {
-                iov_base: slice.as_ptr() as *mut libc::c_void,
-                iov_len: slice.len(),
-            };
-            count += 1;
-        }
-        if count == 0 {
-            return Ok(());
-        }
-        // SAFETY: as in `flush`: `count` initialised iovecs over live slices of `outbox`.
-        let sent = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = count;
-            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        let err = match send_gathered(fd, outbox) {
+            Ok(Sent::Nothing) => return Ok(()),
+            Ok(Sent::Some) => continue,
+            Err(err) => err,
         };
-        if sent >= 0 {
-            outbox.consume(sent as usize);
-            continue;
-        }
-        let err = io::Error::last_os_error();
         match err.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => {
