@@ -4,11 +4,7 @@
 # RATE (messages/s across all clients), DURATION and PAYLOAD may be set in the environment.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
-  build
-  environment
-fi
-in_private_netns "$0" "$@"
+bench_setup "$0" "$@"
 shards=${1:-2}
 clients=${2:-10000}
 start_gatewire "$shards" echo

@@ -4,11 +4,7 @@
 # shard's fd table stays under a 20000 fd limit)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
-  build
-  environment
-fi
-in_private_netns "$0" "$@"
+bench_setup "$0" "$@"
 clients=${1:-20000}
 shards=${2:-2}
 start_gatewire "$shards" echo

@@ -52,6 +52,16 @@ in_private_netns() {
   IN_NETNS=0
 }
 
+# bench_setup SCRIPT ARGS...: builds and prints the environment once, then continues inside a
+# private network namespace when possible (see in_private_netns). Call before parsing arguments.
+bench_setup() {
+  if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
+    build
+    environment
+  fi
+  in_private_netns "$@"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

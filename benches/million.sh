@@ -10,11 +10,7 @@ clients=${1:-1000000}
 shards=${2:-64}
 
 . "$here/lib.sh"
-if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
-  build
-  environment
-fi
-in_private_netns "$0" "$@"
+bench_setup "$0" "$@"
 start_gatewire "$shards" broadcast
 trap stop_gatewire EXIT
 threads=$(( (clients + 14999) / 15000 ))

@@ -78,18 +78,21 @@ impl ClientPeer {
         self.shard.borrow().clients.contains_key(&self.id)
     }
 
+    /// A bad upgrade request: workerman's 400/426 answer, then close.
+    fn refuse_handshake(&mut self, e: &websocket::HandshakeError, input: &mut BytesMut) {
+        input.clear();
+        self.refuse(
+            "bad websocket handshake",
+            e,
+            Bytes::from_static(e.response()),
+        );
+    }
+
     fn handshake(&mut self, remote: SocketAddr, input: &mut BytesMut) {
         let (request, used) = match websocket::parse_request(input, DEFAULT_MAX_HANDSHAKE_LEN) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return,
-            Err(e) => {
-                input.clear();
-                return self.refuse(
-                    "bad websocket handshake",
-                    &e,
-                    Bytes::from_static(e.response()),
-                );
-            }
+            Err(e) => return self.refuse_handshake(&e, input),
         };
         input.advance(used);
         if !request.is_websocket_upgrade() {
@@ -115,14 +118,7 @@ impl ClientPeer {
         }
         let accept = match request.accept_key() {
             Ok(accept) => accept,
-            Err(e) => {
-                input.clear();
-                return self.refuse(
-                    "bad websocket handshake",
-                    &e,
-                    Bytes::from_static(e.response()),
-                );
-            }
+            Err(e) => return self.refuse_handshake(&e, input),
         };
         let mut shard = self.shard.borrow_mut();
         let public_port = shard.settings.public_port;

@@ -60,6 +60,14 @@ impl<T> Answer<T> {
     pub fn is_complete(&self) -> bool {
         self.unreachable.is_empty()
     }
+
+    /// The same answer with its value transformed (the unreachable gateways carry over).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        Answer {
+            value: f(self.value),
+            unreachable: self.unreachable,
+        }
+    }
 }
 
 fn packet(
@@ -516,10 +524,7 @@ impl Gateway {
     /// `getAllClientIdList()`.
     pub fn get_all_client_id_list(&self) -> Answer<Vec<ClientId>> {
         let rows = self.select(&[SelectField::Uid], None);
-        Answer {
-            value: rows.value.into_iter().map(|(c, _)| c).collect(),
-            unreachable: rows.unreachable,
-        }
+        rows.map(|v| v.into_iter().map(|(c, _)| c).collect())
     }
 
     fn by_groups(groups: &[&str]) -> SelectWhere {
@@ -532,10 +537,7 @@ impl Gateway {
     /// `getClientIdListByGroup($groups)`.
     pub fn get_client_id_list_by_group(&self, groups: &[&str]) -> Answer<Vec<ClientId>> {
         let rows = self.select(&[SelectField::Uid], Some(&Self::by_groups(groups)));
-        Answer {
-            value: rows.value.into_iter().map(|(c, _)| c).collect(),
-            unreachable: rows.unreachable,
-        }
+        rows.map(|v| v.into_iter().map(|(c, _)| c).collect())
     }
 
     /// `getClientIdByUid($uid)`.
@@ -562,10 +564,7 @@ impl Gateway {
     /// `isUidOnline($uid)`.
     pub fn is_uid_online(&self, uid: &str) -> Answer<bool> {
         let ids = self.get_client_id_by_uid(uid);
-        Answer {
-            value: !ids.value.is_empty(),
-            unreachable: ids.unreachable,
-        }
+        ids.map(|v| !v.is_empty())
     }
 
     /// `getUidByClientId($id)`: asks only the owning gateway.
@@ -600,37 +599,25 @@ impl Gateway {
     /// `getAllUidList()`: every bound uid.
     pub fn get_all_uid_list(&self) -> Answer<BTreeSet<String>> {
         let rows = self.select(&[SelectField::Uid], None);
-        Answer {
-            value: Self::uids_of(&rows.value),
-            unreachable: rows.unreachable,
-        }
+        rows.map(|v| Self::uids_of(&v))
     }
 
     /// `getAllUidCount()`.
     pub fn get_all_uid_count(&self) -> Answer<usize> {
         let uids = self.get_all_uid_list();
-        Answer {
-            value: uids.value.len(),
-            unreachable: uids.unreachable,
-        }
+        uids.map(|v| v.len())
     }
 
     /// `getUidListByGroup($groups)`.
     pub fn get_uid_list_by_group(&self, groups: &[&str]) -> Answer<BTreeSet<String>> {
         let rows = self.select(&[SelectField::Uid], Some(&Self::by_groups(groups)));
-        Answer {
-            value: Self::uids_of(&rows.value),
-            unreachable: rows.unreachable,
-        }
+        rows.map(|v| Self::uids_of(&v))
     }
 
     /// `getUidCountByGroup($groups)`.
     pub fn get_uid_count_by_group(&self, groups: &[&str]) -> Answer<usize> {
         let uids = self.get_uid_list_by_group(groups);
-        Answer {
-            value: uids.value.len(),
-            unreachable: uids.unreachable,
-        }
+        uids.map(|v| v.len())
     }
 
     /// `getAllGroupIdList()`.
@@ -691,10 +678,7 @@ impl Gateway {
     /// `getAllGroupUidCount()`.
     pub fn get_all_group_uid_count(&self) -> Answer<BTreeMap<String, usize>> {
         let lists = self.get_all_group_uid_list();
-        Answer {
-            value: lists.value.into_iter().map(|(g, u)| (g, u.len())).collect(),
-            unreachable: lists.unreachable,
-        }
+        lists.map(|v| v.into_iter().map(|(g, u)| (g, u.len())).collect())
     }
 
     /// `getAllGroupClientIdList()`: `group => client ids`.
@@ -713,10 +697,7 @@ impl Gateway {
     /// `getAllGroupClientIdCount()`.
     pub fn get_all_group_client_id_count(&self) -> Answer<BTreeMap<String, usize>> {
         let lists = self.get_all_group_client_id_list();
-        Answer {
-            value: lists.value.into_iter().map(|(g, c)| (g, c.len())).collect(),
-            unreachable: lists.unreachable,
-        }
+        lists.map(|v| v.into_iter().map(|(g, c)| (g, c.len())).collect())
     }
 
     /// GatewayClient's `batchGetClientIdByUid($uids)` (CMD 16).
