@@ -1,16 +1,18 @@
-//! The `gatewire` command line: `start` runs the configured roles in the foreground;
-//! `config check` validates and prints the effective configuration.
+//! The `gatewire` command line: `start` (supervised, `-d` in the background, or
+//! `--single-process`), `stop`, `restart`, `reload`, `status`, `connections` (through the
+//! supervisor's control socket), `config check`, `send`, `query`, `tune check`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tracing::{error, info};
 
-use crate::apps::Builtin;
 use crate::config::{self, AppName, Config, Role};
-use crate::worker::{self, Events};
-use crate::{gateway, net, register, system};
+use crate::process::Running;
+use crate::system;
+use crate::worker::Events;
 
 /// gatewire: a GatewayWorker-compatible long-connection gateway.
 #[derive(Debug, Parser)]
@@ -22,7 +24,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the configured roles in the foreground.
+    /// Start the configured roles: a supervisor with one process per role.
     Start {
         #[command(flatten)]
         config: ConfigArgs,
@@ -32,6 +34,56 @@ enum Command {
         /// Built-in app for the worker role (default: `[worker] app`).
         #[arg(long, value_enum)]
         app: Option<AppName>,
+        /// Run in the background (pid, log and control socket in `[run] dir`).
+        #[arg(short = 'd', long)]
+        daemon: bool,
+        /// Run every role in this one process: no supervisor, no restarts, no control socket
+        /// (benchmarks, debugging, containers that supervise for you).
+        #[arg(long, conflicts_with = "daemon")]
+        single_process: bool,
+        /// Internal: this process is a supervisor's child.
+        #[arg(long, hide = true)]
+        supervised: bool,
+        /// Internal: the worker generation given by the supervisor.
+        #[arg(long, hide = true, default_value_t = 0)]
+        generation: u64,
+        /// Internal: serve the chat page (the supervisor runs the chat app).
+        #[arg(long, hide = true)]
+        serve_chat_page: bool,
+    },
+    /// Stop a running gatewire (started here, found through `[run] dir`).
+    Stop {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Graceful: workers first finish the events the gateways already sent them.
+        #[arg(short = 'g', long)]
+        graceful: bool,
+    },
+    /// Restart the processes of some roles (all by default); clients of a restarted gateway
+    /// are disconnected and reconnect.
+    Restart {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, value_delimiter = ',')]
+        role: Vec<Role>,
+    },
+    /// Replace the worker processes without dropping a client or an event (new business code).
+    Reload {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Per process: role, pid, uptime, memory, connections, messages, links, drops.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Refresh every second.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Every client: id, remote address, uid, groups, traffic.
+    Connections {
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Configuration tools.
     Config {
@@ -119,6 +171,37 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// How the supervisor starts its children: this executable with the same configuration
+    /// (the file made absolute, every `--set`, the `--app` choice).
+    fn child_command(
+        &self,
+        serve_chat_page: bool,
+        app: Option<AppName>,
+    ) -> Result<crate::supervisor::ChildCommand, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+        let mut config_args: Vec<std::ffi::OsString> = Vec::new();
+        let default = Path::new("gatewire.toml");
+        let file = self.file.as_deref().or_else(|| default.exists().then_some(default));
+        if let Some(file) = file {
+            let absolute = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            config_args.extend(["-c".into(), absolute.into_os_string()]);
+        }
+        for o in &self.overrides {
+            config_args.extend(["--set".into(), o.into()]);
+        }
+        if let Some(app) = app {
+            let name = clap::ValueEnum::to_possible_value(&app)
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default();
+            config_args.extend(["--app".into(), name.into()]);
+        }
+        Ok(crate::supervisor::ChildCommand {
+            exe,
+            config_args,
+            serve_chat_page,
+        })
+    }
+
     fn load(&self) -> Result<Config, config::ConfigError> {
         let default = Path::new("gatewire.toml");
         let file = self
@@ -131,7 +214,7 @@ impl ConfigArgs {
 
 /// The stock binary's `main`: the worker role runs a built-in app.
 pub fn main() -> ExitCode {
-    run_cli::<Builtin>(None)
+    run_cli::<crate::apps::Builtin>(None)
 }
 
 /// Runs the `gatewire` command line with `app` as the business logic of the worker role: a
@@ -142,40 +225,100 @@ pub fn run<A: Events>(app: A) -> ExitCode {
 
 fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    if !matches!(cli.command, Command::Start { .. }) {
+        init_logging("warn");
+    }
     match cli.command {
-        Command::Start { config, role, app } => {
-            let config = match config.load() {
+        Command::Start {
+            config,
+            role,
+            app,
+            daemon,
+            single_process,
+            supervised,
+            generation,
+            serve_chat_page,
+        } => {
+            let mut loaded = match config.load() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("gatewire: {e}");
                     return ExitCode::from(2);
                 }
             };
-            let mut config = config;
             if let Some(app) = app {
-                config.worker.app = app;
+                loaded.worker.app = app;
             }
+            loaded.worker.generation = generation;
             let roles = if role.is_empty() {
-                config.run.roles.clone()
+                loaded.run.roles.clone()
             } else {
                 role
             };
-            // The chat app running here with no static_dir: the gateway serves its page at `/`.
-            if custom.is_none()
+            init_logging(&loaded.log_filter(&roles));
+            // The chat app runs on this machine with no static_dir: the gateway serves its page.
+            let chat_page = custom.is_none()
                 && roles.contains(&Role::Worker)
-                && config.worker.app == AppName::Chat
-                && config.gateway.static_dir.is_none()
-            {
-                config.gateway.builtin_page = Some(crate::apps::CHAT_PAGE);
+                && loaded.worker.app == AppName::Chat
+                && loaded.gateway.static_dir.is_none();
+            if chat_page || serve_chat_page {
+                loaded.gateway.builtin_page = Some(crate::apps::CHAT_PAGE);
             }
-            match start(&config, &roles, custom) {
+            if supervised {
+                return ExitCode::from(crate::supervisor::child::run(&loaded, &roles, custom));
+            }
+            if daemon {
+                let wait = Duration::from_secs_f64(loaded.worker.ready_timeout) + Duration::from_secs(30);
+                return match crate::supervisor::daemon::start(&loaded.run.dir, wait) {
+                    Ok(line) => {
+                        println!("{line}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(message) => {
+                        eprintln!("gatewire: {message}");
+                        ExitCode::from(1)
+                    }
+                };
+            }
+            let result = if single_process {
+                start_single_process(&loaded, &roles, custom)
+            } else {
+                config.child_command(chat_page, app).and_then(|command| {
+                    crate::supervisor::Supervisor::run(
+                        loaded,
+                        roles,
+                        crate::supervisor::Launch::new(command),
+                    )
+                })
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     error!("{message}");
                     eprintln!("gatewire: {message}");
                     ExitCode::from(1)
                 }
+            }
+        }
+        Command::Stop { config, graceful } => control(&config, if graceful { "stop graceful" } else { "stop" }),
+        Command::Restart { config, role } => {
+            let roles: Vec<&str> = role.iter().map(|r| r.name()).collect();
+            control(&config, &format!("restart {}", roles.join(",")))
+        }
+        Command::Reload { config } => control(&config, "reload"),
+        Command::Connections { config } => control(&config, "connections"),
+        Command::Status { config, watch } => {
+            if !watch {
+                return control(&config, "status");
+            }
+            loop {
+                // Clear the screen, then print the table.
+                print!("\x1b[2J\x1b[H");
+                let code = control(&config, "status");
+                if code != ExitCode::SUCCESS {
+                    return code;
+                }
+                std::thread::sleep(Duration::from_secs(1));
             }
         }
         Command::Send {
@@ -331,84 +474,54 @@ fn query(gw: &crate::worker::Gateway, what: QueryWhat) -> Result<bool, String> {
     })
 }
 
-fn init_logging() {
+/// Logs go to stderr, filtered by `GATEWIRE_LOG` when set, else by `filter` (the roles' `log`
+/// keys); each line names its thread (`gw-shard-0`, `worker-1`, `register`, `reaper`...).
+fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWIRE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_thread_names(true)
         .with_writer(std::io::stderr)
         .try_init();
 }
 
-/// Starts `roles` and blocks while they run.
-fn start<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> Result<(), String> {
-    match system::raise_fd_limit() {
-        Ok(limit) => info!(nofile = limit, "fd limit"),
-        Err(e) => info!(error = %e, "could not raise the fd limit"),
+/// Sends one request to the supervisor found through the configuration's `[run] dir`.
+fn control(config: &ConfigArgs, request: &str) -> ExitCode {
+    let loaded = match config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatewire: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::supervisor::request(&loaded.run.dir, request) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("gatewire: {message}");
+            ExitCode::from(1)
+        }
     }
+}
+
+/// `start --single-process`: every role in this process until SIGINT/SIGTERM.
+fn start_single_process<A: Events>(
+    config: &Config,
+    roles: &[Role],
+    custom: Option<A>,
+) -> Result<(), String> {
     // SIGINT/SIGTERM go to the main thread only (threads started below inherit the mask).
     system::block_stop_signals();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut threads = Vec::new();
-    let mut workers = Vec::new();
-    if roles.contains(&Role::Register) {
-        threads.push(start_register(config.register.clone())?);
-    }
-    if roles.contains(&Role::Gateway) {
-        let shards = gateway::start(&config.gateway).map_err(|e| e.to_string())?;
-        if let Some(listen) = config.metrics.listen {
-            let snapshots = shards.iter().map(|s| s.snapshot.clone()).collect();
-            threads.push(crate::metrics::serve(listen, snapshots)?);
-        }
-        threads.extend(shards.into_iter().map(|s| s.thread));
-    }
-    if roles.contains(&Role::Worker) {
-        workers = match custom {
-            Some(app) => worker::start(&config.worker, app, stop.clone())?,
-            None => worker::start(
-                &config.worker,
-                Builtin::new(config.worker.app),
-                stop.clone(),
-            )?,
-        };
-    }
-    if threads.is_empty() && workers.is_empty() {
-        return Err("no role to run (roles: register, gateway, worker)".into());
+    let running = std::sync::Arc::new(Running::start(config, roles, custom)?);
+    if let Some(listen) = config.metrics.listen {
+        let r = running.clone();
+        crate::metrics::serve(listen, move || r.metrics())?;
     }
     let signal = system::wait_stop_signal();
     info!(signal, "stopping");
-    // Workers say goodbye (on_worker_stop); gateways and the register end with the process,
-    // which closes their connections.
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for w in workers {
-        let _ = w.join();
-    }
-    drop(threads);
+    running.stop(false);
     Ok(())
-}
-
-fn start_register(config: config::RegisterConfig) -> Result<std::thread::JoinHandle<()>, String> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let listen = config.listen;
-    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name("register")
-        .io_memory(64 * 1024)
-        .spawn(move || async move {
-            match net::listen(listen, false) {
-                Ok(listener) => {
-                    let _ = ready_tx.send(Ok(()));
-                    register::serve(listener, config).await;
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(format!("register: cannot listen on {listen}: {e}")));
-                }
-            }
-        })
-        .map_err(|e| format!("register: {e}"))?;
-    ready_rx
-        .recv()
-        .map_err(|_| "register: thread ended before listening".to_string())??;
-    Ok(std::thread::spawn(move || {
-        let _ = handle.join();
-    }))
 }

@@ -33,23 +33,46 @@ pub struct MetricsConfig {
 pub struct RunConfig {
     /// Roles started by `gatewire start` (GatewayWorker's machine type).
     pub roles: Vec<Role>,
+    /// Holds the pid file, the log file of `start -d` and the supervisor's control socket.
+    pub dir: PathBuf,
+    /// Log filter for every role without its own `log` key (`error`..`trace`, or tracing
+    /// directives). The `GATEWIRE_LOG` environment variable wins over every `log` key.
+    pub log: String,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             roles: vec![Role::Register, Role::Gateway, Role::Worker],
+            dir: PathBuf::from("run"),
+            log: "info".into(),
         }
     }
 }
 
 /// A process role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Register,
     Gateway,
     Worker,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Register => "register",
+            Role::Gateway => "gateway",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl std::str::FromStr for Role {
@@ -74,6 +97,8 @@ pub struct RegisterConfig {
     pub listen: SocketAddr,
     /// Shared secret; empty disables the check.
     pub secret_key: String,
+    /// Log level of the register role (default: `[run] log`).
+    pub log: Option<String>,
 }
 
 impl Default for RegisterConfig {
@@ -81,6 +106,7 @@ impl Default for RegisterConfig {
         RegisterConfig {
             listen: "127.0.0.1:1236".parse().expect("literal address"),
             secret_key: String::new(),
+            log: None,
         }
     }
 }
@@ -218,6 +244,8 @@ pub struct GatewayConfig {
     /// Largest inner packet (bytes).
     pub max_packet_size: usize,
     pub router: RouterMode,
+    /// Log level of the gateway role (default: `[run] log`).
+    pub log: Option<String>,
     /// A page served at `/` when `static_dir` is unset: set by `gatewire start` to the chat app's
     /// page when the chat app runs in the same process (not a config key).
     #[serde(skip)]
@@ -245,6 +273,7 @@ impl Default for GatewayConfig {
             max_message_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             router: RouterMode::LeastConnections,
+            log: None,
             builtin_page: None,
         }
     }
@@ -288,6 +317,18 @@ pub struct WorkerConfig {
     pub app: AppName,
     /// Largest packet accepted from a gateway (bytes); a larger one drops that link.
     pub max_packet_size: usize,
+    /// Seconds a retiring worker waits for every gateway to confirm it takes no new events
+    /// (reload, `stop -g`) before it stops anyway.
+    pub drain_timeout: f64,
+    /// Seconds a new worker process (reload, restart) has to link to every gateway shard.
+    pub ready_timeout: f64,
+    /// Log level of the worker role (default: `[run] log`).
+    pub log: Option<String>,
+    /// Distinguishes worker processes of one supervisor: worker keys of generation `g > 0` are
+    /// `name:index.g`, so a replacement can link while the process it replaces still holds
+    /// `name:index` (set by the supervisor, not a config key).
+    #[serde(skip)]
+    pub generation: u64,
 }
 
 impl Default for WorkerConfig {
@@ -299,11 +340,24 @@ impl Default for WorkerConfig {
             secret_key: String::new(),
             app: AppName::Chat,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
+            drain_timeout: 10.0,
+            ready_timeout: 30.0,
+            log: None,
+            generation: 0,
         }
     }
 }
 
 impl WorkerConfig {
+    /// The worker key of thread `index` (GatewayWorker's `name:index`).
+    pub fn worker_key(&self, index: usize) -> String {
+        if self.generation == 0 {
+            format!("{}:{index}", self.name)
+        } else {
+            format!("{}:{index}.{}", self.name, self.generation)
+        }
+    }
+
     /// The thread count with 0 resolved to the number of cores.
     pub fn thread_count(&self) -> usize {
         if self.count == 0 {
@@ -418,6 +472,26 @@ fn load_with(
 }
 
 impl Config {
+    /// The log filter of a process running `roles`: `[run] log`, refined per role module.
+    pub fn log_filter(&self, roles: &[Role]) -> String {
+        let mut filter = self.run.log.clone();
+        for (role, module, level) in [
+            (Role::Register, "register", &self.register.log),
+            (Role::Gateway, "gateway", &self.gateway.log),
+            (Role::Worker, "worker", &self.worker.log),
+        ] {
+            if let Some(level) = level.as_ref().filter(|_| roles.contains(&role)) {
+                if roles.len() == 1 {
+                    // A process of one role: everything it logs is that role's.
+                    filter = level.clone();
+                } else {
+                    filter.push_str(&format!(",gatewire::{module}={level}"));
+                }
+            }
+        }
+        filter
+    }
+
     fn validate(&self) -> Result<(), String> {
         let g = &self.gateway;
         if !(g.ping_interval >= 0.0 && g.ping_interval.is_finite()) {
@@ -440,6 +514,26 @@ impl Config {
         }
         if g.register_address.is_empty() {
             return Err("gateway.register_address is empty".into());
+        }
+        let w = &self.worker;
+        for (key, seconds) in [
+            ("worker.drain_timeout", w.drain_timeout),
+            ("worker.ready_timeout", w.ready_timeout),
+        ] {
+            if !(seconds >= 0.0 && seconds.is_finite()) {
+                return Err(format!("{key} must be a non-negative number of seconds"));
+            }
+        }
+        for (key, level) in [
+            ("run.log", Some(&self.run.log)),
+            ("register.log", self.register.log.as_ref()),
+            ("gateway.log", self.gateway.log.as_ref()),
+            ("worker.log", self.worker.log.as_ref()),
+        ] {
+            if let Some(level) = level {
+                tracing_subscriber::EnvFilter::try_new(level)
+                    .map_err(|e| format!("{key} = {level:?}: {e}"))?;
+            }
         }
         Ok(())
     }

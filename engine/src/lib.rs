@@ -9,6 +9,8 @@
 //! | [`client`] | GatewayClient: the API for processes that are not workers |
 //! | [`tune`] | `gatewire tune check`: which host limits block N clients |
 //! | [`metrics`] | the Prometheus text endpoint |
+//! | [`process`] | one process running some roles: start, status, stop, drain |
+//! | [`supervisor`] | `gatewire start`: a process per role, restarts, reload, the control socket, `-d` |
 //! | [`net`] | listeners and the connection driver shared by every role |
 //! | [`config`] | `gatewire.toml`, its defaults and overrides |
 //! | [`cli`] | the `gatewire` command line |
@@ -23,7 +25,9 @@ pub mod gateway;
 pub mod log_limit;
 pub mod metrics;
 pub mod net;
+pub mod process;
 pub mod register;
+pub mod supervisor;
 pub mod system;
 pub mod tune;
 pub mod worker;

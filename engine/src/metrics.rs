@@ -1,134 +1,295 @@
-//! The Prometheus text endpoint (`[metrics] listen`, off by default): one small thread serving
-//! `GET /metrics` from the snapshots the shards publish. Nothing here touches a shard's state.
+//! The Prometheus text endpoint (`[metrics] listen`, off by default). Each process renders its
+//! own roles from what they publish (shard snapshots and answers, worker and register atomics);
+//! the supervisor merges its children's texts family by family and serves `GET /metrics`.
+//! Nothing here touches a shard's state.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use tracing::{info, warn};
 
-use crate::gateway::ShardSnapshot;
+use crate::gateway::{Inspection, ShardSnapshot};
+use crate::register::RegisterStats;
+use crate::worker::{LATENCY_BOUNDS, WorkerControl};
 
-/// Renders the exposition text for these shards.
-pub fn render(shards: &[Arc<Mutex<ShardSnapshot>>]) -> String {
-    let snapshots: Vec<ShardSnapshot> = shards
-        .iter()
-        .filter_map(|s| s.lock().ok().map(|s| s.clone()))
-        .collect();
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&ShardSnapshot) -> u64| {
-        let _ = writeln!(out, "# HELP gatewire_{name} {help}");
-        let _ = writeln!(out, "# TYPE gatewire_{name} {kind}");
-        for s in &snapshots {
-            let _ = writeln!(out, "gatewire_{name}{{shard=\"{}\"}} {}", s.index, value(s));
+/// Exposition text under construction, one family at a time.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// A family: `samples` are `(labels, value)` with labels already formatted (`a="b",c="d"`).
+    pub fn family<V: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (String, V)>,
+    ) {
+        let _ = writeln!(self.out, "# HELP gatewire_{name} {help}");
+        let _ = writeln!(self.out, "# TYPE gatewire_{name} {kind}");
+        for (labels, value) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(self.out, "gatewire_{name} {value}");
+            } else {
+                let _ = writeln!(self.out, "gatewire_{name}{{{labels}}} {value}");
+            }
         }
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// The register's membership.
+pub fn register(text: &mut Exposition, stats: &RegisterStats) {
+    let one = |v: u64| [(String::new(), v)];
+    text.family(
+        "register_gateways",
+        "gauge",
+        "Gateway shards announced to the register.",
+        one(stats.gateways.load(Ordering::Relaxed)),
+    );
+    text.family(
+        "register_workers",
+        "gauge",
+        "Workers and GatewayClients following the register's list.",
+        one(stats.workers.load(Ordering::Relaxed)),
+    );
+    text.family(
+        "register_refused_total",
+        "counter",
+        "Register connections refused (bad line, wrong key, first-line timeout).",
+        one(stats.refused.load(Ordering::Relaxed)),
+    );
+}
+
+/// The gateway's shards.
+pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Inspection]) {
+    let per_shard = |value: &dyn Fn(&ShardSnapshot) -> u64| -> Vec<(String, u64)> {
+        snapshots
+            .iter()
+            .map(|s| (format!("shard=\"{}\"", s.index), value(s)))
+            .collect()
     };
-    family("connections", "gauge", "Client connections open.", &|s| {
-        s.connections
-    });
-    family("worker_links", "gauge", "Business workers linked.", &|s| {
-        s.worker_links
-    });
-    family(
-        "accepted_total",
-        "counter",
-        "Client connections accepted.",
-        &|s| s.stats.accepted,
-    );
-    family(
-        "messages_in_total",
-        "counter",
-        "Messages received from clients.",
-        &|s| s.stats.messages_in,
-    );
-    family(
-        "bytes_in_total",
-        "counter",
-        "Message bytes received from clients.",
-        &|s| s.stats.bytes_in,
-    );
-    family(
-        "deliveries_total",
-        "counter",
-        "Messages queued to clients (fanout counts each recipient).",
-        &|s| s.stats.messages_out,
-    );
-    family(
-        "bytes_out_total",
-        "counter",
-        "Bytes queued to clients.",
-        &|s| s.stats.bytes_out,
-    );
-    family(
-        "events_to_workers_total",
-        "counter",
-        "Events sent to business workers.",
-        &|s| s.stats.events_to_workers,
-    );
-    family(
-        "no_worker_total",
-        "counter",
-        "Events no worker could take (the client was refused).",
-        &|s| s.stats.no_worker,
-    );
-    family(
-        "slow_client_drops_total",
-        "counter",
-        "Messages dropped for clients over their output cap.",
-        &|s| s.stats.slow_client_drops,
-    );
-    family(
-        "worker_buffer_drops_total",
-        "counter",
-        "Events dropped for worker links over their cap.",
-        &|s| s.stats.worker_buffer_drops,
-    );
-    family(
-        "bad_inner_packets_total",
-        "counter",
-        "Malformed packets or ext payloads on inner links.",
-        &|s| s.stats.bad_inner_packets,
-    );
-    family(
-        "unauthorized_links_total",
-        "counter",
-        "Inner links closed for a missing or wrong secret.",
-        &|s| s.stats.unauthorized_links,
-    );
-    let _ = writeln!(
-        out,
-        "# HELP gatewire_closed_total Client connections closed, by reason."
-    );
-    let _ = writeln!(out, "# TYPE gatewire_closed_total counter");
-    for s in &snapshots {
+    let families: [(&str, &str, &str, &dyn Fn(&ShardSnapshot) -> u64); 13] = [
+        ("connections", "gauge", "Client connections open.", &|s| {
+            s.connections
+        }),
+        ("worker_links", "gauge", "Business workers linked.", &|s| {
+            s.worker_links
+        }),
+        (
+            "accepted_total",
+            "counter",
+            "Client connections accepted.",
+            &|s| s.stats.accepted,
+        ),
+        (
+            "messages_in_total",
+            "counter",
+            "Messages received from clients.",
+            &|s| s.stats.messages_in,
+        ),
+        (
+            "bytes_in_total",
+            "counter",
+            "Message bytes received from clients.",
+            &|s| s.stats.bytes_in,
+        ),
+        (
+            "deliveries_total",
+            "counter",
+            "Messages queued to clients (fanout counts each recipient).",
+            &|s| s.stats.messages_out,
+        ),
+        (
+            "bytes_out_total",
+            "counter",
+            "Bytes queued to clients.",
+            &|s| s.stats.bytes_out,
+        ),
+        (
+            "events_to_workers_total",
+            "counter",
+            "Events sent to business workers.",
+            &|s| s.stats.events_to_workers,
+        ),
+        (
+            "no_worker_total",
+            "counter",
+            "Events no worker could take (the client was refused).",
+            &|s| s.stats.no_worker,
+        ),
+        (
+            "slow_client_drops_total",
+            "counter",
+            "Messages dropped for clients over their output cap.",
+            &|s| s.stats.slow_client_drops,
+        ),
+        (
+            "worker_buffer_drops_total",
+            "counter",
+            "Events dropped for worker links over their cap.",
+            &|s| s.stats.worker_buffer_drops,
+        ),
+        (
+            "bad_inner_packets_total",
+            "counter",
+            "Malformed packets or ext payloads on inner links.",
+            &|s| s.stats.bad_inner_packets,
+        ),
+        (
+            "unauthorized_links_total",
+            "counter",
+            "Inner links closed for a missing or wrong secret.",
+            &|s| s.stats.unauthorized_links,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        text.family(name, kind, help, per_shard(value));
+    }
+    let closes = snapshots.iter().flat_map(|s| {
         let st = &s.stats;
-        for (reason, n) in [
+        [
             ("peer", st.closed_by_peer),
             ("worker", st.closed_by_worker),
             ("heartbeat", st.closed_by_heartbeat),
             ("no_worker", st.closed_no_worker),
             ("slow_client", st.closed_slow_client),
             ("bad_input", st.closed_bad_input),
-        ] {
-            let _ = writeln!(
-                out,
-                "gatewire_closed_total{{shard=\"{}\",reason=\"{reason}\"}} {n}",
-                s.index
-            );
+        ]
+        .map(|(reason, n)| (format!("shard=\"{}\",reason=\"{reason}\"", s.index), n))
+    });
+    text.family(
+        "closed_total",
+        "counter",
+        "Client connections closed, by reason.",
+        closes,
+    );
+    let queued = queues.iter().flat_map(|q| {
+        [
+            (
+                format!("shard=\"{}\",queue=\"clients\"", q.index),
+                q.client_queue_bytes,
+            ),
+            (
+                format!("shard=\"{}\",queue=\"workers\"", q.index),
+                q.link_queue_bytes,
+            ),
+        ]
+    });
+    text.family(
+        "output_queue_bytes",
+        "gauge",
+        "Bytes waiting in output queues, to clients and to workers.",
+        queued,
+    );
+}
+
+/// The worker threads: events handled, links, and the event latency histogram (from an event's
+/// arrival at the worker to the end of its callback, session save included).
+pub fn worker(text: &mut Exposition, control: &WorkerControl) {
+    let key = |t: &crate::worker::ThreadStats| {
+        t.worker_key
+            .get()
+            .map_or_else(String::new, |k| format!("worker=\"{k}\""))
+    };
+    text.family(
+        "worker_events_total",
+        "counter",
+        "Events handled by each worker.",
+        control
+            .threads
+            .iter()
+            .map(|t| (key(t), t.events.load(Ordering::Relaxed))),
+    );
+    text.family(
+        "worker_gateway_links",
+        "gauge",
+        "Gateway shards each worker is linked to.",
+        control
+            .threads
+            .iter()
+            .map(|t| (key(t), t.linked.load(Ordering::Relaxed))),
+    );
+    let mut samples = Vec::new();
+    for t in &control.threads {
+        let labels = key(t);
+        let mut cumulative = 0u64;
+        for (i, bucket) in t.latency_buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le = LATENCY_BOUNDS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            samples.push((
+                format!("_bucket{{{labels},le=\"{le}\"}}"),
+                cumulative.to_string(),
+            ));
+        }
+        let sum = t.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        samples.push((format!("_sum{{{labels}}}"), sum.to_string()));
+        samples.push((format!("_count{{{labels}}}"), cumulative.to_string()));
+    }
+    let _ = writeln!(
+        text.out,
+        "# HELP gatewire_worker_event_seconds Time from an event's arrival at the worker to the end of its callback."
+    );
+    let _ = writeln!(text.out, "# TYPE gatewire_worker_event_seconds histogram");
+    for (suffix, value) in samples {
+        let _ = writeln!(text.out, "gatewire_worker_event_seconds{suffix} {value}");
+    }
+}
+
+/// Merges the expositions of several processes: one HELP/TYPE per family, every sample kept.
+pub fn merge<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut families: IndexMap<String, (Vec<&str>, Vec<&str>)> = IndexMap::new();
+    for text in texts {
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                let family = families.entry(name.clone()).or_default();
+                if family.0.is_empty() {
+                    family.0.push(line);
+                }
+                current = Some(name);
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                let family = families.entry(name.to_owned()).or_default();
+                if family.0.len() == 1 {
+                    family.0.push(line);
+                }
+            } else if !line.is_empty() {
+                if let Some(name) = &current {
+                    families.entry(name.clone()).or_default().1.push(line);
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for (_, (head, samples)) in families {
+        for line in head.into_iter().chain(samples) {
+            out.push_str(line);
+            out.push('\n');
         }
     }
     out
 }
 
-/// Serves `GET /metrics` on `listen` from a thread of its own.
+/// Serves `GET /metrics` on `listen` from a thread of its own, rendering with `render`.
 pub fn serve(
     listen: SocketAddr,
-    shards: Vec<Arc<Mutex<ShardSnapshot>>>,
+    render: impl Fn() -> String + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let listener =
-        TcpListener::bind(listen).map_err(|e| format!("metrics.listen {listen}: {e}"))?;
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| format!("cannot listen on {listen} (metrics.listen): {e}"))?;
     info!(%listen, "metrics endpoint listening");
     Ok(std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -143,7 +304,7 @@ pub fn serve(
                 }
             }
             let response = if request.starts_with(b"GET /metrics ") {
-                let body = render(&shards);
+                let body = render();
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -157,4 +318,19 @@ pub fn serve(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_one_header_per_family_and_every_sample() {
+        let a = "# HELP gatewire_x X.\n# TYPE gatewire_x gauge\ngatewire_x{worker=\"a\"} 1\n";
+        let b = "# HELP gatewire_x X.\n# TYPE gatewire_x gauge\ngatewire_x{worker=\"b\"} 2\n# HELP gatewire_y Y.\n# TYPE gatewire_y counter\ngatewire_y 3\n";
+        assert_eq!(
+            merge([a, b]),
+            "# HELP gatewire_x X.\n# TYPE gatewire_x gauge\ngatewire_x{worker=\"a\"} 1\ngatewire_x{worker=\"b\"} 2\n# HELP gatewire_y Y.\n# TYPE gatewire_y counter\ngatewire_y 3\n"
+        );
+    }
 }

@@ -33,30 +33,58 @@ pub fn unshare_fd_table() -> io::Result<()> {
     Ok(())
 }
 
-fn stop_signals() -> libc::sigset_t {
+/// SIGINT and SIGTERM: stop.
+pub const STOP_SIGNALS: &[i32] = &[libc::SIGINT, libc::SIGTERM];
+
+fn signal_set(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset only write the set we own.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
         set
     }
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards, so
-/// that [`wait_stop_signal`] alone receives them.
-pub fn block_stop_signals() {
-    let set = stop_signals();
+/// Blocks `signals` in the calling thread and every thread it starts afterwards, so that
+/// [`wait_signal`] alone receives them.
+pub fn block_signals(signals: &[i32]) {
+    let set = signal_set(signals);
     // SAFETY: changes only this thread's signal mask.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-/// Waits for SIGINT or SIGTERM; returns the signal number.
-pub fn wait_stop_signal() -> i32 {
-    let set = stop_signals();
+/// Waits for one of `signals` (blocked beforehand); returns its number.
+pub fn wait_signal(signals: &[i32]) -> i32 {
+    let set = signal_set(signals);
     let mut signal = 0;
     // SAFETY: sigwait reads the set and writes the received signal into `signal`.
     unsafe { libc::sigwait(&set, &mut signal) };
     signal
+}
+
+/// [`block_signals`] for SIGINT and SIGTERM.
+pub fn block_stop_signals() {
+    block_signals(STOP_SIGNALS);
+}
+
+/// Waits for SIGINT or SIGTERM; returns the signal number.
+pub fn wait_stop_signal() -> i32 {
+    wait_signal(STOP_SIGNALS)
+}
+
+/// Sends SIGTERM to this process, waking [`wait_stop_signal`].
+pub fn raise_stop_signal() {
+    // SAFETY: kill on our own pid with a signal every thread blocks; sigwait takes it.
+    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+}
+
+/// The resident set size of process `pid` in bytes, from /proc.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -67,6 +67,17 @@ pub enum Cmd {
     Unknown(u8),
 }
 
+/// gatewire extension, worker → gateway: "route no new events to me". A gatewire gateway stops
+/// routing to that worker (its clients move on their next event) and answers with the same cmd
+/// on the link: nothing follows it but replies. A PHP gateway logs it as an unknown cmd and
+/// ignores it (§2.3), so a retiring worker also gives up after a timeout.
+pub const CMD_WORKER_DRAIN: Cmd = Cmd::Unknown(240);
+
+/// gatewire extension, worker → gateway, sent right after CMD_WORKER_CONNECT: a gatewire
+/// gateway echoes it once the worker is a routing target, so a new worker knows when it is
+/// fully linked (a reload waits for that). PHP gateways ignore it.
+pub const CMD_WORKER_CONFIRM: Cmd = Cmd::Unknown(241);
+
 /// Every defined command with its numeric value; the one table both conversions use.
 const CMD_TABLE: [(Cmd, u8); 30] = [
     (Cmd::OnConnect, 1),

@@ -16,4 +16,4 @@ mod stats;
 pub use router::Router;
 pub use shard::{ShardHandle, start};
 pub use state::{Shard, ShardSettings};
-pub use stats::{CloseCause, ShardSnapshot, Stats};
+pub use stats::{ClientRow, CloseCause, Inspect, Inspection, ShardSnapshot, Stats};

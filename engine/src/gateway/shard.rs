@@ -17,7 +17,7 @@ use crate::gateway::client::ClientPeer;
 use crate::gateway::link::LinkPeer;
 use crate::gateway::router::Router;
 use crate::gateway::state::{Shard, ShardSettings};
-use crate::gateway::stats::ShardSnapshot;
+use crate::gateway::stats::{Inspect, ShardSnapshot};
 use crate::net;
 use crate::register::{RegisterLink, keep_registered};
 use crate::system;
@@ -34,6 +34,8 @@ pub struct ShardHandle {
     pub index: usize,
     pub thread: std::thread::JoinHandle<()>,
     pub snapshot: Arc<Mutex<ShardSnapshot>>,
+    /// Questions for the shard (answered on its publishing tick).
+    pub inspect: mpsc::Sender<Inspect>,
 }
 
 /// Why the gateway could not start.
@@ -66,18 +68,20 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
             ..ShardSnapshot::default()
         }));
         let published = snapshot.clone();
+        let (inspect, questions) = mpsc::channel::<Inspect>();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
             .name(&format!("gw-shard-{index}"))
             .io_memory(64 * 1024)
             .ring_depth(4096);
         let failed = ready.clone();
         let spawned = builder.spawn(move || async move {
-            run_shard(config, index, public, tls, published, ready).await;
+            run_shard(config, index, public, tls, published, questions, ready).await;
         });
         match spawned {
             Ok(handle) => handles.push(ShardHandle {
                 index,
                 snapshot,
+                inspect,
                 thread: std::thread::spawn(move || {
                     if let Err(e) = handle.join() {
                         warn!(index, error = %e, "shard executor ended with an error");
@@ -127,6 +131,7 @@ async fn run_shard(
     public: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     published: Arc<Mutex<ShardSnapshot>>,
+    questions: mpsc::Receiver<Inspect>,
     ready: mpsc::Sender<(usize, Result<(), String>)>,
 ) {
     if let Err(e) = system::unshare_fd_table() {
@@ -206,6 +211,10 @@ async fn run_shard(
             };
             if let Ok(mut slot) = published.lock() {
                 *slot = snapshot;
+            }
+            while let Ok(question) = questions.try_recv() {
+                let answer = publishing.borrow().inspect(question.clients);
+                let _ = question.reply.send(answer);
             }
         }
     })

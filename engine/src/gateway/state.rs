@@ -10,12 +10,12 @@ use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use gatewire_proto::php::Key;
-use gatewire_proto::{Cmd, Flags, Header, packet::HEADER_LEN};
+use gatewire_proto::{ClientId, Cmd, Flags, Header, packet::HEADER_LEN};
 use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
 use crate::gateway::router::Router;
-use crate::gateway::stats::{CloseCause, Stats};
+use crate::gateway::stats::{ClientRow, CloseCause, Inspection, Stats};
 use crate::net::{Closing, Outbox};
 
 /// What a shard needs to know about itself.
@@ -357,6 +357,38 @@ impl Shard {
         }
         self.workers.insert(key.clone(), link_id);
         self.router.worker_joined(&key);
+    }
+
+    /// Totals of the output queues and, when asked, one row per client.
+    pub fn inspect(&self, clients: bool) -> Inspection {
+        let text = |k: &Key| String::from_utf8_lossy(&k.to_bytes()).into_owned();
+        let mut answer = Inspection {
+            index: self.settings.index,
+            client_queue_bytes: self.clients.values().map(|c| c.outbox.queued_bytes() as u64).sum(),
+            link_queue_bytes: self.links.values().map(|l| l.outbox.queued_bytes() as u64).sum(),
+            clients: Vec::new(),
+        };
+        if clients {
+            let mut ids: Vec<u32> = self.clients.keys().copied().collect();
+            ids.sort_unstable();
+            answer.clients = ids
+                .into_iter()
+                .filter_map(|id| {
+                    let c = self.clients.get(&id)?;
+                    Some(ClientRow {
+                        client_id: ClientId::new(self.settings.lan_ip, self.settings.inner_port, id),
+                        remote: c.remote(),
+                        uid: c.uid().map(text),
+                        groups: c.groups().map(|g| g.iter().map(text).collect()).unwrap_or_default(),
+                        messages_in: c.messages_in,
+                        bytes_in: c.bytes_in,
+                        queued_out: c.outbox.queued_bytes() as u64,
+                        worker: c.worker.as_deref().map(str::to_owned),
+                    })
+                })
+                .collect();
+        }
+        answer
     }
 
     /// Queues a query reply (`u32 length + payload`) on a link.

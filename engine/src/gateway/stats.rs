@@ -64,3 +64,36 @@ pub struct ShardSnapshot {
     pub connections: u64,
     pub worker_links: u64,
 }
+
+/// A question for a running shard, answered on its next publishing tick (at most
+/// `PUBLISH_EVERY` later): nothing outside the shard reads its state directly.
+#[derive(Debug)]
+pub struct Inspect {
+    /// Also list every client (`gatewire connections`); otherwise only the totals.
+    pub clients: bool,
+    pub reply: std::sync::mpsc::Sender<Inspection>,
+}
+
+/// A shard's answer to [`Inspect`].
+#[derive(Debug, Default)]
+pub struct Inspection {
+    pub index: usize,
+    /// Bytes waiting in client output queues.
+    pub client_queue_bytes: u64,
+    /// Bytes waiting in worker link output queues.
+    pub link_queue_bytes: u64,
+    pub clients: Vec<ClientRow>,
+}
+
+/// One line of `gatewire connections`.
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    pub client_id: gatewire_proto::ClientId,
+    pub remote: std::net::SocketAddr,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub queued_out: u64,
+    pub worker: Option<String>,
+}

@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -35,14 +37,38 @@ enum Membership {
     Worker,
 }
 
+/// What the register publishes for the status and metrics endpoints.
+#[derive(Debug, Default)]
+pub struct RegisterStats {
+    /// Gateway shards announced (distinct addresses).
+    pub gateways: AtomicU64,
+    /// Workers and GatewayClients following the list.
+    pub workers: AtomicU64,
+    /// Connections refused (bad line, wrong key, timeout).
+    pub refused: AtomicU64,
+}
+
 #[derive(Debug, Default)]
 struct Book {
     secret: String,
     connections: HashMap<u64, Connection>,
     next_id: u64,
+    stats: Arc<RegisterStats>,
 }
 
 impl Book {
+    fn publish(&self) {
+        let workers = self
+            .connections
+            .values()
+            .filter(|c| c.role == Membership::Worker)
+            .count();
+        self.stats
+            .gateways
+            .store(self.addresses().len() as u64, Ordering::Relaxed);
+        self.stats.workers.store(workers as u64, Ordering::Relaxed);
+    }
+
     /// Gateway addresses in announcement order, each once.
     fn addresses(&self) -> Vec<String> {
         let mut gateways: Vec<(u64, &String)> = self
@@ -73,10 +99,11 @@ impl Book {
     }
 }
 
-/// Runs the Register on `listener` until the executor stops.
-pub async fn serve(listener: TcpListener, config: RegisterConfig) {
+/// Runs the Register on `listener` until the executor stops, publishing into `stats`.
+pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<RegisterStats>) {
     let book = Rc::new(RefCell::new(Book {
         secret: config.secret_key.clone(),
+        stats,
         ..Book::default()
     }));
     info!(listen = %config.listen, "register listening");
@@ -104,9 +131,11 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig) {
         glommio::spawn_local(async move {
             glommio::timer::sleep(FIRST_LINE_TIMEOUT).await;
             let mut b = timeout_book.borrow_mut();
+            let stats = b.stats.clone();
             if let Some(c) = b.connections.get_mut(&id) {
                 if !c.spoke {
                     warn!(%remote, "register auth timeout");
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
                     c.outbox.close(Closing::Now);
                 }
             }
@@ -130,6 +159,7 @@ struct RegisterPeer {
 impl RegisterPeer {
     /// Answers `text` as a line and closes.
     fn refuse(book: &mut Book, id: u64, text: &str) {
+        book.stats.refused.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = book.connections.get_mut(&id) {
             c.outbox.push(Bytes::from(format!("{text}\n")));
             c.outbox.close(Closing::AfterFlush);
@@ -161,6 +191,7 @@ impl RegisterPeer {
                 }
                 conn.role = Membership::Gateway(address);
                 book.broadcast_to_workers();
+                book.publish();
             }
             RegisterMessage::WorkerConnect { secret_key } => {
                 if secret_key != book.secret {
@@ -168,6 +199,7 @@ impl RegisterPeer {
                     return Self::refuse(book, self.id, "Key does not match");
                 }
                 conn.role = Membership::Worker;
+                book.publish();
                 let line = broadcast_addresses_line(&book.addresses());
                 if let Some(c) = book.connections.get_mut(&self.id) {
                     c.outbox.push(Bytes::from(line));
@@ -209,6 +241,7 @@ impl Peer for RegisterPeer {
                 info!(%address, "register: gateway left");
                 book.broadcast_to_workers();
             }
+            book.publish();
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod api;
 mod context;
+mod control;
 mod events;
 mod query;
 mod runtime;
@@ -12,4 +13,5 @@ pub use api::{Answer, Gateway};
 pub use context::Context;
 pub use events::{Events, WorkerInfo};
 pub use query::QueryError;
-pub use runtime::start;
+pub use control::{LATENCY_BOUNDS, ThreadStats, WorkerControl};
+pub use runtime::{Workers, start};

@@ -2,20 +2,21 @@
 //! gateway shard (retrying a lost one every second while it is listed), and runs the app's
 //! callbacks for the events that arrive, with GatewayWorker's session rules (§6.3).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use gatewire_proto::auth::worker_connect_body;
 use gatewire_proto::php::{Value, serialize, unserialize};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
+use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, PacketDecoder};
 use glommio::net::TcpStream;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -23,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::api::{Gateway, Links};
 use super::context::Context;
+use super::control::{ThreadStats, WorkerControl};
 use super::events::{Events, WorkerInfo};
 use crate::config::WorkerConfig;
 use crate::net::{self, CloseReason, Outbox, Peer};
@@ -31,32 +33,42 @@ use crate::register::{RegisterLink, keep_registered};
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often a worker thread looks at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(100);
+/// How often a worker thread looks at the stop and drain requests.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
-/// Starts `config.count` worker threads running clones of `app`. Setting `stop` makes each call
-/// `on_worker_stop` and end.
-pub fn start<A: Events>(
-    config: &WorkerConfig,
-    app: A,
-    stop: Arc<AtomicBool>,
-) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
+/// A link the gateway has not confirmed within this time counts as linked anyway (PHP gateways
+/// do not answer the confirmation request).
+const CONFIRM_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a stopping thread lets its links flush what its callbacks queued.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// Running worker threads and the handle to steer and watch them.
+#[derive(Debug)]
+pub struct Workers {
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+    pub control: Arc<WorkerControl>,
+}
+
+/// Starts `config.count` worker threads running clones of `app`.
+pub fn start<A: Events>(config: &WorkerConfig, app: A) -> Result<Workers, String> {
     let count = config.thread_count();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let control = Arc::new(WorkerControl::new(count));
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
-        let (config, app, stop) = (config.clone(), app.clone(), stop.clone());
+        let (config, app, control) = (config.clone(), app.clone(), control.clone());
         let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
             .name(&format!("worker-{index}"))
             .io_memory(64 * 1024)
-            .spawn(move || async move { run_thread(config, index, app, stop).await })
+            .spawn(move || async move { run_thread(config, index, app, control).await })
             .map_err(|e| format!("worker {index}: {e}"))?;
         threads.push(std::thread::spawn(move || {
             let _ = handle.join();
         }));
     }
-    info!(count, name = %config.name, "business workers started");
-    Ok(threads)
+    info!(count, name = %config.name, generation = config.generation, "business workers started");
+    Ok(Workers { threads, control })
 }
 
 /// One worker thread's state.
@@ -66,24 +78,66 @@ struct Worker<A> {
     links: Rc<RefCell<Links>>,
     /// Addresses with a link task (connected, connecting or waiting to retry).
     linking: RefCell<HashSet<String>>,
+    /// Links whose gateway confirmed our WORKER_CONNECT (or that outlived [`CONFIRM_WAIT`]).
+    confirmed: RefCell<HashSet<String>>,
+    /// Links whose gateway has not yet confirmed our drain request.
+    drain_pending: RefCell<HashSet<String>>,
+    /// Retiring: no new links, no reconnects.
+    retiring: Cell<bool>,
     /// Per client: which session the gateway should have (GatewayWorker's crc32 check).
     versions: RefCell<HashMap<ClientId, SessionVersion>>,
     worker_key: String,
     secret: String,
     max_packet_size: usize,
+    stats: Arc<ThreadStats>,
 }
 
-async fn run_thread<A: Events>(config: WorkerConfig, index: usize, app: A, stop: Arc<AtomicBool>) {
+impl<A> Worker<A> {
+    fn publish_links(&self) {
+        let listed = self.links.borrow().known.len() as u64;
+        self.stats.listed.store(listed, Ordering::SeqCst);
+        let confirmed = self.confirmed.borrow().len() as u64;
+        self.stats.linked.store(confirmed, Ordering::SeqCst);
+    }
+
+    fn confirm(&self, address: &str) {
+        if self.links.borrow().connected.contains_key(address) {
+            self.confirmed.borrow_mut().insert(address.to_owned());
+            self.publish_links();
+        }
+    }
+
+    fn link_lost(&self, address: &str) {
+        self.links.borrow_mut().connected.remove(address);
+        self.confirmed.borrow_mut().remove(address);
+        self.drain_pending.borrow_mut().remove(address);
+        self.publish_links();
+    }
+}
+
+async fn run_thread<A: Events>(
+    config: WorkerConfig,
+    index: usize,
+    app: A,
+    control: Arc<WorkerControl>,
+) {
     let links = Rc::new(RefCell::new(Links::default()));
+    let stats = control.threads[index].clone();
+    let worker_key = config.worker_key(index);
+    let _ = stats.worker_key.set(worker_key.clone());
     let worker = Rc::new(Worker {
         app: RefCell::new(app),
         gateway: Gateway::new(links.clone(), &config.secret_key),
         links,
         linking: RefCell::new(HashSet::new()),
+        confirmed: RefCell::new(HashSet::new()),
+        drain_pending: RefCell::new(HashSet::new()),
+        retiring: Cell::new(false),
         versions: RefCell::new(HashMap::new()),
-        worker_key: format!("{}:{index}", config.name),
+        worker_key,
         secret: config.secret_key.clone(),
         max_packet_size: config.max_packet_size,
+        stats,
     });
     let info = WorkerInfo {
         worker_key: worker.worker_key.clone(),
@@ -96,11 +150,59 @@ async fn run_thread<A: Events>(config: WorkerConfig, index: usize, app: A, stop:
     for register in &config.register_address {
         glommio::spawn_local(keep_registered(*register, listener.clone())).detach();
     }
-    while !stop.load(Ordering::SeqCst) {
+    while !control.stopping() && !control.draining() {
         glommio::timer::sleep(STOP_POLL).await;
     }
+    worker.retiring.set(true);
+    if control.draining() && !control.stopping() {
+        drain(&worker, Duration::from_secs_f64(config.drain_timeout), &control).await;
+    }
     worker.app.borrow_mut().on_worker_stop(&info);
+    // What the callbacks queued goes out before the links close.
+    for link in worker.links.borrow().connected.values() {
+        link.outbox.borrow_mut().close(net::Closing::AfterFlush);
+    }
+    let deadline = Instant::now() + FLUSH_WAIT;
+    while !worker.links.borrow().connected.is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    worker.stats.finished.store(true, Ordering::SeqCst);
     info!(worker = %worker.worker_key, "worker stopped");
+}
+
+/// Asks every linked gateway to route nothing new to this thread and handles events until each
+/// has confirmed (its confirmation follows the last event it sent us), a link is lost, the
+/// timeout passes, or a plain stop is requested.
+async fn drain<A: Events>(worker: &Worker<A>, timeout: Duration, control: &WorkerControl) {
+    let request = Packet::new(Header::for_connection(CMD_WORKER_DRAIN, 0, Flags::SCALAR), "", "");
+    let Ok(request) = request.to_bytes() else {
+        return;
+    };
+    {
+        let links = worker.links.borrow();
+        let mut pending = worker.drain_pending.borrow_mut();
+        for (address, link) in &links.connected {
+            pending.insert(address.clone());
+            link.outbox.borrow_mut().push(request.clone());
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    while !worker.drain_pending.borrow().is_empty()
+        && Instant::now() < deadline
+        && !control.stopping()
+    {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    let left = worker.drain_pending.borrow();
+    if left.is_empty() {
+        info!(worker = %worker.worker_key, "drained: every gateway confirmed");
+    } else {
+        warn!(
+            worker = %worker.worker_key,
+            gateways = ?left,
+            "drain not confirmed (a PHP gateway does not answer it); stopping anyway"
+        );
+    }
 }
 
 /// The worker side of a register link: follow the gateway list.
@@ -119,6 +221,11 @@ impl<A: Events> RegisterLink for AddressBook<A> {
         };
         debug!(?addresses, "gateway list");
         self.worker.links.borrow_mut().known = addresses.clone();
+        self.worker.stats.has_list.store(true, Ordering::SeqCst);
+        self.worker.publish_links();
+        if self.worker.retiring.get() {
+            return;
+        }
         for address in addresses {
             if self.worker.linking.borrow_mut().insert(address.clone()) {
                 glommio::spawn_local(keep_linked(self.worker.clone(), address)).detach();
@@ -130,7 +237,7 @@ impl<A: Events> RegisterLink for AddressBook<A> {
 /// Keeps a link to the gateway at `address` while the registers list it.
 async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
     loop {
-        if !worker.links.borrow().known.contains(&address) {
+        if !worker.links.borrow().known.contains(&address) || worker.retiring.get() {
             worker.linking.borrow_mut().remove(&address);
             return;
         }
@@ -150,8 +257,16 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 "",
                 worker_connect_body(&worker.worker_key, &worker.secret),
             );
-            if let Ok(bytes) = hello.to_bytes() {
-                outbox.borrow_mut().push(bytes);
+            // The gateway echoes the confirmation request once it has handled the hello.
+            let confirm = Packet::new(
+                Header::for_connection(CMD_WORKER_CONFIRM, 0, Flags::SCALAR),
+                "",
+                "",
+            );
+            for packet in [hello, confirm] {
+                if let Ok(bytes) = packet.to_bytes() {
+                    outbox.borrow_mut().push(bytes);
+                }
             }
             let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
             worker.links.borrow_mut().connected.insert(
@@ -162,13 +277,24 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 },
             );
             info!(%address, worker = %worker.worker_key, "linked to gateway");
+            let (late, late_address) = (worker.clone(), address.clone());
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(CONFIRM_WAIT).await;
+                late.confirm(&late_address);
+            })
+            .detach();
             let peer = LinkPeer {
                 worker: worker.clone(),
+                address: address.clone(),
                 outbox,
                 decoder: PacketDecoder::new(worker.max_packet_size),
             };
             net::drive(stream, peer).await;
-            worker.links.borrow_mut().connected.remove(&address);
+            worker.link_lost(&address);
+            if worker.retiring.get() {
+                worker.linking.borrow_mut().remove(&address);
+                return;
+            }
             warn!(%address, "gateway link lost; retrying every second while listed");
         }
         glommio::timer::sleep(RETRY_AFTER).await;
@@ -177,6 +303,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
 
 struct LinkPeer<A> {
     worker: Rc<Worker<A>>,
+    address: String,
     outbox: Rc<RefCell<Outbox>>,
     decoder: PacketDecoder,
 }
@@ -189,7 +316,18 @@ impl<A: Events> Peer for LinkPeer<A> {
     fn on_input(&mut self, input: &mut BytesMut) {
         loop {
             match self.decoder.decode(input) {
-                Ok(Some(packet)) => handle_event(&self.worker, packet),
+                Ok(Some(packet)) => match packet.header.cmd {
+                    CMD_WORKER_CONFIRM => self.worker.confirm(&self.address),
+                    CMD_WORKER_DRAIN => {
+                        self.worker.drain_pending.borrow_mut().remove(&self.address);
+                    }
+                    _ => {
+                        let started = Instant::now();
+                        if handle_event(&self.worker, packet) {
+                            self.worker.stats.observe(started.elapsed());
+                        }
+                    }
+                },
                 Ok(None) => return,
                 Err(e) => {
                     warn!(error = %e, "bad packet from a gateway; dropping the link");
@@ -272,14 +410,15 @@ fn session_of(bytes: &[u8]) -> Option<gatewire_proto::php::Array> {
     }
 }
 
-/// Runs the callback for one event, then saves a changed session (protocol §6.3).
-fn handle_event<A: Events>(worker: &Worker<A>, packet: Packet) {
+/// Runs the callback for one event, then saves a changed session (protocol §6.3). False when
+/// the packet was not an event.
+fn handle_event<A: Events>(worker: &Worker<A>, packet: Packet) -> bool {
     let cmd = packet.header.cmd;
     if !matches!(
         cmd,
         Cmd::OnConnect | Cmd::OnMessage | Cmd::OnClose | Cmd::OnWebSocketConnect
     ) {
-        return;
+        return false;
     }
     let h = packet.header;
     let client_id = ClientId::new(h.local_ip, h.local_port, h.connection_id);
@@ -347,4 +486,5 @@ fn handle_event<A: Events>(worker: &Worker<A>, packet: Packet) {
             .wrote(&bytes);
         worker.gateway.set_session_bytes(client_id, bytes);
     }
+    true
 }

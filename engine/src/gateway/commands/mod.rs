@@ -9,7 +9,8 @@ mod session;
 use std::rc::Rc;
 
 use gatewire_proto::auth::Auth;
-use gatewire_proto::{Cmd, Packet};
+use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
+use gatewire_proto::{Cmd, Flags, Header, Packet};
 use tracing::warn;
 
 use crate::gateway::state::Shard;
@@ -83,10 +84,35 @@ impl Shard {
             }
             Cmd::GetGroupIdList => self.get_group_id_list(link_id),
             Cmd::Select => self.select(link_id, &packet),
+            CMD_WORKER_DRAIN => self.worker_drain(link_id),
+            CMD_WORKER_CONFIRM => {
+                let echo = Packet::new(Header::for_connection(cmd, 0, Flags::SCALAR), "", "");
+                if let (Ok(bytes), Some(link)) = (echo.to_bytes(), self.links.get_mut(&link_id)) {
+                    link.outbox.push(bytes);
+                }
+            }
             other => {
                 warn!(%peer, cmd = u8::from(other), "gateway inner pack err");
                 self.stats.bad_inner_packets += 1;
             }
+        }
+    }
+
+    /// A retiring worker asks for no new events: it stops being a routing target (its clients
+    /// are re-routed on their next event) and the same cmd goes back as the last event on the
+    /// link, after everything already queued for it.
+    fn worker_drain(&mut self, link_id: u64) {
+        let Some(key) = self.links.get_mut(&link_id).and_then(|l| l.worker_key.take()) else {
+            return;
+        };
+        if self.workers.get(&key) == Some(&link_id) {
+            self.workers.shift_remove(&key);
+            self.router.worker_left(&key);
+        }
+        tracing::info!(worker = %key, "worker draining: no new events routed to it");
+        let marker = Packet::new(Header::for_connection(CMD_WORKER_DRAIN, 0, Flags::SCALAR), "", "");
+        if let (Ok(bytes), Some(link)) = (marker.to_bytes(), self.links.get_mut(&link_id)) {
+            link.outbox.push(bytes);
         }
     }
 

@@ -1,0 +1,273 @@
+//! One process running some roles: the register executor, the gateway shards, the worker
+//! threads. [`Running`] starts them, reports on them (status, metrics, the client list) and
+//! stops them — plainly, or draining the workers first.
+
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use crate::apps::Builtin;
+use crate::config::{self, Config, Role};
+use crate::gateway::{self, ClientRow, Inspect, Inspection, ShardHandle};
+use crate::register::{self, RegisterStats};
+use crate::worker::{self, Events, WorkerControl, Workers};
+use crate::{net, system};
+
+/// How long a status or metrics request waits for a shard's answer.
+const INSPECT_WAIT: Duration = Duration::from_secs(2);
+
+/// The roles of this process, running.
+#[derive(Debug)]
+pub struct Running {
+    pub roles: Vec<Role>,
+    register: Option<Arc<RegisterStats>>,
+    shards: Vec<ShardHandle>,
+    workers: Option<Arc<WorkerControl>>,
+    worker_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Counters of one process for `gatewire status`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProcessStatus {
+    pub connections: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    /// Worker links: held by a gateway, or made by a worker process.
+    pub worker_links: u64,
+    /// Messages dropped for slow clients plus events dropped for full worker links.
+    pub dropped: u64,
+    /// Events handled by a worker process.
+    pub events: u64,
+    /// Register membership.
+    pub gateways: u64,
+    pub workers: u64,
+}
+
+impl ProcessStatus {
+    /// `key=value` pairs on one line (the supervisor's wire format).
+    pub fn to_line(&self) -> String {
+        format!(
+            "connections={} messages_in={} messages_out={} worker_links={} dropped={} events={} gateways={} workers={}",
+            self.connections,
+            self.messages_in,
+            self.messages_out,
+            self.worker_links,
+            self.dropped,
+            self.events,
+            self.gateways,
+            self.workers
+        )
+    }
+
+    pub fn from_line(line: &str) -> ProcessStatus {
+        let mut s = ProcessStatus::default();
+        for pair in line.split_whitespace() {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let value = value.parse().unwrap_or(0);
+            match key {
+                "connections" => s.connections = value,
+                "messages_in" => s.messages_in = value,
+                "messages_out" => s.messages_out = value,
+                "worker_links" => s.worker_links = value,
+                "dropped" => s.dropped = value,
+                "events" => s.events = value,
+                "gateways" => s.gateways = value,
+                "workers" => s.workers = value,
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+impl Running {
+    /// Starts `roles` (register first, then the gateway, then the workers). `custom` is a
+    /// `gatewire::run` binary's app; the stock binary runs `[worker] app`.
+    pub fn start<A: Events>(
+        config: &Config,
+        roles: &[Role],
+        custom: Option<A>,
+    ) -> Result<Running, String> {
+        match system::raise_fd_limit() {
+            Ok(limit) => info!(nofile = limit, "fd limit"),
+            Err(e) => info!(error = %e, "could not raise the fd limit"),
+        }
+        let mut running = Running {
+            roles: roles.to_vec(),
+            register: None,
+            shards: Vec::new(),
+            workers: None,
+            worker_threads: Mutex::new(Vec::new()),
+            threads: Vec::new(),
+        };
+        if roles.contains(&Role::Register) {
+            let stats = Arc::new(RegisterStats::default());
+            running
+                .threads
+                .push(start_register(config.register.clone(), stats.clone())?);
+            running.register = Some(stats);
+        }
+        if roles.contains(&Role::Gateway) {
+            running.shards = gateway::start(&config.gateway).map_err(|e| e.to_string())?;
+        }
+        if roles.contains(&Role::Worker) {
+            let Workers { threads, control } = match custom {
+                Some(app) => worker::start(&config.worker, app)?,
+                None => worker::start(&config.worker, Builtin::new(config.worker.app))?,
+            };
+            running.workers = Some(control);
+            running.worker_threads = Mutex::new(threads);
+        }
+        if roles.is_empty() {
+            return Err("no role to run (roles: register, gateway, worker)".into());
+        }
+        Ok(running)
+    }
+
+    /// Waits until the workers (if any) are linked to every listed gateway shard.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let Some(workers) = &self.workers else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        while !workers.ready() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Stops every role. With `drain`, each worker thread first has the gateways route it
+    /// nothing new and handles what they already sent (a reload or `stop -g`).
+    /// Gateways and the register end with the process, which closes their connections.
+    pub fn stop(&self, drain: bool) {
+        if let Some(workers) = &self.workers {
+            if drain {
+                workers.drain();
+            } else {
+                workers.stop();
+            }
+            let threads = std::mem::take(&mut *self.worker_threads.lock().expect("not poisoned"));
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Asks every shard; the answers come within one publishing tick.
+    fn inspect(&self, clients: bool) -> Vec<Inspection> {
+        let (reply, answers) = std::sync::mpsc::channel();
+        let asked = self
+            .shards
+            .iter()
+            .filter(|s| {
+                s.inspect
+                    .send(Inspect {
+                        clients,
+                        reply: reply.clone(),
+                    })
+                    .is_ok()
+            })
+            .count();
+        drop(reply);
+        let deadline = Instant::now() + INSPECT_WAIT;
+        let mut out = Vec::with_capacity(asked);
+        while out.len() < asked {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match answers.recv_timeout(left) {
+                Ok(a) => out.push(a),
+                Err(_) => break,
+            }
+        }
+        out.sort_by_key(|a| a.index);
+        out
+    }
+
+    pub fn status(&self) -> ProcessStatus {
+        let mut s = ProcessStatus::default();
+        for shard in &self.shards {
+            if let Ok(snap) = shard.snapshot.lock() {
+                s.connections += snap.connections;
+                s.messages_in += snap.stats.messages_in;
+                s.messages_out += snap.stats.messages_out;
+                s.worker_links += snap.worker_links;
+                s.dropped += snap.stats.slow_client_drops + snap.stats.worker_buffer_drops;
+            }
+        }
+        if let Some(workers) = &self.workers {
+            s.events = workers.events();
+            s.worker_links += workers.links();
+        }
+        if let Some(r) = &self.register {
+            s.gateways = r.gateways.load(Ordering::Relaxed);
+            s.workers = r.workers.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// Every client of this process's gateway shards.
+    pub fn connections(&self) -> Vec<ClientRow> {
+        self.inspect(true)
+            .into_iter()
+            .flat_map(|a| a.clients)
+            .collect()
+    }
+
+    /// The Prometheus exposition of this process.
+    pub fn metrics(&self) -> String {
+        let mut text = crate::metrics::Exposition::default();
+        if let Some(r) = &self.register {
+            crate::metrics::register(&mut text, r);
+        }
+        if !self.shards.is_empty() {
+            let snapshots: Vec<_> = self
+                .shards
+                .iter()
+                .filter_map(|s| s.snapshot.lock().ok().map(|s| s.clone()))
+                .collect();
+            crate::metrics::gateway(&mut text, &snapshots, &self.inspect(false));
+        }
+        if let Some(w) = &self.workers {
+            crate::metrics::worker(&mut text, w);
+        }
+        text.finish()
+    }
+}
+
+fn start_register(
+    config: config::RegisterConfig,
+    stats: Arc<RegisterStats>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let listen = config.listen;
+    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name("register")
+        .io_memory(64 * 1024)
+        .spawn(move || async move {
+            match net::listen(listen, false) {
+                Ok(listener) => {
+                    let _ = ready_tx.send(Ok(()));
+                    register::serve(listener, config, stats).await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!(
+                        "register: cannot listen on {listen} (register.listen): {e}"
+                    )));
+                }
+            }
+        })
+        .map_err(|e| format!("register: {e}"))?;
+    ready_rx
+        .recv()
+        .map_err(|_| "register: thread ended before listening".to_string())??;
+    Ok(std::thread::spawn(move || {
+        let _ = handle.join();
+    }))
+}

@@ -1,0 +1,104 @@
+//! The child side: a process the supervisor started for one role. It reports "ready" (or why it
+//! failed) on the control channel the supervisor passed as fd 3, then answers the supervisor's
+//! requests (status, metrics, connections, drain) until it is told to stop.
+
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use super::channel;
+use crate::config::{Config, Role};
+use crate::process::Running;
+use crate::system;
+use crate::worker::Events;
+
+/// The fd a supervised child finds its control channel on.
+pub const CONTROL_FD: i32 = 3;
+
+/// Runs `roles` under a supervisor; returns the process's exit status.
+pub fn run<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> u8 {
+    // SAFETY: the supervisor passes its end of a socket pair as fd 3; nothing else owns it.
+    let mut control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
+    system::block_stop_signals();
+    let running = match Running::start(config, roles, custom) {
+        Ok(r) => Arc::new(r),
+        Err(message) => {
+            error!("{message}");
+            let _ = channel::send(&mut control, &format!("failed {message}"));
+            return 1;
+        }
+    };
+    let ready_within = Duration::from_secs_f64(config.worker.ready_timeout);
+    let report = if running.wait_ready(ready_within) {
+        "ready".to_owned()
+    } else {
+        format!(
+            "unready the workers are not linked to every gateway shard after {:?} (worker.ready_timeout)",
+            ready_within
+        )
+    };
+    if channel::send(&mut control, &report).is_err() {
+        return 1;
+    }
+    let drain = Arc::new(AtomicBool::new(false));
+    {
+        let (running, drain) = (running.clone(), drain.clone());
+        std::thread::spawn(move || serve(control, &running, &drain));
+    }
+    let signal = system::wait_stop_signal();
+    let draining = drain.load(Ordering::SeqCst);
+    info!(signal, draining, "stopping");
+    running.stop(draining);
+    0
+}
+
+/// Answers the supervisor until the channel closes (the supervisor is gone: stop too).
+fn serve(mut control: UnixStream, running: &Running, drain: &AtomicBool) {
+    loop {
+        let request = match channel::recv(&mut control, None) {
+            Ok(r) => r,
+            Err(_) => {
+                warn!("supervisor gone; stopping");
+                system::raise_stop_signal();
+                return;
+            }
+        };
+        let answer = match request.as_str() {
+            "status" => running.status().to_line(),
+            "metrics" => running.metrics(),
+            "connections" => running
+                .connections()
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                        c.client_id,
+                        c.remote,
+                        c.uid.as_deref().unwrap_or("-"),
+                        if c.groups.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            c.groups.join(",")
+                        },
+                        c.messages_in,
+                        c.bytes_in,
+                        c.queued_out,
+                    )
+                })
+                .collect(),
+            "drain" => {
+                drain.store(true, Ordering::SeqCst);
+                system::raise_stop_signal();
+                "ok".to_owned()
+            }
+            other => format!("unknown request {other:?}"),
+        };
+        if channel::send(&mut control, &answer).is_err() {
+            return;
+        }
+    }
+}
