@@ -178,12 +178,17 @@ impl ConfigArgs {
         serve_chat_page: bool,
         app: Option<AppName>,
     ) -> Result<crate::supervisor::ChildCommand, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
         let mut config_args: Vec<std::ffi::OsString> = Vec::new();
         let default = Path::new("gatewire.toml");
-        let file = self.file.as_deref().or_else(|| default.exists().then_some(default));
+        let file = self
+            .file
+            .as_deref()
+            .or_else(|| default.exists().then_some(default));
         if let Some(file) = file {
-            let absolute = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let absolute =
+                std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
             config_args.extend(["-c".into(), absolute.into_os_string()]);
         }
         for o in &self.overrides {
@@ -268,7 +273,8 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 return ExitCode::from(crate::supervisor::child::run(&loaded, &roles, custom));
             }
             if daemon {
-                let wait = Duration::from_secs_f64(loaded.worker.ready_timeout) + Duration::from_secs(30);
+                let wait =
+                    Duration::from_secs_f64(loaded.worker.ready_timeout) + Duration::from_secs(30);
                 return match crate::supervisor::daemon::start(&loaded.run.dir, wait) {
                     Ok(line) => {
                         println!("{line}");
@@ -300,7 +306,9 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 }
             }
         }
-        Command::Stop { config, graceful } => control(&config, if graceful { "stop graceful" } else { "stop" }),
+        Command::Stop { config, graceful } => {
+            control(&config, if graceful { "stop graceful" } else { "stop" })
+        }
         Command::Restart { config, role } => {
             let roles: Vec<&str> = role.iter().map(|r| r.name()).collect();
             control(&config, &format!("restart {}", roles.join(",")))
@@ -482,6 +490,7 @@ fn init_logging(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_thread_names(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

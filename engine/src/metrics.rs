@@ -254,7 +254,11 @@ pub fn merge<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
         let mut current: Option<String> = None;
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# HELP ") {
-                let name = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                let name = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
                 let family = families.entry(name.clone()).or_default();
                 if family.0.is_empty() {
                     family.0.push(line);

@@ -2,8 +2,8 @@
 //! threads. [`Running`] starts them, reports on them (status, metrics, the client list) and
 //! stops them — plainly, or draining the workers first.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::info;

@@ -70,7 +70,7 @@ fn tcp_protocol_passes_bytes_through() {
 
 #[test]
 fn a_restarted_register_learns_the_gateways_again() {
-    let register_port = free_low_port();
+    let register_port = free_port();
     let gw = Gatewire::start(Setup {
         roles: "gateway",
         register_port: Some(register_port),

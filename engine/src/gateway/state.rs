@@ -364,8 +364,16 @@ impl Shard {
         let text = |k: &Key| String::from_utf8_lossy(&k.to_bytes()).into_owned();
         let mut answer = Inspection {
             index: self.settings.index,
-            client_queue_bytes: self.clients.values().map(|c| c.outbox.queued_bytes() as u64).sum(),
-            link_queue_bytes: self.links.values().map(|l| l.outbox.queued_bytes() as u64).sum(),
+            client_queue_bytes: self
+                .clients
+                .values()
+                .map(|c| c.outbox.queued_bytes() as u64)
+                .sum(),
+            link_queue_bytes: self
+                .links
+                .values()
+                .map(|l| l.outbox.queued_bytes() as u64)
+                .sum(),
             clients: Vec::new(),
         };
         if clients {
@@ -376,10 +384,17 @@ impl Shard {
                 .filter_map(|id| {
                     let c = self.clients.get(&id)?;
                     Some(ClientRow {
-                        client_id: ClientId::new(self.settings.lan_ip, self.settings.inner_port, id),
+                        client_id: ClientId::new(
+                            self.settings.lan_ip,
+                            self.settings.inner_port,
+                            id,
+                        ),
                         remote: c.remote(),
                         uid: c.uid().map(text),
-                        groups: c.groups().map(|g| g.iter().map(text).collect()).unwrap_or_default(),
+                        groups: c
+                            .groups()
+                            .map(|g| g.iter().map(text).collect())
+                            .unwrap_or_default(),
                         messages_in: c.messages_in,
                         bytes_in: c.bytes_in,
                         queued_out: c.outbox.queued_bytes() as u64,

@@ -69,8 +69,10 @@ impl Supervisor {
                 .ask("status", Duration::from_secs(5))
                 .map(|line| ProcessStatus::from_line(&line))
                 .unwrap_or_default();
-            let memory = crate::system::rss_bytes(c.pid)
-                .map_or_else(|| "-".to_owned(), |b| format!("{:.1}MiB", b as f64 / 1048576.0));
+            let memory = crate::system::rss_bytes(c.pid).map_or_else(
+                || "-".to_owned(),
+                |b| format!("{:.1}MiB", b as f64 / 1048576.0),
+            );
             let extra = if c.role == Role::Register {
                 format!("  gateways={} workers={}", s.gateways, s.workers)
             } else {

@@ -133,8 +133,11 @@ impl Supervisor {
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket)
             .map_err(|e| format!("cannot bind {}: {e}", socket.display()))?;
-        std::fs::write(supervisor.dir.join(PID_FILE), format!("{}\n", std::process::id()))
-            .map_err(|e| format!("cannot write the pid file: {e}"))?;
+        std::fs::write(
+            supervisor.dir.join(PID_FILE),
+            format!("{}\n", std::process::id()),
+        )
+        .map_err(|e| format!("cannot write the pid file: {e}"))?;
         if let Some(listen) = supervisor.config.metrics.listen {
             let s = supervisor.clone();
             if let Err(message) = crate::metrics::serve(listen, move || s.metrics()) {

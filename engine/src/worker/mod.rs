@@ -11,7 +11,7 @@ mod runtime;
 
 pub use api::{Answer, Gateway};
 pub use context::Context;
+pub use control::{LATENCY_BOUNDS, ThreadStats, WorkerControl};
 pub use events::{Events, WorkerInfo};
 pub use query::QueryError;
-pub use control::{LATENCY_BOUNDS, ThreadStats, WorkerControl};
 pub use runtime::{Workers, start};

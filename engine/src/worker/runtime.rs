@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use gatewire_proto::auth::worker_connect_body;
+use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::php::{Value, serialize, unserialize};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
-use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, PacketDecoder};
 use glommio::net::TcpStream;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -155,7 +155,12 @@ async fn run_thread<A: Events>(
     }
     worker.retiring.set(true);
     if control.draining() && !control.stopping() {
-        drain(&worker, Duration::from_secs_f64(config.drain_timeout), &control).await;
+        drain(
+            &worker,
+            Duration::from_secs_f64(config.drain_timeout),
+            &control,
+        )
+        .await;
     }
     worker.app.borrow_mut().on_worker_stop(&info);
     // What the callbacks queued goes out before the links close.
@@ -174,7 +179,11 @@ async fn run_thread<A: Events>(
 /// has confirmed (its confirmation follows the last event it sent us), a link is lost, the
 /// timeout passes, or a plain stop is requested.
 async fn drain<A: Events>(worker: &Worker<A>, timeout: Duration, control: &WorkerControl) {
-    let request = Packet::new(Header::for_connection(CMD_WORKER_DRAIN, 0, Flags::SCALAR), "", "");
+    let request = Packet::new(
+        Header::for_connection(CMD_WORKER_DRAIN, 0, Flags::SCALAR),
+        "",
+        "",
+    );
     let Ok(request) = request.to_bytes() else {
         return;
     };

@@ -17,35 +17,21 @@ use tungstenite::stream::MaybeTlsStream;
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, below the ephemeral range: no outgoing connection of
+/// any process here can take it between this call and the bind of the process under test.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port_range(1)
 }
 
-/// A free port below the ephemeral range, so no dial from this machine can squat it while the
-/// process that owns it restarts.
-pub fn free_low_port() -> u16 {
-    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-    for i in 0..5000u64 {
-        let port = 20000 + ((seed.wrapping_mul(2654435761).wrapping_add(i * 7919)) % 12000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port below 32000");
-}
-
-/// `n` consecutive free ports (for a gateway's inner ports).
+/// `n` consecutive free ports below the ephemeral range (for a gateway's inner ports). Each
+/// test binary walks its own sequence, so parallel tests do not pick the same ports.
 pub fn free_port_range(n: u16) -> u16 {
-    'search: for _ in 0..200 {
-        let start = free_port();
-        if start as u32 + n as u32 > 60000 {
-            continue;
-        }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id()).wrapping_mul(2654435761);
+    'search: for _ in 0..5000 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let start = 20000 + ((seed.wrapping_add(step.wrapping_mul(7919))) % 12000) as u16;
         let mut held = Vec::new();
         for p in start..start + n {
             match TcpListener::bind(("127.0.0.1", p)) {
@@ -55,7 +41,7 @@ pub fn free_port_range(n: u16) -> u16 {
         }
         return start;
     }
-    panic!("no free port range of {n}");
+    panic!("no free port range of {n} below 32000");
 }
 
 /// A running `gatewire` process, killed when dropped.
@@ -151,6 +137,13 @@ impl Gatewire {
         }
         if setup.roles.contains("register") {
             wait_listening(gw.register);
+        }
+        // The supervisor opens its control socket once every role reported ready.
+        let socket = gw.path("run/gatewire.sock");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "no control socket at {socket:?}");
+            std::thread::sleep(Duration::from_millis(20));
         }
         gw
     }

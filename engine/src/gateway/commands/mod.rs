@@ -102,7 +102,11 @@ impl Shard {
     /// are re-routed on their next event) and the same cmd goes back as the last event on the
     /// link, after everything already queued for it.
     fn worker_drain(&mut self, link_id: u64) {
-        let Some(key) = self.links.get_mut(&link_id).and_then(|l| l.worker_key.take()) else {
+        let Some(key) = self
+            .links
+            .get_mut(&link_id)
+            .and_then(|l| l.worker_key.take())
+        else {
             return;
         };
         if self.workers.get(&key) == Some(&link_id) {
@@ -110,7 +114,11 @@ impl Shard {
             self.router.worker_left(&key);
         }
         tracing::info!(worker = %key, "worker draining: no new events routed to it");
-        let marker = Packet::new(Header::for_connection(CMD_WORKER_DRAIN, 0, Flags::SCALAR), "", "");
+        let marker = Packet::new(
+            Header::for_connection(CMD_WORKER_DRAIN, 0, Flags::SCALAR),
+            "",
+            "",
+        );
         if let (Ok(bytes), Some(link)) = (marker.to_bytes(), self.links.get_mut(&link_id)) {
             link.outbox.push(bytes);
         }

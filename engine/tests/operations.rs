@@ -1,0 +1,309 @@
+//! Operating gatewire end to end: the supervisor's processes, `status`, `connections`, `stop`,
+//! `restart`, `reload` under load, daemon mode, a killed worker, and bad configurations — real
+//! processes in temp dirs on free ports.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Runs `gatewire ARGS -c gatewire.toml` in `dir`.
+fn gatewire(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(args)
+        .arg("-c")
+        .arg(dir.join("gatewire.toml"))
+        .current_dir(dir)
+        .env("GATEWIRE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The pid `gatewire status` shows for `role` (the first such process).
+fn pid_of(dir: &Path, role: &str) -> Option<u32> {
+    let out = gatewire(dir, &["status"]);
+    stdout(&out)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(role))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+fn echo_setup() -> Setup {
+    Setup {
+        roles: "register,gateway,worker",
+        app: "echo",
+        shards: 2,
+        metrics: true,
+        ..Setup::default()
+    }
+}
+
+/// Sends `text` and waits for its echo.
+fn round_trip(ws: &mut Ws, text: &str) {
+    ws.send(tungstenite::Message::text(text)).unwrap();
+    assert_eq!(ws_read(ws), text);
+}
+
+#[test]
+fn status_connections_and_stop_in_the_foreground() {
+    let mut gw = Gatewire::start(echo_setup());
+    let dir = gw.dir.path().to_owned();
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    round_trip(&mut ws, "hello");
+
+    let mut status = String::new();
+    eventually("the connection in the status", || {
+        status = stdout(&gatewire(&dir, &["status"]));
+        status
+            .lines()
+            .find(|l| l.starts_with("gateway"))
+            .is_some_and(|l| l.split_whitespace().nth(4) == Some("1"))
+    });
+    for role in ["register", "gateway", "worker"] {
+        assert!(
+            status.lines().any(|l| l.starts_with(role)),
+            "{role} missing from:\n{status}"
+        );
+    }
+    let gateway = status.lines().find(|l| l.starts_with("gateway")).unwrap();
+    let columns: Vec<&str> = gateway.split_whitespace().collect();
+    assert!(columns[3].ends_with("MiB"), "memory column in:\n{status}");
+    let register = status.lines().find(|l| l.starts_with("register")).unwrap();
+    assert!(register.contains("gateways=2"), "{register}");
+
+    let connections = stdout(&gatewire(&dir, &["connections"]));
+    let rows: Vec<&str> = connections.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{connections}");
+    assert!(rows[0].contains("127.0.0.1:"), "{connections}");
+
+    let pids: Vec<u32> = ["register", "gateway", "worker"]
+        .iter()
+        .map(|r| pid_of(&dir, r).unwrap())
+        .collect();
+    let stop = gatewire(&dir, &["stop"]);
+    assert!(stop.status.success(), "{stop:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gw.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the supervisor did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eventually("every child process gone", || {
+        pids.iter().all(|&p| !alive(p))
+    });
+    let after = gatewire(&dir, &["status"]);
+    assert_eq!(after.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&after.stderr).contains("not running"));
+}
+
+#[test]
+fn daemon_mode_starts_in_the_background_and_stops() {
+    let gw = Gatewire::start(Setup {
+        roles: "register",
+        ..Setup::default()
+    });
+    // A second deployment in its own dir, run in the background.
+    let dir = tempfile::tempdir().unwrap();
+    let register_port = free_port();
+    let public_port = free_port();
+    let start_port = free_port_range(1);
+    std::fs::write(
+        dir.path().join("gatewire.toml"),
+        format!(
+            "[run]\nroles = [\"register\", \"gateway\", \"worker\"]\n\n\
+             [register]\nlisten = \"127.0.0.1:{register_port}\"\n\n\
+             [gateway]\nlisten = \"websocket://127.0.0.1:{public_port}\"\nstart_port = {start_port}\n\
+             shards = 1\nregister_address = \"127.0.0.1:{register_port}\"\n\n\
+             [worker]\ncount = 1\napp = \"echo\"\nregister_address = \"127.0.0.1:{register_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let started = gatewire(dir.path(), &["start", "-d"]);
+    assert!(started.status.success(), "{started:?}");
+    assert!(
+        stdout(&started).contains("in the background"),
+        "{started:?}"
+    );
+    let pid: u32 = std::fs::read_to_string(dir.path().join("run/gatewire.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    assert!(dir.path().join("run/gatewire.log").exists());
+    let mut ws = ws_connect_when_served(([127, 0, 0, 1], public_port).into(), "/");
+    round_trip(&mut ws, "from a daemon");
+    let again = gatewire(dir.path(), &["start", "-d"]);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
+
+    let stop = gatewire(dir.path(), &["stop", "-g"]);
+    assert!(stop.status.success(), "{stop:?}");
+    eventually("the daemon gone", || !alive(pid));
+    assert!(!dir.path().join("run/gatewire.pid").exists());
+    drop(gw);
+}
+
+#[test]
+fn reload_under_load_loses_no_client_and_no_reply() {
+    let gw = Gatewire::start(echo_setup());
+    let dir = gw.dir.path().to_owned();
+    let clients = 16;
+    let done = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for c in 0..clients {
+        let mut ws = ws_connect_when_served(gw.public, "/");
+        let done = done.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let text = format!("client {c} message {sent}");
+                ws.send(tungstenite::Message::text(text.clone()))
+                    .unwrap_or_else(|e| panic!("client {c} lost at message {sent}: {e}"));
+                let reply = ws_read(&mut ws);
+                assert_eq!(reply, text, "client {c}");
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            sent
+        }));
+    }
+    let closed_before = gw.metric("gatewire_closed_total");
+    let mut worker_pids = vec![pid_of(&dir, "worker").unwrap()];
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        let out = gatewire(&dir, &["reload"]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(stdout(&out).contains("worker replaced"), "{out:?}");
+        worker_pids.push(pid_of(&dir, "worker").unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        gw.metric("gatewire_closed_total"),
+        closed_before,
+        "no client was closed during the reloads"
+    );
+    done.store(true, Ordering::SeqCst);
+    let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(
+        total > clients * 10,
+        "only {total} round trips during the reloads"
+    );
+    let mut distinct = worker_pids.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "a new worker per reload: {worker_pids:?}"
+    );
+    assert!(worker_pids[..3].iter().all(|&p| !alive(p)));
+}
+
+#[test]
+fn a_killed_worker_is_restarted_and_its_clients_stay() {
+    let gw = Gatewire::start(echo_setup());
+    let dir = gw.dir.path().to_owned();
+    let mut clients: Vec<Ws> = (0..4)
+        .map(|_| ws_connect_when_served(gw.public, "/"))
+        .collect();
+    for (i, ws) in clients.iter_mut().enumerate() {
+        round_trip(ws, &format!("before {i}"));
+    }
+    let old = pid_of(&dir, "worker").unwrap();
+    // SAFETY: a pid of a process this test started (through the supervisor).
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    eventually("a new worker process", || {
+        pid_of(&dir, "worker").is_some_and(|p| p != old)
+    });
+    // The new worker links within a second; then every client is served again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (i, ws) in clients.iter_mut().enumerate() {
+        loop {
+            ws.send(tungstenite::Message::text(format!("after {i}")))
+                .unwrap();
+            let reply = ws_read(ws);
+            if reply == format!("after {i}") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "client {i} not served again");
+        }
+    }
+    eventually("4 connections in the status", || {
+        let status = stdout(&gatewire(&dir, &["status"]));
+        status
+            .lines()
+            .find(|l| l.starts_with("gateway"))
+            .is_some_and(|l| l.split_whitespace().nth(4) == Some("4"))
+    });
+}
+
+#[test]
+fn restarting_the_gateway_replaces_its_process() {
+    let gw = Gatewire::start(echo_setup());
+    let dir = gw.dir.path().to_owned();
+    let old = pid_of(&dir, "gateway").unwrap();
+    let register = pid_of(&dir, "register").unwrap();
+    let out = gatewire(&dir, &["restart", "--role", "gateway"]);
+    assert!(out.status.success(), "{out:?}");
+    let new = pid_of(&dir, "gateway").unwrap();
+    assert_ne!(old, new);
+    assert!(!alive(old));
+    assert_eq!(pid_of(&dir, "register"), Some(register));
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    round_trip(&mut ws, "after the restart");
+}
+
+#[test]
+fn bad_configurations_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatewire.toml");
+    let start = |config: &str| {
+        std::fs::write(&path, config).unwrap();
+        let out = gatewire(dir.path(), &["start", "--role", "register"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = start("[gateway]\nshardz = 2\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("shardz") && err.contains("gatewire.toml"),
+        "{err}"
+    );
+
+    let (code, err) = start("[register]\nlisten = \"nowhere\"\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("listen") && err.contains("gatewire.toml"),
+        "{err}"
+    );
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, err) = start(&format!("[register]\nlisten = \"127.0.0.1:{port}\"\n"));
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("register.listen"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("run/gatewire.sock").exists(),
+        "nothing left running"
+    );
+}
