@@ -93,7 +93,9 @@ def main():
     register, public, inner, driver_port = free_port(), free_port(), free_port(), free_port()
     config = os.path.join(work, "gatewire.toml")
     with open(config, "w") as f:
-        f.write(f"""[register]
+        f.write(f"""[run]
+dir = "{os.path.join(work, 'run')}"
+[register]
 listen = "127.0.0.1:{register}"
 [gateway]
 listen = "websocket://127.0.0.1:{public}"

@@ -89,11 +89,11 @@ count = 1
 register_address = "127.0.0.1:$register_port"
 app = "$mode"
 TOML
-  GATEWIRE_LOG=warn "$bin/gatewire" start -c "$work/gatewire.toml" --role register,gateway \
+  GATEWIRE_LOG=warn "$bin/gatewire" start --single-process -c "$work/gatewire.toml" --role register,gateway \
     2>"$work/gatewire.log" &
   GW_PID=$!
   sleep 1
-  GATEWIRE_LOG=warn "$bin/gatewire" start -c "$work/gatewire.toml" --role worker \
+  GATEWIRE_LOG=warn "$bin/gatewire" start --single-process -c "$work/gatewire.toml" --role worker \
     2>"$work/worker.log" &
   WORKER_PID=$!
   sleep 1

@@ -70,86 +70,94 @@ pub fn register(text: &mut Exposition, stats: &RegisterStats) {
     );
 }
 
+/// A per-shard family: name, type, help, and how to read it from a snapshot.
+type ShardFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ShardSnapshot) -> u64,
+);
+
 /// The gateway's shards.
 pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Inspection]) {
-    let per_shard = |value: &dyn Fn(&ShardSnapshot) -> u64| -> Vec<(String, u64)> {
+    let per_shard = |value: fn(&ShardSnapshot) -> u64| -> Vec<(String, u64)> {
         snapshots
             .iter()
             .map(|s| (format!("shard=\"{}\"", s.index), value(s)))
             .collect()
     };
-    let families: [(&str, &str, &str, &dyn Fn(&ShardSnapshot) -> u64); 13] = [
-        ("connections", "gauge", "Client connections open.", &|s| {
+    let families: [ShardFamily; 13] = [
+        ("connections", "gauge", "Client connections open.", |s| {
             s.connections
         }),
-        ("worker_links", "gauge", "Business workers linked.", &|s| {
+        ("worker_links", "gauge", "Business workers linked.", |s| {
             s.worker_links
         }),
         (
             "accepted_total",
             "counter",
             "Client connections accepted.",
-            &|s| s.stats.accepted,
+            |s| s.stats.accepted,
         ),
         (
             "messages_in_total",
             "counter",
             "Messages received from clients.",
-            &|s| s.stats.messages_in,
+            |s| s.stats.messages_in,
         ),
         (
             "bytes_in_total",
             "counter",
             "Message bytes received from clients.",
-            &|s| s.stats.bytes_in,
+            |s| s.stats.bytes_in,
         ),
         (
             "deliveries_total",
             "counter",
             "Messages queued to clients (fanout counts each recipient).",
-            &|s| s.stats.messages_out,
+            |s| s.stats.messages_out,
         ),
         (
             "bytes_out_total",
             "counter",
             "Bytes queued to clients.",
-            &|s| s.stats.bytes_out,
+            |s| s.stats.bytes_out,
         ),
         (
             "events_to_workers_total",
             "counter",
             "Events sent to business workers.",
-            &|s| s.stats.events_to_workers,
+            |s| s.stats.events_to_workers,
         ),
         (
             "no_worker_total",
             "counter",
             "Events no worker could take (the client was refused).",
-            &|s| s.stats.no_worker,
+            |s| s.stats.no_worker,
         ),
         (
             "slow_client_drops_total",
             "counter",
             "Messages dropped for clients over their output cap.",
-            &|s| s.stats.slow_client_drops,
+            |s| s.stats.slow_client_drops,
         ),
         (
             "worker_buffer_drops_total",
             "counter",
             "Events dropped for worker links over their cap.",
-            &|s| s.stats.worker_buffer_drops,
+            |s| s.stats.worker_buffer_drops,
         ),
         (
             "bad_inner_packets_total",
             "counter",
             "Malformed packets or ext payloads on inner links.",
-            &|s| s.stats.bad_inner_packets,
+            |s| s.stats.bad_inner_packets,
         ),
         (
             "unauthorized_links_total",
             "counter",
             "Inner links closed for a missing or wrong secret.",
-            &|s| s.stats.unauthorized_links,
+            |s| s.stats.unauthorized_links,
         ),
     ];
     for (name, kind, help, value) in families {

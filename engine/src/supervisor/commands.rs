@@ -62,7 +62,7 @@ impl Supervisor {
             "dropped",
             "events"
         );
-        let mut children = self.children(None);
+        let mut children = self.serving(None);
         children.sort_by_key(|c| (c.role as u8, c.pid));
         for c in children {
             let s = c
@@ -100,7 +100,7 @@ impl Supervisor {
             "{:<20} {:<21} {:<12} {:<20} {:>9} {:>10} {:>10}\n",
             "client_id", "remote", "uid", "groups", "messages", "bytes_in", "queued_out"
         );
-        for c in self.children(Some(Role::Gateway)) {
+        for c in self.serving(Some(Role::Gateway)) {
             let Ok(rows) = c.ask("connections", Duration::from_secs(30)) else {
                 continue;
             };

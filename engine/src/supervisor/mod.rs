@@ -48,6 +48,8 @@ struct Child {
     control: Mutex<UnixStream>,
     /// Being replaced or stopped on purpose: its exit is not a crash.
     retiring: AtomicBool,
+    /// Reported ready: from then on the control channel carries requests and answers.
+    ready: AtomicBool,
 }
 
 impl Child {
@@ -195,6 +197,7 @@ impl Supervisor {
             started: Instant::now(),
             control: Mutex::new(control.try_clone().map_err(|e| e.to_string())?),
             retiring: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
         });
         self.state
             .lock()
@@ -225,6 +228,7 @@ impl Supervisor {
             self.wait_exit(&child, STOP_GRACE);
             return Err(message);
         }
+        child.ready.store(true, Ordering::SeqCst);
         info!(%role, pid, generation, "process ready");
         Ok(child)
     }
@@ -322,6 +326,13 @@ impl Supervisor {
         }
     }
 
+    /// Children that answer requests (started and not retiring).
+    fn serving(&self, role: Option<Role>) -> Vec<Arc<Child>> {
+        let mut children = self.children(role);
+        children.retain(|c| c.ready.load(Ordering::SeqCst));
+        children
+    }
+
     fn children(&self, role: Option<Role>) -> Vec<Arc<Child>> {
         self.state
             .lock()
@@ -404,7 +415,7 @@ impl Supervisor {
     /// Every child's metrics merged, plus the supervisor's own.
     fn metrics(&self) -> String {
         let mut texts: Vec<String> = self
-            .children(None)
+            .serving(None)
             .iter()
             .filter_map(|c| c.ask("metrics", Duration::from_secs(5)).ok())
             .collect();
