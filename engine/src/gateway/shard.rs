@@ -145,7 +145,10 @@ async fn run_shard(
         Err(e) => {
             let _ = ready.send((
                 index,
-                Err(format!("cannot listen on {}: {e}", config.listen)),
+                Err(format!(
+                    "cannot listen on {} (gateway.listen): {e}",
+                    config.listen
+                )),
             ));
             return;
         }
@@ -155,7 +158,9 @@ async fn run_shard(
         Err(e) => {
             let _ = ready.send((
                 index,
-                Err(format!("cannot listen on inner {inner_addr}: {e}")),
+                Err(format!(
+                    "cannot listen on inner {inner_addr} (gateway.lan_ip, gateway.start_port): {e}"
+                )),
             ));
             return;
         }
