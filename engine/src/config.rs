@@ -554,6 +554,24 @@ mod tests {
     }
 
     #[test]
+    fn each_role_gets_its_log_level() {
+        let c = load_with(
+            None,
+            &[],
+            &["run.log=warn".into(), "gateway.log=debug".into()],
+        )
+        .unwrap();
+        assert_eq!(c.log_filter(&[Role::Gateway]), "debug");
+        assert_eq!(c.log_filter(&[Role::Worker]), "warn");
+        assert_eq!(
+            c.log_filter(&[Role::Register, Role::Gateway]),
+            "warn,gatewire::gateway=debug"
+        );
+        let bad = load_with(None, &[], &["worker.log=lots[".into()]).unwrap_err();
+        assert!(bad.to_string().contains("worker.log"), "{bad}");
+    }
+
+    #[test]
     fn the_command_line_wins_over_the_environment() {
         let env = ["gateway.shards=3".to_owned()];
         let cli = ["gateway.shards=5".to_owned()];

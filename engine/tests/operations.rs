@@ -87,6 +87,16 @@ fn status_connections_and_stop_in_the_foreground() {
     let register = status.lines().find(|l| l.starts_with("register")).unwrap();
     assert!(register.contains("gateways=2"), "{register}");
 
+    // Every role's metrics come through the supervisor's one endpoint.
+    assert_eq!(gw.metric("gatewire_register_gateways"), 2);
+    assert!(
+        gw.metric("gatewire_worker_events_total") >= 2,
+        "connect + message"
+    );
+    assert!(gw.metric("gatewire_worker_event_seconds_count") >= 2);
+    assert_eq!(gw.metric("gatewire_process_up{role=\"worker\"}"), 1);
+    assert_eq!(gw.metric("gatewire_connections"), 1);
+
     let connections = stdout(&gatewire(&dir, &["connections"]));
     let rows: Vec<&str> = connections.lines().skip(1).collect();
     assert_eq!(rows.len(), 1, "{connections}");
