@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::process::Command;
 
 use common::*;
 use gatewire::client::GatewayClient;
@@ -165,4 +166,71 @@ fn an_unreachable_gateway_makes_answers_partial_not_hung() {
     assert_eq!(count.value, 1);
     assert_eq!(count.unreachable.len(), 1);
     assert!(started.elapsed() < std::time::Duration::from_secs(6));
+}
+
+/// Resumes a stopped process when dropped, so it can exit with the test.
+struct Frozen(u32);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: a pid of a process this test started (through the supervisor).
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// A gateway that is listed but frozen (SIGSTOP: it accepts connections in the kernel but never
+/// answers) makes an answer partial after the query timeout — never a hang — and the other
+/// gateway's part is still there.
+#[test]
+fn a_frozen_gateway_makes_answers_partial_after_the_timeout() {
+    let gw = Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        shards: 1,
+        ..Setup::default()
+    });
+    let second = Gatewire::start(Setup {
+        roles: "gateway",
+        shards: 1,
+        register_port: Some(gw.register.port()),
+        ..Setup::default()
+    });
+    let (_alice, _) = chatter(&gw, "alice", "red");
+    let client = GatewayClient::new(vec![gw.register], "");
+    eventually("both gateways listed", || {
+        client.get_all_client_id_count().is_complete() && {
+            let list = client.get_all_client_id_list();
+            list.unreachable.is_empty() && list.value.len() == 1
+        }
+    });
+    let status = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["status", "-c"])
+        .arg(second.path("gatewire.toml"))
+        .current_dir(second.dir.path())
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .find(|l| l.starts_with("gateway"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .expect("the second gateway's pid");
+    // SAFETY: a pid of a process this test started (through the supervisor).
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let _resume = Frozen(pid);
+
+    let started = std::time::Instant::now();
+    let count = client.get_all_client_id_count();
+    let took = started.elapsed();
+    assert_eq!(count.value, 1, "the live gateway's client is counted");
+    assert_eq!(count.unreachable.len(), 1, "{:?}", count.unreachable);
+    assert!(
+        count.unreachable[0]
+            .to_string()
+            .contains(&second.inner(0).to_string()),
+        "{:?}",
+        count.unreachable
+    );
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "the query timeout (5 s) bounds the wait, took {took:?}"
+    );
 }

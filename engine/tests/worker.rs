@@ -174,3 +174,75 @@ fn sigterm_stops_every_role_and_workers_say_goodbye() {
         .unwrap();
     assert!(log.contains("worker stopped"), "{log}");
 }
+
+/// Answers every message with the key of the worker that handled it.
+#[derive(Clone, Default)]
+struct WhoAmI {
+    key: String,
+}
+
+impl gatewire::Events for WhoAmI {
+    fn on_worker_start(&mut self, worker: &gatewire::worker::WorkerInfo) {
+        self.key = worker.worker_key.clone();
+    }
+    fn on_message(&mut self, ctx: &mut gatewire::Context<'_>, _message: &[u8]) {
+        ctx.reply(&self.key);
+    }
+}
+
+/// Two worker groups (as two processes would be: different names, their own threads) serve one
+/// gateway: clients are spread over every worker, each client's events always go to the same
+/// worker, and when one group stops its clients stay connected and move to the other.
+#[test]
+fn several_workers_share_clients_and_each_client_sticks_to_one() {
+    let gw = Gatewire::start(Setup {
+        shards: 2,
+        ..Setup::default()
+    });
+    let group = |name: &str, count: usize| {
+        let config = gatewire::config::WorkerConfig {
+            name: name.into(),
+            count,
+            register_address: vec![gw.register],
+            ..Default::default()
+        };
+        gatewire::worker::start(&config, WhoAmI::default()).unwrap()
+    };
+    let a = group("A", 2);
+    let b = group("B", 1);
+    eventually("both groups linked to both shards", || {
+        a.control.ready() && b.control.ready()
+    });
+    let mut clients: Vec<Ws> = (0..12)
+        .map(|_| ws_connect_when_served(gw.public, "/"))
+        .collect();
+    let mut owner = Vec::new();
+    for ws in &mut clients {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..5 {
+            ws.send(tungstenite::Message::text(format!("m{i}")))
+                .unwrap();
+            seen.insert(ws_read(ws));
+        }
+        assert_eq!(seen.len(), 1, "one client, several workers: {seen:?}");
+        owner.push(seen.into_iter().next().unwrap());
+    }
+    let distinct: std::collections::BTreeSet<&String> = owner.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "least-connections spreads clients over A:0, A:1 and B:0: {owner:?}"
+    );
+
+    // Group A retires (drain: the gateways confirm they route it nothing new before it exits):
+    // its clients keep their connections and are served by B from now on.
+    a.control.drain();
+    for t in a.threads {
+        t.join().unwrap();
+    }
+    for ws in &mut clients {
+        ws.send(tungstenite::Message::text("after")).unwrap();
+        assert_eq!(ws_read(ws), "B:0");
+    }
+    b.control.stop();
+}
