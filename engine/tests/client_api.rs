@@ -195,13 +195,18 @@ fn a_frozen_gateway_makes_answers_partial_after_the_timeout() {
         ..Setup::default()
     });
     let (_alice, _) = chatter(&gw, "alice", "red");
-    let client = GatewayClient::new(vec![gw.register], "");
-    eventually("both gateways listed", || {
-        client.get_all_client_id_count().is_complete() && {
-            let list = client.get_all_client_id_list();
-            list.unreachable.is_empty() && list.value.len() == 1
-        }
+    let second_inner = second.inner(0).to_string();
+    eventually("the register lists the second gateway", || {
+        let mut stream = std::net::TcpStream::connect(gw.register).unwrap();
+        stream
+            .write_all(gatewire_proto::register::worker_connect_line("").as_bytes())
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        line.contains(&second_inner)
     });
+    // Made after the register lists both, so its one-second address cache holds both.
+    let client = GatewayClient::new(vec![gw.register], "");
     let status = Command::new(env!("CARGO_BIN_EXE_gatewire"))
         .args(["status", "-c"])
         .arg(second.path("gatewire.toml"))

@@ -271,16 +271,32 @@ impl Supervisor {
                 "process ended unexpectedly; restarting"
             );
             let s = self.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(backoff);
-                if s.state.lock().expect("not poisoned").stopping {
-                    return;
+            std::thread::spawn(move || s.restart_after(child.role, backoff));
+        }
+    }
+
+    /// Starts `role` again after `backoff`, retrying with a doubling backoff (up to 30 s) until
+    /// it comes up or the supervisor stops.
+    fn restart_after(self: Arc<Self>, role: Role, mut backoff: Duration) {
+        loop {
+            std::thread::sleep(backoff);
+            if self.state.lock().expect("not poisoned").stopping {
+                return;
+            }
+            let _busy = self.operation.lock();
+            // Stopping, or a `restart`/`reload` started this role meanwhile.
+            if self.state.lock().expect("not poisoned").stopping
+                || !self.children(Some(role)).is_empty()
+            {
+                return;
+            }
+            match self.launch(role, false) {
+                Ok(_) => return,
+                Err(e) => {
+                    backoff = backoff.saturating_mul(2).min(Duration::from_secs(30));
+                    error!(%role, ?backoff, "restart failed: {e}; trying again");
                 }
-                let _busy = s.operation.lock();
-                if let Err(e) = s.launch(child.role, false) {
-                    error!(role = %child.role, "restart failed: {e}");
-                }
-            });
+            }
         }
     }
 
