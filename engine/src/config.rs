@@ -230,6 +230,8 @@ pub struct GatewayConfig {
     pub ping_not_response_limit: u32,
     /// Message sent to silent clients each interval (protocol-encoded); empty sends nothing.
     pub ping_data: String,
+    /// Seconds between CMD_PING packets to workers when `lan_ip` is not 127.0.0.1; 0 disables.
+    pub worker_ping_interval: f64,
     /// Files served to plain HTTP GETs on a WebSocket listener.
     pub static_dir: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -264,6 +266,7 @@ impl Default for GatewayConfig {
             ping_interval: 0.0,
             ping_not_response_limit: 0,
             ping_data: String::new(),
+            worker_ping_interval: 25.0,
             static_dir: None,
             tls_cert: None,
             tls_key: None,
@@ -494,8 +497,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         let g = &self.gateway;
-        if !(g.ping_interval >= 0.0 && g.ping_interval.is_finite()) {
-            return Err("gateway.ping_interval must be a non-negative number of seconds".into());
+        for (key, seconds) in [
+            ("gateway.ping_interval", g.ping_interval),
+            ("gateway.worker_ping_interval", g.worker_ping_interval),
+        ] {
+            if !(seconds >= 0.0 && seconds.is_finite()) {
+                return Err(format!("{key} must be a non-negative number of seconds"));
+            }
         }
         let shards = g.shard_count();
         if usize::from(g.start_port) + shards > usize::from(u16::MAX) + 1 {

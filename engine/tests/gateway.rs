@@ -522,3 +522,29 @@ fn plain_get_serves_the_static_dir_or_404() {
     assert!(get("/missing.js").starts_with("HTTP/1.1 404"));
     assert!(get("/../etc/passwd").starts_with("HTTP/1.1 404"));
 }
+
+/// GatewayWorker's rule: a gateway whose lan_ip is not exactly 127.0.0.1 pings its workers
+/// (CMD_PING) every `worker_ping_interval`; on 127.0.0.1 it does not.
+#[test]
+fn workers_are_pinged_when_lan_ip_is_not_127_0_0_1() {
+    let pinging = Gatewire::start(Setup {
+        lan_ip: std::net::Ipv4Addr::new(127, 0, 0, 2),
+        extra: "worker_ping_interval = 0.2".into(),
+        ..Setup::default()
+    });
+    let mut w = pinging.workers("Pinged", "").remove(0);
+    let p = w
+        .try_next_any()
+        .expect("a CMD_PING within the read timeout");
+    assert_eq!(p.header.cmd, Cmd::Ping);
+
+    let quiet = Gatewire::start(Setup {
+        extra: "worker_ping_interval = 0.2".into(),
+        ..Setup::default()
+    });
+    let mut w = quiet.workers("Quiet", "").remove(0);
+    w.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    assert!(w.try_next_any().is_none(), "no ping on 127.0.0.1");
+}

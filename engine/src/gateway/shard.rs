@@ -22,9 +22,6 @@ use crate::net;
 use crate::register::{RegisterLink, keep_registered};
 use crate::system;
 
-/// CMD_PING period towards workers when lan_ip is not loopback.
-const WORKER_PING_EVERY: Duration = Duration::from_secs(25);
-
 /// How often a shard publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
@@ -235,11 +232,14 @@ async fn run_shard(
         })
         .detach();
     }
-    if !settings.lan_ip.is_loopback() {
+    // GatewayWorker pings its workers whenever lanIp is not exactly 127.0.0.1 (workers on other
+    // machines: keeps NAT and firewall state alive).
+    let worker_ping = config.worker_ping_interval;
+    if settings.lan_ip != std::net::Ipv4Addr::LOCALHOST && worker_ping > 0.0 {
         let pinging = shard.clone();
         glommio::spawn_local(async move {
             loop {
-                glommio::timer::sleep(WORKER_PING_EVERY).await;
+                glommio::timer::sleep(Duration::from_secs_f64(worker_ping)).await;
                 pinging.borrow_mut().ping_workers();
             }
         })

@@ -53,6 +53,7 @@ pub struct Gatewire {
     pub start_port: u16,
     pub shards: u16,
     pub metrics: Option<SocketAddr>,
+    pub lan_ip: Ipv4Addr,
 }
 
 /// Options for a test deployment.
@@ -68,6 +69,8 @@ pub struct Setup {
     pub app: &'static str,
     /// Serve `/metrics` on a free port.
     pub metrics: bool,
+    /// `gateway.lan_ip`: where the inner ports listen.
+    pub lan_ip: Ipv4Addr,
 }
 
 impl Default for Setup {
@@ -81,6 +84,7 @@ impl Default for Setup {
             scheme: "websocket",
             app: "chat",
             metrics: false,
+            lan_ip: Ipv4Addr::LOCALHOST,
         }
     }
 }
@@ -93,13 +97,14 @@ impl Gatewire {
         let start_port = free_port_range(setup.shards);
         let config = format!(
             "[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
-             [gateway]\nlisten = \"{scheme}://127.0.0.1:{public_port}\"\nstart_port = {start_port}\n\
+             [gateway]\nlisten = \"{scheme}://127.0.0.1:{public_port}\"\nstart_port = {start_port}\nlan_ip = \"{lan_ip}\"\n\
              shards = {shards}\nregister_address = \"127.0.0.1:{register_port}\"\n\
              secret_key = \"{secret}\"\n{extra}\n\n\
              [worker]\ncount = 1\nregister_address = \"127.0.0.1:{register_port}\"\n\
              secret_key = \"{secret}\"\napp = \"{app}\"\n",
             secret = setup.secret,
             scheme = setup.scheme,
+            lan_ip = setup.lan_ip,
             app = setup.app,
             shards = setup.shards,
             extra = setup.extra,
@@ -128,6 +133,7 @@ impl Gatewire {
             start_port,
             shards: setup.shards,
             metrics: metrics.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+            lan_ip: setup.lan_ip,
         };
         if setup.roles.contains("gateway") {
             for i in 0..setup.shards {
@@ -171,7 +177,7 @@ impl Gatewire {
     }
 
     pub fn inner(&self, shard: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.start_port + shard))
+        SocketAddr::from((self.lan_ip, self.start_port + shard))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -281,10 +287,17 @@ impl TestWorker {
 
     pub fn try_next(&mut self) -> Option<Packet> {
         loop {
+            let p = self.try_next_any()?;
+            if p.header.cmd != Cmd::Ping {
+                return Some(p);
+            }
+        }
+    }
+
+    /// The next packet of any kind (CMD_PING included); `None` on timeout or close.
+    pub fn try_next_any(&mut self) -> Option<Packet> {
+        loop {
             if let Some(p) = self.decoder.decode(&mut self.buf).unwrap() {
-                if p.header.cmd == Cmd::Ping {
-                    continue;
-                }
                 return Some(p);
             }
             let mut chunk = [0u8; 65536];
