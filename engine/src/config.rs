@@ -232,6 +232,9 @@ pub struct GatewayConfig {
     pub ping_data: String,
     /// Seconds between CMD_PING packets to workers when `lan_ip` is not 127.0.0.1; 0 disables.
     pub worker_ping_interval: f64,
+    /// Seconds between idle sweeps: a client that sent nothing for a whole period is parked
+    /// (its task and stream dropped, its socket watched by epoll); 0 never parks.
+    pub park_after: f64,
     /// Files served to plain HTTP GETs on a WebSocket listener.
     pub static_dir: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -267,6 +270,7 @@ impl Default for GatewayConfig {
             ping_not_response_limit: 0,
             ping_data: String::new(),
             worker_ping_interval: 25.0,
+            park_after: 5.0,
             static_dir: None,
             tls_cert: None,
             tls_key: None,
@@ -500,6 +504,7 @@ impl Config {
         for (key, seconds) in [
             ("gateway.ping_interval", g.ping_interval),
             ("gateway.worker_ping_interval", g.worker_ping_interval),
+            ("gateway.park_after", g.park_after),
         ] {
             if !(seconds >= 0.0 && seconds.is_finite()) {
                 return Err(format!("{key} must be a non-negative number of seconds"));

@@ -86,7 +86,7 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             .map(|s| (format!("shard=\"{}\"", s.index), value(s)))
             .collect()
     };
-    let families: [ShardFamily; 13] = [
+    let families: [ShardFamily; 15] = [
         ("connections", "gauge", "Client connections open.", |s| {
             s.connections
         }),
@@ -158,6 +158,18 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             "counter",
             "Inner links closed for a missing or wrong secret.",
             |s| s.stats.unauthorized_links,
+        ),
+        (
+            "parked_total",
+            "counter",
+            "Idle clients parked (task and stream dropped, socket watched by epoll).",
+            |s| s.stats.parked,
+        ),
+        (
+            "unparked_total",
+            "counter",
+            "Parked clients given a task again (input, a full socket, a close).",
+            |s| s.stats.unparked,
         ),
     ];
     for (name, kind, help, value) in families {

@@ -57,6 +57,24 @@ impl ClientPeer {
         ClientPeer { shard, id, codec }
     }
 
+    /// A parked client getting a task again: past any handshake, with empty decoders (a client
+    /// parks only between messages).
+    pub fn resume(shard: Rc<RefCell<Shard>>, id: u32) -> ClientPeer {
+        let (protocol, max) = {
+            let s = shard.borrow();
+            (s.settings.protocol, s.settings.max_message_size)
+        };
+        let codec = match protocol {
+            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => {
+                Codec::WebSocket(FrameDecoder::server(max))
+            }
+            ClientProtocol::Text => Codec::Text(TextDecoder::new(max)),
+            ClientProtocol::Frame => Codec::Frame(LengthFrameDecoder::new(max)),
+            ClientProtocol::Raw => Codec::Raw,
+        };
+        ClientPeer { shard, id, codec }
+    }
+
     /// Refuses this client: `last_words` are written, then the connection closes.
     fn refuse(&mut self, cause: &'static str, detail: &dyn std::fmt::Display, last_words: Bytes) {
         let mut shard = self.shard.borrow_mut();
@@ -251,6 +269,18 @@ impl Peer for ClientPeer {
             }
             Codec::Done => input.clear(),
         }
+    }
+
+    fn parkable(&self) -> bool {
+        match &self.codec {
+            Codec::WebSocket(decoder) => decoder.is_idle(),
+            Codec::Text(_) | Codec::Frame(_) | Codec::Raw => true,
+            Codec::Handshake(_) | Codec::Done => false,
+        }
+    }
+
+    fn on_parked(&mut self, socket: std::os::fd::OwnedFd) {
+        self.shard.borrow_mut().park(self.id, socket);
     }
 
     fn on_closed(&mut self, reason: CloseReason) {

@@ -7,6 +7,7 @@ mod commands;
 mod encode;
 mod heartbeat;
 mod link;
+mod parking;
 mod router;
 mod shard;
 mod state;

@@ -232,6 +232,13 @@ async fn run_shard(
         })
         .detach();
     }
+    if config.park_after > 0.0 {
+        let every = Duration::from_secs_f64(config.park_after);
+        if let Err(e) = super::parking::start(&shard, every) {
+            warn!(index, error = %e, "idle clients will not be parked");
+        }
+    }
+
     // GatewayWorker pings its workers whenever lanIp is not exactly 127.0.0.1 (workers on other
     // machines: keeps NAT and firewall state alive).
     let worker_ping = config.worker_ping_interval;

@@ -81,6 +81,10 @@ pub struct Client {
     pub bytes_in: u64,
     /// Why a close was requested, for the counters once the connection is gone.
     pub close_cause: Option<CloseCause>,
+    /// Sent something since the last idle sweep.
+    pub active: bool,
+    /// The socket, while the client is parked (no task; see `parking`).
+    pub parked: Option<std::os::fd::OwnedFd>,
 }
 
 /// A client's uid and groups.
@@ -137,6 +141,8 @@ pub struct Shard {
     pub workers: IndexMap<Rc<str>, u64>,
     pub router: Router,
     pub stats: Stats,
+    /// Set when idle clients are parked (`gateway.park_after` > 0).
+    pub parking: Option<super::parking::Parking>,
 }
 
 impl Shard {
@@ -152,6 +158,7 @@ impl Shard {
             workers: IndexMap::new(),
             router,
             stats: Stats::default(),
+            parking: None,
         }
     }
 
@@ -191,6 +198,8 @@ impl Shard {
                 messages_in: 0,
                 bytes_in: 0,
                 close_cause: None,
+                active: true,
+                parked: None,
             },
         );
         self.stats.accepted += 1;
@@ -220,6 +229,7 @@ impl Shard {
             return;
         };
         client.ping_count = -1;
+        client.active = true;
         client.messages_in += 1;
         client.bytes_in += message.len() as u64;
         self.stats.messages_in += 1;
@@ -282,6 +292,9 @@ impl Shard {
         if let Some(client) = self.clients.get_mut(&id) {
             client.outbox.close(Closing::AfterFlush);
             client.close_cause.get_or_insert(cause);
+            if client.parked.is_some() {
+                self.unpark_soon(id);
+            }
         }
     }
 
@@ -306,6 +319,9 @@ impl Shard {
         self.stats.messages_out += 1;
         self.stats.bytes_out += frame.len() as u64;
         client.outbox.push(frame);
+        if client.parked.is_some() {
+            self.flush_parked(id);
+        }
     }
 
     // ---- worker links ------------------------------------------------------------------------

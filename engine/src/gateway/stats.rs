@@ -39,6 +39,9 @@ pub struct Stats {
     pub worker_buffer_drops: u64,
     pub bad_inner_packets: u64,
     pub unauthorized_links: u64,
+    /// Idle clients handed to the parking lot, and woken from it.
+    pub parked: u64,
+    pub unparked: u64,
 }
 
 impl Stats {

@@ -5,7 +5,7 @@
 
 use std::future::poll_fn;
 use std::io::{self, Read as _, Write as _};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -44,8 +44,25 @@ pub trait Peer {
     /// New bytes were appended to `input`: take every complete unit off its front. To refuse the
     /// input, queue any last words and close the outbox.
     fn on_input(&mut self, input: &mut BytesMut);
-    /// The connection is over; called exactly once.
+    /// The connection is over; called exactly once (unless it was parked).
     fn on_closed(&mut self, reason: CloseReason);
+    /// Whether the connection holds no protocol state beyond what its owner keeps, so its task
+    /// may end and hand the socket over ([`Peer::on_parked`]). Asked only after the owner
+    /// requested it ([`Outbox::request_park`]), with no input pending and nothing queued.
+    fn parkable(&self) -> bool {
+        false
+    }
+    /// The task ended without closing: `socket` is now the owner's, to watch for readiness and
+    /// to give to a new task later. Called instead of `on_closed`.
+    fn on_parked(&mut self, socket: OwnedFd) {
+        drop(socket);
+    }
+}
+
+/// How a connection's task ended.
+enum Ending {
+    Closed(CloseReason),
+    Parked,
 }
 
 /// TLS state of a `wss://` connection: rustls plus ciphertext not yet written.
@@ -72,10 +89,25 @@ pub async fn drive_tls<P: Peer>(stream: TcpStream, peer: P, tls: rustls::ServerC
 
 async fn drive_with<P: Peer>(mut stream: TcpStream, mut peer: P, mut tls: Option<Box<Tls>>) {
     let mut input = BytesMut::new();
-    let reason =
+    let ending =
         poll_fn(|cx| poll_connection(&mut stream, &mut input, &mut peer, tls.as_deref_mut(), cx))
             .await;
-    peer.on_closed(reason);
+    match ending {
+        Ending::Closed(reason) => peer.on_closed(reason),
+        Ending::Parked => {
+            // glommio's stream cannot give its fd away: keep a duplicate, close the original.
+            // SAFETY: dup of a descriptor we own; the result is owned by the OwnedFd.
+            let copy = unsafe { libc::dup(stream.as_raw_fd()) };
+            drop(stream);
+            if copy < 0 {
+                let e = io::Error::last_os_error();
+                peer.on_closed(CloseReason::Error(e.kind()));
+            } else {
+                // SAFETY: `copy` is a fresh descriptor nobody else owns.
+                peer.on_parked(unsafe { OwnedFd::from_raw_fd(copy) });
+            }
+        }
+    }
 }
 
 fn poll_connection<P: Peer>(
@@ -84,7 +116,8 @@ fn poll_connection<P: Peer>(
     peer: &mut P,
     mut tls: Option<&mut Tls>,
     cx: &mut Context<'_>,
-) -> Poll<CloseReason> {
+) -> Poll<Ending> {
+    let closed = |reason| Poll::Ready(Ending::Closed(reason));
     let fd = stream.as_raw_fd();
     let mut reads = 0;
     loop {
@@ -98,18 +131,23 @@ fn poll_connection<P: Peer>(
                 && tls
                     .as_deref()
                     .is_none_or(|t| t.written == t.pending.len() && !t.conn.wants_write());
-            (result, outbox.closing(), drained)
+            let park = outbox.take_park_request();
+            (result, outbox.closing(), drained, park)
         });
         match flushed {
-            None => return Poll::Ready(CloseReason::Gone),
-            Some((Err(e), _, _)) => return Poll::Ready(CloseReason::Error(e.kind())),
-            Some((Ok(_), Some(Closing::Now), _)) => return Poll::Ready(CloseReason::Destroyed),
-            Some((Ok(_), Some(Closing::AfterFlush), true)) => {
-                return Poll::Ready(CloseReason::Flushed);
+            None => return closed(CloseReason::Gone),
+            Some((Err(e), ..)) => return closed(CloseReason::Error(e.kind())),
+            Some((Ok(_), Some(Closing::Now), ..)) => return closed(CloseReason::Destroyed),
+            Some((Ok(_), Some(Closing::AfterFlush), true, _)) => {
+                return closed(CloseReason::Flushed);
             }
             // Closing after a flush that is still blocked: stop reading, wait for writability.
-            Some((Ok(_), Some(Closing::AfterFlush), false)) => return Poll::Pending,
-            Some((Ok(_), None, _)) => {}
+            Some((Ok(_), Some(Closing::AfterFlush), false, _)) => return Poll::Pending,
+            Some((Ok(_), None, drained, park)) => {
+                if park && drained && tls.is_none() && input.is_empty() && peer.parkable() {
+                    return Poll::Ready(Ending::Parked);
+                }
+            }
         }
         if reads == READS_PER_WAKE {
             cx.waker().wake_by_ref();
@@ -118,19 +156,19 @@ fn poll_connection<P: Peer>(
         let mut chunk = [0u8; READ_CHUNK];
         match Pin::new(&mut *stream).poll_read(cx, &mut chunk) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(0)) => return Poll::Ready(CloseReason::PeerClosed),
+            Poll::Ready(Ok(0)) => return closed(CloseReason::PeerClosed),
             Poll::Ready(Ok(n)) => {
                 reads += 1;
                 match tls.as_deref_mut() {
                     None => input.extend_from_slice(&chunk[..n]),
                     Some(tls) => match decrypt(tls, &chunk[..n], input) {
                         Ok(true) => {}
-                        Ok(false) => return Poll::Ready(CloseReason::PeerClosed),
+                        Ok(false) => return closed(CloseReason::PeerClosed),
                         Err(e) => {
                             // Try to tell the peer (rustls queued an alert), then give up.
                             let _ = tls.conn.write_tls(&mut tls.pending);
                             let _ = send_now(fd, &tls.pending[tls.written..]);
-                            return Poll::Ready(CloseReason::Error(e.kind()));
+                            return closed(CloseReason::Error(e.kind()));
                         }
                     },
                 }
@@ -140,7 +178,7 @@ fn poll_connection<P: Peer>(
                     *input = BytesMut::new();
                 }
             }
-            Poll::Ready(Err(e)) => return Poll::Ready(CloseReason::Error(e.kind())),
+            Poll::Ready(Err(e)) => return closed(CloseReason::Error(e.kind())),
         }
     }
 }
@@ -184,6 +222,20 @@ fn send_gathered(fd: RawFd, outbox: &mut Outbox) -> io::Result<Sent> {
     }
     outbox.consume(sent as usize);
     Ok(Sent::Some)
+}
+
+/// Writes as much of a parked connection's outbox as its socket takes, without blocking.
+/// `Ok(true)` when everything went out, `Ok(false)` when the socket is full.
+pub fn send_parked(fd: RawFd, outbox: &mut Outbox) -> io::Result<bool> {
+    loop {
+        match send_gathered(fd, outbox) {
+            Ok(Sent::Nothing) => return Ok(outbox.is_empty()),
+            Ok(Sent::Some) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Writes as much of the outbox as the socket takes. `Ok(true)` when the socket is full (a

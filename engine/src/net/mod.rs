@@ -12,7 +12,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use glommio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
-pub use driver::{CloseReason, Peer, drive, drive_tls, write_now};
+pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
 pub use outbox::{Closing, Outbox};
 
 /// The kernel's accept backlog cap (`net.core.somaxconn`), used as the listen backlog.

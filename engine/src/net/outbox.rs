@@ -26,6 +26,8 @@ pub struct Outbox {
     closing: Option<Closing>,
     /// While held, frames queue up but are not written (a WebSocket before its 101).
     held: bool,
+    /// The owner asks the connection's task to park it (see [`crate::net::Peer::parkable`]).
+    park_requested: bool,
 }
 
 impl Outbox {
@@ -52,6 +54,17 @@ impl Outbox {
         self.queued_bytes += frame.len();
         self.queue.push_front(frame);
         self.wake();
+    }
+
+    /// Asks the connection's task to park the connection if it can (idle, nothing queued).
+    pub fn request_park(&mut self) {
+        self.park_requested = true;
+        self.wake();
+    }
+
+    /// Takes a pending park request.
+    pub fn take_park_request(&mut self) -> bool {
+        std::mem::take(&mut self.park_requested)
     }
 
     /// Drops everything queued (frames meant for a protocol the connection never reached).
@@ -101,6 +114,11 @@ impl Outbox {
         if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             self.waker = Some(waker.clone());
         }
+    }
+
+    /// Drops the writer's waker (its task ended; a stale waker would keep the task's memory).
+    pub fn forget_waker(&mut self) {
+        self.waker = None;
     }
 
     fn wake(&mut self) {

@@ -137,6 +137,11 @@ impl FrameDecoder {
         }
     }
 
+    /// No fragmented message is in progress: a fresh decoder would behave the same.
+    pub fn is_idle(&self) -> bool {
+        self.partial.is_none()
+    }
+
     /// Decoder for frames from a server (masking forbidden).
     pub fn client(max_message: usize) -> FrameDecoder {
         FrameDecoder {
