@@ -21,12 +21,18 @@ use crate::gateway::client::ClientPeer;
 use crate::gateway::state::Shard;
 use crate::net;
 
+/// Parks since the last heap collection that make the next one worth its cost.
+const COLLECT_AFTER_PARKS: u64 = 1024;
+
 /// A shard's parking lot.
 #[derive(Debug)]
 pub struct Parking {
     epoll: OwnedFd,
     /// Parked clients the shard itself wants woken (socket full, close after flush).
     wake: Vec<u32>,
+    /// Parked clients with output queued since the parking task last ran: written together,
+    /// so a burst of messages leaves in one `sendmsg` per client, as it would from a task.
+    dirty: Vec<u32>,
     waker: Option<Waker>,
 }
 
@@ -61,11 +67,28 @@ impl Shard {
         }
     }
 
-    /// Writes what a parked client has queued; wakes it when its socket is full.
-    pub(super) fn flush_parked(&mut self, id: u32) {
+    /// A parked client has new output: it is written when the parking task next runs.
+    pub(super) fn parked_output(&mut self, id: u32) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
+        if std::mem::replace(&mut client.flush_pending, true) {
+            return;
+        }
+        if let Some(parking) = self.parking.as_mut() {
+            parking.dirty.push(id);
+            if let Some(w) = parking.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Writes what a parked client has queued; wakes it when its socket is full.
+    fn flush_parked(&mut self, id: u32) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        client.flush_pending = false;
         let Some(socket) = client.parked.as_ref() else {
             return;
         };
@@ -141,6 +164,7 @@ pub fn start(shard: &Rc<RefCell<Shard>>, every: Duration) -> std::io::Result<()>
     shard.borrow_mut().parking = Some(Parking {
         epoll,
         wake: Vec::new(),
+        dirty: Vec::new(),
         waker: None,
     });
     // SAFETY: the fd is a connected, non-blocking unix socket we own.
@@ -156,7 +180,7 @@ pub fn start(shard: &Rc<RefCell<Shard>>, every: Duration) -> std::io::Result<()>
                 s.sweep_idle();
                 s.stats.parked
             };
-            if parked != parked_before {
+            if parked >= parked_before + COLLECT_AFTER_PARKS {
                 // The tasks and streams of the clients parked since the last sweep are freed:
                 // give their pages back to the OS instead of keeping them in this thread's heap.
                 // SAFETY: mi_collect only walks and purges the calling thread's heap.
@@ -204,6 +228,13 @@ async fn wake_parked(shard: Rc<RefCell<Shard>>, mut woken: glommio::net::UnixStr
                     return Poll::Ready(());
                 };
                 parking.waker = Some(cx.waker().clone());
+                let dirty = std::mem::take(&mut parking.dirty);
+                for id in dirty {
+                    s.flush_parked(id);
+                }
+                let Some(parking) = s.parking.as_mut() else {
+                    return Poll::Ready(());
+                };
                 std::mem::take(&mut parking.wake)
             };
             for id in queued {
@@ -226,7 +257,7 @@ async fn wake_parked(shard: Rc<RefCell<Shard>>, mut woken: glommio::net::UnixStr
                         .borrow()
                         .parking
                         .as_ref()
-                        .is_some_and(|p| p.wake.is_empty())
+                        .is_some_and(|p| p.wake.is_empty() && p.dirty.is_empty())
                     {
                         return Poll::Pending;
                     }

@@ -85,6 +85,8 @@ pub struct Client {
     pub active: bool,
     /// The socket, while the client is parked (no task; see `parking`).
     pub parked: Option<std::os::fd::OwnedFd>,
+    /// Parked, with output waiting for the parking task's next flush.
+    pub flush_pending: bool,
 }
 
 /// A client's uid and groups.
@@ -200,6 +202,7 @@ impl Shard {
                 close_cause: None,
                 active: true,
                 parked: None,
+                flush_pending: false,
             },
         );
         self.stats.accepted += 1;
@@ -320,7 +323,7 @@ impl Shard {
         self.stats.bytes_out += frame.len() as u64;
         client.outbox.push(frame);
         if client.parked.is_some() {
-            self.flush_parked(id);
+            self.parked_output(id);
         }
     }
 
