@@ -317,3 +317,29 @@ fn bad_configurations_name_the_problem() {
         "nothing left running"
     );
 }
+
+/// A child that answers late (here: frozen while asked) does not desynchronise the supervisor:
+/// `status` gives up on it after its timeout, and once it runs again the next request gets its
+/// own answer, not the late one.
+#[test]
+fn a_late_answer_is_not_taken_for_the_next_one() {
+    let gw = Gatewire::start(echo_setup());
+    let dir = gw.dir.path().to_owned();
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    round_trip(&mut ws, "hello");
+    let gateway = pid_of(&dir, "gateway").unwrap();
+    // SAFETY: a pid of a process this test started (through the supervisor).
+    unsafe { libc::kill(gateway as i32, libc::SIGSTOP) };
+    let frozen = gatewire(&dir, &["status"]);
+    // SAFETY: as above.
+    unsafe { libc::kill(gateway as i32, libc::SIGCONT) };
+    assert!(frozen.status.success(), "{frozen:?}");
+    let connections = stdout(&gatewire(&dir, &["connections"]));
+    let rows: Vec<&str> = connections.lines().skip(1).collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the client list, not a late status line:\n{connections}"
+    );
+    assert!(rows[0].contains("127.0.0.1:"), "{connections}");
+}

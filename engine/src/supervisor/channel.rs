@@ -32,7 +32,7 @@ pub fn recv(stream: &mut UnixStream, timeout: Option<Duration>) -> io::Result<St
     String::from_utf8(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// One request, one answer.
+/// One request, one answer (the command line's side of the control socket).
 pub fn ask(stream: &mut UnixStream, request: &str, timeout: Duration) -> io::Result<String> {
     send(stream, request)?;
     recv(stream, Some(timeout))

@@ -67,7 +67,8 @@ fn serve(mut control: UnixStream, running: &Running, drain: &AtomicBool) {
                 return;
             }
         };
-        let answer = match request.as_str() {
+        let (number, request) = request.split_once(' ').unwrap_or(("", request.as_str()));
+        let answer = match request {
             "status" => running.status().to_line(),
             "metrics" => running.metrics(),
             "connections" => running
@@ -97,7 +98,7 @@ fn serve(mut control: UnixStream, running: &Running, drain: &AtomicBool) {
             }
             other => format!("unknown request {other:?}"),
         };
-        if channel::send(&mut control, &answer).is_err() {
+        if channel::send(&mut control, &format!("{number}\n{answer}")).is_err() {
             return;
         }
     }

@@ -50,13 +50,30 @@ struct Child {
     retiring: AtomicBool,
     /// Reported ready: from then on the control channel carries requests and answers.
     ready: AtomicBool,
+    /// Number of the next request.
+    requests: AtomicU64,
 }
 
 impl Child {
+    /// One request and its answer. Requests are numbered and answers echo the number, so an
+    /// answer that arrives after its request timed out is skipped, not taken for the next one.
     fn ask(&self, request: &str, timeout: Duration) -> Result<String, String> {
+        let failed = |e: std::io::Error| format!("{} (pid {}): {e}", self.role, self.pid);
         let mut control = self.control.lock().map_err(|_| "control lock poisoned")?;
-        channel::ask(&mut control, request, timeout)
-            .map_err(|e| format!("{} (pid {}): {e}", self.role, self.pid))
+        let number = self.requests.fetch_add(1, Ordering::Relaxed);
+        channel::send(&mut control, &format!("{number} {request}")).map_err(failed)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(failed(std::io::ErrorKind::TimedOut.into()));
+            }
+            let answer = channel::recv(&mut control, Some(left)).map_err(failed)?;
+            match answer.split_once('\n') {
+                Some((tag, body)) if tag == number.to_string() => return Ok(body.to_owned()),
+                _ => continue,
+            }
+        }
     }
 
     fn signal(&self, signal: i32) {
@@ -198,6 +215,7 @@ impl Supervisor {
             control: Mutex::new(control.try_clone().map_err(|e| e.to_string())?),
             retiring: AtomicBool::new(false),
             ready: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
         });
         self.state
             .lock()
