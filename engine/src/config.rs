@@ -501,10 +501,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         let g = &self.gateway;
+        let w = &self.worker;
         for (key, seconds) in [
             ("gateway.ping_interval", g.ping_interval),
             ("gateway.worker_ping_interval", g.worker_ping_interval),
             ("gateway.park_after", g.park_after),
+            ("worker.drain_timeout", w.drain_timeout),
+            ("worker.ready_timeout", w.ready_timeout),
         ] {
             if !(seconds >= 0.0 && seconds.is_finite()) {
                 return Err(format!("{key} must be a non-negative number of seconds"));
@@ -527,15 +530,6 @@ impl Config {
         }
         if g.register_address.is_empty() {
             return Err("gateway.register_address is empty".into());
-        }
-        let w = &self.worker;
-        for (key, seconds) in [
-            ("worker.drain_timeout", w.drain_timeout),
-            ("worker.ready_timeout", w.ready_timeout),
-        ] {
-            if !(seconds >= 0.0 && seconds.is_finite()) {
-                return Err(format!("{key} must be a non-negative number of seconds"));
-            }
         }
         for (key, level) in [
             ("run.log", Some(&self.run.log)),

@@ -44,30 +44,31 @@ pub struct ClientPeer {
 
 impl ClientPeer {
     pub fn new(shard: Rc<RefCell<Shard>>, id: u32, remote: SocketAddr) -> ClientPeer {
-        let (protocol, max) = {
-            let s = shard.borrow();
-            (s.settings.protocol, s.settings.max_message_size)
-        };
-        let codec = match protocol {
-            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => Codec::Handshake(remote),
-            ClientProtocol::Text => Codec::Text(TextDecoder::new(max)),
-            ClientProtocol::Frame => Codec::Frame(LengthFrameDecoder::new(max)),
-            ClientProtocol::Raw => Codec::Raw,
-        };
-        ClientPeer { shard, id, codec }
+        Self::with_codec(shard, id, Some(remote))
     }
 
     /// A parked client getting a task again: past any handshake, with empty decoders (a client
     /// parks only between messages).
     pub fn resume(shard: Rc<RefCell<Shard>>, id: u32) -> ClientPeer {
+        Self::with_codec(shard, id, None)
+    }
+
+    /// A WebSocket client starts in its handshake when `handshake_from` is given, past it
+    /// otherwise; the other protocols start with an empty decoder.
+    fn with_codec(
+        shard: Rc<RefCell<Shard>>,
+        id: u32,
+        handshake_from: Option<SocketAddr>,
+    ) -> ClientPeer {
         let (protocol, max) = {
             let s = shard.borrow();
             (s.settings.protocol, s.settings.max_message_size)
         };
         let codec = match protocol {
-            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => {
-                Codec::WebSocket(FrameDecoder::server(max))
-            }
+            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => match handshake_from {
+                Some(remote) => Codec::Handshake(remote),
+                None => Codec::WebSocket(FrameDecoder::server(max)),
+            },
             ClientProtocol::Text => Codec::Text(TextDecoder::new(max)),
             ClientProtocol::Frame => Codec::Frame(LengthFrameDecoder::new(max)),
             ClientProtocol::Raw => Codec::Raw,
