@@ -251,7 +251,7 @@ fn start_register(
         .name("register")
         .io_memory(64 * 1024)
         .spawn(move || async move {
-            match net::listen(listen, false) {
+            match net::listen_after_restart(listen, false).await {
                 Ok(listener) => {
                     let _ = ready_tx.send(Ok(()));
                     register::serve(listener, config, stats).await;

@@ -137,7 +137,7 @@ async fn run_shard(
     }
     let settings = ShardSettings::new(&config, index, public.port());
     let inner_addr = SocketAddr::from((settings.lan_ip, settings.inner_port));
-    let public_listener = match net::listen(public, true) {
+    let public_listener = match net::listen_after_restart(public, true).await {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send((
@@ -150,7 +150,7 @@ async fn run_shard(
             return;
         }
     };
-    let inner_listener = match net::listen(inner_addr, false) {
+    let inner_listener = match net::listen_after_restart(inner_addr, false).await {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send((

@@ -36,3 +36,26 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener
     // SAFETY: the fd is a freshly created, bound, listening TCP socket that we own and hand over.
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
+
+/// How long a listener keeps trying an address still held by its previous owner's connections.
+const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`listen`], retried for a few seconds while the address is in use: right after a restart the
+/// previous process's connections linger (FIN_WAIT) and keep the port, even with SO_REUSEADDR.
+pub async fn listen_after_restart(
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> std::io::Result<TcpListener> {
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match listen(addr, reuse_port) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
+}
