@@ -664,15 +664,11 @@ impl Gateway {
 
     /// `getAllGroupUidList()`: `group => uids` (every client scanned; see `group_rows`).
     pub fn get_all_group_uid_list(&self) -> Answer<BTreeMap<String, BTreeSet<String>>> {
-        let rows = self.group_rows();
-        Answer {
-            value: rows
-                .value
-                .into_iter()
+        self.group_rows().map(|rows| {
+            rows.into_iter()
                 .map(|(g, members)| (g, members.into_iter().filter_map(|(_, u)| u).collect()))
-                .collect(),
-            unreachable: rows.unreachable,
-        }
+                .collect()
+        })
     }
 
     /// `getAllGroupUidCount()`.
@@ -683,15 +679,11 @@ impl Gateway {
 
     /// `getAllGroupClientIdList()`: `group => client ids`.
     pub fn get_all_group_client_id_list(&self) -> Answer<BTreeMap<String, Vec<ClientId>>> {
-        let rows = self.group_rows();
-        Answer {
-            value: rows
-                .value
-                .into_iter()
+        self.group_rows().map(|rows| {
+            rows.into_iter()
                 .map(|(g, members)| (g, members.into_iter().map(|(c, _)| c).collect()))
-                .collect(),
-            unreachable: rows.unreachable,
-        }
+                .collect()
+        })
     }
 
     /// `getAllGroupClientIdCount()`.

@@ -179,11 +179,7 @@ async fn run_thread<A: Events>(
 /// has confirmed (its confirmation follows the last event it sent us), a link is lost, the
 /// timeout passes, or a plain stop is requested.
 async fn drain<A: Events>(worker: &Worker<A>, timeout: Duration, control: &WorkerControl) {
-    let request = Packet::new(
-        Header::for_connection(CMD_WORKER_DRAIN, 0, Flags::SCALAR),
-        "",
-        "",
-    );
+    let request = Packet::new(Header::command(CMD_WORKER_DRAIN), "", "");
     let Ok(request) = request.to_bytes() else {
         return;
     };
@@ -267,11 +263,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 worker_connect_body(&worker.worker_key, &worker.secret),
             );
             // The gateway echoes the confirmation request once it has handled the hello.
-            let confirm = Packet::new(
-                Header::for_connection(CMD_WORKER_CONFIRM, 0, Flags::SCALAR),
-                "",
-                "",
-            );
+            let confirm = Packet::new(Header::command(CMD_WORKER_CONFIRM), "", "");
             for packet in [hello, confirm] {
                 if let Ok(bytes) = packet.to_bytes() {
                     outbox.borrow_mut().push(bytes);

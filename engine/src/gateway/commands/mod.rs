@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use gatewire_proto::auth::Auth;
 use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
-use gatewire_proto::{Cmd, Flags, Header, Packet};
+use gatewire_proto::{Cmd, Header, Packet};
 use tracing::warn;
 
 use crate::gateway::state::Shard;
@@ -85,12 +85,7 @@ impl Shard {
             Cmd::GetGroupIdList => self.get_group_id_list(link_id),
             Cmd::Select => self.select(link_id, &packet),
             CMD_WORKER_DRAIN => self.worker_drain(link_id),
-            CMD_WORKER_CONFIRM => {
-                let echo = Packet::new(Header::for_connection(cmd, 0, Flags::SCALAR), "", "");
-                if let (Ok(bytes), Some(link)) = (echo.to_bytes(), self.links.get_mut(&link_id)) {
-                    link.outbox.push(bytes);
-                }
-            }
+            CMD_WORKER_CONFIRM => self.echo_signal(link_id, cmd),
             other => {
                 warn!(%peer, cmd = u8::from(other), "gateway inner pack err");
                 self.stats.bad_inner_packets += 1;
@@ -114,12 +109,14 @@ impl Shard {
             self.router.worker_left(&key);
         }
         tracing::info!(worker = %key, "worker draining: no new events routed to it");
-        let marker = Packet::new(
-            Header::for_connection(CMD_WORKER_DRAIN, 0, Flags::SCALAR),
-            "",
-            "",
-        );
-        if let (Ok(bytes), Some(link)) = (marker.to_bytes(), self.links.get_mut(&link_id)) {
+        self.echo_signal(link_id, CMD_WORKER_DRAIN);
+    }
+
+    /// Sends a bodiless `cmd` back on the link, after everything already queued there (the
+    /// answer to the confirm and drain extension cmds).
+    fn echo_signal(&mut self, link_id: u64, cmd: Cmd) {
+        let signal = Packet::new(Header::command(cmd), "", "");
+        if let (Ok(bytes), Some(link)) = (signal.to_bytes(), self.links.get_mut(&link_id)) {
             link.outbox.push(bytes);
         }
     }
