@@ -48,7 +48,7 @@ impl FrameDecoder {
             });
         }
         if buf.len() < len as usize {
-            buf.reserve(len as usize - buf.len());
+            // Nothing reserved for the announced length: the buffer grows with what arrives.
             return Ok(None);
         }
         let mut frame = buf.split_to(len as usize).freeze();

@@ -359,9 +359,10 @@ impl PacketDecoder {
         self.max_len
     }
 
-    /// Takes the next whole packet off the front of `buf`, or returns `Ok(None)` (and reserves room
-    /// for the rest) when it has not fully arrived. Bad lengths are reported as soon as the first
-    /// four bytes are in, so an oversized packet is never buffered.
+    /// Takes the next whole packet off the front of `buf`, or returns `Ok(None)` when it has not
+    /// fully arrived. Bad lengths are reported as soon as the first four bytes are in, so an
+    /// oversized packet is never buffered; nothing is reserved for the announced length (the
+    /// buffer grows only with bytes that arrive, so announcing 10 MiB costs nothing).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, PacketError> {
         if buf.len() < 4 {
             return Ok(None);
@@ -385,7 +386,6 @@ impl PacketDecoder {
             return Err(PacketError::ExtOverrun { ext_len, pack_len });
         }
         if buf.len() < pack_len as usize {
-            buf.reserve(pack_len as usize - buf.len());
             return Ok(None);
         }
         let mut packet = buf.split_to(pack_len as usize).freeze();

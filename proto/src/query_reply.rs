@@ -57,7 +57,7 @@ impl QueryReplyDecoder {
         }
         let total = 4 + len as usize;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            // Nothing reserved for the announced length: the buffer grows with what arrives.
             return Ok(None);
         }
         let mut frame = buf.split_to(total).freeze();

@@ -11,20 +11,27 @@ use crate::gateway::state::Shard;
 use crate::log_limit::warn_limited;
 use crate::net::{CloseReason, Outbox, Peer};
 
+/// The largest packet an inner link may send before it authenticated: the hello packets are a
+/// few hundred bytes, so a stranger cannot make the gateway buffer megabytes.
+const MAX_PACKET_BEFORE_AUTH: usize = 64 * 1024;
+
 /// The protocol side of one inner link.
 pub struct LinkPeer {
     shard: Rc<RefCell<Shard>>,
     link_id: u64,
-    decoder: PacketDecoder,
 }
 
 impl LinkPeer {
     pub fn new(shard: Rc<RefCell<Shard>>, link_id: u64) -> LinkPeer {
-        let max = shard.borrow().settings.max_packet_size;
-        LinkPeer {
-            shard,
-            link_id,
-            decoder: PacketDecoder::new(max),
+        LinkPeer { shard, link_id }
+    }
+
+    /// The packet size bound for this link now: `max_packet_size` once authorized.
+    fn max_packet(&self) -> usize {
+        let shard = self.shard.borrow();
+        match shard.links.get(&self.link_id) {
+            Some(link) if link.authorized => shard.settings.max_packet_size,
+            _ => MAX_PACKET_BEFORE_AUTH.min(shard.settings.max_packet_size),
         }
     }
 }
@@ -37,7 +44,7 @@ impl Peer for LinkPeer {
 
     fn on_input(&mut self, input: &mut BytesMut) {
         loop {
-            match self.decoder.decode(input) {
+            match PacketDecoder::new(self.max_packet()).decode(input) {
                 Ok(Some(packet)) => {
                     let mut shard = self.shard.borrow_mut();
                     if !shard.links.contains_key(&self.link_id) {

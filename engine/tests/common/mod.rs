@@ -176,6 +176,42 @@ impl Gatewire {
             .sum()
     }
 
+    /// The pid of the child process running `role` (the supervisor starts one per role).
+    pub fn role_pid(&self, role: &str) -> u32 {
+        let supervisor = self.child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // pid (comm) state ppid ...
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid != Some(supervisor) {
+                    continue;
+                }
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                if args
+                    .windows(2)
+                    .any(|w| w[0] == b"--role" && w[1] == role.as_bytes())
+                {
+                    return pid;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {role} process under the supervisor"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn inner(&self, shard: u16) -> SocketAddr {
         SocketAddr::from((self.lan_ip, self.start_port + shard))
     }
@@ -411,6 +447,17 @@ pub fn ws_read(ws: &mut Ws) -> String {
 /// The connection id a worker saw in the client's ON_CONNECT.
 pub fn connection_id(p: &Packet) -> u32 {
     p.header.connection_id
+}
+
+/// Resident memory of process `pid` in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
 }
 
 pub fn localhost() -> Ipv4Addr {

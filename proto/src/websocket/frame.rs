@@ -224,7 +224,8 @@ impl FrameDecoder {
         // Bounded by max_message (data) or 125 (control) above.
         let frame_len = header_len + payload_len as usize;
         if buf.len() < frame_len {
-            buf.reserve(frame_len - buf.len());
+            // Nothing reserved for the announced length: a 14-byte header announcing 10 MiB
+            // costs nothing until the bytes arrive (the buffer grows with them).
             return Ok(None);
         }
         let mut frame = buf.split_to(frame_len);
