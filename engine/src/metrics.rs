@@ -193,6 +193,20 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
         "Client connections closed, by reason.",
         closes,
     );
+    let limits = snapshots.iter().flat_map(|s| {
+        s.stats.limit_hits().map(|(limit, n)| {
+            (
+                format!("shard=\"{}\",limit=\"{}\"", s.index, limit.label),
+                n,
+            )
+        })
+    });
+    text.family(
+        "limit_hits_total",
+        "counter",
+        "Times a bound was hit, by bound (see docs/operations.md, Limits).",
+        limits,
+    );
     let queued = queues.iter().flat_map(|q| {
         [
             (

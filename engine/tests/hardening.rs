@@ -107,3 +107,70 @@ fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     }
     false
 }
+
+/// Sends masked pings with 125-byte payloads as fast as the socket takes them, for `duration`,
+/// never reading. Returns the bytes written.
+fn ping_flood(stream: &mut TcpStream, duration: Duration) -> u64 {
+    let mut ping = vec![0x89, 0x80 | 125, 9, 8, 7, 6];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 500)
+        .collect();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + duration;
+    let mut written = 0;
+    while Instant::now() < deadline {
+        match stream.write(&burst) {
+            Ok(n) => written += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("the gateway closed the flooding client: {e}"),
+        }
+    }
+    written
+}
+
+#[test]
+fn a_ping_flood_from_a_client_that_never_reads_stays_bounded() {
+    let gw = Gatewire::start(Setup::default());
+    let _events = drain_events(gw.workers("Pings", "").remove(0));
+    let pid = gw.role_pid("gateway");
+    let mut flooder = raw_websocket(&gw);
+    let before = rss_bytes(pid);
+    let written = ping_flood(&mut flooder, Duration::from_secs(3));
+    let grown = rss_bytes(pid).saturating_sub(before);
+    eprintln!(
+        "ping flood: {} KiB written, gateway grew {} KiB",
+        written / 1024,
+        grown / 1024
+    );
+    // Unbounded, every ping became a queued pong (hundreds of MB a second); bounded, the pongs
+    // stop at the 1 MiB output cap and the gateway stops reading the client.
+    assert!(
+        grown < 24 * MIB,
+        "gateway grew by {} KiB while a client sent {} KiB of pings",
+        grown / 1024,
+        written / 1024
+    );
+    // Another client is served meanwhile, and the flooder still gets a pong once it reads.
+    let mut other = ws_connect(gw.public, "/");
+    other
+        .send(tungstenite::Message::Ping(vec![1, 2, 3].into()))
+        .unwrap();
+    loop {
+        match other.read().unwrap() {
+            tungstenite::Message::Pong(p) => break assert_eq!(&p[..], &[1, 2, 3]),
+            _ => continue,
+        }
+    }
+    assert!(
+        written > MIB,
+        "the flood ran ({} KiB written)",
+        written / 1024
+    );
+}

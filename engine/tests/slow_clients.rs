@@ -30,6 +30,7 @@ fn flood(policy: &str) -> (Gatewire, TestWorker, Ws, u32, Ws, u32) {
     let gw = Gatewire::start(Setup {
         extra: format!("send_to_client_buffer_size = 262144\nslow_client_policy = \"{policy}\""),
         metrics: true,
+        capture_log: true,
         ..Setup::default()
     });
     let mut w = gw.workers("Flood", "").remove(0);
@@ -71,6 +72,22 @@ fn drop_policy_drops_messages_but_keeps_the_client() {
         "the slow client stays connected"
     );
     assert_eq!(gw.metric("gatewire_slow_client_drops_total"), 300 - got);
+    assert_eq!(
+        gw.metric("gatewire_limit_hits_total{limit=\"client_output\"}"),
+        300 - got
+    );
+    // Visible in the log: one line with the count, not one per message.
+    let log = gw.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("dropped for clients whose output queue is full"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line per interval: {log}");
+    let logged: u64 = lines[0]
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("the line carries the count");
+    assert!(logged > 0 && logged <= 300 - got, "{}", lines[0]);
 }
 
 #[test]

@@ -156,7 +156,23 @@ impl ClientPeer {
         self.codec = Codec::WebSocket(FrameDecoder::server(max));
     }
 
+    /// Decodes every whole frame in `input`. Pings are coalesced: one pong answers the latest
+    /// ping of the batch (RFC 6455 §5.5.3 allows it), so a ping flood cannot multiply output.
     fn websocket_frames(&mut self, input: &mut BytesMut) {
+        let mut latest_ping = None;
+        self.websocket_frames_until_idle(input, &mut latest_ping);
+        if let (Some(payload), Codec::WebSocket(_)) = (latest_ping, &self.codec) {
+            let mut pong = BytesMut::new();
+            websocket::encode_frame(OpCode::Pong, &payload, &mut pong);
+            self.shard.borrow_mut().queue_pong(self.id, pong.freeze());
+        }
+    }
+
+    fn websocket_frames_until_idle(
+        &mut self,
+        input: &mut BytesMut,
+        latest_ping: &mut Option<Bytes>,
+    ) {
         loop {
             let Codec::WebSocket(decoder) = &mut self.codec else {
                 return;
@@ -173,11 +189,7 @@ impl ClientPeer {
                         return;
                     }
                 }
-                Ok(Some(Message::Ping(payload))) => {
-                    let mut pong = BytesMut::new();
-                    websocket::encode_frame(OpCode::Pong, &payload, &mut pong);
-                    self.push(pong.freeze());
-                }
+                Ok(Some(Message::Ping(payload))) => *latest_ping = Some(payload),
                 Ok(Some(Message::Pong(_))) => {}
                 Ok(Some(Message::Close(_))) => {
                     input.clear();
@@ -211,12 +223,6 @@ impl ClientPeer {
             .borrow_mut()
             .client_message(self.id, message, binary);
         self.alive()
-    }
-
-    fn push(&mut self, frame: Bytes) {
-        if let Some(client) = self.shard.borrow_mut().clients.get_mut(&self.id) {
-            client.outbox.push(frame);
-        }
     }
 
     fn messages<E: std::fmt::Display>(
@@ -270,6 +276,10 @@ impl Peer for ClientPeer {
             }
             Codec::Done => input.clear(),
         }
+    }
+
+    fn output_cap(&self) -> usize {
+        self.shard.borrow().settings.send_to_client_buffer_size
     }
 
     fn parkable(&self) -> bool {

@@ -17,4 +17,4 @@ mod stats;
 pub use router::Router;
 pub use shard::{ShardHandle, start};
 pub use state::{Shard, ShardSettings};
-pub use stats::{ClientRow, CloseCause, Inspect, Inspection, ShardSnapshot, Stats};
+pub use stats::{ClientRow, CloseCause, Inspect, Inspection, LimitWarnings, ShardSnapshot, Stats};

@@ -200,10 +200,12 @@ async fn run_shard(
 
     let publishing = shard.clone();
     glommio::spawn_local(async move {
+        let mut warnings = crate::gateway::LimitWarnings::default();
         loop {
             glommio::timer::sleep(PUBLISH_EVERY).await;
             let snapshot = {
                 let s = publishing.borrow();
+                warnings.check(&s.stats, index, std::time::Instant::now());
                 ShardSnapshot {
                     index,
                     stats: s.stats.clone(),

@@ -327,6 +327,20 @@ impl Shard {
         }
     }
 
+    /// Queues a pong for a client unless its output is over the cap (a client that pings
+    /// faster than it reads gets no more pongs than its queue holds).
+    pub fn queue_pong(&mut self, id: u32, pong: Bytes) {
+        let cap = self.settings.send_to_client_buffer_size;
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.outbox.queued_bytes() + pong.len() > cap {
+            self.stats.pongs_dropped += 1;
+            return;
+        }
+        client.outbox.push(pong);
+    }
+
     // ---- worker links ------------------------------------------------------------------------
 
     /// A new inner connection. Authorized at once when no secret is configured.
@@ -440,7 +454,7 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id) else {
             return false;
         };
-        let Some((key, link_id)) = self.router.route(&self.workers, &mut client.worker) else {
+        let Some((_, link_id)) = self.router.route(&self.workers, &mut client.worker) else {
             return false;
         };
         let header = client.header.with_cmd(cmd, flag);
@@ -450,8 +464,8 @@ impl Shard {
             return false;
         };
         if link.outbox.queued_bytes() > cap {
+            // Counted; logged per interval from the counter (LimitWarnings).
             self.stats.worker_buffer_drops += 1;
-            tracing::warn!(worker = %key, "worker link buffer full, event dropped");
             return true;
         }
         let Ok(head) = header.encode(session.len(), body.len()) else {

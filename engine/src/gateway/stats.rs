@@ -39,12 +39,83 @@ pub struct Stats {
     pub worker_buffer_drops: u64,
     pub bad_inner_packets: u64,
     pub unauthorized_links: u64,
+    /// Pongs not queued for clients whose output was over its cap.
+    pub pongs_dropped: u64,
+    /// Inner links closed because their unread query replies went over the cap.
+    pub inner_reply_overflows: u64,
+    /// Clients closed for not finishing their handshake in time.
+    pub handshake_timeouts: u64,
     /// Idle clients handed to the parking lot, and woken from it.
     pub parked: u64,
     pub unparked: u64,
 }
 
+/// One bound a peer can run into: its label in `gatewire_limit_hits_total{limit=…}`, the key that
+/// sets it, and what a hit means.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub label: &'static str,
+    pub key: &'static str,
+    pub what: &'static str,
+}
+
 impl Stats {
+    /// Every bound with its hit count: the metrics family and the periodic warnings both read
+    /// this one table.
+    pub fn limit_hits(&self) -> [(Limit, u64); 6] {
+        let limit = |label, key, what| Limit { label, key, what };
+        [
+            (
+                limit(
+                    "client_output",
+                    "gateway.send_to_client_buffer_size",
+                    "messages dropped for clients whose output queue is full (slow_client_policy = drop)",
+                ),
+                self.slow_client_drops,
+            ),
+            (
+                limit(
+                    "client_output_close",
+                    "gateway.send_to_client_buffer_size",
+                    "clients closed because their output queue is full (slow_client_policy = close)",
+                ),
+                self.slow_client_closes,
+            ),
+            (
+                limit(
+                    "pong",
+                    "gateway.send_to_client_buffer_size",
+                    "pongs not sent to clients whose output queue is full",
+                ),
+                self.pongs_dropped,
+            ),
+            (
+                limit(
+                    "worker_link",
+                    "gateway.send_to_worker_buffer_size",
+                    "events dropped because a worker link's output queue is full",
+                ),
+                self.worker_buffer_drops,
+            ),
+            (
+                limit(
+                    "inner_reply",
+                    "gateway.send_to_worker_buffer_size",
+                    "inner links closed because they left too many query replies unread",
+                ),
+                self.inner_reply_overflows,
+            ),
+            (
+                limit(
+                    "handshake_timeout",
+                    "gateway.handshake_timeout",
+                    "clients closed for not finishing their handshake in time",
+                ),
+                self.handshake_timeouts,
+            ),
+        ]
+    }
+
     pub fn closed(&mut self, cause: CloseCause) {
         let counter = match cause {
             CloseCause::Peer => &mut self.closed_by_peer,
@@ -55,6 +126,40 @@ impl Stats {
             CloseCause::BadInput => &mut self.closed_bad_input,
         };
         *counter += 1;
+    }
+}
+
+/// At most one warning per bound per this interval.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Turns the bound counters into log lines: the first hit of a bound is logged at once, later
+/// ones are summed into one line per bound per interval (read on the shard's publishing tick, so
+/// the hot path only counts).
+#[derive(Debug, Default)]
+pub struct LimitWarnings {
+    reported: [u64; 6],
+    logged_at: [Option<std::time::Instant>; 6],
+}
+
+impl LimitWarnings {
+    pub fn check(&mut self, stats: &Stats, shard: usize, now: std::time::Instant) {
+        for (i, (limit, count)) in stats.limit_hits().into_iter().enumerate() {
+            let new = count - self.reported[i];
+            let due = self.logged_at[i].is_none_or(|at| now.duration_since(at) >= WARN_EVERY);
+            if new == 0 || !due {
+                continue;
+            }
+            tracing::warn!(
+                shard,
+                limit = limit.label,
+                key = limit.key,
+                "{new} {} (counted in gatewire_limit_hits_total{{limit=\"{}\"}})",
+                limit.what,
+                limit.label
+            );
+            self.reported[i] = count;
+            self.logged_at[i] = Some(now);
+        }
     }
 }
 

@@ -46,6 +46,11 @@ pub trait Peer {
     fn on_input(&mut self, input: &mut BytesMut);
     /// The connection is over; called exactly once (unless it was parked).
     fn on_closed(&mut self, reason: CloseReason);
+    /// The output cap: while the socket is full and half of this is queued, the connection is
+    /// not read from (backpressure: a peer that sends faster than it reads stops being read).
+    fn output_cap(&self) -> usize {
+        usize::MAX
+    }
     /// Whether the connection holds no protocol state beyond what its owner keeps, so its task
     /// may end and hand the socket over ([`Peer::on_parked`]). Asked only after the owner
     /// requested it ([`Outbox::request_park`]), with no input pending and nothing queued.
@@ -119,6 +124,7 @@ fn poll_connection<P: Peer>(
 ) -> Poll<Ending> {
     let closed = |reason| Poll::Ready(Ending::Closed(reason));
     let fd = stream.as_raw_fd();
+    let cap = peer.output_cap();
     let mut reads = 0;
     loop {
         let flushed = peer.with_outbox(|outbox| {
@@ -132,7 +138,10 @@ fn poll_connection<P: Peer>(
                     .as_deref()
                     .is_none_or(|t| t.written == t.pending.len() && !t.conn.wants_write());
             let park = outbox.take_park_request();
-            (result, outbox.closing(), drained, park)
+            // The socket is full (a writability wake-up is armed) and half the cap is queued:
+            // the peer has stopped reading.
+            let backed_up = matches!(result, Ok(true)) && outbox.queued_bytes() >= cap / 2;
+            (result, outbox.closing(), drained, (park, backed_up))
         });
         match flushed {
             None => return closed(CloseReason::Gone),
@@ -143,7 +152,9 @@ fn poll_connection<P: Peer>(
             }
             // Closing after a flush that is still blocked: stop reading, wait for writability.
             Some((Ok(_), Some(Closing::AfterFlush), false, _)) => return Poll::Pending,
-            Some((Ok(_), None, drained, park)) => {
+            // Backpressure: no reading until the peer has taken some of its output.
+            Some((Ok(_), None, _, (_, true))) => return Poll::Pending,
+            Some((Ok(_), None, drained, (park, false))) => {
                 if park && drained && tls.is_none() && input.is_empty() && peer.parkable() {
                     return Poll::Ready(Ending::Parked);
                 }

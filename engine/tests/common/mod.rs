@@ -71,6 +71,8 @@ pub struct Setup {
     pub metrics: bool,
     /// `gateway.lan_ip`: where the inner ports listen.
     pub lan_ip: Ipv4Addr,
+    /// Send the processes' log lines to `gatewire.log` in the temp dir (see [`Gatewire::log`]).
+    pub capture_log: bool,
 }
 
 impl Default for Setup {
@@ -85,6 +87,7 @@ impl Default for Setup {
             app: "chat",
             metrics: false,
             lan_ip: Ipv4Addr::LOCALHOST,
+            capture_log: false,
         }
     }
 }
@@ -116,6 +119,10 @@ impl Gatewire {
         };
         let path = dir.path().join("gatewire.toml");
         std::fs::write(&path, config).unwrap();
+        let stderr = match setup.capture_log {
+            true => Stdio::from(std::fs::File::create(dir.path().join("gatewire.log")).unwrap()),
+            false => Stdio::inherit(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_gatewire"))
             .args(["start", "-c"])
             .arg(&path)
@@ -123,6 +130,7 @@ impl Gatewire {
             .current_dir(dir.path())
             .env("GATEWIRE_LOG", "warn")
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let gw = Gatewire {
@@ -210,6 +218,11 @@ impl Gatewire {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// What the processes logged so far (with `Setup::capture_log`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("gatewire.log")).unwrap_or_default()
     }
 
     pub fn inner(&self, shard: u16) -> SocketAddr {
