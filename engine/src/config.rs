@@ -123,6 +123,16 @@ pub enum ClientProtocol {
     Raw,
 }
 
+impl ClientProtocol {
+    /// Whether clients open with a handshake (WebSocket upgrade, TLS) before any message.
+    pub fn has_handshake(self) -> bool {
+        matches!(
+            self,
+            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket
+        )
+    }
+}
+
 /// A parsed `scheme://ip:port` listen URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenUrl {
@@ -209,6 +219,10 @@ pub enum RouterMode {
     Random,
 }
 
+/// Room an inner packet needs beyond the client message it carries: the 28-byte header and a
+/// session of up to 64 KiB.
+pub const MESSAGE_PACKET_OVERHEAD: usize = 28 + 64 * 1024;
+
 /// `[gateway]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -235,6 +249,9 @@ pub struct GatewayConfig {
     /// Seconds between idle sweeps: a client that sent nothing for a whole period is parked
     /// (its task and stream dropped, its socket watched by epoll); 0 never parks.
     pub park_after: f64,
+    /// Seconds a client has to finish its WebSocket (and TLS) handshake before it is closed;
+    /// 0 waits forever.
+    pub handshake_timeout: f64,
     /// Files served to plain HTTP GETs on a WebSocket listener.
     pub static_dir: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -246,7 +263,8 @@ pub struct GatewayConfig {
     pub slow_client_policy: SlowClientPolicy,
     /// Largest client message (bytes).
     pub max_message_size: usize,
-    /// Largest inner packet (bytes).
+    /// Largest inner packet (bytes); when unset, at least `max_message_size` plus room for the
+    /// header and a session.
     pub max_packet_size: usize,
     pub router: RouterMode,
     /// Log level of the gateway role (default: `[run] log`).
@@ -271,6 +289,7 @@ impl Default for GatewayConfig {
             ping_data: String::new(),
             worker_ping_interval: 25.0,
             park_after: 5.0,
+            handshake_timeout: 10.0,
             static_dir: None,
             tls_cert: None,
             tls_key: None,
@@ -469,9 +488,27 @@ fn load_with(
     } else {
         origin
     };
-    let config: Config = toml::Value::Table(table)
+    let set = |section: &str, key: &str| {
+        table
+            .get(section)
+            .and_then(|s| s.as_table())
+            .is_some_and(|t| t.contains_key(key))
+    };
+    let packet_sizes_set = (
+        set("gateway", "max_packet_size"),
+        set("worker", "max_packet_size"),
+    );
+    let mut config: Config = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| invalid(&origin, e.to_string()))?;
+    // Unset packet bounds follow the message bound, so raising max_message_size alone works.
+    let derived = config.gateway.max_message_size + MESSAGE_PACKET_OVERHEAD;
+    if !packet_sizes_set.0 {
+        config.gateway.max_packet_size = config.gateway.max_packet_size.max(derived);
+    }
+    if !packet_sizes_set.1 {
+        config.worker.max_packet_size = config.worker.max_packet_size.max(derived);
+    }
     config
         .validate()
         .map_err(|message| invalid(&origin, message))?;
@@ -506,11 +543,30 @@ impl Config {
             ("gateway.ping_interval", g.ping_interval),
             ("gateway.worker_ping_interval", g.worker_ping_interval),
             ("gateway.park_after", g.park_after),
+            ("gateway.handshake_timeout", g.handshake_timeout),
             ("worker.drain_timeout", w.drain_timeout),
             ("worker.ready_timeout", w.ready_timeout),
         ] {
             if !(seconds >= 0.0 && seconds.is_finite()) {
                 return Err(format!("{key} must be a non-negative number of seconds"));
+            }
+        }
+        // A client message travels to a worker in one inner packet (header, session, message):
+        // a gateway that accepts messages the packets cannot carry would lose them.
+        for (key, max_packet) in [
+            ("gateway.max_packet_size", g.max_packet_size),
+            ("worker.max_packet_size", w.max_packet_size),
+        ] {
+            if g.max_message_size + MESSAGE_PACKET_OVERHEAD > max_packet {
+                return Err(format!(
+                    "gateway.max_message_size ({}) does not fit in {key} ({max_packet}): a \
+                     client message travels to its worker in one inner packet with a header \
+                     and the session, so {key} must be at least max_message_size + {} \
+                     (set {key} = {} or lower gateway.max_message_size)",
+                    g.max_message_size,
+                    MESSAGE_PACKET_OVERHEAD,
+                    g.max_message_size + MESSAGE_PACKET_OVERHEAD,
+                ));
             }
         }
         let shards = g.shard_count();

@@ -49,7 +49,7 @@ fn drain_events(mut worker: TestWorker) -> std::thread::JoinHandle<()> {
 fn announced_sizes_reserve_nothing_on_client_or_inner_ports() {
     let gw = Gatewire::start(Setup {
         secret: "k",
-        extra: "max_message_size = 16777216\nmax_packet_size = 16777216".into(),
+        extra: "max_message_size = 16777216".into(),
         ..Setup::default()
     });
     let _events = drain_events(gw.workers("Sizes", "k").remove(0));
@@ -173,4 +173,80 @@ fn a_ping_flood_from_a_client_that_never_reads_stays_bounded() {
         "the flood ran ({} KiB written)",
         written / 1024
     );
+}
+
+#[test]
+fn half_open_handshakes_are_closed_after_the_handshake_timeout() {
+    let gw = Gatewire::start(Setup {
+        extra: "handshake_timeout = 1".into(),
+        metrics: true,
+        ..Setup::default()
+    });
+    let _events = drain_events(gw.workers("Handshakes", "").remove(0));
+    let mut upgraded = ws_connect(gw.public, "/");
+    // 1,000 connections that never finish their upgrade request (half of them send a part).
+    let mut half_open: Vec<TcpStream> = (0..1000)
+        .map(|i| {
+            let mut s = TcpStream::connect(gw.public).unwrap();
+            if i % 2 == 0 {
+                s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+            }
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    for s in &mut half_open {
+        assert!(
+            closed_within(s, Duration::from_secs(2)),
+            "a half-open handshake stays open"
+        );
+    }
+    assert_eq!(
+        gw.metric("gatewire_limit_hits_total{limit=\"handshake_timeout\"}"),
+        1000
+    );
+    // A client past its handshake is not affected.
+    upgraded
+        .send(tungstenite::Message::Ping(vec![7].into()))
+        .unwrap();
+    assert!(matches!(
+        upgraded.read().unwrap(),
+        tungstenite::Message::Pong(_)
+    ));
+}
+
+/// `gatewire config check` on `config`: exit code and stderr.
+fn config_check(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatewire.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["config", "check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn message_and_packet_sizes_must_agree() {
+    // A message bound the inner packets cannot carry is refused, naming both keys.
+    let (code, err) =
+        config_check("[gateway]\nmax_message_size = 16777216\nmax_packet_size = 16777216\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("gateway.max_message_size") && err.contains("gateway.max_packet_size"),
+        "{err}"
+    );
+    let (code, err) = config_check(
+        "[gateway]\nmax_message_size = 16777216\n[worker]\nmax_packet_size = 1000000\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("worker.max_packet_size"), "{err}");
+    // Raising the message bound alone raises the unset packet bounds with it.
+    let (code, err) = config_check("[gateway]\nmax_message_size = 16777216\n");
+    assert_eq!(code, Some(0), "{err}");
 }

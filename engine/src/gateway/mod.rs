@@ -5,6 +5,7 @@
 mod client;
 mod commands;
 mod encode;
+mod handshake_deadline;
 mod heartbeat;
 mod link;
 mod parking;

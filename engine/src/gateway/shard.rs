@@ -234,6 +234,18 @@ async fn run_shard(
         })
         .detach();
     }
+    if let Some(period) = shard.borrow().handshake_check_period() {
+        let checking = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(period).await;
+                checking
+                    .borrow_mut()
+                    .expire_handshakes(std::time::Instant::now());
+            }
+        })
+        .detach();
+    }
     if config.park_after > 0.0 {
         let every = Duration::from_secs_f64(config.park_after);
         if let Err(e) = super::parking::start(&shard, every) {
@@ -263,7 +275,9 @@ async fn run_shard(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let id = shard.borrow_mut().accept_client(remote);
+                let id = shard
+                    .borrow_mut()
+                    .accept_client(remote, std::time::Instant::now());
                 match id {
                     Some(id) => {
                         let peer = ClientPeer::new(shard.clone(), id, remote);

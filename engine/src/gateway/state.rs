@@ -35,6 +35,7 @@ pub struct ShardSettings {
     pub ping_interval: f64,
     pub ping_not_response_limit: u32,
     pub ping_data: Bytes,
+    pub handshake_timeout: f64,
     pub static_dir: Option<PathBuf>,
     pub builtin_page: Option<&'static str>,
 }
@@ -56,6 +57,7 @@ impl ShardSettings {
             ping_interval: config.ping_interval,
             ping_not_response_limit: config.ping_not_response_limit,
             ping_data: Bytes::from(config.ping_data.clone().into_bytes()),
+            handshake_timeout: config.handshake_timeout,
             static_dir: config.static_dir.clone(),
             builtin_page: config.builtin_page,
         }
@@ -145,6 +147,8 @@ pub struct Shard {
     pub stats: Stats,
     /// Set when idle clients are parked (`gateway.park_after` > 0).
     pub parking: Option<super::parking::Parking>,
+    /// Handshake deadlines in accept order (see `handshake_deadline`).
+    pub(super) handshakes: std::collections::VecDeque<(std::time::Instant, u32)>,
 }
 
 impl Shard {
@@ -161,6 +165,7 @@ impl Shard {
             router,
             stats: Stats::default(),
             parking: None,
+            handshakes: std::collections::VecDeque::new(),
         }
     }
 
@@ -168,7 +173,7 @@ impl Shard {
 
     /// Registers an accepted client and sends ON_CONNECT. Returns its connection id, or `None` when
     /// no worker could take the event (the client is then refused, as GatewayWorker does).
-    pub fn accept_client(&mut self, remote: SocketAddr) -> Option<u32> {
+    pub fn accept_client(&mut self, remote: SocketAddr, now: std::time::Instant) -> Option<u32> {
         let id = self.allocate_connection_id();
         let client_ip = match remote.ip() {
             IpAddr::V4(ip) => ip,
@@ -184,9 +189,9 @@ impl Shard {
             flag: Flags::SCALAR,
             gateway_port: self.settings.public_port,
         };
-        let outbox = match self.settings.protocol {
-            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => Outbox::held(),
-            _ => Outbox::default(),
+        let outbox = match self.settings.protocol.has_handshake() {
+            true => Outbox::held(),
+            false => Outbox::default(),
         };
         self.clients.insert(
             id,
@@ -207,6 +212,7 @@ impl Shard {
         );
         self.stats.accepted += 1;
         if self.send_event(id, Cmd::OnConnect, Flags::SCALAR, &Bytes::new()) {
+            self.watch_handshake(id, now);
             Some(id)
         } else {
             self.stats.no_worker += 1;

@@ -184,40 +184,19 @@ impl Gatewire {
             .sum()
     }
 
-    /// The pid of the child process running `role` (the supervisor starts one per role).
+    /// The pid of the child process running `role`, as `gatewire status` reports it.
     pub fn role_pid(&self, role: &str) -> u32 {
-        let supervisor = self.child.id();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                    continue;
-                };
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                // pid (comm) state ppid ...
-                let ppid = stat
-                    .rsplit(')')
-                    .next()
-                    .and_then(|rest| rest.split_whitespace().nth(1))
-                    .and_then(|p| p.parse::<u32>().ok());
-                if ppid != Some(supervisor) {
-                    continue;
-                }
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                if args
-                    .windows(2)
-                    .any(|w| w[0] == b"--role" && w[1] == role.as_bytes())
-                {
-                    return pid;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {role} process under the supervisor"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let out = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+            .args(["status", "-c"])
+            .arg(self.path("gatewire.toml"))
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(role))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {role} pid in `gatewire status`: {out:?}"))
     }
 
     /// What the processes logged so far (with `Setup::capture_log`).
