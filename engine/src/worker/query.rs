@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::auth::gateway_client_connect_body;
@@ -73,6 +73,7 @@ pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryErro
         addr: addr.to_owned(),
         source,
     };
+    let deadline = Instant::now() + QUERY_TIMEOUT;
     let mut stream = open(addr)?;
     let mut request = auth_prefix(secret);
     packet
@@ -96,10 +97,19 @@ pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryErro
                 });
             }
         }
-        let n = stream.read(&mut chunk).map_err(io)?;
-        if n == 0 {
-            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        // The runtime's timers interrupt blocking calls on an executor thread (EINTR): retry
+        // until the reply or the deadline, whichever comes first.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io(std::io::ErrorKind::TimedOut.into()));
         }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
         buf.extend_from_slice(&chunk[..n]);
     }
 }
