@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
+use gatewire_proto::{Cmd, Header, Packet};
 
 const MIB: u64 = 1 << 20;
 
@@ -249,4 +250,45 @@ fn message_and_packet_sizes_must_agree() {
     // Raising the message bound alone raises the unset packet bounds with it.
     let (code, err) = config_check("[gateway]\nmax_message_size = 16777216\n");
     assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_gateway_client_that_never_reads_its_replies_is_closed_at_the_cap() {
+    let gw = Gatewire::start(Setup {
+        metrics: true,
+        ..Setup::default()
+    });
+    let mut w = gw.workers("Replies", "").remove(0);
+    let _client = raw_websocket(&gw);
+    let id = w.expect(Cmd::OnConnect).header.connection_id;
+    // A 1 MiB session makes every GET_ALL_CLIENT_SESSIONS reply about 1 MiB.
+    let big = "z".repeat(1 << 20);
+    let session = format!("a:1:{{s:1:\"k\";s:{}:\"{big}\";}}", big.len());
+    w.command(Cmd::SetSession, id, &session, "");
+    eventually("the session is stored", || {
+        query(gw.inner(0), "", Cmd::GetAllClientSessions, 0, "").len() > 1 << 20
+    });
+    let _events = drain_events(w);
+
+    let pid = gw.role_pid("gateway");
+    let before = rss_bytes(pid);
+    let mut asker = TcpStream::connect(gw.inner(0)).unwrap();
+    let ask = Packet::new(Header::command(Cmd::GetAllClientSessions), "", "")
+        .to_bytes()
+        .unwrap();
+    for _ in 0..60 {
+        asker.write_all(&ask).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_bytes(pid).saturating_sub(before);
+    // 60 unread replies are 60 MiB; the cap (send_to_worker_buffer_size, 10 MB) closes the link.
+    assert!(grown < 30 * MIB, "gateway grew by {} MiB", grown / MIB);
+    assert!(
+        closed_within(&mut asker, TIMEOUT),
+        "the link is closed at the cap"
+    );
+    assert_eq!(
+        gw.metric("gatewire_limit_hits_total{limit=\"inner_reply\"}"),
+        1
+    );
 }

@@ -445,9 +445,20 @@ impl Shard {
         answer
     }
 
-    /// Queues a query reply (`u32 length + payload`) on a link.
+    /// Queues a query reply (`u32 length + payload`) on a link. A link that leaves replies
+    /// unread past `send_to_worker_buffer_size` is closed (a GatewayClient that asks and never
+    /// reads cannot grow the gateway).
     pub fn reply(&mut self, link_id: u64, payload: &[u8]) {
+        let cap = self.settings.send_to_worker_buffer_size;
         if let Some(link) = self.links.get_mut(&link_id) {
+            let queued = link.outbox.queued_bytes();
+            if queued > 0 && queued + 4 + payload.len() > cap {
+                if link.outbox.closing().is_none() {
+                    self.stats.inner_reply_overflows += 1;
+                    link.outbox.close(Closing::Now);
+                }
+                return;
+            }
             let mut frame = BytesMut::with_capacity(4 + payload.len());
             frame.put_u32(payload.len() as u32);
             frame.put_slice(payload);
