@@ -343,6 +343,10 @@ pub struct WorkerConfig {
     pub app: AppName,
     /// Largest packet accepted from a gateway (bytes); a larger one drops that link.
     pub max_packet_size: usize,
+    /// Bytes a worker thread may queue for one gateway link; a gateway that does not read past
+    /// this has its link dropped (and re-established), as GatewayWorker's
+    /// `sendToGatewayBufferSize`.
+    pub send_to_gateway_buffer_size: usize,
     /// Seconds a retiring worker waits for every gateway to confirm it takes no new events
     /// (reload, `stop -g`) before it stops anyway.
     pub drain_timeout: f64,
@@ -366,6 +370,7 @@ impl Default for WorkerConfig {
             secret_key: String::new(),
             app: AppName::Chat,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
+            send_to_gateway_buffer_size: 10_240_000,
             drain_timeout: 10.0,
             ready_timeout: 30.0,
             log: None,

@@ -253,6 +253,15 @@ pub fn worker(text: &mut Exposition, control: &WorkerControl) {
             .iter()
             .map(|t| (key(t), t.linked.load(Ordering::Relaxed))),
     );
+    text.family(
+        "worker_link_overflows_total",
+        "counter",
+        "Gateway links dropped because the gateway left more than worker.send_to_gateway_buffer_size unread.",
+        control
+            .threads
+            .iter()
+            .map(|t| (key(t), t.link_overflows.load(Ordering::Relaxed))),
+    );
     let mut samples = Vec::new();
     for t in &control.threads {
         let labels = key(t);

@@ -30,6 +30,42 @@ pub struct Links {
     pub connected: HashMap<String, LinkHandle>,
     /// Every address the registers announced (queries go to all of them).
     pub known: Vec<String>,
+    /// Bytes one link may hold queued (`worker.send_to_gateway_buffer_size`).
+    pub output_cap: usize,
+    /// Links dropped because their gateway left more than `output_cap` unread.
+    pub overflows: u64,
+}
+
+impl Links {
+    /// Queues `packet` on the link to `address`; false when there is none. A link whose gateway
+    /// left more than `output_cap` unread is dropped (its queue freed; the link is made again).
+    fn push(&mut self, address: &str, packet: Bytes) -> bool {
+        let Some(link) = self.connected.get(address) else {
+            return false;
+        };
+        let mut outbox = link.outbox.borrow_mut();
+        if outbox.closing().is_some() {
+            return false;
+        }
+        if outbox.queued_bytes() + packet.len() > self.output_cap {
+            // A callback may queue a lot at once: first let the socket take what it can.
+            let _ = crate::net::send_parked(link.fd, &mut outbox);
+        }
+        let queued = outbox.queued_bytes();
+        if queued > 0 && queued + packet.len() > self.output_cap {
+            outbox.close(crate::net::Closing::Now);
+            self.overflows += 1;
+            warn!(
+                gateway = address,
+                queued,
+                "the gateway does not read its link: dropping the link and {queued} queued bytes \
+                 (worker.send_to_gateway_buffer_size); it is made again in a second"
+            );
+            return false;
+        }
+        outbox.push(packet);
+        true
+    }
 }
 
 /// How commands reach the gateways.
@@ -137,13 +173,7 @@ impl Gateway {
 
     fn to_address(&self, address: &str, packet: Bytes) -> bool {
         match &self.transport {
-            Transport::Links(links) => match links.borrow().connected.get(address) {
-                Some(link) => {
-                    link.outbox.borrow_mut().push(packet);
-                    true
-                }
-                None => false,
-            },
+            Transport::Links(links) => links.borrow_mut().push(address, packet),
             Transport::Direct(_) => match query::send(address, &self.secret, &packet) {
                 Ok(()) => true,
                 Err(e) => {

@@ -21,6 +21,8 @@ pub struct ThreadStats {
     pub listed: AtomicU64,
     /// Links the gateway has confirmed (or that stayed up past the confirmation wait).
     pub linked: AtomicU64,
+    /// Links dropped because their gateway left more than `send_to_gateway_buffer_size` unread.
+    pub link_overflows: AtomicU64,
     /// A register has sent this thread a gateway list.
     pub has_list: AtomicBool,
     /// The thread has finished (`on_worker_stop` ran).

@@ -98,6 +98,8 @@ impl<A> Worker<A> {
         self.stats.listed.store(listed, Ordering::SeqCst);
         let confirmed = self.confirmed.borrow().len() as u64;
         self.stats.linked.store(confirmed, Ordering::SeqCst);
+        let overflows = self.links.borrow().overflows;
+        self.stats.link_overflows.store(overflows, Ordering::SeqCst);
     }
 
     fn confirm(&self, address: &str) {
@@ -121,7 +123,10 @@ async fn run_thread<A: Events>(
     app: A,
     control: Arc<WorkerControl>,
 ) {
-    let links = Rc::new(RefCell::new(Links::default()));
+    let links = Rc::new(RefCell::new(Links {
+        output_cap: config.send_to_gateway_buffer_size,
+        ..Links::default()
+    }));
     let stats = control.threads[index].clone();
     let worker_key = config.worker_key(index);
     let _ = stats.worker_key.set(worker_key.clone());

@@ -1,0 +1,222 @@
+//! A worker (in this process) against a gateway played by the test: answers that come late, a
+//! gateway that stops reading its link.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::*;
+use gatewire::config::WorkerConfig;
+use gatewire::{Context, Events};
+use gatewire_proto::{Cmd, Flags, Header, Packet, PacketDecoder, query_reply};
+
+/// A gateway address announced to a real register, with the worker links and queries it
+/// accepts handled by the test.
+struct FakeGateway {
+    listener: TcpListener,
+    address: SocketAddr,
+    _register: Gatewire,
+    _announce: TcpStream,
+}
+
+impl FakeGateway {
+    fn start() -> FakeGateway {
+        let register = Gatewire::start(Setup {
+            roles: "register",
+            ..Setup::default()
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut announce = TcpStream::connect(register.register).unwrap();
+        announce
+            .write_all(
+                gatewire_proto::register::gateway_connect_line(&address.to_string(), "").as_bytes(),
+            )
+            .unwrap();
+        FakeGateway {
+            listener,
+            address,
+            _register: register,
+            _announce: announce,
+        }
+    }
+
+    fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            count: 1,
+            register_address: vec![self._register.register],
+            ..WorkerConfig::default()
+        }
+    }
+
+    /// The next inner connection (within 10 s), with a 10 s read timeout.
+    fn accept(&self) -> TcpStream {
+        self.listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "nothing connected");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    }
+
+    /// The next worker link, past its WORKER_CONNECT.
+    fn accept_worker(&self) -> (TcpStream, BytesMut) {
+        let mut link = self.accept();
+        let mut buf = BytesMut::new();
+        assert_eq!(
+            read_packet(&mut link, &mut buf).header.cmd,
+            Cmd::WorkerConnect
+        );
+        (link, buf)
+    }
+
+    /// An ON_MESSAGE event from client `id` of this gateway.
+    fn message(&self, id: u32, body: &str) -> Vec<u8> {
+        let event = Header {
+            cmd: Cmd::OnMessage,
+            local_ip: Ipv4Addr::LOCALHOST,
+            local_port: self.address.port(),
+            client_ip: Ipv4Addr::LOCALHOST,
+            client_port: 40000,
+            connection_id: id,
+            flag: Flags::SCALAR,
+            gateway_port: 8282,
+        };
+        Packet::new(event, "", body.to_owned())
+            .to_bytes()
+            .unwrap()
+            .to_vec()
+    }
+}
+
+/// The next packet on a blocking inner connection.
+fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Packet {
+    let mut decoder = PacketDecoder::default();
+    loop {
+        if let Some(p) = decoder.decode(buf).unwrap() {
+            return p;
+        }
+        let mut chunk = [0u8; 65536];
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Answers every message with the result of an `isOnline` query about its sender.
+#[derive(Clone)]
+struct AskOnline;
+
+impl Events for AskOnline {
+    fn on_message(&mut self, ctx: &mut Context<'_>, _message: &[u8]) {
+        let answer = match ctx.gateway().is_online(ctx.client_id) {
+            Ok(online) => format!("online: {online}"),
+            Err(e) => format!("error: {e}"),
+        };
+        ctx.send(answer);
+    }
+}
+
+/// The worker's executor thread waits through the runtime's timer interrupts until the answer or
+/// the query timeout (a blocking read there used to fail with EINTR after 100 ms).
+#[test]
+fn a_query_from_a_worker_waits_for_a_slow_gateway() {
+    let gateway = FakeGateway::start();
+    let _workers = gatewire::worker::start(&gateway.worker_config(), AskOnline).unwrap();
+    let (mut link, mut link_buf) = gateway.accept_worker();
+    for (delay, id) in [(Duration::from_millis(200), 1), (Duration::from_secs(3), 2)] {
+        link.write_all(&gateway.message(id, "hi")).unwrap();
+        let mut query = gateway.accept();
+        let asked = read_packet(&mut query, &mut BytesMut::new());
+        assert_eq!(asked.header.cmd, Cmd::IsOnline);
+        assert_eq!(asked.header.connection_id, id);
+        std::thread::sleep(delay);
+        let mut reply = BytesMut::new();
+        query_reply::encode(b"i:1;", &mut reply).unwrap();
+        query.write_all(&reply).unwrap();
+        let answer = loop {
+            let p = read_packet(&mut link, &mut link_buf);
+            if p.header.cmd == Cmd::SendToOne {
+                break p;
+            }
+        };
+        assert_eq!(answer.header.connection_id, id);
+        assert_eq!(
+            String::from_utf8_lossy(&answer.body),
+            "online: true",
+            "answered after {delay:?}"
+        );
+    }
+}
+
+/// Sends 40 × 1 MiB back on "flood", "ok" on anything else.
+#[derive(Clone)]
+struct Flood;
+
+impl Events for Flood {
+    fn on_message(&mut self, ctx: &mut Context<'_>, message: &[u8]) {
+        if message != b"flood" {
+            ctx.send("ok");
+            return;
+        }
+        let chunk = vec![b'f'; 1 << 20];
+        for _ in 0..40 {
+            ctx.send(&chunk);
+        }
+    }
+}
+
+#[test]
+fn a_gateway_that_never_reads_its_link_gets_it_dropped_and_made_again() {
+    let gateway = FakeGateway::start();
+    let workers = gatewire::worker::start(&gateway.worker_config(), Flood).unwrap();
+    let (mut link, _) = gateway.accept_worker();
+    link.write_all(&gateway.message(1, "flood")).unwrap();
+    // 40 MiB queued for a gateway that reads nothing: past 10 MB the link is dropped...
+    let mut relinked = gateway.accept_worker().0;
+    let stats = &workers.control.threads[0];
+    eventually("the overflow is counted", || {
+        stats.link_overflows.load(Ordering::SeqCst) == 1
+    });
+    // ...its queue freed (the old socket is closed), and a new link serves the next message.
+    link.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let mut drained = 0;
+    loop {
+        match link.read(&mut sink) {
+            Ok(0) => break,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the old link stays open: {e}"),
+        }
+    }
+    assert!(
+        drained < 30 << 20,
+        "{drained} bytes arrived on the dropped link"
+    );
+    relinked.write_all(&gateway.message(2, "again")).unwrap();
+    let mut buf = BytesMut::new();
+    let first = loop {
+        let p = read_packet(&mut relinked, &mut buf);
+        if p.header.cmd == Cmd::SendToOne {
+            break p;
+        }
+    };
+    assert_eq!(first.header.connection_id, 2);
+    assert_eq!(&first.body[..], b"ok");
+}
