@@ -21,6 +21,16 @@ use crate::gateway::stats::CloseCause;
 use crate::log_limit::warn_limited;
 use crate::net::{CloseReason, Outbox, Peer};
 
+/// Pings answered one by one in one input batch while the client reads its output.
+const PONGS_PER_BATCH: usize = 16;
+
+/// The pings of one input batch: how many more get their own pong, and the latest one not yet
+/// answered.
+struct Pings {
+    answer_each: usize,
+    latest: Option<Bytes>,
+}
+
 /// Where a client's byte stream is.
 #[derive(Debug)]
 enum Codec {
@@ -156,23 +166,31 @@ impl ClientPeer {
         self.codec = Codec::WebSocket(FrameDecoder::server(max));
     }
 
-    /// Decodes every whole frame in `input`. Pings are coalesced: one pong answers the latest
+    /// Decodes every whole frame in `input`. Pings are answered one by one while the client
+    /// reads its output (its queue was empty when the batch arrived), up to
+    /// [`PONGS_PER_BATCH`]; past that, or while output is waiting, one pong answers the latest
     /// ping of the batch (RFC 6455 §5.5.3 allows it), so a ping flood cannot multiply output.
     fn websocket_frames(&mut self, input: &mut BytesMut) {
-        let mut latest_ping = None;
-        self.websocket_frames_until_idle(input, &mut latest_ping);
-        if let (Some(payload), Codec::WebSocket(_)) = (latest_ping, &self.codec) {
-            let mut pong = BytesMut::new();
-            websocket::encode_frame(OpCode::Pong, &payload, &mut pong);
-            self.shard.borrow_mut().queue_pong(self.id, pong.freeze());
+        let reading = self
+            .with_outbox(|outbox| outbox.queued_bytes() == 0)
+            .unwrap_or(false);
+        let mut pings = Pings {
+            answer_each: if reading { PONGS_PER_BATCH } else { 0 },
+            latest: None,
+        };
+        self.websocket_frames_until_idle(input, &mut pings);
+        if let (Some(payload), Codec::WebSocket(_)) = (pings.latest, &self.codec) {
+            self.pong(&payload);
         }
     }
 
-    fn websocket_frames_until_idle(
-        &mut self,
-        input: &mut BytesMut,
-        latest_ping: &mut Option<Bytes>,
-    ) {
+    fn pong(&mut self, payload: &[u8]) {
+        let mut pong = BytesMut::new();
+        websocket::encode_frame(OpCode::Pong, payload, &mut pong);
+        self.shard.borrow_mut().queue_pong(self.id, pong.freeze());
+    }
+
+    fn websocket_frames_until_idle(&mut self, input: &mut BytesMut, pings: &mut Pings) {
         loop {
             let Codec::WebSocket(decoder) = &mut self.codec else {
                 return;
@@ -189,7 +207,11 @@ impl ClientPeer {
                         return;
                     }
                 }
-                Ok(Some(Message::Ping(payload))) => *latest_ping = Some(payload),
+                Ok(Some(Message::Ping(payload))) if pings.answer_each > 0 => {
+                    pings.answer_each -= 1;
+                    self.pong(&payload);
+                }
+                Ok(Some(Message::Ping(payload))) => pings.latest = Some(payload),
                 Ok(Some(Message::Pong(_))) => {}
                 Ok(Some(Message::Close(_))) => {
                     input.clear();
