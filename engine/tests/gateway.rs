@@ -389,14 +389,22 @@ fn a_worker_key_conflict_closes_the_older_link() {
 }
 
 #[test]
-fn without_a_worker_clients_are_refused() {
+fn without_a_worker_clients_wait_until_one_links() {
     let gw = Gatewire::start(Setup::default());
     let stream = std::net::TcpStream::connect(gw.public).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     let url = format!("ws://{}/", gw.public);
-    let result =
-        tungstenite::client::client(url, tungstenite::stream::MaybeTlsStream::Plain(stream));
-    assert!(result.is_err(), "the handshake gets no response");
+    let client = std::thread::spawn(move || {
+        tungstenite::client::client(url, tungstenite::stream::MaybeTlsStream::Plain(stream))
+            .map(|_| ())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut w = gw.workers("Late", "").remove(0);
+    // The waiting client is accepted once the worker links, and its handshake is answered.
+    w.expect(Cmd::OnConnect);
+    let data = w.expect(Cmd::OnWebSocketConnect);
+    assert!(!data.body.is_empty());
+    assert!(client.join().unwrap().is_ok(), "the handshake was answered");
 }
 
 #[test]

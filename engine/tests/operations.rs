@@ -343,3 +343,62 @@ fn a_late_answer_is_not_taken_for_the_next_one() {
     );
     assert!(rows[0].contains("127.0.0.1:"), "{connections}");
 }
+
+/// After `kill -9` of the gateway its clients reconnect at once; the restarted gateway accepts
+/// them only once a worker has linked again, so every first reconnect is served (they all
+/// failed when it accepted before any worker and dropped them unanswered).
+#[test]
+fn clients_reconnecting_to_a_restarted_gateway_are_served_on_the_first_try() {
+    let gw = Gatewire::start(echo_setup());
+    let dir = gw.dir.path().to_owned();
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    round_trip(&mut ws, "before");
+    let old = pid_of(&dir, "gateway").unwrap();
+    // SAFETY: a pid of a process this test started (through the supervisor).
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    // Clients notice the drop, then reconnect: each retries its TCP connect until the port is
+    // back, then gets one try.
+    assert!(ws.read().is_err(), "the old connection ends");
+    eventually("the killed gateway is gone", || !alive(old));
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            let public = gw.public;
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let stream = loop {
+                    match std::net::TcpStream::connect(public) {
+                        Ok(s) => break s,
+                        Err(_) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        Err(e) => return Err(format!("client {i}: no listener: {e}")),
+                    }
+                };
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let url = format!("ws://{public}/");
+                let (mut ws, _) = tungstenite::client::client(
+                    url,
+                    tungstenite::stream::MaybeTlsStream::Plain(stream),
+                )
+                .map_err(|e| format!("client {i}: handshake: {e}"))?;
+                ws.send(tungstenite::Message::text(format!("after {i}")))
+                    .map_err(|e| format!("client {i}: send: {e}"))?;
+                match ws.read() {
+                    Ok(m) if m.to_text().ok() == Some(&format!("after {i}")) => Ok(()),
+                    other => Err(format!("client {i}: no echo: {other:?}")),
+                }
+            })
+        })
+        .collect();
+    let failures: Vec<String> = clients
+        .into_iter()
+        .filter_map(|c| c.join().unwrap().err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 100 failed: {failures:?}",
+        failures.len()
+    );
+}

@@ -53,24 +53,9 @@ fn broadcast_app_reaches_clients_on_every_shard() {
 
 /// The client id from the chat's "Hello <id>" greeting, skipping other clients' comings and goings.
 fn greeting(ws: &mut Ws) -> String {
-    let hello = chat_read(ws);
+    let hello = ws_read(ws);
     assert!(hello.starts_with("Hello "), "{hello}");
     hello.trim_start_matches("Hello ").to_owned()
-}
-
-/// The next chat line, skipping the joins and leaves of connections this test did not make (the
-/// harness probes the port before the test starts).
-fn chat_read(ws: &mut Ws) -> String {
-    loop {
-        let line = ws_read(ws);
-        let stray = line
-            .strip_suffix(" joined")
-            .or_else(|| line.strip_suffix(" left"))
-            .is_some_and(|id| id.len() == 20 && id.ends_with("00000001"));
-        if !stray {
-            return line;
-        }
-    }
 }
 
 #[test]
@@ -78,58 +63,58 @@ fn chat_app_greets_broadcasts_nicknames_rooms_and_whispers() {
     let gw = all_roles("chat", 1);
     let mut alice = ws_connect_when_served(gw.public, "/");
     let alice_id = greeting(&mut alice);
-    assert_eq!(chat_read(&mut alice), format!("{alice_id} joined"));
+    assert_eq!(ws_read(&mut alice), format!("{alice_id} joined"));
 
     let mut bob = ws_connect_when_served(gw.public, "/");
     let bob_id = greeting(&mut bob);
-    assert_eq!(chat_read(&mut bob), format!("{bob_id} joined"));
-    assert_eq!(chat_read(&mut alice), format!("{bob_id} joined"));
+    assert_eq!(ws_read(&mut bob), format!("{bob_id} joined"));
+    assert_eq!(ws_read(&mut alice), format!("{bob_id} joined"));
 
     // Plain text, before any nickname: "<id> said <text>".
     bob.send(tungstenite::Message::text("hi all")).unwrap();
-    assert_eq!(chat_read(&mut alice), format!("{bob_id} said hi all"));
-    assert_eq!(chat_read(&mut bob), format!("{bob_id} said hi all"));
+    assert_eq!(ws_read(&mut alice), format!("{bob_id} said hi all"));
+    assert_eq!(ws_read(&mut bob), format!("{bob_id} said hi all"));
 
     // Nicknames live in the session and survive across events.
     alice
         .send(tungstenite::Message::text("/nick alice"))
         .unwrap();
-    assert_eq!(chat_read(&mut alice), "You are now alice");
+    assert_eq!(ws_read(&mut alice), "You are now alice");
     alice.send(tungstenite::Message::text("hello bob")).unwrap();
-    assert_eq!(chat_read(&mut bob), "alice said hello bob");
-    assert_eq!(chat_read(&mut alice), "alice said hello bob");
+    assert_eq!(ws_read(&mut bob), "alice said hello bob");
+    assert_eq!(ws_read(&mut alice), "alice said hello bob");
 
     // Private messages go to the uid bound by /nick.
     bob.send(tungstenite::Message::text("/msg alice psst"))
         .unwrap();
-    assert_eq!(chat_read(&mut bob), "You whisper to alice: psst");
-    assert_eq!(chat_read(&mut alice), format!("{bob_id} whispers psst"));
+    assert_eq!(ws_read(&mut bob), "You whisper to alice: psst");
+    assert_eq!(ws_read(&mut alice), format!("{bob_id} whispers psst"));
 
     // Rooms: once both are in "r1", room talk stays in the room.
     alice.send(tungstenite::Message::text("/join r1")).unwrap();
-    assert_eq!(chat_read(&mut alice), "You joined r1");
+    assert_eq!(ws_read(&mut alice), "You joined r1");
     bob.send(tungstenite::Message::text("/join r1")).unwrap();
-    assert_eq!(chat_read(&mut bob), "You joined r1");
+    assert_eq!(ws_read(&mut bob), "You joined r1");
     alice
         .send(tungstenite::Message::text("in the room"))
         .unwrap();
-    assert_eq!(chat_read(&mut bob), "alice said in the room");
-    assert_eq!(chat_read(&mut alice), "alice said in the room");
+    assert_eq!(ws_read(&mut bob), "alice said in the room");
+    assert_eq!(ws_read(&mut alice), "alice said in the room");
 
     // Commands sent back to back: the second event was emitted before the first one's session
     // write reached the gateway, and still sees it.
     bob.send(tungstenite::Message::text("/nick bobby")).unwrap();
     bob.send(tungstenite::Message::text("/join r2")).unwrap();
     bob.send(tungstenite::Message::text("quick")).unwrap();
-    assert_eq!(chat_read(&mut bob), "You are now bobby");
-    assert_eq!(chat_read(&mut bob), "You joined r2");
-    assert_eq!(chat_read(&mut bob), "bobby said quick");
+    assert_eq!(ws_read(&mut bob), "You are now bobby");
+    assert_eq!(ws_read(&mut bob), "You joined r2");
+    assert_eq!(ws_read(&mut bob), "bobby said quick");
     bob.send(tungstenite::Message::text("/join r1")).unwrap();
-    assert_eq!(chat_read(&mut bob), "You joined r1");
+    assert_eq!(ws_read(&mut bob), "You joined r1");
 
     // Leaving tells the room.
     drop(bob);
-    assert_eq!(chat_read(&mut alice), "bobby left");
+    assert_eq!(ws_read(&mut alice), "bobby left");
 }
 
 #[test]

@@ -22,6 +22,9 @@ use crate::net;
 use crate::register::{RegisterLink, keep_registered};
 use crate::system;
 
+/// How often a shard without workers looks again before accepting clients.
+const WORKER_WAIT_POLL: Duration = Duration::from_millis(20);
+
 /// How often a shard publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
@@ -269,6 +272,11 @@ async fn run_shard(
 
     let _ = ready.send((index, Ok(())));
     loop {
+        // No worker, nobody to serve: connections wait in the kernel's backlog (after a restart,
+        // until the workers relink) instead of being accepted and dropped unanswered.
+        while !shard.borrow().has_workers() {
+            glommio::timer::sleep(WORKER_WAIT_POLL).await;
+        }
         match public_listener.accept().await {
             Ok(stream) => {
                 let Ok(remote) = stream.peer_addr() else {

@@ -349,6 +349,11 @@ impl Shard {
 
     // ---- worker links ------------------------------------------------------------------------
 
+    /// Whether a worker can take events (clients are accepted only then).
+    pub fn has_workers(&self) -> bool {
+        !self.workers.is_empty()
+    }
+
     /// A new inner connection. Authorized at once when no secret is configured.
     pub fn link_opened(&mut self, peer: SocketAddr) -> u64 {
         self.next_link_id += 1;
