@@ -397,6 +397,7 @@ fn without_a_worker_clients_wait_until_one_links() {
     let client = std::thread::spawn(move || {
         tungstenite::client::client(url, tungstenite::stream::MaybeTlsStream::Plain(stream))
             .map(|_| ())
+            .map_err(|e| e.to_string())
     });
     std::thread::sleep(Duration::from_millis(500));
     let mut w = gw.workers("Late", "").remove(0);
