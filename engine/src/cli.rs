@@ -103,6 +103,9 @@ enum Command {
         /// To one client id (20 hex characters).
         #[arg(long)]
         client: Option<String>,
+        /// As a binary WebSocket frame (text otherwise).
+        #[arg(long)]
+        binary: bool,
         message: String,
     },
     /// Host checks for big connection counts.
@@ -334,20 +337,22 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             uid,
             group,
             client,
+            binary,
             message,
         } => with_client(&config, |gw| {
+            let message = crate::worker::Message::new(message, binary);
             match (uid, group, client) {
-                (Some(uid), _, _) => gw.send_to_uid(&[uid.as_str()], &message),
-                (_, Some(group), _) => gw.send_to_group(&[group.as_str()], &message, &[]),
+                (Some(uid), _, _) => gw.send_to_uid(&[uid.as_str()], message),
+                (_, Some(group), _) => gw.send_to_group(&[group.as_str()], message, &[]),
                 (_, _, Some(client)) => {
                     let id: gatewire_proto::ClientId = client
                         .parse()
                         .map_err(|e| format!("--client {client}: {e}"))?;
-                    if !gw.send_to_client(id, &message) {
+                    if !gw.send_to_client(id, message) {
                         return Err(format!("gateway {} did not take the message", id.gateway()));
                     }
                 }
-                _ => gw.send_to_all(&message),
+                _ => gw.send_to_all(message),
             }
             Ok(true)
         }),

@@ -33,6 +33,6 @@ pub mod tune;
 pub mod worker;
 
 pub use cli::run;
-pub use worker::{Context, Events};
+pub use worker::{Binary, Context, Events, Message};
 
 pub use gatewire_proto as proto;

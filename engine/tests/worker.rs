@@ -51,6 +51,34 @@ fn broadcast_app_reaches_clients_on_every_shard() {
     }
 }
 
+/// One client's binary message reaches every client as a binary frame: as a text frame its bytes
+/// (not UTF-8) make every conforming client close with 1007, so one client disconnected all.
+#[test]
+fn broadcast_app_keeps_binary_messages_binary() {
+    let gw = all_roles("broadcast", 2);
+    let mut clients: Vec<Ws> = (0..4)
+        .map(|_| ws_connect_when_served(gw.public, "/"))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let bytes = vec![0xffu8, 0x00, 0xfe, 0x80];
+    clients[0]
+        .send(tungstenite::Message::binary(bytes.clone()))
+        .unwrap();
+    for ws in &mut clients {
+        // tungstenite validates text frames: invalid UTF-8 would be an error here.
+        match ws.read().expect("a valid frame") {
+            tungstenite::Message::Binary(b) => assert_eq!(&b[..], &bytes[..]),
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+    clients[1]
+        .send(tungstenite::Message::text("still text"))
+        .unwrap();
+    for ws in &mut clients {
+        assert!(matches!(ws.read().unwrap(), tungstenite::Message::Text(t) if t == "still text"));
+    }
+}
+
 /// The client id from the chat's "Hello <id>" greeting, skipping other clients' comings and goings.
 fn greeting(ws: &mut Ws) -> String {
     let hello = ws_read(ws);

@@ -14,6 +14,7 @@ use gatewire_proto::php::{Array, Key, Value, serialize, unserialize};
 use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet};
 use tracing::warn;
 
+use super::message::Message;
 use super::query::{self, QueryError};
 use crate::net::Outbox;
 
@@ -197,35 +198,38 @@ impl Gateway {
 
     // ---- commands ----------------------------------------------------------------------------
 
-    /// `sendToClient`: false when the owning gateway cannot be reached.
-    pub fn send_to_client(&self, client: ClientId, message: impl AsRef<[u8]>) -> bool {
-        self.send_to_client_as(client, message, false)
-    }
+    // Every send takes anything byte-like (a text message) or a [`Binary`](super::Binary).
 
-    /// `sendToClient` with the frame type chosen (binary frames for WebSocket clients).
-    pub fn send_to_client_as(
-        &self,
-        client: ClientId,
-        message: impl AsRef<[u8]>,
-        binary: bool,
-    ) -> bool {
-        let body = Bytes::copy_from_slice(message.as_ref());
-        let flag = Flags::SCALAR.with_binary(binary);
+    /// `sendToClient`: false when the owning gateway cannot be reached.
+    pub fn send_to_client(&self, client: ClientId, message: impl Into<Message>) -> bool {
+        let message = message.into();
         self.to_owner(
             client,
-            packet(Cmd::SendToOne, client.connection_id, flag, "", body),
+            packet(
+                Cmd::SendToOne,
+                client.connection_id,
+                message.flag(),
+                "",
+                message.body().clone(),
+            ),
         )
     }
 
     /// `sendToAll($msg)`.
-    pub fn send_to_all(&self, message: impl AsRef<[u8]>) {
-        let body = Bytes::copy_from_slice(message.as_ref());
-        self.to_every_gateway(packet(Cmd::SendToAll, 0, Flags::SCALAR, "", body));
+    pub fn send_to_all(&self, message: impl Into<Message>) {
+        let message = message.into();
+        self.to_every_gateway(packet(
+            Cmd::SendToAll,
+            0,
+            message.flag(),
+            "",
+            message.body().clone(),
+        ));
     }
 
     /// `sendToAll($msg, null, $exclude)`.
-    pub fn send_to_all_except(&self, message: impl AsRef<[u8]>, exclude: &[ClientId]) {
-        let body = Bytes::copy_from_slice(message.as_ref());
+    pub fn send_to_all_except(&self, message: impl Into<Message>, exclude: &[ClientId]) {
+        let message = message.into();
         for addr in self.command_targets() {
             let ids = ids_on(exclude, &addr);
             let ext = if ids.is_empty() {
@@ -235,14 +239,20 @@ impl Gateway {
             };
             self.to_address(
                 &addr,
-                packet(Cmd::SendToAll, 0, Flags::SCALAR, ext, body.clone()),
+                packet(
+                    Cmd::SendToAll,
+                    0,
+                    message.flag(),
+                    ext,
+                    message.body().clone(),
+                ),
             );
         }
     }
 
     /// `sendToAll($msg, $client_ids)`: only to these clients; an empty list sends nothing.
-    pub fn send_to_clients(&self, message: impl AsRef<[u8]>, clients: &[ClientId]) {
-        let body = Bytes::copy_from_slice(message.as_ref());
+    pub fn send_to_clients(&self, message: impl Into<Message>, clients: &[ClientId]) {
+        let message = message.into();
         let mut by_gateway: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for c in clients {
             by_gateway
@@ -254,7 +264,13 @@ impl Gateway {
             let ext = SendToAllTarget::Only(ids).to_ext();
             self.to_address(
                 &addr,
-                packet(Cmd::SendToAll, 0, Flags::SCALAR, ext, body.clone()),
+                packet(
+                    Cmd::SendToAll,
+                    0,
+                    message.flag(),
+                    ext,
+                    message.body().clone(),
+                ),
             );
         }
     }
@@ -327,25 +343,36 @@ impl Gateway {
     }
 
     /// `sendToUid($uids, $msg)`.
-    pub fn send_to_uid(&self, uids: &[&str], message: impl AsRef<[u8]>) {
-        let body = Bytes::copy_from_slice(message.as_ref());
+    pub fn send_to_uid(&self, uids: &[&str], message: impl Into<Message>) {
+        let message = message.into();
         self.to_every_gateway(packet(
             Cmd::SendToUid,
             0,
-            Flags::SCALAR,
+            message.flag(),
             key_list_ext(uids),
-            body,
+            message.body().clone(),
         ));
     }
 
     /// `sendToGroup($groups, $msg, $exclude)`.
-    pub fn send_to_group(&self, groups: &[&str], message: impl AsRef<[u8]>, exclude: &[ClientId]) {
-        let body = Bytes::copy_from_slice(message.as_ref());
+    pub fn send_to_group(
+        &self,
+        groups: &[&str],
+        message: impl Into<Message>,
+        exclude: &[ClientId],
+    ) {
+        let message = message.into();
         for addr in self.command_targets() {
             let ext = SendToGroup::to_ext(groups, &ids_on(exclude, &addr));
             self.to_address(
                 &addr,
-                packet(Cmd::SendToGroup, 0, Flags::SCALAR, ext, body.clone()),
+                packet(
+                    Cmd::SendToGroup,
+                    0,
+                    message.flag(),
+                    ext,
+                    message.body().clone(),
+                ),
             );
         }
     }

@@ -7,6 +7,7 @@ use gatewire_proto::ClientId;
 use gatewire_proto::php::Array;
 
 use super::api::Gateway;
+use super::message::Message;
 
 /// The event's client and session, and the Gateway API.
 #[derive(Debug)]
@@ -36,15 +37,19 @@ impl Context<'_> {
         self.client_id.gateway()
     }
 
-    /// `sendToCurrentClient`.
-    pub fn send(&self, message: impl AsRef<[u8]>) -> bool {
+    /// `sendToCurrentClient`: text, or a [`Binary`](super::Binary).
+    pub fn send(&self, message: impl Into<Message>) -> bool {
         self.gateway.send_to_client(self.client_id, message)
     }
 
     /// Sends back with the type of the message being handled (binary stays binary).
     pub fn reply(&self, message: impl AsRef<[u8]>) -> bool {
-        self.gateway
-            .send_to_client_as(self.client_id, message, self.binary)
+        self.send(self.same_type(message))
+    }
+
+    /// `body` as a message of the type being handled (binary stays binary), for fanout.
+    pub fn same_type(&self, body: impl AsRef<[u8]>) -> Message {
+        Message::new(body, self.binary)
     }
 
     /// `closeCurrentClient($msg)`.

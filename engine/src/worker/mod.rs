@@ -6,6 +6,7 @@ mod api;
 mod context;
 mod control;
 mod events;
+mod message;
 mod query;
 mod runtime;
 
@@ -13,5 +14,6 @@ pub use api::{Answer, Gateway};
 pub use context::Context;
 pub use control::{LATENCY_BOUNDS, ThreadStats, WorkerControl};
 pub use events::{Events, WorkerInfo};
+pub use message::{Binary, Message};
 pub use query::QueryError;
 pub use runtime::{Workers, start};
