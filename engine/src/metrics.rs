@@ -86,7 +86,7 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             .map(|s| (format!("shard=\"{}\"", s.index), value(s)))
             .collect()
     };
-    let families: [ShardFamily; 15] = [
+    let families: [ShardFamily; 16] = [
         ("connections", "gauge", "Client connections open.", |s| {
             s.connections
         }),
@@ -158,6 +158,12 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             "counter",
             "Inner links closed for a missing or wrong secret.",
             |s| s.stats.unauthorized_links,
+        ),
+        (
+            "worker_key_conflicts_total",
+            "counter",
+            "Worker links refused because a live link holds their worker key.",
+            |s| s.stats.worker_key_conflicts,
         ),
         (
             "parked_total",

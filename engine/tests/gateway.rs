@@ -351,11 +351,19 @@ fn register_list(register: std::net::SocketAddr, secret: &str) -> String {
 fn secret_keys_are_enforced_on_the_inner_port_and_the_register() {
     let gw = Gatewire::start(Setup {
         secret: "s3cret",
+        capture_log: true,
         ..Setup::default()
     });
-    // A wrong key: the link is closed.
+    // A wrong key: the link is closed, and the gateway says so naming the peer.
     let mut wrong = TestWorker::connect(gw.inner(0), "Bad:0", "nope");
+    let wrong_addr = wrong.stream.local_addr().unwrap();
     assert!(wrong.closed_within(Duration::from_secs(3)));
+    assert!(
+        gw.log()
+            .contains(&format!("secret key mismatch from {wrong_addr}")),
+        "{}",
+        gw.log()
+    );
     // A command without authenticating: closed.
     let mut stream = std::net::TcpStream::connect(gw.inner(0)).unwrap();
     use std::io::{Read, Write};
@@ -375,17 +383,72 @@ fn secret_keys_are_enforced_on_the_inner_port_and_the_register() {
         query(gw.inner(0), "s3cret", Cmd::GetClientCountByGroup, 0, ""),
         b"i:1;"
     );
-    // The register checks the key too.
-    assert!(register_list(gw.register, "nope").contains("Key does not match"));
+    // The register checks the key too, and closes without a word as PHP's does (PHP clients
+    // would take a reason line for data); its log names the peer.
+    assert_eq!(register_list(gw.register, "nope"), "");
+    assert!(
+        gw.log().contains("register: secret key mismatch"),
+        "{}",
+        gw.log()
+    );
     assert!(register_list(gw.register, "s3cret").contains("broadcast_addresses"));
 }
 
+/// A gateway may announce only an address of its own host: a stranger pointing every worker at
+/// another machine is refused.
 #[test]
-fn a_worker_key_conflict_closes_the_older_link() {
+fn the_register_refuses_a_gateway_address_of_another_host() {
+    use std::io::Read;
     let gw = Gatewire::start(Setup::default());
+    let mut stranger = std::net::TcpStream::connect(gw.register).unwrap();
+    stranger.set_read_timeout(Some(TIMEOUT)).unwrap();
+    std::io::Write::write_all(
+        &mut stranger,
+        gatewire_proto::register::gateway_connect_line("10.9.9.9:2900", "").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(stranger.read(&mut [0u8; 64]).unwrap_or(0), 0, "closed");
+    let list = register_list(gw.register, "");
+    assert!(
+        list.contains(&format!("127.0.0.1:{}", gw.start_port)),
+        "{list}"
+    );
+    assert!(!list.contains("10.9.9.9"), "{list}");
+}
+
+/// A worker key held by a live link is not taken over: the newcomer is refused (anyone who can
+/// reach the inner port could otherwise take a worker's clients), and it gets the key once the
+/// holder is gone.
+#[test]
+fn a_worker_key_held_by_a_live_link_is_not_taken_over() {
+    let gw = Gatewire::start(Setup {
+        metrics: true,
+        capture_log: true,
+        ..Setup::default()
+    });
     let mut first = TestWorker::connect(gw.inner(0), "Same:0", "");
-    let _second = TestWorker::connect(gw.inner(0), "Same:0", "");
-    assert!(first.closed_within(Duration::from_secs(3)));
+    let mut second = TestWorker::connect(gw.inner(0), "Same:0", "");
+    assert!(
+        second.closed_within(Duration::from_secs(3)),
+        "the newcomer is refused"
+    );
+    let newcomer = second.stream.local_addr().unwrap();
+    assert!(
+        gw.log().contains(&newcomer.to_string()),
+        "logged with its address"
+    );
+    assert_eq!(gw.metric("gatewire_worker_key_conflicts_total"), 1);
+    // The holder still gets the events.
+    let _client = ws_connect(gw.public, "/");
+    first.expect(Cmd::OnConnect);
+    // Once the holder is gone, the key is free.
+    drop(first);
+    eventually("the holder's link is gone", || {
+        gw.metric("gatewire_worker_links") == 0
+    });
+    let mut third = TestWorker::connect(gw.inner(0), "Same:0", "");
+    let _client = ws_connect(gw.public, "/");
+    third.expect(Cmd::OnConnect);
 }
 
 #[test]

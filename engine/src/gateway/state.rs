@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use gatewire_proto::php::Key;
-use gatewire_proto::{ClientId, Cmd, Flags, Header, packet::HEADER_LEN};
+use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, packet::HEADER_LEN};
 use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
@@ -384,13 +384,21 @@ impl Shard {
         }
     }
 
-    /// Makes `link_id` the routing target for `key`, closing a previous holder of the key.
-    pub fn register_worker(&mut self, link_id: u64, key: Rc<str>) {
+    /// Makes `link_id` the routing target for `key`. A key held by another open link is not
+    /// taken over: the newcomer is refused (false) and the holder is pinged, so a holder whose
+    /// peer is gone fails its write and frees the key for the newcomer's next try.
+    pub fn register_worker(&mut self, link_id: u64, key: Rc<str>) -> bool {
         if let Some(old) = self.workers.get(&key).copied() {
             if old != link_id {
-                if let Some(link) = self.links.get_mut(&old) {
-                    link.worker_key = None;
-                    link.outbox.close(Closing::Now);
+                if let Some(holder) = self.links.get_mut(&old) {
+                    if holder.outbox.closing().is_none() {
+                        if let Ok(ping) = Packet::new(Header::command(Cmd::Ping), "", "").to_bytes()
+                        {
+                            holder.outbox.push(ping);
+                        }
+                        self.stats.worker_key_conflicts += 1;
+                        return false;
+                    }
                 }
                 self.workers.shift_remove(&key);
             }
@@ -401,6 +409,7 @@ impl Shard {
         }
         self.workers.insert(key.clone(), link_id);
         self.router.worker_joined(&key);
+        true
     }
 
     /// Totals of the output queues and, when asked, one row per client.

@@ -1,5 +1,7 @@
 //! The Register server: JSON lines, a 10 s first-line timeout, the secret check, and the gateway
-//! list broadcast to every worker whenever a gateway comes or goes.
+//! list broadcast to every worker whenever a gateway comes or goes. A refused connection is
+//! closed without a word, as PHP's register does (its clients take any answer for data); the
+//! reason is logged here, naming the peer, once per cause per interval.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,6 +17,7 @@ use glommio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::RegisterConfig;
+use crate::log_limit::warn_limited;
 use crate::net::{self, CloseReason, Closing, Outbox, Peer};
 
 /// Longest register line accepted.
@@ -99,6 +102,23 @@ impl Book {
     }
 }
 
+/// A gateway may announce only an address of the host it connects from (the same ip; any
+/// loopback address when it connects over loopback): otherwise anyone reaching the register
+/// could point every worker at a host of their choosing.
+fn announced_from_its_own_host(address: &str, from: std::net::SocketAddr) -> Result<(), String> {
+    let announced: std::net::SocketAddr = address
+        .parse()
+        .map_err(|_| format!("gateway address {address:?} is not ip:port"))?;
+    let (ip, peer) = (announced.ip(), from.ip().to_canonical());
+    if ip == peer || (ip.is_loopback() && peer.is_loopback()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a gateway announcing {address}, which is not an address of the announcing host"
+        ))
+    }
+}
+
 /// Runs the Register on `listener` until the executor stops, publishing into `stats`.
 pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<RegisterStats>) {
     let book = Rc::new(RefCell::new(Book {
@@ -116,10 +136,9 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<Reg
                 continue;
             }
         };
-        let remote = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let Ok(remote) = stream.peer_addr() else {
+            continue;
+        };
         let id = {
             let mut b = book.borrow_mut();
             b.next_id += 1;
@@ -134,7 +153,10 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<Reg
             let stats = b.stats.clone();
             if let Some(c) = b.connections.get_mut(&id) {
                 if !c.spoke {
-                    warn!(%remote, "register auth timeout");
+                    warn_limited(
+                        "register first-line timeout",
+                        &format!("register: {remote} said nothing within 10 s, closing"),
+                    );
                     stats.refused.fetch_add(1, Ordering::Relaxed);
                     c.outbox.close(Closing::Now);
                 }
@@ -143,6 +165,7 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<Reg
         .detach();
         let peer = RegisterPeer {
             id,
+            remote,
             book: book.clone(),
             lines: LineDecoder::new(MAX_LINE),
         };
@@ -152,17 +175,22 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<Reg
 
 struct RegisterPeer {
     id: u64,
+    remote: std::net::SocketAddr,
     book: Rc<RefCell<Book>>,
     lines: LineDecoder,
 }
 
 impl RegisterPeer {
-    /// Answers `text` as a line and closes.
-    fn refuse(book: &mut Book, id: u64, text: &str) {
+    /// Closes the connection without a word (as PHP's register does), logging why under
+    /// `cause`, naming the peer.
+    fn refuse(&self, book: &mut Book, cause: &'static str, why: &str) {
         book.stats.refused.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = book.connections.get_mut(&id) {
-            c.outbox.push(Bytes::from(format!("{text}\n")));
-            c.outbox.close(Closing::AfterFlush);
+        warn_limited(
+            cause,
+            &format!("register: {why} from {}, closing", self.remote),
+        );
+        if let Some(c) = book.connections.get_mut(&self.id) {
+            c.outbox.close(Closing::Now);
         }
     }
 
@@ -175,10 +203,7 @@ impl RegisterPeer {
         conn.spoke = true;
         let message = match RegisterMessage::parse(line) {
             Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "register: bad line, closing");
-                return Self::refuse(book, self.id, &e.to_string());
-            }
+            Err(e) => return self.refuse(book, "register bad line", &format!("bad line ({e})")),
         };
         match message {
             RegisterMessage::GatewayConnect {
@@ -186,8 +211,11 @@ impl RegisterPeer {
                 secret_key,
             } => {
                 if secret_key != book.secret {
-                    warn!(%address, "register: key does not match, closing");
-                    return Self::refuse(book, self.id, "Key does not match");
+                    let why = format!("secret key mismatch (a gateway announcing {address})");
+                    return self.refuse(book, "register secret key mismatch", &why);
+                }
+                if let Err(why) = announced_from_its_own_host(&address, self.remote) {
+                    return self.refuse(book, "register foreign gateway address", &why);
                 }
                 conn.role = Membership::Gateway(address);
                 book.broadcast_to_workers();
@@ -195,8 +223,8 @@ impl RegisterPeer {
             }
             RegisterMessage::WorkerConnect { secret_key } => {
                 if secret_key != book.secret {
-                    warn!("register: worker key does not match, closing");
-                    return Self::refuse(book, self.id, "Key does not match");
+                    let why = "secret key mismatch (a worker or GatewayClient)";
+                    return self.refuse(book, "register secret key mismatch", why);
                 }
                 conn.role = Membership::Worker;
                 book.publish();
@@ -207,8 +235,8 @@ impl RegisterPeer {
             }
             RegisterMessage::Ping => {}
             RegisterMessage::BroadcastAddresses { .. } => {
-                warn!("register: unexpected broadcast_addresses, closing");
-                Self::refuse(book, self.id, "unexpected event broadcast_addresses");
+                let why = "unexpected broadcast_addresses";
+                self.refuse(book, "register bad line", why);
             }
         }
     }
@@ -226,9 +254,10 @@ impl Peer for RegisterPeer {
                 Ok(Some(line)) => self.on_line(&line),
                 Ok(None) => return,
                 Err(e) => {
-                    warn!(error = %e, "register: line too long, closing");
                     input.clear();
-                    return Self::refuse(&mut self.book.borrow_mut(), self.id, &e.to_string());
+                    let book = self.book.clone();
+                    let why = format!("line too long ({e})");
+                    return self.refuse(&mut book.borrow_mut(), "register bad line", &why);
                 }
             }
         }

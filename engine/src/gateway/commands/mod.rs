@@ -14,6 +14,7 @@ use gatewire_proto::{Cmd, Header, Packet};
 use tracing::warn;
 
 use crate::gateway::state::Shard;
+use crate::log_limit::warn_limited;
 use crate::net::Closing;
 
 impl Shard {
@@ -32,18 +33,41 @@ impl Shard {
                     Ok(auth) if auth.secret_matches(&self.settings.secret_key) => {
                         if let Some(name) = auth.worker_key.filter(|_| worker) {
                             let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
-                            self.register_worker(link_id, key);
+                            if !self.register_worker(link_id, key.clone()) {
+                                warn_limited(
+                                    "worker key in use",
+                                    &format!(
+                                        "worker key {key} is held by a live link: refusing \
+                                         {peer}, which claims it too"
+                                    ),
+                                );
+                                self.close_link(link_id);
+                            }
                         } else if let Some(link) = self.links.get_mut(&link_id) {
                             link.authorized = true;
                         }
                     }
                     Ok(_) => {
-                        warn!(%peer, "inner link: secret key does not match, closing");
+                        let who = if worker {
+                            "a worker"
+                        } else {
+                            "a GatewayClient"
+                        };
+                        warn_limited(
+                            "inner secret key mismatch",
+                            &format!(
+                                "secret key mismatch from {peer} ({who}): check secret_key on \
+                                 both sides; closing"
+                            ),
+                        );
                         self.stats.unauthorized_links += 1;
                         self.close_link(link_id);
                     }
                     Err(e) => {
-                        warn!(%peer, error = %e, "inner link: bad authentication, closing");
+                        warn_limited(
+                            "inner bad hello",
+                            &format!("bad hello from {peer} on the inner port ({e}), closing"),
+                        );
                         self.stats.bad_inner_packets += 1;
                         self.close_link(link_id);
                     }
@@ -51,7 +75,14 @@ impl Shard {
                 return;
             }
             _ if !authorized => {
-                warn!(%peer, cmd = u8::from(cmd), "unauthorized request on the inner port, closing");
+                warn_limited(
+                    "inner unauthorized",
+                    &format!(
+                        "{peer} sent cmd {} on the inner port without authenticating (a secret_key \
+                         is set), closing",
+                        u8::from(cmd)
+                    ),
+                );
                 self.stats.unauthorized_links += 1;
                 self.close_link(link_id);
                 return;
