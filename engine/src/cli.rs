@@ -263,6 +263,10 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             } else {
                 role
             };
+            if let Some(why) = loaded.insecure_exposure(&roles) {
+                eprintln!("gatewire: {why}");
+                return ExitCode::from(2);
+            }
             init_logging(&loaded.log_filter(&roles));
             // The chat app runs on this machine with no static_dir: the gateway serves its page.
             let chat_page = custom.is_none()
@@ -379,7 +383,7 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             action: ConfigAction::Check { config },
         } => match config.load() {
             Ok(c) => {
-                println!("{c:#?}");
+                println!("{:#?}", c.with_secrets_masked());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -38,6 +38,9 @@ pub struct RunConfig {
     /// Log filter for every role without its own `log` key (`error`..`trace`, or tracing
     /// directives). The `GATEWIRE_LOG` environment variable wins over every `log` key.
     pub log: String,
+    /// Start a register or gateway that other hosts can reach without a `secret_key` (refused
+    /// otherwise: anyone reaching it could join the cluster).
+    pub allow_insecure: bool,
 }
 
 impl Default for RunConfig {
@@ -46,6 +49,7 @@ impl Default for RunConfig {
             roles: vec![Role::Register, Role::Gateway, Role::Worker],
             dir: PathBuf::from("run"),
             log: "info".into(),
+            allow_insecure: false,
         }
     }
 }
@@ -539,6 +543,56 @@ impl Config {
             }
         }
         filter
+    }
+
+    /// A copy to show people: every non-empty secret replaced by `********`.
+    pub fn with_secrets_masked(&self) -> Config {
+        let mut shown = self.clone();
+        for secret in [
+            &mut shown.register.secret_key,
+            &mut shown.gateway.secret_key,
+            &mut shown.worker.secret_key,
+        ] {
+            if !secret.is_empty() {
+                *secret = "********".into();
+            }
+        }
+        shown
+    }
+
+    /// Why starting `roles` would expose an unauthenticated cluster port to other hosts: a
+    /// register or a gateway's inner ports on a non-loopback address with an empty secret, unless
+    /// `run.allow_insecure` is set.
+    pub fn insecure_exposure(&self, roles: &[Role]) -> Option<String> {
+        if self.run.allow_insecure {
+            return None;
+        }
+        let register = roles.contains(&Role::Register)
+            && !self.register.listen.ip().is_loopback()
+            && self.register.secret_key.is_empty();
+        let gateway = roles.contains(&Role::Gateway)
+            && !self.gateway.lan_ip.is_loopback()
+            && self.gateway.secret_key.is_empty();
+        let (what, key) = match (register, gateway) {
+            (true, _) => (
+                format!("register.listen is {}", self.register.listen),
+                "register.secret_key",
+            ),
+            (_, true) => (
+                format!(
+                    "the gateway's inner ports listen on gateway.lan_ip {}",
+                    self.gateway.lan_ip
+                ),
+                "gateway.secret_key",
+            ),
+            _ => return None,
+        };
+        Some(format!(
+            "{what}, reachable from other hosts, and {key} is empty: anyone who reaches it could \
+             announce gateways to your workers or take over a worker's clients. Set the same \
+             secret_key in [register], [gateway] and [worker] on every host (see \
+             docs/operations.md, Security), or set run.allow_insecure = true to run without one"
+        ))
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -292,3 +292,108 @@ fn a_gateway_client_that_never_reads_its_replies_is_closed_at_the_cap() {
         1
     );
 }
+
+/// A worker with the wrong secret: both sides say so, naming the other, and the worker's retries
+/// back off (1 s, 2 s, 4 s…) instead of knocking every second.
+#[test]
+fn a_wrong_secret_is_logged_on_both_sides_and_retried_with_backoff() {
+    let gw = Gatewire::start(Setup {
+        secret: "s3cret",
+        metrics: true,
+        capture_log: true,
+        ..Setup::default()
+    });
+    let log = gw.path("worker.log");
+    let config = gw.path("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[run]\ndir = \"worker-run\"\n[worker]\ncount = 1\nregister_address = \"{}\"\n\
+             secret_key = \"nope\"\n",
+            gw.register
+        ),
+    )
+    .unwrap();
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["start", "--single-process", "--role", "worker", "-c"])
+        .arg(&config)
+        .current_dir(gw.dir.path())
+        .env("GATEWIRE_LOG", "warn")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(4500));
+    let attempts = gw.metric("gatewire_register_refused_total");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let worker_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        worker_log.contains(&format!("register {} closed the connection", gw.register))
+            && worker_log.contains("secret_key"),
+        "{worker_log}"
+    );
+    assert!(
+        gw.log().contains("register: secret key mismatch") && gw.log().contains("from 127.0.0.1:"),
+        "{}",
+        gw.log()
+    );
+    // Attempts at 0, 1 and 3 s (then 7 s): three in 4.5 s; every second would be five.
+    assert!((2..=3).contains(&attempts), "{attempts} attempts in 4.5 s");
+}
+
+/// `gatewire start` with `config`, expected to refuse before binding anything.
+fn refused_start(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gatewire.toml"), config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["start", "-c", "gatewire.toml"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_cluster_port_reachable_from_other_hosts_needs_a_secret() {
+    let (code, err) =
+        refused_start("[run]\nroles = [\"register\"]\n[register]\nlisten = \"0.0.0.0:0\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("register.secret_key") && err.contains("allow_insecure"),
+        "{err}"
+    );
+    let (code, err) = refused_start(
+        "[run]\nroles = [\"gateway\"]\n[gateway]\nlan_ip = \"10.1.2.3\"\nlisten = \"websocket://127.0.0.1:0\"\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("gateway.secret_key") && err.contains("10.1.2.3"),
+        "{err}"
+    );
+    // With a secret (or run.allow_insecure) the check passes: config check shows it masked.
+    let (code, err) =
+        config_check("[register]\nlisten = \"0.0.0.0:1236\"\nsecret_key = \"hunter2\"\n");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn config_check_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatewire.toml");
+    std::fs::write(&path, "[gateway]\nsecret_key = \"hunter2\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["config", "check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        !shown.contains("hunter2") && shown.contains("********"),
+        "{shown}"
+    );
+}

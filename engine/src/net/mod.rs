@@ -2,6 +2,7 @@
 //! backlog is the kernel's `somaxconn`, not glommio's 1024), and [`drive`], which moves bytes
 //! between a glommio `TcpStream`, a protocol handler and an [`Outbox`].
 
+mod backoff;
 mod driver;
 mod outbox;
 pub mod tls;
@@ -12,6 +13,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use glommio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub use backoff::Backoff;
 pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
 pub use outbox::{Closing, Outbox};
 

@@ -1,6 +1,8 @@
 //! The client side of the Register, used by gateway shards (and workers): keep one connection to
 //! each register, say hello on every (re)connect, pass on what the register says, ping every 25 s
-//! unless the register is on 127.0.0.1, and reconnect 1 s after any drop.
+//! unless the register is on 127.0.0.1, and reconnect 1 s after a drop. A register that closes
+//! the connection at once without a word has refused us (wrong secret_key): that is logged and
+//! retried with a doubling delay up to 30 s.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 const PING_EVERY: Duration = Duration::from_secs(25);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_LINE: usize = 10 * 1024 * 1024;
+/// A connection that lasted this long, or got an answer, was accepted.
+const ACCEPTED_AFTER: Duration = Duration::from_secs(3);
 
 /// What to say to a register and what to do with its answers.
 pub trait RegisterLink: 'static {
@@ -31,7 +35,9 @@ pub trait RegisterLink: 'static {
 /// Keeps a connection to the register at `addr` forever.
 pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell<L>>) {
     let ping = !addr.ip().to_string().starts_with("127.0.0.1");
+    let mut backoff = net::Backoff::default();
     loop {
+        let mut delay = RECONNECT_AFTER;
         match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
             // With nobody listening, a dial to a port in the ephemeral range can connect to
             // itself and squat the register's port; let it go at once.
@@ -53,20 +59,36 @@ pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell
                         }
                     })
                 });
+                let answered = Rc::new(std::cell::Cell::new(false));
                 let peer = AnnouncerPeer {
                     outbox,
                     link: link.clone(),
                     lines: LineDecoder::new(MAX_LINE),
+                    answered: answered.clone(),
                 };
+                let opened = std::time::Instant::now();
                 net::drive(stream, peer).await;
                 if let Some(task) = pinger {
                     drop(task.cancel());
                 }
-                warn!(%addr, "register connection lost, reconnecting in 1 s");
+                if answered.get() || opened.elapsed() >= ACCEPTED_AFTER {
+                    backoff.accepted();
+                    warn!(%addr, "register connection lost, reconnecting in 1 s");
+                } else {
+                    delay = backoff.refused();
+                    crate::log_limit::warn_limited(
+                        "register refused us",
+                        &format!(
+                            "register {addr} closed the connection without a word: check that \
+                             secret_key matches the register's; retrying in {}s",
+                            delay.as_secs()
+                        ),
+                    );
+                }
             }
             Err(e) => debug!(%addr, error = %e, "register connect failed, retrying in 1 s"),
         }
-        glommio::timer::sleep(RECONNECT_AFTER).await;
+        glommio::timer::sleep(delay).await;
     }
 }
 
@@ -74,6 +96,8 @@ struct AnnouncerPeer<L> {
     outbox: Rc<RefCell<Outbox>>,
     link: Rc<RefCell<L>>,
     lines: LineDecoder,
+    /// The register has said something (it accepted us).
+    answered: Rc<std::cell::Cell<bool>>,
 }
 
 impl<L: RegisterLink> Peer for AnnouncerPeer<L> {
@@ -85,7 +109,10 @@ impl<L: RegisterLink> Peer for AnnouncerPeer<L> {
         loop {
             match self.lines.decode(input) {
                 Ok(Some(line)) => match RegisterMessage::parse(&line) {
-                    Ok(message) => self.link.borrow_mut().on_message(message),
+                    Ok(message) => {
+                        self.answered.set(true);
+                        self.link.borrow_mut().on_message(message);
+                    }
                     Err(e) => warn!(error = %e, "register said something unreadable"),
                 },
                 Ok(None) => return,

@@ -246,7 +246,9 @@ impl<A: Events> RegisterLink for AddressBook<A> {
 
 /// Keeps a link to the gateway at `address` while the registers list it.
 async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
+    let mut backoff = net::Backoff::default();
     loop {
+        let mut delay = RETRY_AFTER;
         if !worker.links.borrow().known.contains(&address) || worker.retiring.get() {
             worker.linking.borrow_mut().remove(&address);
             return;
@@ -295,15 +297,32 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 outbox,
                 decoder: PacketDecoder::new(worker.max_packet_size),
             };
+            let opened = Instant::now();
             net::drive(stream, peer).await;
+            let was_confirmed = worker.confirmed.borrow().contains(&address);
             worker.link_lost(&address);
             if worker.retiring.get() {
                 worker.linking.borrow_mut().remove(&address);
                 return;
             }
-            warn!(%address, "gateway link lost; retrying every second while listed");
+            if was_confirmed || opened.elapsed() >= CONFIRM_WAIT {
+                backoff.accepted();
+                warn!(%address, "gateway link lost; retrying every second while listed");
+            } else {
+                delay = backoff.refused();
+                crate::log_limit::warn_limited(
+                    "gateway refused the link",
+                    &format!(
+                        "gateway {address} closed the link right after our hello: its secret_key \
+                         differs, or worker key {} is held there by another live link; \
+                         retrying in {}s",
+                        worker.worker_key,
+                        delay.as_secs()
+                    ),
+                );
+            }
         }
-        glommio::timer::sleep(RETRY_AFTER).await;
+        glommio::timer::sleep(delay).await;
     }
 }
 
