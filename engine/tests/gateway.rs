@@ -691,3 +691,34 @@ fn parked_clients_keep_working() {
     drop(b);
     assert_eq!(connection_id(&w.expect(Cmd::OnClose)), b_id);
 }
+
+/// Group lists come back in creation order, as PHP's arrays keep them (order-dependent PHP code
+/// saw hash order before).
+#[test]
+fn group_id_lists_keep_creation_order() {
+    let gw = Gatewire::start(Setup::default());
+    let mut w = gw.workers("Order", "").remove(0);
+    let (_a, id) = client(&gw, &mut w, "/");
+    let names = [
+        "zeta", "alpha", "k9", "beta", "omega", "a", "room-7", "m", "x1", "gamma",
+    ];
+    for g in names {
+        w.command(Cmd::JoinGroup, id, g, "");
+    }
+    let expected = format!(
+        "a:{}:{{{}}}",
+        names.len(),
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, g)| format!("i:{i};s:{}:\"{g}\";", g.len()))
+            .collect::<String>()
+    );
+    eventually("every group joined", || {
+        query_text(gw.inner(0), Cmd::GetGroupIdList, 0, "").starts_with("a:10:")
+    });
+    assert_eq!(
+        query_text(gw.inner(0), Cmd::GetGroupIdList, 0, ""),
+        expected
+    );
+}

@@ -8,6 +8,7 @@ mod encode;
 mod handshake_deadline;
 mod heartbeat;
 mod link;
+mod member_index;
 mod parking;
 mod router;
 mod shard;

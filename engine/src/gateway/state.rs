@@ -14,6 +14,7 @@ use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, packet::HEADER_LEN};
 use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
+use crate::gateway::member_index::MemberIndex;
 use crate::gateway::router::Router;
 use crate::gateway::stats::{ClientRow, CloseCause, Inspection, Stats};
 use crate::net::{Closing, Outbox};
@@ -137,8 +138,8 @@ pub struct Shard {
     pub settings: ShardSettings,
     pub clients: HashMap<u32, Client>,
     last_connection_id: u32,
-    pub uids: HashMap<Key, IndexSet<u32>>,
-    pub groups: HashMap<Key, IndexSet<u32>>,
+    pub uids: MemberIndex,
+    pub groups: MemberIndex,
     pub links: HashMap<u64, Link>,
     next_link_id: u64,
     /// Workers by key, in connection order: the routing targets.
@@ -157,8 +158,8 @@ impl Shard {
             settings,
             clients: HashMap::new(),
             last_connection_id: 0,
-            uids: HashMap::new(),
-            groups: HashMap::new(),
+            uids: MemberIndex::default(),
+            groups: MemberIndex::default(),
             links: HashMap::new(),
             next_link_id: 0,
             workers: IndexMap::new(),
@@ -280,10 +281,10 @@ impl Shard {
             self.router.released(worker);
         }
         if let Some(uid) = client.uid() {
-            remove_member(&mut self.uids, uid, id);
+            self.uids.remove(uid, id);
         }
         for group in client.groups().into_iter().flatten() {
-            remove_member(&mut self.groups, group, id);
+            self.groups.remove(group, id);
         }
         self.stats.closed(cause);
     }
@@ -531,21 +532,4 @@ impl Link {
             self.outbox.push(body.clone());
         }
     }
-}
-
-fn remove_member(index: &mut HashMap<Key, IndexSet<u32>>, key: &Key, id: u32) {
-    if let Some(members) = index.get_mut(key) {
-        members.shift_remove(&id);
-        if members.is_empty() {
-            index.remove(key);
-        }
-    }
-}
-
-pub(crate) fn add_member(index: &mut HashMap<Key, IndexSet<u32>>, key: Key, id: u32) {
-    index.entry(key).or_default().insert(id);
-}
-
-pub(crate) fn remove_index_member(index: &mut HashMap<Key, IndexSet<u32>>, key: &Key, id: u32) {
-    remove_member(index, key, id);
 }

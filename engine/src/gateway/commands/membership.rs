@@ -5,7 +5,7 @@ use gatewire_proto::Packet;
 use gatewire_proto::php::{Key, Value};
 use tracing::warn;
 
-use crate::gateway::state::{Shard, add_member, remove_index_member};
+use crate::gateway::state::Shard;
 
 /// The uid or group named by a raw ext, unless PHP would treat it as empty.
 fn name(packet: &Packet, what: &str) -> Option<Key> {
@@ -29,9 +29,9 @@ impl Shard {
             return;
         };
         if let Some(old) = client.membership_mut().uid.replace(uid.clone()) {
-            remove_index_member(&mut self.uids, &old, id);
+            self.uids.remove(&old, id);
         }
-        add_member(&mut self.uids, uid, id);
+        self.uids.add(uid, id);
     }
 
     pub(super) fn unbind_uid(&mut self, packet: &Packet) {
@@ -40,7 +40,7 @@ impl Shard {
             return;
         };
         if let Some(old) = client.membership.as_mut().and_then(|m| m.uid.take()) {
-            remove_index_member(&mut self.uids, &old, id);
+            self.uids.remove(&old, id);
         }
     }
 
@@ -57,7 +57,7 @@ impl Shard {
             .groups
             .get_or_insert_default()
             .insert(group.clone());
-        add_member(&mut self.groups, group, id);
+        self.groups.add(group, id);
     }
 
     pub(super) fn leave_group(&mut self, packet: &Packet) {
@@ -71,7 +71,7 @@ impl Shard {
         if let Some(groups) = client.membership.as_mut().and_then(|m| m.groups.as_mut()) {
             groups.shift_remove(&group);
         }
-        remove_index_member(&mut self.groups, &group, id);
+        self.groups.remove(&group, id);
     }
 
     /// Dissolves a group; its members stay connected.
@@ -79,7 +79,7 @@ impl Shard {
         let Some(group) = name(packet, "group") else {
             return;
         };
-        let Some(members) = self.groups.remove(&group) else {
+        let Some(members) = self.groups.remove_key(&group) else {
             return;
         };
         for id in members {

@@ -102,7 +102,7 @@ impl Shard {
 
     pub(super) fn get_group_id_list(&mut self, link_id: u64) {
         let mut list = Array::new();
-        for group in self.groups.keys() {
+        for group in self.groups.keys_in_creation_order() {
             list.push(group.to_value());
         }
         self.reply_value(link_id, Value::Array(list));
