@@ -397,3 +397,33 @@ fn config_check_masks_secrets() {
         "{shown}"
     );
 }
+
+/// A second deployment on the same public port is refused, naming the port and the process that
+/// holds it (with SO_REUSEPORT it would silently take half of the first one's clients).
+#[test]
+fn a_second_gateway_on_a_taken_public_port_is_refused() {
+    let first = Gatewire::start(Setup::default());
+    let holder = first.role_pid("gateway");
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[run]\nroles = [\"gateway\"]\n[gateway]\nlisten = \"websocket://{}\"\nstart_port = {}\n\
+         shards = 1\nregister_address = \"127.0.0.1:{}\"\n",
+        first.public,
+        free_port(),
+        free_port()
+    );
+    std::fs::write(dir.path().join("gatewire.toml"), config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["start", "-c", "gatewire.toml"])
+        .current_dir(dir.path())
+        .env("GATEWIRE_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&first.public.to_string()) && err.contains(&format!("process {holder}")),
+        "{err}"
+    );
+}

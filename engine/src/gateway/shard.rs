@@ -50,6 +50,22 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
     let shards = config.shard_count();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let public = resolve_port(config.listen.addr);
+    // Every shard binds the public address with SO_REUSEPORT, which would silently share it
+    // with any other process that does the same: refuse a port someone already listens on.
+    if let Some(other) = net::port_owner::listener_on(public) {
+        let owner = other.pid.map_or_else(
+            || "another process".to_owned(),
+            |pid| format!("process {pid}"),
+        );
+        return Err(StartError::Shard {
+            index: 0,
+            message: format!(
+                "cannot listen on {} (gateway.listen): {owner} already listens on {}; two \
+                 gateways on one port would split its clients between them",
+                config.listen, other.local
+            ),
+        });
+    }
     let tls = match (config.listen.protocol, &config.tls_cert, &config.tls_key) {
         (ClientProtocol::SecureWebSocket, Some(cert), Some(key)) => Some(
             net::tls::server_config(cert, key)

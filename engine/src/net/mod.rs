@@ -5,6 +5,7 @@
 mod backoff;
 mod driver;
 mod outbox;
+pub mod port_owner;
 pub mod tls;
 
 use std::net::SocketAddr;
