@@ -52,7 +52,7 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
     let public = resolve_port(config.listen.addr);
     // Every shard binds the public address with SO_REUSEPORT, which would silently share it
     // with any other process that does the same: refuse a port someone already listens on.
-    if let Some(other) = net::port_owner::listener_on(public) {
+    if let Some(other) = net::port_owner::other_listener_on(public) {
         let owner = other.pid.map_or_else(
             || "another process".to_owned(),
             |pid| format!("process {pid}"),

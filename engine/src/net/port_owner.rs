@@ -32,6 +32,24 @@ pub fn listener_on(addr: SocketAddr) -> Option<Listener> {
     })
 }
 
+/// How long a listener no process holds may linger: a process that just exited still has its
+/// io_uring torn down in the background, which keeps its sockets for a moment.
+const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`listener_on`], waiting out a listener that no process holds any more (our own previous
+/// process, right after a restart).
+pub fn other_listener_on(addr: SocketAddr) -> Option<Listener> {
+    let deadline = std::time::Instant::now() + ORPHAN_WAIT;
+    loop {
+        match listener_on(addr) {
+            Some(l) if l.pid.is_none() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            found => return found,
+        }
+    }
+}
+
 /// `(local address, inode)` of a `/proc/net/tcp` row in the LISTEN state (0A).
 fn listening(row: &str) -> Option<(SocketAddr, u64)> {
     let fields: Vec<&str> = row.split_whitespace().collect();
