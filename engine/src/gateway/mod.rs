@@ -4,6 +4,8 @@
 
 mod client;
 mod commands;
+#[cfg(test)]
+mod core_tests;
 mod encode;
 mod handshake_deadline;
 mod heartbeat;

@@ -1,0 +1,504 @@
+//! The shard's state machine driven directly, without sockets or a runtime (quinn-proto's way):
+//! synthetic clients and worker links go in, and the tests assert the exact bytes queued on each
+//! outbox. A virtual clock drives the handshake deadlines. These run in milliseconds.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use gatewire_proto::auth::{gateway_client_connect_body, worker_connect_body};
+use gatewire_proto::ext::{SendToAllTarget, SendToGroup, key_list_ext};
+use gatewire_proto::query_reply::QueryReplyDecoder;
+use gatewire_proto::{Cmd, Flags, Header, Packet, PacketDecoder};
+
+use crate::config::{ClientProtocol, GatewayConfig, RouterMode, SlowClientPolicy};
+use crate::gateway::router::Router;
+use crate::gateway::state::{Shard, ShardSettings};
+use crate::gateway::stats::CloseCause;
+use crate::net::{Closing, Outbox};
+
+/// A shard and a clock, with helpers to play workers and clients.
+struct Core {
+    shard: Shard,
+    now: Instant,
+    next_port: u16,
+}
+
+fn core_with(edit: impl FnOnce(&mut GatewayConfig)) -> Core {
+    let mut config = GatewayConfig::default();
+    config.listen.protocol = ClientProtocol::Frame;
+    edit(&mut config);
+    let settings = ShardSettings::new(&config, 0, 8282);
+    Core {
+        shard: Shard::new(settings, Router::new(RouterMode::LeastConnections, 7)),
+        now: Instant::now(),
+        next_port: 40000,
+    }
+}
+
+fn core() -> Core {
+    core_with(|_| {})
+}
+
+/// Everything an outbox holds, as the socket would receive it; the outbox is left empty.
+fn take(outbox: &mut Outbox) -> Vec<u8> {
+    let mut out = Vec::new();
+    for slice in outbox.pending_slices(usize::MAX) {
+        out.extend_from_slice(slice);
+    }
+    outbox.consume(out.len());
+    out
+}
+
+/// A length-prefixed (`frame://`) client message as the gateway encodes it.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut out = ((payload.len() + 4) as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+impl Core {
+    /// A worker link that has said CMD_WORKER_CONNECT as `name`.
+    fn worker(&mut self, name: &str) -> u64 {
+        let link = self.shard.link_opened("127.0.0.1:50000".parse().unwrap());
+        let hello = Packet::new(
+            Header::command(Cmd::WorkerConnect),
+            "",
+            worker_connect_body(name, &self.shard.settings.secret_key),
+        );
+        self.shard.link_packet(link, hello);
+        link
+    }
+
+    /// A query client's link (authenticated when a secret is set).
+    fn query_link(&mut self) -> u64 {
+        let link = self.shard.link_opened("127.0.0.1:50001".parse().unwrap());
+        if !self.shard.settings.secret_key.is_empty() {
+            let hello = Packet::new(
+                Header::command(Cmd::GatewayClientConnect),
+                "",
+                gateway_client_connect_body(&self.shard.settings.secret_key),
+            );
+            self.shard.link_packet(link, hello);
+        }
+        link
+    }
+
+    fn accept(&mut self) -> u32 {
+        self.next_port += 1;
+        let remote = SocketAddr::from(([10, 0, 0, 1], self.next_port));
+        self.shard
+            .accept_client(remote, self.now)
+            .expect("a worker takes the client")
+    }
+
+    /// A command from `link` about `connection_id`.
+    fn command(&mut self, link: u64, cmd: Cmd, id: u32, ext: &str, body: &str) {
+        let packet = Packet::new(
+            Header::for_connection(cmd, id, Flags::SCALAR),
+            ext.to_owned(),
+            body.to_owned(),
+        );
+        self.shard.link_packet(link, packet);
+    }
+
+    /// What client `id` would receive now.
+    fn client_bytes(&mut self, id: u32) -> Vec<u8> {
+        take(&mut self.shard.clients.get_mut(&id).expect("client").outbox)
+    }
+
+    /// The packets queued for a link.
+    fn link_packets(&mut self, link: u64) -> Vec<Packet> {
+        let bytes = take(&mut self.shard.links.get_mut(&link).expect("link").outbox);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut decoder = PacketDecoder::default();
+        let mut packets = Vec::new();
+        while let Some(p) = decoder.decode(&mut buf).expect("well-formed") {
+            packets.push(p);
+        }
+        assert!(buf.is_empty(), "whole packets only");
+        packets
+    }
+
+    /// The query replies queued for a link, as text.
+    fn replies(&mut self, link: u64) -> Vec<String> {
+        let bytes = take(&mut self.shard.links.get_mut(&link).expect("link").outbox);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut decoder = QueryReplyDecoder::default();
+        let mut out = Vec::new();
+        while let Some(r) = decoder.decode(&mut buf).expect("framed") {
+            out.push(String::from_utf8_lossy(&r).into_owned());
+        }
+        assert!(buf.is_empty(), "whole replies only");
+        out
+    }
+
+    fn cmds(&mut self, link: u64) -> Vec<(Cmd, u32)> {
+        self.link_packets(link)
+            .into_iter()
+            .map(|p| (p.header.cmd, p.header.connection_id))
+            .collect()
+    }
+
+    fn closing(&self, id: u32) -> Option<Closing> {
+        self.shard.clients.get(&id).and_then(|c| c.outbox.closing())
+    }
+}
+
+#[test]
+fn accept_sends_on_connect_with_the_client_header() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    let events = c.link_packets(w);
+    assert_eq!(events.len(), 1);
+    let h = events[0].header;
+    assert_eq!((h.cmd, h.connection_id), (Cmd::OnConnect, id));
+    assert_eq!(h.client_ip.to_string(), "10.0.0.1");
+    assert_eq!(h.gateway_port, 8282);
+    assert_eq!(h.local_port, c.shard.settings.inner_port);
+}
+
+#[test]
+fn without_a_worker_a_client_is_refused_and_counted() {
+    let mut c = core();
+    assert!(!c.shard.has_workers());
+    assert_eq!(
+        c.shard.accept_client("10.0.0.1:1".parse().unwrap(), c.now),
+        None
+    );
+    assert!(c.shard.clients.is_empty());
+    assert_eq!(c.shard.stats.closed_no_worker, 1);
+}
+
+#[test]
+fn a_message_goes_to_the_clients_worker_with_its_session() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    c.command(w, Cmd::SetSession, id, "a:1:{s:1:\"k\";i:1;}", "");
+    c.link_packets(w);
+    c.shard
+        .client_message(id, Bytes::from_static(b"hello"), false);
+    let events = c.link_packets(w);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].header.cmd, Cmd::OnMessage);
+    assert_eq!(&events[0].ext[..], b"a:1:{s:1:\"k\";i:1;}");
+    assert_eq!(&events[0].body[..], b"hello");
+    assert!(events[0].header.flag.body_is_scalar());
+}
+
+#[test]
+fn send_to_one_encodes_for_the_listener_protocol() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    c.command(w, Cmd::SendToOne, id, "", "hi");
+    assert_eq!(c.client_bytes(id), framed(b"hi"));
+    // An unknown connection id is ignored, as in GatewayWorker.
+    c.command(w, Cmd::SendToOne, 999, "", "nobody");
+}
+
+#[test]
+fn send_to_all_reaches_everyone_but_the_excluded_and_shares_one_buffer() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let ids: Vec<u32> = (0..4).map(|_| c.accept()).collect();
+    let ext = SendToAllTarget::Except(vec![ids[1]]).to_ext();
+    c.command(w, Cmd::SendToAll, 0, &ext, "all");
+    let queued: Vec<Bytes> = ids
+        .iter()
+        .filter_map(|id| c.shard.clients[id].outbox.pending_slices(1).next())
+        .map(Bytes::copy_from_slice)
+        .collect();
+    assert_eq!(queued.len(), 3);
+    let first = c.shard.clients[&ids[0]]
+        .outbox
+        .pending_slices(1)
+        .next()
+        .unwrap();
+    let third = c.shard.clients[&ids[2]]
+        .outbox
+        .pending_slices(1)
+        .next()
+        .unwrap();
+    assert_eq!(first.as_ptr(), third.as_ptr(), "one encoded frame, shared");
+    for (i, id) in ids.iter().enumerate() {
+        let expected = if i == 1 { Vec::new() } else { framed(b"all") };
+        assert_eq!(c.client_bytes(*id), expected);
+    }
+    // Only: exactly the listed clients.
+    let ext = SendToAllTarget::Only(vec![ids[3]]).to_ext();
+    c.command(w, Cmd::SendToAll, 0, &ext, "one");
+    assert_eq!(c.client_bytes(ids[3]), framed(b"one"));
+    assert_eq!(c.client_bytes(ids[0]), b"");
+}
+
+#[test]
+fn uids_and_groups_route_sends_and_excludes() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let (a, b, d) = (c.accept(), c.accept(), c.accept());
+    c.command(w, Cmd::BindUid, a, "u1", "");
+    c.command(w, Cmd::BindUid, b, "u1", "");
+    c.command(w, Cmd::BindUid, d, "u2", "");
+    c.command(w, Cmd::SendToUid, 0, &key_list_ext(&["u1"]), "to u1");
+    assert_eq!(c.client_bytes(a), framed(b"to u1"));
+    assert_eq!(c.client_bytes(b), framed(b"to u1"));
+    assert_eq!(c.client_bytes(d), b"");
+
+    c.command(w, Cmd::JoinGroup, a, "room", "");
+    c.command(w, Cmd::JoinGroup, d, "room", "");
+    let ext = SendToGroup::to_ext(&["room"], &[a]);
+    c.command(w, Cmd::SendToGroup, 0, &ext, "to room");
+    assert_eq!(c.client_bytes(a), b"");
+    assert_eq!(c.client_bytes(d), framed(b"to room"));
+    // Leaving, and ungroup, take clients out of the index.
+    c.command(w, Cmd::LeaveGroup, d, "room", "");
+    c.command(
+        w,
+        Cmd::SendToGroup,
+        0,
+        &SendToGroup::to_ext(&["room"], &[]),
+        "x",
+    );
+    assert_eq!(c.client_bytes(d), b"");
+    assert_eq!(c.client_bytes(a), framed(b"x"));
+    c.command(w, Cmd::Ungroup, 0, "room", "");
+    assert!(c.shard.groups.get(&"room".into()).is_none());
+    // A closed client leaves its uid.
+    c.shard.client_closed(a, CloseCause::Peer);
+    c.command(w, Cmd::SendToUid, 0, &key_list_ext(&["u1"]), "again");
+    assert_eq!(c.client_bytes(b), framed(b"again"));
+}
+
+#[test]
+fn kick_flushes_then_closes_and_destroy_closes_at_once() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let (a, b) = (c.accept(), c.accept());
+    c.command(w, Cmd::Kick, a, "", "bye");
+    assert_eq!(c.closing(a), Some(Closing::AfterFlush));
+    assert_eq!(c.client_bytes(a), framed(b"bye"));
+    c.command(w, Cmd::SendToOne, b, "", "dropped");
+    c.command(w, Cmd::Destroy, b, "", "");
+    // A destroyed client is gone at once, its output with it, and its worker hears ON_CLOSE.
+    assert!(!c.shard.clients.contains_key(&b));
+    let closes: Vec<(Cmd, u32)> = c
+        .cmds(w)
+        .into_iter()
+        .filter(|(cmd, _)| *cmd == Cmd::OnClose)
+        .collect();
+    assert_eq!(closes, [(Cmd::OnClose, b)]);
+}
+
+#[test]
+fn sessions_are_stored_merged_and_read_back_byte_for_byte() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let q = c.query_link();
+    let id = c.accept();
+    c.command(q, Cmd::GetSessionByClientId, id, "", "");
+    c.command(w, Cmd::SetSession, id, "a:1:{s:1:\"a\";i:1;}", "");
+    c.command(q, Cmd::GetSessionByClientId, id, "", "");
+    c.command(w, Cmd::UpdateSession, id, "a:1:{s:1:\"b\";i:2;}", "");
+    c.command(q, Cmd::GetSessionByClientId, id, "", "");
+    c.command(q, Cmd::GetSessionByClientId, 999, "", "");
+    assert_eq!(
+        c.replies(q),
+        [
+            "a:0:{}",
+            "a:1:{s:1:\"a\";i:1;}",
+            "a:2:{s:1:\"a\";i:1;s:1:\"b\";i:2;}",
+            "N;"
+        ]
+    );
+}
+
+#[test]
+fn queries_are_answered_with_length_prefixed_serialized_values() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let q = c.query_link();
+    let id = c.accept();
+    c.command(w, Cmd::JoinGroup, id, "g", "");
+    c.command(w, Cmd::BindUid, id, "7", "");
+    c.command(q, Cmd::IsOnline, id, "", "");
+    c.command(q, Cmd::IsOnline, 999, "", "");
+    c.command(q, Cmd::GetClientCountByGroup, 0, "g", "");
+    c.command(q, Cmd::GetClientIdByUid, 0, "7", "");
+    c.command(q, Cmd::GetGroupIdList, 0, "", "");
+    assert_eq!(
+        c.replies(q),
+        [
+            "i:1;".to_owned(),
+            "i:0;".to_owned(),
+            "i:1;".to_owned(),
+            format!("a:1:{{i:0;i:{id};}}"),
+            "a:1:{i:0;s:1:\"g\";}".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_clients_events_stick_to_one_worker_and_move_when_it_drains() {
+    let mut c = core();
+    let w1 = c.worker("W:0");
+    let w2 = c.worker("W:1");
+    let ids: Vec<u32> = (0..4).map(|_| c.accept()).collect();
+    // Least connections: the first clients alternate between the two workers.
+    let on_w1: Vec<u32> = c.cmds(w1).into_iter().map(|(_, id)| id).collect();
+    let on_w2: Vec<u32> = c.cmds(w2).into_iter().map(|(_, id)| id).collect();
+    assert_eq!(on_w1.len(), 2);
+    assert_eq!(on_w2.len(), 2);
+    for _ in 0..3 {
+        for &id in &ids {
+            c.shard.client_message(id, Bytes::from_static(b"m"), false);
+        }
+    }
+    let again_w1: Vec<u32> = c.cmds(w1).into_iter().map(|(_, id)| id).collect();
+    assert!(again_w1.iter().all(|id| on_w1.contains(id)), "sticky");
+    assert_eq!(again_w1.len(), 6);
+    c.link_packets(w2);
+    // W:0 drains: it gets the drain answer after everything already queued, and nothing new.
+    c.command(w1, gatewire_proto::packet::CMD_WORKER_DRAIN, 0, "", "");
+    assert_eq!(c.cmds(w1), [(gatewire_proto::packet::CMD_WORKER_DRAIN, 0)]);
+    c.shard
+        .client_message(on_w1[0], Bytes::from_static(b"after"), false);
+    assert!(c.cmds(w1).is_empty());
+    assert_eq!(c.cmds(w2), [(Cmd::OnMessage, on_w1[0])]);
+}
+
+#[test]
+fn bad_ext_closes_only_that_link() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    let other = c.worker("W:1");
+    c.command(w, Cmd::SendToAll, 0, "{not json", "x");
+    assert_eq!(c.shard.links[&w].outbox.closing(), Some(Closing::Now));
+    assert_eq!(c.shard.links[&other].outbox.closing(), None);
+    assert!(c.shard.clients.contains_key(&id));
+    assert_eq!(c.shard.stats.bad_inner_packets, 1);
+}
+
+#[test]
+fn an_unauthenticated_link_is_closed_when_a_secret_is_set() {
+    let mut c = core_with(|g| g.secret_key = "k".into());
+    let stranger = c.shard.link_opened("127.0.0.1:50002".parse().unwrap());
+    c.command(stranger, Cmd::GetGroupIdList, 0, "", "");
+    assert_eq!(
+        c.shard.links[&stranger].outbox.closing(),
+        Some(Closing::Now)
+    );
+    assert!(c.replies(stranger).is_empty());
+    assert_eq!(c.shard.stats.unauthorized_links, 1);
+    let q = c.query_link();
+    c.command(q, Cmd::GetGroupIdList, 0, "", "");
+    assert_eq!(c.replies(q), ["a:0:{}"]);
+}
+
+#[test]
+fn heartbeat_pings_silent_clients_and_drops_them_after_twice_the_limit() {
+    let mut c = core_with(|g| {
+        g.ping_interval = 10.0;
+        g.ping_not_response_limit = 1;
+        g.ping_data = "ping".into();
+    });
+    assert_eq!(c.shard.heartbeat_period(), Some(5.0));
+    let w = c.worker("W:0");
+    let (quiet, talker) = (c.accept(), c.accept());
+    c.link_packets(w);
+    // Ticks every half interval: the counter goes 0, 1 (no ping on either: a ping goes out once
+    // per whole interval), 2 (ping), and at 2 × limit the quiet client is dropped.
+    for tick in 1..=4 {
+        c.shard
+            .client_message(talker, Bytes::from_static(b"alive"), false);
+        c.shard.heartbeat_tick();
+        let expected = if tick == 3 {
+            framed(b"ping")
+        } else {
+            Vec::new()
+        };
+        if tick < 4 {
+            assert_eq!(c.client_bytes(quiet), expected, "tick {tick}");
+        }
+    }
+    assert!(!c.shard.clients.contains_key(&quiet));
+    assert!(c.shard.clients.contains_key(&talker));
+    assert_eq!(
+        c.client_bytes(talker),
+        b"",
+        "a talking client is never pinged"
+    );
+    assert_eq!(c.shard.stats.closed_by_heartbeat, 1);
+}
+
+#[test]
+fn slow_clients_lose_messages_or_their_connection_by_policy() {
+    for policy in [SlowClientPolicy::Drop, SlowClientPolicy::Close] {
+        let mut c = core_with(|g| {
+            g.send_to_client_buffer_size = 100;
+            g.slow_client_policy = policy;
+        });
+        let w = c.worker("W:0");
+        let id = c.accept();
+        let big = "x".repeat(60);
+        c.command(w, Cmd::SendToOne, id, "", &big);
+        c.command(w, Cmd::SendToOne, id, "", &big);
+        match policy {
+            SlowClientPolicy::Drop => {
+                assert_eq!(c.shard.stats.slow_client_drops, 1);
+                assert_eq!(c.client_bytes(id), framed(big.as_bytes()));
+            }
+            SlowClientPolicy::Close => {
+                assert_eq!(c.shard.stats.slow_client_closes, 1);
+                assert!(!c.shard.clients.contains_key(&id));
+            }
+        }
+    }
+}
+
+#[test]
+fn handshakes_past_their_deadline_are_closed_on_the_virtual_clock() {
+    let mut c = core_with(|g| {
+        g.listen.protocol = ClientProtocol::WebSocket;
+        g.handshake_timeout = 10.0;
+    });
+    c.worker("W:0");
+    let stuck = c.accept();
+    let done = c.accept();
+    c.shard.clients.get_mut(&done).unwrap().outbox.release();
+    c.shard.expire_handshakes(c.now + Duration::from_secs(9));
+    assert!(c.shard.clients.contains_key(&stuck));
+    c.shard.expire_handshakes(c.now + Duration::from_secs(10));
+    assert!(!c.shard.clients.contains_key(&stuck));
+    assert!(c.shard.clients.contains_key(&done));
+    assert_eq!(c.shard.stats.handshake_timeouts, 1);
+}
+
+#[test]
+fn unread_query_replies_close_the_link_at_the_cap() {
+    let mut c = core_with(|g| g.send_to_worker_buffer_size = 64);
+    c.worker("W:0");
+    let q = c.query_link();
+    for _ in 0..20 {
+        c.command(q, Cmd::GetGroupIdList, 0, "", "");
+    }
+    assert_eq!(c.shard.links[&q].outbox.closing(), Some(Closing::Now));
+    assert_eq!(c.shard.stats.inner_reply_overflows, 1);
+}
+
+#[test]
+fn a_worker_key_held_by_an_open_link_is_refused_to_a_newcomer() {
+    let mut c = core();
+    let first = c.worker("W:0");
+    let second = c.worker("W:0");
+    assert_eq!(c.shard.links[&second].outbox.closing(), Some(Closing::Now));
+    assert_eq!(c.shard.links[&first].outbox.closing(), None);
+    assert_eq!(c.cmds(first), [(Cmd::Ping, 0)], "the holder is pinged");
+    c.shard.link_closed(first);
+    let third = c.worker("W:0");
+    assert_eq!(c.shard.links[&third].outbox.closing(), None);
+    assert_eq!(c.shard.stats.worker_key_conflicts, 1);
+}
