@@ -634,9 +634,15 @@ fn parked_clients_keep_working() {
     let mut w = gw.workers("Parker", "").remove(0);
     let (mut a, a_id) = client(&gw, &mut w, "/");
     let (b, b_id) = client(&gw, &mut w, "/");
-    eventually("both clients parked", || {
-        gw.metric("gatewire_parked_total") >= 2
+    let (mut d, d_id) = client(&gw, &mut w, "/");
+    eventually("the clients parked", || {
+        gw.metric("gatewire_parked_total") >= 3
     });
+
+    // A destroyed parked client's socket is closed at once.
+    w.command(Cmd::Destroy, d_id, "", "");
+    assert!(d.read().is_err(), "the destroyed client's connection ends");
+    assert_eq!(connection_id(&w.expect(Cmd::OnClose)), d_id);
 
     // Output to a parked client is written straight from the shard.
     w.command(Cmd::SendToOne, a_id, "", "while parked");

@@ -312,10 +312,6 @@ impl Peer for ClientPeer {
         }
     }
 
-    fn on_parked(&mut self, socket: std::os::fd::OwnedFd) {
-        self.shard.borrow_mut().park(self.id, socket);
-    }
-
     fn on_closed(&mut self, reason: CloseReason) {
         let mut shard = self.shard.borrow_mut();
         let requested = shard.clients.get(&self.id).and_then(|c| c.close_cause);

@@ -478,6 +478,43 @@ fn handshakes_past_their_deadline_are_closed_on_the_virtual_clock() {
 }
 
 #[test]
+fn parking_is_asked_for_by_id_and_a_gone_parked_client_is_handed_back() {
+    let mut c = core();
+    c.shard.enable_parking();
+    let w = c.worker("W:0");
+    let (idle, busy) = (c.accept(), c.accept());
+    c.shard.sweep_idle(); // marks everyone inactive
+    c.shard
+        .client_message(busy, Bytes::from_static(b"m"), false);
+    c.shard.sweep_idle();
+    let mut asked = |id: u32| {
+        c.shard
+            .clients
+            .get_mut(&id)
+            .unwrap()
+            .outbox
+            .take_park_request()
+    };
+    assert!(asked(idle));
+    assert!(!asked(busy));
+    // Parked: output is left for the lot to write (by id), a kick asks for a task.
+    assert!(c.shard.parked(idle));
+    let waker = std::task::Waker::noop();
+    c.command(w, Cmd::SendToOne, idle, "", "to parked");
+    c.command(w, Cmd::SendToOne, idle, "", "again");
+    let work = c.shard.take_parking_work(waker).unwrap();
+    assert_eq!((work.dirty, work.wake), (vec![idle], vec![]));
+    c.command(w, Cmd::Destroy, idle, "", "");
+    let work = c.shard.take_parking_work(waker).unwrap();
+    assert_eq!(
+        work.wake,
+        [idle],
+        "the lot closes the socket of a client that is gone"
+    );
+    assert!(!c.shard.unparked(idle));
+}
+
+#[test]
 fn unread_query_replies_close_the_link_at_the_cap() {
     let mut c = core_with(|g| g.send_to_worker_buffer_size = 64);
     c.worker("W:0");

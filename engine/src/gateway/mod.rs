@@ -9,6 +9,7 @@ mod core_tests;
 mod encode;
 mod handshake_deadline;
 mod heartbeat;
+mod idle;
 mod link;
 mod member_index;
 mod parking;

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tracing::{info, warn};
 use crate::config::{ClientProtocol, GatewayConfig};
 use crate::gateway::client::ClientPeer;
 use crate::gateway::link::LinkPeer;
+use crate::gateway::parking::{self, ParkingLot};
 use crate::gateway::router::Router;
 use crate::gateway::state::{Shard, ShardSettings};
 use crate::gateway::stats::{Inspect, ShardSnapshot};
@@ -265,12 +267,30 @@ async fn run_shard(
         })
         .detach();
     }
-    if config.park_after > 0.0 {
+    let lot = if config.park_after > 0.0 {
         let every = Duration::from_secs_f64(config.park_after);
-        if let Err(e) = super::parking::start(&shard, every) {
-            warn!(index, error = %e, "idle clients will not be parked");
+        match parking::start(&shard, every) {
+            Ok((lot, woken)) => {
+                let (resuming, lot_for_resumed) = (shard.clone(), lot.clone());
+                let resume = move |id, socket: std::os::fd::OwnedFd| {
+                    // SAFETY: the descriptor is a connected TCP socket we own and hand over.
+                    let stream =
+                        unsafe { glommio::net::TcpStream::from_raw_fd(socket.into_raw_fd()) };
+                    let peer = ClientPeer::resume(resuming.clone(), id);
+                    spawn_client(&resuming, Some(&lot_for_resumed), id, stream, peer);
+                };
+                glommio::spawn_local(parking::serve(shard.clone(), lot.clone(), woken, resume))
+                    .detach();
+                Some(lot)
+            }
+            Err(e) => {
+                warn!(index, error = %e, "idle clients will not be parked");
+                None
+            }
         }
-    }
+    } else {
+        None
+    };
 
     // GatewayWorker pings its workers whenever lanIp is not exactly 127.0.0.1 (workers on other
     // machines: keeps NAT and firewall state alive).
@@ -306,9 +326,7 @@ async fn run_shard(
                     Some(id) => {
                         let peer = ClientPeer::new(shard.clone(), id, remote);
                         match &tls {
-                            None => {
-                                glommio::spawn_local(net::drive(stream, peer)).detach();
-                            }
+                            None => spawn_client(&shard, lot.as_ref(), id, stream, peer),
                             Some(config) => match rustls::ServerConnection::new(config.clone()) {
                                 Ok(conn) => {
                                     glommio::spawn_local(net::drive_tls(stream, peer, conn))
@@ -337,6 +355,24 @@ async fn run_shard(
             }
         }
     }
+}
+
+/// Runs client `id`'s connection in a task of its own; when the task ends idle, the parking lot
+/// takes its socket.
+fn spawn_client(
+    shard: &Rc<RefCell<Shard>>,
+    lot: Option<&Rc<RefCell<ParkingLot>>>,
+    id: u32,
+    stream: glommio::net::TcpStream,
+    peer: ClientPeer,
+) {
+    let (shard, lot) = (shard.clone(), lot.cloned());
+    glommio::spawn_local(async move {
+        if let (Some(socket), Some(lot)) = (net::drive(stream, peer).await, lot) {
+            lot.borrow_mut().park(&mut shard.borrow_mut(), id, socket);
+        }
+    })
+    .detach();
 }
 
 /// The gateway side of a register link: announce the inner address, ignore the rest.

@@ -14,6 +14,7 @@ use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, packet::HEADER_LEN};
 use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
+use crate::gateway::idle::ParkingRequests;
 use crate::gateway::member_index::MemberIndex;
 use crate::gateway::router::Router;
 use crate::gateway::stats::{ClientRow, CloseCause, Inspection, Stats};
@@ -86,9 +87,9 @@ pub struct Client {
     pub close_cause: Option<CloseCause>,
     /// Sent something since the last idle sweep.
     pub active: bool,
-    /// The socket, while the client is parked (no task; see `parking`).
-    pub parked: Option<std::os::fd::OwnedFd>,
-    /// Parked, with output waiting for the parking task's next flush.
+    /// Parked: no task; the I/O layer's parking lot holds its socket (see `idle`).
+    pub parked: bool,
+    /// Parked, with output waiting for the parking lot's next flush.
     pub flush_pending: bool,
 }
 
@@ -147,7 +148,7 @@ pub struct Shard {
     pub router: Router,
     pub stats: Stats,
     /// Set when idle clients are parked (`gateway.park_after` > 0).
-    pub parking: Option<super::parking::Parking>,
+    pub parking: Option<ParkingRequests>,
     /// Handshake deadlines in accept order (see `handshake_deadline`).
     pub(super) handshakes: std::collections::VecDeque<(std::time::Instant, u32)>,
 }
@@ -207,7 +208,7 @@ impl Shard {
                 bytes_in: 0,
                 close_cause: None,
                 active: true,
-                parked: None,
+                parked: false,
                 flush_pending: false,
             },
         );
@@ -280,6 +281,10 @@ impl Shard {
         if let Some(worker) = &client.worker {
             self.router.released(worker);
         }
+        if client.parked {
+            // The parking lot finds it gone and closes its socket.
+            self.unpark_soon(id);
+        }
         if let Some(uid) = client.uid() {
             self.uids.remove(uid, id);
         }
@@ -302,7 +307,7 @@ impl Shard {
         if let Some(client) = self.clients.get_mut(&id) {
             client.outbox.close(Closing::AfterFlush);
             client.close_cause.get_or_insert(cause);
-            if client.parked.is_some() {
+            if client.parked {
                 self.unpark_soon(id);
             }
         }
@@ -329,7 +334,7 @@ impl Shard {
         self.stats.messages_out += 1;
         self.stats.bytes_out += frame.len() as u64;
         client.outbox.push(frame);
-        if client.parked.is_some() {
+        if client.parked {
             self.parked_output(id);
         }
     }

@@ -44,7 +44,8 @@ pub trait Peer {
     /// New bytes were appended to `input`: take every complete unit off its front. To refuse the
     /// input, queue any last words and close the outbox.
     fn on_input(&mut self, input: &mut BytesMut);
-    /// The connection is over; called exactly once (unless it was parked).
+    /// The connection is over; called exactly once (unless it was parked: then [`drive`]
+    /// returns the socket instead).
     fn on_closed(&mut self, reason: CloseReason);
     /// The output cap: while the socket is full and half of this is queued, the connection is
     /// not read from (backpressure: a peer that sends faster than it reads stops being read).
@@ -52,15 +53,10 @@ pub trait Peer {
         usize::MAX
     }
     /// Whether the connection holds no protocol state beyond what its owner keeps, so its task
-    /// may end and hand the socket over ([`Peer::on_parked`]). Asked only after the owner
-    /// requested it ([`Outbox::request_park`]), with no input pending and nothing queued.
+    /// may end and hand the socket back (the return value of [`drive`]). Asked only after the
+    /// owner requested it ([`Outbox::request_park`]), with no input pending and nothing queued.
     fn parkable(&self) -> bool {
         false
-    }
-    /// The task ended without closing: `socket` is now the owner's, to watch for readiness and
-    /// to give to a new task later. Called instead of `on_closed`.
-    fn on_parked(&mut self, socket: OwnedFd) {
-        drop(socket);
     }
 }
 
@@ -77,9 +73,10 @@ struct Tls {
     written: usize,
 }
 
-/// Runs the connection until it ends, then tells the peer why.
-pub async fn drive<P: Peer>(stream: TcpStream, peer: P) {
-    drive_with(stream, peer, None).await;
+/// Runs the connection until it ends, then tells the peer why; or, when the peer let it park,
+/// returns its socket (to watch for readiness and give to a new task later).
+pub async fn drive<P: Peer>(stream: TcpStream, peer: P) -> Option<OwnedFd> {
+    drive_with(stream, peer, None).await
 }
 
 /// [`drive`] for a TLS connection: plaintext between the peer and rustls, ciphertext on the wire.
@@ -89,16 +86,24 @@ pub async fn drive_tls<P: Peer>(stream: TcpStream, peer: P, tls: rustls::ServerC
         pending: Vec::new(),
         written: 0,
     };
-    drive_with(stream, peer, Some(Box::new(tls))).await;
+    // TLS connections never park (rustls keeps state).
+    drop(drive_with(stream, peer, Some(Box::new(tls))).await);
 }
 
-async fn drive_with<P: Peer>(mut stream: TcpStream, mut peer: P, mut tls: Option<Box<Tls>>) {
+async fn drive_with<P: Peer>(
+    mut stream: TcpStream,
+    mut peer: P,
+    mut tls: Option<Box<Tls>>,
+) -> Option<OwnedFd> {
     let mut input = BytesMut::new();
     let ending =
         poll_fn(|cx| poll_connection(&mut stream, &mut input, &mut peer, tls.as_deref_mut(), cx))
             .await;
     match ending {
-        Ending::Closed(reason) => peer.on_closed(reason),
+        Ending::Closed(reason) => {
+            peer.on_closed(reason);
+            None
+        }
         Ending::Parked => {
             // glommio's stream cannot give its fd away: keep a duplicate, close the original.
             // SAFETY: dup of a descriptor we own; the result is owned by the OwnedFd.
@@ -107,9 +112,10 @@ async fn drive_with<P: Peer>(mut stream: TcpStream, mut peer: P, mut tls: Option
             if copy < 0 {
                 let e = io::Error::last_os_error();
                 peer.on_closed(CloseReason::Error(e.kind()));
+                None
             } else {
                 // SAFETY: `copy` is a fresh descriptor nobody else owns.
-                peer.on_parked(unsafe { OwnedFd::from_raw_fd(copy) });
+                Some(unsafe { OwnedFd::from_raw_fd(copy) })
             }
         }
     }

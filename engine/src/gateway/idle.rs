@@ -1,0 +1,120 @@
+//! Idle clients, the core's side of parking: which clients sent nothing for a whole sweep (asked
+//! to park), which are parked, and what the I/O layer's parking lot must do for them — ids only.
+//! The lot owns the parked sockets; the core never sees a descriptor.
+
+use std::task::Waker;
+
+use crate::gateway::state::Shard;
+
+/// What the core asks of the parking lot, as client ids.
+#[derive(Debug, Default)]
+pub struct ParkingRequests {
+    /// Parked clients to give a task again (socket full, close requested) or whose socket to
+    /// drop (gone).
+    wake: Vec<u32>,
+    /// Parked clients with output queued since the lot last ran: written together, so a burst
+    /// leaves in one `sendmsg` per client, as it would from a task.
+    dirty: Vec<u32>,
+    /// The lot's task, woken when there is work.
+    waker: Option<Waker>,
+}
+
+/// One round of work for the parking lot.
+#[derive(Debug, Default)]
+pub struct ParkingWork {
+    pub dirty: Vec<u32>,
+    pub wake: Vec<u32>,
+}
+
+impl ParkingRequests {
+    fn notify(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Shard {
+    /// Turns parking on (`gateway.park_after` > 0 and a lot is running).
+    pub fn enable_parking(&mut self) {
+        self.parking = Some(ParkingRequests::default());
+    }
+
+    /// Asks every client that sent nothing since the previous sweep to park.
+    pub fn sweep_idle(&mut self) {
+        for client in self.clients.values_mut() {
+            if !client.active
+                && !client.parked
+                && client.outbox.is_empty()
+                && client.outbox.closing().is_none()
+                && !client.outbox.is_held()
+            {
+                client.outbox.request_park();
+            }
+            client.active = false;
+        }
+    }
+
+    /// Client `id`'s task ended idle and the lot holds its socket now. False when the client is
+    /// no longer known (the lot then drops the socket).
+    pub fn parked(&mut self, id: u32) -> bool {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return false;
+        };
+        client.outbox.forget_waker();
+        client.parked = true;
+        self.stats.parked += 1;
+        true
+    }
+
+    /// Client `id` has a task again. False when it was not parked (or is gone).
+    pub fn unparked(&mut self, id: u32) -> bool {
+        match self.clients.get_mut(&id) {
+            Some(client) if client.parked => {
+                client.parked = false;
+                client.flush_pending = false;
+                self.stats.unparked += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The lot's next round of work (setting the waker for the one after).
+    pub fn take_parking_work(&mut self, waker: &Waker) -> Option<ParkingWork> {
+        let requests = self.parking.as_mut()?;
+        requests.waker = Some(waker.clone());
+        let work = ParkingWork {
+            dirty: std::mem::take(&mut requests.dirty),
+            wake: std::mem::take(&mut requests.wake),
+        };
+        for id in &work.dirty {
+            if let Some(client) = self.clients.get_mut(id) {
+                client.flush_pending = false;
+            }
+        }
+        Some(work)
+    }
+
+    /// A parked client has new output: the lot writes it on its next round.
+    pub(super) fn parked_output(&mut self, id: u32) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if std::mem::replace(&mut client.flush_pending, true) {
+            return;
+        }
+        if let Some(requests) = self.parking.as_mut() {
+            requests.dirty.push(id);
+            requests.notify();
+        }
+    }
+
+    /// A parked client needs a task (or, if it is gone, its socket dropped).
+    pub(super) fn unpark_soon(&mut self, id: u32) {
+        if let Some(requests) = self.parking.as_mut() {
+            requests.wake.push(id);
+            requests.notify();
+        }
+    }
+}
