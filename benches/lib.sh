@@ -6,7 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 
 build() {
-  (cd "$root" && cargo build --release --quiet -p gatewire --bin gatewire -p gatewire-loadgen)
+  (cd "$root" && cargo build --release --quiet -p gatewire -p gatewire-loadgen --bins)
 }
 
 environment() {
