@@ -5,7 +5,6 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gatewire::config::{GatewayConfig, RouterMode};
@@ -31,13 +30,10 @@ fn shard_with(clients: u32) -> (Shard, u64, Vec<u32>) {
             worker_connect_body("B:0", ""),
         ),
     );
-    let now = Instant::now();
     let ids: Vec<u32> = (0..clients)
         .map(|i| {
             let remote = SocketAddr::from(([10, 0, (i >> 16) as u8, (i >> 8) as u8], i as u16));
-            let id = shard
-                .accept_client(remote, now)
-                .expect("a worker is linked");
+            let id = shard.accept_client(remote).expect("a worker is linked");
             shard.clients.get_mut(&id).unwrap().outbox.release();
             id
         })

@@ -1,9 +1,10 @@
 //! The shard's state machine driven directly, without sockets or a runtime (quinn-proto's way):
 //! synthetic clients and worker links go in, and the tests assert the exact bytes queued on each
-//! outbox. A virtual clock drives the handshake deadlines. These run in milliseconds.
+//! outbox. Time-driven behaviour (heartbeat, handshake deadlines) is driven tick by tick. These run
+//! in milliseconds.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::auth::{gateway_client_connect_body, worker_connect_body};
@@ -20,7 +21,6 @@ use crate::net::{Closing, Outbox};
 /// A shard and a clock, with helpers to play workers and clients.
 struct Core {
     shard: Shard,
-    now: Instant,
     next_port: u16,
 }
 
@@ -31,7 +31,6 @@ fn core_with(edit: impl FnOnce(&mut GatewayConfig)) -> Core {
     let settings = ShardSettings::new(&config, 0, 8282);
     Core {
         shard: Shard::new(settings, Router::new(RouterMode::LeastConnections, 7)),
-        now: Instant::now(),
         next_port: 40000,
     }
 }
@@ -88,7 +87,7 @@ impl Core {
         self.next_port += 1;
         let remote = SocketAddr::from(([10, 0, 0, 1], self.next_port));
         self.shard
-            .accept_client(remote, self.now)
+            .accept_client(remote)
             .expect("a worker takes the client")
     }
 
@@ -163,10 +162,7 @@ fn accept_sends_on_connect_with_the_client_header() {
 fn without_a_worker_a_client_is_refused_and_counted() {
     let mut c = core();
     assert!(!c.shard.has_workers());
-    assert_eq!(
-        c.shard.accept_client("10.0.0.1:1".parse().unwrap(), c.now),
-        None
-    );
+    assert_eq!(c.shard.accept_client("10.0.0.1:1".parse().unwrap()), None);
     assert!(c.shard.clients.is_empty());
     assert_eq!(c.shard.stats.closed_no_worker, 1);
 }
@@ -460,19 +456,28 @@ fn slow_clients_lose_messages_or_their_connection_by_policy() {
 }
 
 #[test]
-fn handshakes_past_their_deadline_are_closed_on_the_virtual_clock() {
+fn handshakes_are_closed_on_the_fifth_sweep_of_a_quarter_timeout() {
     let mut c = core_with(|g| {
         g.listen.protocol = ClientProtocol::WebSocket;
         g.handshake_timeout = 10.0;
     });
+    assert_eq!(
+        c.shard.handshake_check_period(),
+        Some(Duration::from_millis(2500))
+    );
     c.worker("W:0");
     let stuck = c.accept();
     let done = c.accept();
     c.shard.clients.get_mut(&done).unwrap().outbox.release();
-    c.shard.expire_handshakes(c.now + Duration::from_secs(9));
-    assert!(c.shard.clients.contains_key(&stuck));
-    c.shard.expire_handshakes(c.now + Duration::from_secs(10));
-    assert!(!c.shard.clients.contains_key(&stuck));
+    for _ in 0..4 {
+        c.shard.sweep_handshakes();
+    }
+    assert!(
+        c.shard.clients.contains_key(&stuck),
+        "at most 10 s in: still waiting"
+    );
+    c.shard.sweep_handshakes();
+    assert!(!c.shard.clients.contains_key(&stuck), "past 10 s: closed");
     assert!(c.shard.clients.contains_key(&done));
     assert_eq!(c.shard.stats.handshake_timeouts, 1);
 }

@@ -260,9 +260,7 @@ async fn run_shard(
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(period).await;
-                checking
-                    .borrow_mut()
-                    .expire_handshakes(std::time::Instant::now());
+                checking.borrow_mut().sweep_handshakes();
             }
         })
         .detach();
@@ -319,9 +317,7 @@ async fn run_shard(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let id = shard
-                    .borrow_mut()
-                    .accept_client(remote, std::time::Instant::now());
+                let id = shard.borrow_mut().accept_client(remote);
                 match id {
                     Some(id) => {
                         let peer = ClientPeer::new(shard.clone(), id, remote);

@@ -91,6 +91,8 @@ pub struct Client {
     pub parked: bool,
     /// Parked, with output waiting for the parking lot's next flush.
     pub flush_pending: bool,
+    /// Handshake sweeps this client has been through still in its handshake.
+    pub handshake_sweeps: u8,
 }
 
 /// A client's uid and groups.
@@ -149,8 +151,6 @@ pub struct Shard {
     pub stats: Stats,
     /// Set when idle clients are parked (`gateway.park_after` > 0).
     pub parking: Option<ParkingRequests>,
-    /// Handshake deadlines in accept order (see `handshake_deadline`).
-    pub(super) handshakes: std::collections::VecDeque<(std::time::Instant, u32)>,
 }
 
 impl Shard {
@@ -167,7 +167,6 @@ impl Shard {
             router,
             stats: Stats::default(),
             parking: None,
-            handshakes: std::collections::VecDeque::new(),
         }
     }
 
@@ -175,7 +174,7 @@ impl Shard {
 
     /// Registers an accepted client and sends ON_CONNECT. Returns its connection id, or `None` when
     /// no worker could take the event (the client is then refused, as GatewayWorker does).
-    pub fn accept_client(&mut self, remote: SocketAddr, now: std::time::Instant) -> Option<u32> {
+    pub fn accept_client(&mut self, remote: SocketAddr) -> Option<u32> {
         let id = self.allocate_connection_id();
         let client_ip = match remote.ip() {
             IpAddr::V4(ip) => ip,
@@ -210,11 +209,11 @@ impl Shard {
                 active: true,
                 parked: false,
                 flush_pending: false,
+                handshake_sweeps: 0,
             },
         );
         self.stats.accepted += 1;
         if self.send_event(id, Cmd::OnConnect, Flags::SCALAR, &Bytes::new()) {
-            self.watch_handshake(id, now);
             Some(id)
         } else {
             self.stats.no_worker += 1;
