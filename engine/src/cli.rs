@@ -267,6 +267,10 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 eprintln!("gatewire: {why}");
                 return ExitCode::from(2);
             }
+            if let Some(why) = crate::system::runtime_unavailable() {
+                eprintln!("gatewire: {why}");
+                return ExitCode::from(1);
+            }
             init_logging(&loaded.log_filter(&roles));
             // The chat app runs on this machine with no static_dir: the gateway serves its page.
             let chat_page = custom.is_none()

@@ -36,6 +36,9 @@ pub struct Host {
     pub syn_backlog: Option<u64>,
     pub mem_available: Option<u64>,
     pub conntrack_max: Option<u64>,
+    /// Why the io_uring runtime cannot start here (locked-memory limit, io_uring refused), with
+    /// the fix; `None` when it can.
+    pub runtime_blocked: Option<String>,
 }
 
 fn read_u64(path: &str) -> Option<u64> {
@@ -70,6 +73,7 @@ impl Host {
             syn_backlog: read_u64("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
             mem_available,
             conntrack_max: read_u64("/proc/sys/net/netfilter/nf_conntrack_max"),
+            runtime_blocked: crate::system::runtime_unavailable(),
         }
     }
 }
@@ -167,6 +171,21 @@ pub fn check(host: &Host, config: &Config, clients: u64) -> Vec<Finding> {
             }),
         ));
     }
+    out.push(finding(
+        "io_uring runtime (RLIMIT_MEMLOCK, io_uring allowed)",
+        if host.runtime_blocked.is_some() {
+            "blocked"
+        } else {
+            "ok"
+        }
+        .to_owned(),
+        format!(
+            "io_uring allowed, locked memory >= {} KiB",
+            crate::system::MIN_MEMLOCK / 1024
+        ),
+        host.runtime_blocked.clone(),
+    ));
+
     out
 }
 
@@ -233,7 +252,26 @@ mod tests {
             syn_backlog: Some(4096),
             mem_available: Some(22 << 30),
             conntrack_max: None,
+            runtime_blocked: None,
         }
+    }
+
+    #[test]
+    fn a_blocked_runtime_blocks_with_its_fix() {
+        let blocked = Host {
+            runtime_blocked: Some("the locked-memory limit is 64 KiB … ulimit -l 1024".into()),
+            ..host()
+        };
+        let findings = check(&blocked, &Config::default(), 1000);
+        let runtime = findings.last().unwrap();
+        assert!(runtime.blocking);
+        assert!(report(&findings, 1000).0.contains("ulimit -l 1024"));
+        assert!(
+            !check(&host(), &Config::default(), 1000)
+                .last()
+                .unwrap()
+                .blocking
+        );
     }
 
     #[test]

@@ -402,3 +402,37 @@ fn clients_reconnecting_to_a_restarted_gateway_are_served_on_the_first_try() {
         failures.len()
     );
 }
+
+/// A locked-memory limit too low for io_uring is named at start with its fix, instead of
+/// "register: thread ended before listening".
+#[test]
+fn a_low_locked_memory_limit_is_reported_with_the_fix() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gatewire.toml"), "").unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatewire"));
+    command
+        .args(["start", "-c", "gatewire.toml"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256 * 1024,
+                rlim_max: 256 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("locked-memory limit is 256 KiB") && err.contains("ulimit -l"),
+        "{err}"
+    );
+}
