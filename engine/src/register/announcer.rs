@@ -22,7 +22,7 @@ const PING_EVERY: Duration = Duration::from_secs(25);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_LINE: usize = 10 * 1024 * 1024;
 /// A connection that lasted this long, or got an answer, was accepted.
-const ACCEPTED_AFTER: Duration = Duration::from_secs(3);
+const ACCEPTED_AFTER: Duration = Duration::from_secs(1);
 
 /// What to say to a register and what to do with its answers.
 pub trait RegisterLink: 'static {

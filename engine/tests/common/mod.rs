@@ -223,7 +223,17 @@ impl Gatewire {
 }
 
 impl Drop for Gatewire {
+    /// Stops the deployment as an operator would (SIGTERM), killing it only if it hangs.
     fn drop(&mut self) {
+        // SAFETY: signalling the supervisor this harness started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
