@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use tracing::{error, info};
+use tracing::info;
 
 use crate::config::{self, AppName, Config, Role};
 use crate::process::Running;
@@ -310,8 +310,8 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
+                // Said once: on stderr, which is the log file in the background (`-d`).
                 Err(message) => {
-                    error!("{message}");
                     eprintln!("gatewire: {message}");
                     ExitCode::from(1)
                 }

@@ -306,12 +306,20 @@ fn bad_configurations_name_the_problem() {
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
+    let started = Instant::now();
     let (code, err) = start(&format!("[register]\nlisten = \"127.0.0.1:{port}\"\n"));
     assert_eq!(code, Some(1));
     assert!(
         err.contains(&format!("127.0.0.1:{port}")) && err.contains("register.listen"),
         "{err}"
     );
+    // Once, at once, naming who holds it (the 5 s retry is only for a predecessor's leftovers).
+    assert_eq!(err.matches("cannot listen").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("process {}", std::process::id())),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
     assert!(
         !dir.path().join("run/gatewire.sock").exists(),
         "nothing left running"

@@ -43,8 +43,9 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener
 /// How long a listener keeps trying an address still held by its previous owner's connections.
 const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// [`listen`], retried for a few seconds while the address is in use: right after a restart the
-/// previous process's connections linger (FIN_WAIT) and keep the port, even with SO_REUSEADDR.
+/// [`listen`], retried for a few seconds while the address is in use by what a previous process
+/// left: right after a restart its connections linger (FIN_WAIT) and, while its io_uring is torn
+/// down, its listener too. A listener held by a live process fails at once, naming the process.
 pub async fn listen_after_restart(
     addr: SocketAddr,
     reuse_port: bool,
@@ -52,10 +53,16 @@ pub async fn listen_after_restart(
     let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
     loop {
         match listen(addr, reuse_port) {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::AddrInUse
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if let Some(pid) = port_owner::listener_on(addr).and_then(|l| l.pid) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!("address in use: process {pid} listens on it"),
+                    ));
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
                 glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
             }
             result => return result,

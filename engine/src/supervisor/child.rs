@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::channel;
 use crate::config::{Config, Role};
@@ -27,7 +27,8 @@ pub fn run<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> u8 
     let running = match Running::start(config, roles, custom) {
         Ok(r) => Arc::new(r),
         Err(message) => {
-            error!("{message}");
+            // The supervisor reports it (once, for every role).
+            tracing::debug!("{message}");
             let _ = channel::send(&mut control, &format!("failed {message}"));
             return 1;
         }
