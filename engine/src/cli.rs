@@ -77,13 +77,19 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
         /// Refresh every second.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         watch: bool,
+        /// A JSON array (one object per process) for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Every client: id, remote address, uid, groups, traffic.
     Connections {
         #[command(flatten)]
         config: ConfigArgs,
+        /// A JSON array (one object per client) for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Configuration tools.
     Config {
@@ -325,10 +331,21 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             control(&config, &format!("restart {}", roles.join(",")))
         }
         Command::Reload { config } => control(&config, "reload"),
-        Command::Connections { config } => control(&config, "connections"),
-        Command::Status { config, watch } => {
+        Command::Connections { config, json } => control(
+            &config,
+            if json {
+                "connections json"
+            } else {
+                "connections"
+            },
+        ),
+        Command::Status {
+            config,
+            watch,
+            json,
+        } => {
             if !watch {
-                return control(&config, "status");
+                return control(&config, if json { "status json" } else { "status" });
             }
             loop {
                 // Clear the screen, then print the table.

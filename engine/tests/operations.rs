@@ -444,3 +444,46 @@ fn a_low_locked_memory_limit_is_reported_with_the_fix() {
         "{err}"
     );
 }
+
+/// `status --json` and `connections --json` give scripts the same facts as the tables.
+#[test]
+fn status_and_connections_as_json() {
+    let gw = Gatewire::start(echo_setup());
+    let dir = gw.dir.path().to_owned();
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    round_trip(&mut ws, "hello");
+    let status = || -> Vec<serde_json::Value> {
+        let out = stdout(&gatewire(&dir, &["status", "--json"]));
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let role = |rows: &[serde_json::Value], name: &str| {
+        rows.iter().find(|r| r["role"] == name).unwrap().clone()
+    };
+    eventually("the gateway reports its client", || {
+        role(&status(), "gateway")["connections"] == 1
+    });
+    let rows = status();
+    let role = |name: &str| role(&rows, name);
+    assert_eq!(role("gateway")["pid"], pid_of(&dir, "gateway").unwrap());
+    assert_eq!(role("register")["gateways"], 2);
+    assert!(role("worker")["rss_bytes"].as_u64().unwrap() > 0);
+    eventually("the client's message is counted", || {
+        let out = stdout(&gatewire(&dir, &["connections", "--json"]));
+        let clients: serde_json::Value = serde_json::from_str(&out).unwrap();
+        clients.as_array().unwrap().len() == 1 && clients[0]["messages_in"] == 1
+    });
+    let out = stdout(&gatewire(&dir, &["connections", "--json"]));
+    let clients: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(clients[0]["uid"], serde_json::Value::Null);
+    assert_eq!(clients[0]["groups"], serde_json::json!([]));
+    assert!(
+        clients[0]["remote"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+}

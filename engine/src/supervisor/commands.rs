@@ -1,4 +1,5 @@
-//! The control socket: the command line sends one request (`status`, `connections`, `reload`,
+//! The control socket: the command line sends one request (`status [json]`,
+//! `connections [json]`, `reload`,
 //! `restart ROLES`, `stop`, `stop graceful`, `metrics`) and gets one answer: `ok` or `error` on
 //! the first line, then text.
 
@@ -21,7 +22,9 @@ impl Supervisor {
         };
         let mut words = request.split_whitespace();
         let answer = match (words.next(), words.next()) {
+            (Some("status"), Some("json")) => Ok(json(&self.status_rows())),
             (Some("status"), _) => Ok(self.status_table()),
+            (Some("connections"), Some("json")) => Ok(json(&self.connection_rows())),
             (Some("connections"), _) => Ok(self.connections_table()),
             (Some("metrics"), _) => Ok(self.metrics()),
             (Some("reload"), _) => self.reload(),
@@ -48,6 +51,36 @@ impl Supervisor {
         let _ = channel::send(&mut stream, &text);
     }
 
+    /// One row per serving child: its process facts and what it reports.
+    fn status_rows(&self) -> Vec<StatusRow> {
+        let mut children = self.serving(None);
+        children.sort_by_key(|c| (c.role as u8, c.pid));
+        children
+            .into_iter()
+            .map(|c| {
+                let s = c
+                    .ask("status", Duration::from_secs(5))
+                    .map(|line| ProcessStatus::from_line(&line))
+                    .unwrap_or_default();
+                let register = c.role == Role::Register;
+                StatusRow {
+                    role: c.role.name(),
+                    pid: c.pid,
+                    uptime_seconds: c.started.elapsed().as_secs(),
+                    rss_bytes: crate::system::rss_bytes(c.pid),
+                    connections: s.connections,
+                    messages_in: s.messages_in,
+                    messages_out: s.messages_out,
+                    links: s.worker_links,
+                    dropped: s.dropped,
+                    events: s.events,
+                    gateways: register.then_some(s.gateways),
+                    workers: register.then_some(s.workers),
+                }
+            })
+            .collect()
+    }
+
     fn status_table(&self) -> String {
         let mut out = format!(
             "{:<9} {:>8} {:>10} {:>10} {:>11} {:>11} {:>11} {:>6} {:>8} {:>9}\n",
@@ -62,35 +95,58 @@ impl Supervisor {
             "dropped",
             "events"
         );
-        let mut children = self.serving(None);
-        children.sort_by_key(|c| (c.role as u8, c.pid));
-        for c in children {
-            let s = c
-                .ask("status", Duration::from_secs(5))
-                .map(|line| ProcessStatus::from_line(&line))
-                .unwrap_or_default();
-            let memory = crate::system::rss_bytes(c.pid).map_or_else(
+        for r in self.status_rows() {
+            let memory = r.rss_bytes.map_or_else(
                 || "-".to_owned(),
                 |b| format!("{:.1}MiB", b as f64 / 1048576.0),
             );
-            let extra = if c.role == Role::Register {
-                format!("  gateways={} workers={}", s.gateways, s.workers)
-            } else {
-                String::new()
+            let extra = match (r.gateways, r.workers) {
+                (Some(g), Some(w)) => format!("  gateways={g} workers={w}"),
+                _ => String::new(),
             };
             out.push_str(&format!(
                 "{:<9} {:>8} {:>10} {:>10} {:>11} {:>11} {:>11} {:>6} {:>8} {:>9}{extra}\n",
-                c.role.name(),
-                c.pid,
-                uptime(c.started.elapsed()),
+                r.role,
+                r.pid,
+                uptime(Duration::from_secs(r.uptime_seconds)),
                 memory,
-                s.connections,
-                s.messages_in,
-                s.messages_out,
-                s.worker_links,
-                s.dropped,
-                s.events
+                r.connections,
+                r.messages_in,
+                r.messages_out,
+                r.links,
+                r.dropped,
+                r.events
             ));
+        }
+        out
+    }
+
+    /// Every gateway's clients.
+    fn connection_rows(&self) -> Vec<ConnectionRow> {
+        let mut out = Vec::new();
+        for c in self.serving(Some(Role::Gateway)) {
+            let Ok(rows) = c.ask("connections", Duration::from_secs(30)) else {
+                continue;
+            };
+            for row in rows.lines() {
+                let f: Vec<&str> = row.split('\t').collect();
+                if let [id, remote, uid, groups, messages, bytes_in, queued] = f[..] {
+                    let number = |s: &str| s.parse().unwrap_or(0);
+                    out.push(ConnectionRow {
+                        client_id: id.to_owned(),
+                        remote: remote.to_owned(),
+                        uid: (uid != "-").then(|| uid.to_owned()),
+                        groups: groups
+                            .split(',')
+                            .filter(|g| !g.is_empty() && *g != "-")
+                            .map(str::to_owned)
+                            .collect(),
+                        messages_in: number(messages),
+                        bytes_in: number(bytes_in),
+                        queued_out: number(queued),
+                    });
+                }
+            }
         }
         out
     }
@@ -100,21 +156,57 @@ impl Supervisor {
             "{:<20} {:<21} {:<12} {:<20} {:>9} {:>10} {:>10}\n",
             "client_id", "remote", "uid", "groups", "messages", "bytes_in", "queued_out"
         );
-        for c in self.serving(Some(Role::Gateway)) {
-            let Ok(rows) = c.ask("connections", Duration::from_secs(30)) else {
-                continue;
+        for r in self.connection_rows() {
+            let uid = r.uid.as_deref().unwrap_or("-");
+            let groups = if r.groups.is_empty() {
+                "-".to_owned()
+            } else {
+                r.groups.join(",")
             };
-            for row in rows.lines() {
-                let f: Vec<&str> = row.split('\t').collect();
-                if let [id, remote, uid, groups, messages, bytes_in, queued] = f[..] {
-                    out.push_str(&format!(
-                        "{id:<20} {remote:<21} {uid:<12} {groups:<20} {messages:>9} {bytes_in:>10} {queued:>10}\n"
-                    ));
-                }
-            }
+            out.push_str(&format!(
+                "{:<20} {:<21} {uid:<12} {groups:<20} {:>9} {:>10} {:>10}\n",
+                r.client_id, r.remote, r.messages_in, r.bytes_in, r.queued_out
+            ));
         }
         out
     }
+}
+
+/// One process in `gatewire status` (`--json`: an array of these).
+#[derive(Debug, serde::Serialize)]
+struct StatusRow {
+    role: &'static str,
+    pid: u32,
+    uptime_seconds: u64,
+    rss_bytes: Option<u64>,
+    connections: u64,
+    messages_in: u64,
+    messages_out: u64,
+    /// Worker links: held by a gateway, or made by a worker process.
+    links: u64,
+    dropped: u64,
+    events: u64,
+    /// Register membership (register rows only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateways: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<u64>,
+}
+
+/// One client in `gatewire connections` (`--json`: an array of these).
+#[derive(Debug, serde::Serialize)]
+struct ConnectionRow {
+    client_id: String,
+    remote: String,
+    uid: Option<String>,
+    groups: Vec<String>,
+    messages_in: u64,
+    bytes_in: u64,
+    queued_out: u64,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("\"{e}\"")) + "\n"
 }
 
 fn uptime(d: Duration) -> String {
