@@ -162,12 +162,23 @@ enum QueryWhat {
 
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
-    /// Validate the configuration and print the effective values.
+    /// Validate the configuration and print the effective values as TOML (secrets masked).
     Check {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Print a complete, commented configuration with every key and its default.
+    Example,
+    /// Write that example to a file (default ./gatewire.toml); an existing file is kept.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "gatewire.toml")]
+        path: std::path::PathBuf,
+    },
 }
+
+/// Every key with its default and a comment (the repository's gatewire.example.toml).
+pub const EXAMPLE_CONFIG: &str = include_str!("../../gatewire.example.toml");
 
 #[derive(Debug, Args)]
 struct ConfigArgs {
@@ -401,12 +412,43 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             }
         },
         Command::Config {
+            action: ConfigAction::Example,
+        } => {
+            print!("{EXAMPLE_CONFIG}");
+            ExitCode::SUCCESS
+        }
+        Command::Config {
+            action: ConfigAction::Init { path },
+        } => {
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, EXAMPLE_CONFIG.as_bytes()));
+            match written {
+                Ok(()) => {
+                    println!("wrote {} (every key with its default)", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gatewire: cannot write {}: {e}", path.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Config {
             action: ConfigAction::Check { config },
         } => match config.load() {
-            Ok(c) => {
-                println!("{:#?}", c.with_secrets_masked());
-                ExitCode::SUCCESS
-            }
+            Ok(c) => match toml::to_string(&c.with_secrets_masked()) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gatewire: cannot print the configuration: {e}");
+                    ExitCode::from(1)
+                }
+            },
             Err(e) => {
                 eprintln!("gatewire: {e}");
                 ExitCode::from(2)

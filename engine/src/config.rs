@@ -6,10 +6,10 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub run: RunConfig,
@@ -20,7 +20,7 @@ pub struct Config {
 }
 
 /// `[metrics]`: the Prometheus text endpoint.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address of the endpoint (`GET /metrics`); unset means off.
@@ -28,7 +28,7 @@ pub struct MetricsConfig {
 }
 
 /// `[run]`: what this machine runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// Roles started by `gatewire start` (GatewayWorker's machine type).
@@ -55,7 +55,7 @@ impl Default for RunConfig {
 }
 
 /// A process role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Register,
@@ -94,7 +94,7 @@ impl std::str::FromStr for Role {
 }
 
 /// `[register]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegisterConfig {
     /// Address the Register listens on.
@@ -182,6 +182,12 @@ impl std::str::FromStr for ListenUrl {
     }
 }
 
+impl Serialize for ListenUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for ListenUrl {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?
@@ -206,7 +212,7 @@ fn address_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr
 }
 
 /// What happens when a client's output queue is over `send_to_client_buffer_size`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlowClientPolicy {
     /// Drop the message for that client and count it (GatewayWorker's behaviour).
@@ -216,7 +222,7 @@ pub enum SlowClientPolicy {
 }
 
 /// How a client's first event picks a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouterMode {
     LeastConnections,
@@ -228,7 +234,7 @@ pub enum RouterMode {
 pub const MESSAGE_PACKET_OVERHEAD: usize = 28 + 64 * 1024;
 
 /// `[gateway]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     /// Client-facing listener: `websocket://`, `wss://`, `text://`, `frame://` or `tcp://`.
@@ -321,7 +327,7 @@ impl GatewayConfig {
 }
 
 /// The built-in business logic a stock `gatewire` runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum AppName {
     /// The chat room (with its web page in `static_dir`).
@@ -333,7 +339,7 @@ pub enum AppName {
 }
 
 /// `[worker]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// Worker keys are `name:index`; keep names unique per host.

@@ -1,0 +1,54 @@
+//! The committed example configuration is the defaults, complete: `config init` writes it, and
+//! `config check` of it prints exactly what `config check` prints with no file at all.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gatewire(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GATEWIRE_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_example_configuration_is_the_defaults_with_every_key() {
+    let example = include_str!("../../gatewire.example.toml");
+    let dir = tempfile::tempdir().unwrap();
+    // Defaults: no file.
+    let defaults = text(&gatewire(dir.path(), &["config", "check"]));
+    // `config init` writes the example; checking it gives the same effective configuration.
+    text(&gatewire(dir.path(), &["config", "init"]));
+    let written = std::fs::read_to_string(dir.path().join("gatewire.toml")).unwrap();
+    assert_eq!(written, example);
+    assert_eq!(text(&gatewire(dir.path(), &["config", "example"])), example);
+    let from_example = text(&gatewire(dir.path(), &["config", "check"]));
+    assert_eq!(from_example, defaults);
+    // Every key the defaults have is in the example (set, or commented out when derived).
+    let table: toml::Table = defaults.parse().unwrap();
+    for (section, keys) in &table {
+        assert!(
+            example.contains(&format!("[{section}]")),
+            "[{section}] missing"
+        );
+        for key in keys.as_table().unwrap().keys() {
+            let set = format!("\n{key} = ");
+            let commented = format!("\n# {key} = ");
+            assert!(
+                example.contains(&set) || example.contains(&commented),
+                "{section}.{key} is not in gatewire.example.toml"
+            );
+        }
+    }
+    // An existing file is kept.
+    let again = gatewire(dir.path(), &["config", "init"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("gatewire.toml"));
+}
