@@ -188,6 +188,10 @@ struct ConfigArgs {
     /// Override one key, e.g. `--set gateway.shards=4` (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE", global = true)]
     overrides: Vec<String>,
+    /// The deployment's name (`run.name`): with no `[run] dir`, its run directory is the
+    /// well-known one for that name, so commands find it from any directory.
+    #[arg(long, global = true)]
+    name: Option<String>,
 }
 
 impl ConfigArgs {
@@ -211,7 +215,7 @@ impl ConfigArgs {
                 std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
             config_args.extend(["-c".into(), absolute.into_os_string()]);
         }
-        for o in &self.overrides {
+        for o in self.all_overrides() {
             config_args.extend(["--set".into(), o.into()]);
         }
         if let Some(app) = app {
@@ -233,7 +237,14 @@ impl ConfigArgs {
             .file
             .as_deref()
             .or_else(|| default.exists().then_some(default));
-        config::load(file, &self.overrides)
+        config::load(file, &self.all_overrides())
+    }
+
+    /// Every `--set`, with `--name` as the `run.name` it stands for.
+    fn all_overrides(&self) -> Vec<String> {
+        let mut all = self.overrides.clone();
+        all.extend(self.name.iter().map(|n| format!("run.name={n}")));
+        all
     }
 }
 
@@ -303,7 +314,7 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             if daemon {
                 let wait =
                     Duration::from_secs_f64(loaded.worker.ready_timeout) + Duration::from_secs(30);
-                return match crate::supervisor::daemon::start(&loaded.run.dir, wait) {
+                return match crate::supervisor::daemon::start(&loaded.run_dir(), wait) {
                     Ok(line) => {
                         println!("{line}");
                         ExitCode::SUCCESS
@@ -576,7 +587,7 @@ fn control(config: &ConfigArgs, request: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::supervisor::request(&loaded.run.dir, request) {
+    match crate::supervisor::request(&loaded.run_dir(), request) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -33,8 +33,13 @@ pub struct MetricsConfig {
 pub struct RunConfig {
     /// Roles started by `gatewire start` (GatewayWorker's machine type).
     pub roles: Vec<Role>,
-    /// Holds the pid file, the log file of `start -d` and the supervisor's control socket.
-    pub dir: PathBuf,
+    /// Holds the pid file, the log file of `start -d` and the supervisor's control socket. Unset:
+    /// the well-known directory for this deployment's `name` (see [`Config::run_dir`]); a
+    /// relative path is taken from the configuration file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// The deployment's name: several deployments on one host differ by name (`--name`).
+    pub name: String,
     /// Log filter for every role without its own `log` key (`error`..`trace`, or tracing
     /// directives). The `GATEWIRE_LOG` environment variable wins over every `log` key.
     pub log: String,
@@ -47,7 +52,8 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             roles: vec![Role::Register, Role::Gateway, Role::Worker],
-            dir: PathBuf::from("run"),
+            dir: None,
+            name: "default".into(),
             log: "info".into(),
             allow_insecure: false,
         }
@@ -513,9 +519,28 @@ fn load_with(
         set("gateway", "max_packet_size"),
         set("worker", "max_packet_size"),
     );
+    let name = table
+        .get("run")
+        .and_then(|r| r.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("default");
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(invalid(
+            &origin,
+            format!("run.name = {name:?}: a deployment name is one path component, like \"chat\""),
+        ));
+    }
     let mut config: Config = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| invalid(&origin, e.to_string()))?;
+    // A relative run directory is the configuration file's, wherever the command runs from.
+    if let (Some(dir), Some(file)) = (&config.run.dir, path) {
+        if dir.is_relative() {
+            let base = file.parent().filter(|p| !p.as_os_str().is_empty());
+            let base = base.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            config.run.dir = Some(std::path::absolute(base.join(dir)).unwrap_or(base.join(dir)));
+        }
+    }
     // Unset packet bounds follow the message bound, so raising max_message_size alone works.
     let derived = config.gateway.max_message_size + MESSAGE_PACKET_OVERHEAD;
     if !packet_sizes_set.0 {
@@ -530,7 +555,28 @@ fn load_with(
     Ok(config)
 }
 
+/// Where run directories live when `[run] dir` is unset: `$XDG_RUNTIME_DIR/gatewire`, else
+/// `/run/gatewire` for root, else `/tmp/gatewire-<uid>`.
+pub fn run_dir_base() -> PathBuf {
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(runtime).join("gatewire");
+    }
+    // SAFETY: geteuid has no preconditions.
+    match unsafe { libc::geteuid() } {
+        0 => PathBuf::from("/run/gatewire"),
+        uid => PathBuf::from(format!("/tmp/gatewire-{uid}")),
+    }
+}
+
 impl Config {
+    /// The run directory: `[run] dir`, or the well-known one for `[run] name`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.run
+            .dir
+            .clone()
+            .unwrap_or_else(|| run_dir_base().join(&self.run.name))
+    }
+
     /// The log filter of a process running `roles`: `[run] log`, refined per role module.
     pub fn log_filter(&self, roles: &[Role]) -> String {
         let mut filter = self.run.log.clone();

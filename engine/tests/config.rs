@@ -58,7 +58,7 @@ fn bad_values_name_the_key() {
 fn set_overrides_one_key() {
     let (code, message) = check("[gateway]\nshards = 2\n", &["--set", "gateway.shards=5"]);
     assert_eq!(code, 0, "{message}");
-    assert!(message.contains("shards: 5"), "{message}");
+    assert!(message.contains("shards = 5"), "{message}");
     let (code, message) = check("", &["--set", "gateway.shards=many"]);
     assert_eq!(code, 2);
     assert!(message.contains("gateway.shards"), "{message}");
@@ -68,8 +68,11 @@ fn set_overrides_one_key() {
 fn a_taken_port_stops_start_up() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
+    let run = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_gatewire"))
         .args(["start", "--role", "register", "--set"])
+        .arg(format!("run.dir={:?}", run.path()))
+        .arg("--set")
         .arg(format!("register.listen=\"127.0.0.1:{port}\""))
         .output()
         .unwrap();

@@ -406,7 +406,7 @@ fn a_second_gateway_on_a_taken_public_port_is_refused() {
     let holder = first.role_pid("gateway");
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[run]\nroles = [\"gateway\"]\n[gateway]\nlisten = \"websocket://{}\"\nstart_port = {}\n\
+        "[run]\nroles = [\"gateway\"]\ndir = \"run\"\n[gateway]\nlisten = \"websocket://{}\"\nstart_port = {}\n\
          shards = 1\nregister_address = \"127.0.0.1:{}\"\n",
         first.public,
         free_port(),

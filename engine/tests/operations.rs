@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Runs `gatewire ARGS -c gatewire.toml` in `dir`.
+/// A `gatewire` command on the deployment in `dir` (its run directory `dir/run`).
 fn gatewire(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gatewire"))
         .args(args)
         .arg("-c")
         .arg(dir.join("gatewire.toml"))
+        .arg("--set")
+        .arg(format!("run.dir={:?}", dir.join("run")))
         .current_dir(dir)
         .env("GATEWIRE_LOG", "warn")
         .stdin(Stdio::null())
@@ -486,4 +489,50 @@ fn status_and_connections_as_json() {
             .unwrap()
             .starts_with("127.0.0.1:")
     );
+}
+
+/// With no `[run] dir`, a deployment's run directory is the well-known one for its name, so
+/// the control commands find it from any directory; with nothing running, `status` says where
+/// it looked and how to point elsewhere.
+#[test]
+fn control_commands_find_a_named_deployment_from_any_directory() {
+    let runtime = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (register, public, inner) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        project.path().join("gatewire.toml"),
+        format!(
+            "[register]\nlisten = \"127.0.0.1:{register}\"\n\
+             [gateway]\nlisten = \"websocket://127.0.0.1:{public}\"\nstart_port = {inner}\n\
+             shards = 1\nregister_address = \"127.0.0.1:{register}\"\n\
+             [worker]\ncount = 1\napp = \"echo\"\nregister_address = \"127.0.0.1:{register}\"\n"
+        ),
+    )
+    .unwrap();
+    let run = |cwd: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gatewire"))
+            .args(args)
+            .current_dir(cwd)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("GATEWIRE_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let started = run(project.path(), &["start", "-d", "--name", "chat"]);
+    assert!(started.status.success(), "{started:?}");
+    let status = run(elsewhere.path(), &["status", "--name", "chat"]);
+    assert!(status.status.success(), "{status:?}");
+    assert!(stdout(&status).contains("gateway"), "{status:?}");
+    let nothing = run(elsewhere.path(), &["status"]);
+    assert_eq!(nothing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&nothing.stderr);
+    let looked = runtime.path().join("gatewire/default/gatewire.sock");
+    assert!(
+        err.contains(&looked.display().to_string()) && err.contains("--name"),
+        "{err}"
+    );
+    let stopped = run(elsewhere.path(), &["stop", "--name", "chat"]);
+    assert!(stopped.status.success(), "{stopped:?}");
 }

@@ -80,9 +80,12 @@ fn a_restarted_register_learns_the_gateways_again() {
         // The port can be briefly held by a connection the old register left behind; a real
         // operator's restart retries the same way.
         let child = loop {
+            // A deployment of its own: its own run directory beside the gateway's.
             let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
                 .args(["start", "--role", "register", "-c"])
                 .arg(gw.path("gatewire.toml"))
+                .arg("--set")
+                .arg(format!("run.dir={:?}", gw.path("register-run")))
                 .env("GATEWIRE_LOG", "off")
                 .stderr(std::process::Stdio::null())
                 .spawn()

@@ -101,8 +101,11 @@ fn wss_clients_talk_to_workers_through_tls() {
 
 #[test]
 fn a_missing_certificate_stops_start_up_naming_the_key() {
+    let run = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
         .args(["start", "--role", "gateway", "--set"])
+        .arg(format!("run.dir={:?}", run.path()))
+        .arg("--set")
         .arg("gateway.listen=\"wss://127.0.0.1:0\"")
         .args(["--set", "gateway.tls_cert=\"/nonexistent/cert.pem\""])
         .args(["--set", "gateway.tls_key=\"/nonexistent/key.pem\""])

@@ -175,6 +175,9 @@ fn sigterm_stops_every_role_and_workers_say_goodbye() {
             "-c",
         ])
         .arg(gw.path("gatewire.toml"))
+        // A deployment of its own: its own run directory.
+        .arg("--set")
+        .arg(format!("run.dir={:?}", gw.path("second-run")))
         .env("GATEWIRE_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()

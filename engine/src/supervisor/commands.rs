@@ -224,7 +224,9 @@ pub fn request(dir: &Path, request: &str) -> Result<String, String> {
     let socket = dir.join(super::SOCKET);
     let mut stream = UnixStream::connect(&socket).map_err(|e| {
         format!(
-            "gatewire is not running here (no control socket at {}: {e})",
+            "gatewire is not running here: no control socket at {} ({e}). Start it with \
+             `gatewire start`, or point to the deployment you mean with -c FILE (its [run] dir), \
+             --name NAME, or --set run.dir=DIR",
             socket.display()
         )
     })?;

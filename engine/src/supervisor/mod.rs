@@ -111,8 +111,9 @@ impl Supervisor {
     /// Starts every role, then serves the control socket until stopped. Returns an error (and
     /// leaves nothing running) when a role cannot start.
     pub fn run(config: Config, roles: Vec<Role>, launch: Launch) -> Result<(), String> {
-        let dir = std::path::absolute(&config.run.dir)
-            .map_err(|e| format!("run.dir {}: {e}", config.run.dir.display()))?;
+        let dir = config.run_dir();
+        let dir =
+            std::path::absolute(&dir).map_err(|e| format!("run.dir {}: {e}", dir.display()))?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("run.dir {}: cannot create: {e}", dir.display()))?;
         let socket = dir.join(SOCKET);

@@ -99,7 +99,7 @@ impl Gatewire {
         let public_port = free_port();
         let start_port = free_port_range(setup.shards);
         let config = format!(
-            "[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
+            "[run]\ndir = \"run\"\n\n[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
              [gateway]\nlisten = \"{scheme}://127.0.0.1:{public_port}\"\nstart_port = {start_port}\nlan_ip = \"{lan_ip}\"\n\
              shards = {shards}\nregister_address = \"127.0.0.1:{register_port}\"\n\
              secret_key = \"{secret}\"\n{extra}\n\n\
