@@ -536,3 +536,44 @@ fn control_commands_find_a_named_deployment_from_any_directory() {
     let stopped = run(elsewhere.path(), &["stop", "--name", "chat"]);
     assert!(stopped.status.success(), "{stopped:?}");
 }
+
+/// Every metric the Grafana dashboard queries exists in the endpoint's output.
+#[test]
+fn the_grafana_dashboard_queries_metrics_that_exist() {
+    let gw = Gatewire::start(echo_setup());
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    round_trip(&mut ws, "for the histogram");
+    let text = {
+        std::thread::sleep(Duration::from_millis(400));
+        let mut s = std::net::TcpStream::connect(gw.metrics.unwrap()).unwrap();
+        std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut text);
+        text
+    };
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../deploy/grafana/gatewire.json")).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("gatewire_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() > 10, "{queried:?}");
+    for name in queried {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))),
+            "the dashboard queries {name}, which /metrics does not have"
+        );
+    }
+}

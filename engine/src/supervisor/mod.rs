@@ -478,7 +478,26 @@ impl Supervisor {
                 )
             }),
         );
+        let memory: Vec<(String, u64)> = self
+            .roles
+            .iter()
+            .map(|r| {
+                let bytes = state
+                    .children
+                    .iter()
+                    .filter(|c| c.role == *r)
+                    .filter_map(|c| crate::system::rss_bytes(c.pid))
+                    .sum();
+                (format!("role=\"{r}\""), bytes)
+            })
+            .collect();
         drop(state);
+        own.family(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the child processes, by role.",
+            memory,
+        );
         texts.push(own.finish());
         crate::metrics::merge(texts.iter().map(String::as_str))
     }
