@@ -475,6 +475,8 @@ fn load_with(
         .map(|o| ("environment (GATEWIRE_*)", o))
         .chain(overrides.iter().map(|o| ("--set", o)));
     let mut overridden = false;
+    // Where each overridden key's value came from, for error messages.
+    let mut sources: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (source, item) in sourced {
         overridden = true;
         let (key, value) = item
@@ -483,6 +485,16 @@ fn load_with(
         let (section, field) = key
             .split_once('.')
             .ok_or_else(|| invalid(source, format!("{key:?} is not section.key")))?;
+        let described = if source == "--set" {
+            format!("--set {item}")
+        } else {
+            format!(
+                "environment variable GATEWIRE_{}_{}",
+                section.to_ascii_uppercase(),
+                field.to_ascii_uppercase()
+            )
+        };
+        sources.insert(key.to_owned(), described);
         // A value that parses as TOML keeps its type (numbers, arrays); anything else is a string.
         let value = format!("v = {value}")
             .parse::<toml::Table>()
@@ -530,9 +542,39 @@ fn load_with(
             format!("run.name = {name:?}: a deployment name is one path component, like \"chat\""),
         ));
     }
-    let mut config: Config = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| invalid(&origin, e.to_string()))?;
+    let mut config: Config =
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let raw = e.to_string();
+                let (detail, key) = match raw.trim_end().rsplit_once("\nin `") {
+                    Some((detail, key)) => (detail.trim(), key.trim_end_matches('`')),
+                    None => return invalid(&origin, raw.trim_end().to_owned()),
+                };
+                // An unknown key: name it in full, with the keys its section has.
+                let unknown = detail
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split_once('`'))
+                    .map(|(field, rest)| (format!("{key}.{field}"), rest));
+                let (key, detail) = match &unknown {
+                    Some((full, rest)) => {
+                        let known = rest
+                            .trim_start_matches(", expected one of ")
+                            .replace('`', "");
+                        (
+                            full.as_str(),
+                            format!("unknown key (the section has: {known})"),
+                        )
+                    }
+                    None => (key, detail.to_owned()),
+                };
+                let place = sources
+                    .get(key)
+                    .cloned()
+                    .or_else(|| path.and_then(|p| key_location(p, &text, key)))
+                    .unwrap_or_else(|| origin.clone());
+                invalid(&place, in_words(key, &detail))
+            })?;
     // A relative run directory is the configuration file's, wherever the command runs from.
     if let (Some(dir), Some(file)) = (&config.run.dir, path) {
         if dir.is_relative() {
@@ -553,6 +595,53 @@ fn load_with(
         .validate()
         .map_err(|message| invalid(&origin, message))?;
     Ok(config)
+}
+
+/// `FILE:LINE` of `section.key` in a configuration file's text, when it is set there.
+fn key_location(file: &Path, text: &str, key: &str) -> Option<String> {
+    let (section, field) = key.split_once('.')?;
+    let mut current = "";
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim();
+        } else if current == section
+            && line
+                .strip_prefix(field)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(format!("{}:{}", file.display(), n + 1));
+        }
+    }
+    None
+}
+
+/// A value error in words: "gateway.start_port must be a port number (1-65535), got 70000"
+/// rather than the parser's "invalid value: integer `70000`, expected u16".
+fn in_words(key: &str, detail: &str) -> String {
+    let expected = detail.rsplit_once("expected ").map(|(_, e)| e.trim());
+    let got = detail
+        .split_once('`')
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(v, _)| v.to_owned())
+        .or_else(|| {
+            let (_, rest) = detail.split_once("invalid type: ")?;
+            Some(rest.split_once(", expected")?.0.to_owned())
+        });
+    let wanted = match expected {
+        Some("u16") if key.ends_with("port") => "a port number (1-65535)",
+        Some("u16") => "a whole number from 0 to 65535",
+        Some("u32") => "a whole number from 0 to 4294967295",
+        Some("u64" | "usize") => "a whole number (0 or more)",
+        Some("f64") => "a number",
+        Some("a boolean") => "true or false",
+        Some("a string") => "text in quotes",
+        _ => return format!("{key}: {detail}"),
+    };
+    match got {
+        Some(got) => format!("{key} must be {wanted}, got {got}"),
+        None => format!("{key} must be {wanted}"),
+    }
 }
 
 /// Where run directories live when `[run] dir` is unset: `$XDG_RUNTIME_DIR/gatewire`, else

@@ -80,3 +80,41 @@ fn a_taken_port_stops_start_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&port.to_string()), "{stderr}");
 }
+
+/// Every error names where the bad value came from — the file and line, the environment
+/// variable, the `--set` flag — and says in words what the key takes.
+#[test]
+fn errors_name_their_source_and_say_what_the_key_takes() {
+    let (code, message) = check("[gateway]\nshards = 2\nstart_port = 70000\n", &[]);
+    assert_eq!(code, 2);
+    assert!(message.contains("gw.toml:3"), "{message}");
+    assert!(
+        message.contains("gateway.start_port must be a port number (1-65535), got 70000"),
+        "{message}"
+    );
+    let (code, message) = check("", &["--set", "gateway.shards=many"]);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("--set gateway.shards=many") && message.contains("must be a whole number"),
+        "{message}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gw.toml"), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["config", "check", "-c"])
+        .arg(dir.path().join("gw.toml"))
+        .env("GATEWIRE_GATEWAY_PARK_AFTER", "soon")
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("environment variable GATEWIRE_GATEWAY_PARK_AFTER")
+            && message.contains("gateway.park_after must be a number"),
+        "{message}"
+    );
+    let (_, message) = check("[gateway]\nshards = 2\nshardz = 4\n", &[]);
+    assert!(
+        message.contains("gw.toml:3") && message.contains("gateway.shardz: unknown key"),
+        "{message}"
+    );
+}
