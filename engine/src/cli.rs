@@ -452,7 +452,7 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
         } => match config.load() {
             Ok(c) => match toml::to_string(&c.with_secrets_masked()) {
                 Ok(text) => {
-                    print!("{text}");
+                    print!("{}", with_origins(&text, &c.origins));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -466,6 +466,28 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             }
         },
     }
+}
+
+/// The effective configuration's TOML with each key's origin as a comment: `# default`, or where
+/// its value came from.
+fn with_origins(toml_text: &str, origins: &std::collections::BTreeMap<String, String>) -> String {
+    let mut section = String::new();
+    let mut out = String::new();
+    for line in toml_text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            out.push_str(line);
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            let origin = origins
+                .get(&format!("{section}.{key}"))
+                .map_or("default", String::as_str);
+            out.push_str(&format!("{line:<48} # {origin}"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Runs `f` with a GatewayClient built from the `[worker]` section (its registers and secret).

@@ -17,6 +17,10 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub worker: WorkerConfig,
     pub metrics: MetricsConfig,
+    /// Where each key that is not at its default got its value (`section.key` → `FILE:LINE`,
+    /// an environment variable, a `--set` flag, or derived from another key).
+    #[serde(skip)]
+    pub origins: std::collections::BTreeMap<String, String>,
 }
 
 /// `[metrics]`: the Prometheus text endpoint.
@@ -542,6 +546,20 @@ fn load_with(
             format!("run.name = {name:?}: a deployment name is one path component, like \"chat\""),
         ));
     }
+    let mut origins = std::collections::BTreeMap::new();
+    for (section, keys) in &table {
+        for key in keys.as_table().into_iter().flat_map(|t| t.keys()) {
+            let full = format!("{section}.{key}");
+            let origin = sources.get(&full).cloned().or_else(|| {
+                path.map(|p| {
+                    key_location(p, &text, &full).unwrap_or_else(|| p.display().to_string())
+                })
+            });
+            if let Some(origin) = origin {
+                origins.insert(full, origin);
+            }
+        }
+    }
     let mut config: Config =
         toml::Value::Table(table)
             .try_into()
@@ -585,12 +603,27 @@ fn load_with(
     }
     // Unset packet bounds follow the message bound, so raising max_message_size alone works.
     let derived = config.gateway.max_message_size + MESSAGE_PACKET_OVERHEAD;
-    if !packet_sizes_set.0 {
-        config.gateway.max_packet_size = config.gateway.max_packet_size.max(derived);
+    for (set, section, bound) in [
+        (
+            packet_sizes_set.0,
+            "gateway",
+            &mut config.gateway.max_packet_size,
+        ),
+        (
+            packet_sizes_set.1,
+            "worker",
+            &mut config.worker.max_packet_size,
+        ),
+    ] {
+        if !set {
+            *bound = (*bound).max(derived);
+            origins.insert(
+                format!("{section}.max_packet_size"),
+                "derived: gateway.max_message_size + 65564".into(),
+            );
+        }
     }
-    if !packet_sizes_set.1 {
-        config.worker.max_packet_size = config.worker.max_packet_size.max(derived);
-    }
+    config.origins = origins;
     config
         .validate()
         .map_err(|message| invalid(&origin, message))?;

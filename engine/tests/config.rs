@@ -118,3 +118,28 @@ fn errors_name_their_source_and_say_what_the_key_takes() {
         "{message}"
     );
 }
+
+/// `config check` says where each effective value came from.
+#[test]
+fn config_check_shows_where_each_value_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gw.toml"), "[gateway]\nshards = 2\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["config", "check", "-c"])
+        .arg(dir.path().join("gw.toml"))
+        .args(["--set", "worker.count=4"])
+        .env("GATEWIRE_GATEWAY_PARK_AFTER", "3")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key} in {text}"))
+            .to_owned()
+    };
+    assert!(line("shards").ends_with("gw.toml:2"), "{text}");
+    assert!(line("park_after").ends_with("# environment variable GATEWIRE_GATEWAY_PARK_AFTER"));
+    assert!(line("count").ends_with("# --set worker.count=4"));
+    assert!(line("start_port").ends_with("# default"));
+}
