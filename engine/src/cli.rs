@@ -34,7 +34,7 @@ enum Command {
         /// Built-in app for the worker role (default: `[worker] app`).
         #[arg(long, value_enum)]
         app: Option<AppName>,
-        /// Run in the background (pid, log and control socket in `[run] dir`).
+        /// Run in the background (pid, log and control socket in the run directory).
         #[arg(short = 'd', long)]
         daemon: bool,
         /// Run every role in this one process: no supervisor, no restarts, no control socket

@@ -340,7 +340,7 @@ impl GatewayConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum AppName {
-    /// The chat room (with its web page in `static_dir`).
+    /// The chat room; the gateway serves its web page at / (unless `gateway.static_dir` is set).
     Chat,
     /// Every message back to its sender.
     Echo,
