@@ -291,7 +291,10 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             } else {
                 role
             };
-            if let Some(why) = loaded.insecure_exposure(&roles) {
+            if let Some(why) = loaded
+                .insecure_exposure(&roles)
+                .or_else(|| loaded.unreachable_gateway(&roles))
+            {
                 eprintln!("gatewire: {why}");
                 return ExitCode::from(2);
             }

@@ -734,6 +734,33 @@ impl Config {
         shown
     }
 
+    /// Why a gateway started here could not be reached by the workers the registers send to it:
+    /// `lan_ip` is not an address of this host, or is loopback while a register is remote.
+    pub fn unreachable_gateway(&self, roles: &[Role]) -> Option<String> {
+        if !roles.contains(&Role::Gateway) {
+            return None;
+        }
+        let g = &self.gateway;
+        if g.lan_ip.is_loopback() {
+            let remote = g.register_address.iter().find(|a| !a.ip().is_loopback())?;
+            return Some(format!(
+                "gateway.lan_ip is {} but the register at {remote} (gateway.register_address) is \
+                 on another host: workers there would dial {}. Set gateway.lan_ip to this \
+                 host's address on the cluster network",
+                g.lan_ip, g.lan_ip
+            ));
+        }
+        match std::net::TcpListener::bind((g.lan_ip, 0)) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Some(format!(
+                "gateway.lan_ip is {}, which is not an address of this host: workers dial it to \
+                 reach this gateway. Set it to this host's address on the cluster network (see \
+                 `ip -4 addr`)",
+                g.lan_ip
+            )),
+            _ => None,
+        }
+    }
+
     /// Why starting `roles` would expose an unauthenticated cluster port to other hosts: a
     /// register or a gateway's inner ports on a non-loopback address with an empty secret, unless
     /// `run.allow_insecure` is set.
@@ -838,6 +865,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loopback_lan_ip_with_a_remote_register_is_unreachable() {
+        let mut config = Config::default();
+        config.gateway.register_address = vec!["10.1.2.4:1236".parse().unwrap()];
+        let why = config.unreachable_gateway(&[Role::Gateway]).unwrap();
+        assert!(why.contains("gateway.lan_ip is 127.0.0.1 but the register at 10.1.2.4:1236"));
+        assert!(config.unreachable_gateway(&[Role::Worker]).is_none());
+        config.gateway.register_address = vec!["127.0.0.1:1236".parse().unwrap()];
+        assert!(config.unreachable_gateway(&[Role::Gateway]).is_none());
+    }
 
     #[test]
     fn environment_names_map_to_keys() {

@@ -427,3 +427,20 @@ fn a_second_gateway_on_a_taken_public_port_is_refused() {
         "{err}"
     );
 }
+
+/// A gateway that workers could not reach is refused at start, saying what to set: a `lan_ip`
+/// that is not this host's, or loopback while the register is on another host.
+#[test]
+fn a_gateway_lan_ip_workers_cannot_reach_is_refused() {
+    let (code, err) = refused_start(
+        "[run]\nroles = [\"gateway\"]\n[gateway]\nlan_ip = \"10.1.2.3\"\nsecret_key = \"k\"\n\
+         listen = \"websocket://127.0.0.1:0\"\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("gateway.lan_ip is 10.1.2.3, which is not an address of this host"),
+        "{err}"
+    );
+    // (A loopback lan_ip with a remote register is checked without starting anything: a
+    // start that got past the check would dial that address. See config's unit tests.)
+}
