@@ -64,3 +64,15 @@ fn the_example_configuration_is_the_defaults_with_every_key() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("gatewire.toml"));
 }
+
+/// The deployment examples in deploy/ are valid configurations.
+#[test]
+fn the_deployment_examples_pass_config_check() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for name in ["register+gateway.toml", "worker.toml", "gateway-only.toml"] {
+        let out = gatewire(&deploy, &["config", "check", "-c", name]);
+        assert!(out.status.success(), "{name}: {out:?}");
+    }
+    let unit = std::fs::read_to_string(deploy.join("gatewire.service")).unwrap();
+    assert!(unit.contains("PIDFile=/run/gatewire/default/gatewire.pid"));
+}
