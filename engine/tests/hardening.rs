@@ -218,18 +218,23 @@ fn half_open_handshakes_are_closed_after_the_handshake_timeout() {
 
 /// `gatewire config check` on `config`: exit code and stderr.
 fn config_check(config: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gatewire.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
-        .args(["config", "check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = gatewire_with(config, &["config", "check", "-c", "gatewire.toml"]);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `gatewire ARGS` run in a fresh directory holding `config` as gatewire.toml.
+fn gatewire_with(config: &str, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gatewire.toml"), config).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -343,14 +348,7 @@ fn a_wrong_secret_is_logged_on_both_sides_and_retried_with_backoff() {
 
 /// `gatewire start` with `config`, expected to refuse before binding anything.
 fn refused_start(config: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gatewire.toml"), config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
-        .args(["start", "-c", "gatewire.toml"])
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = gatewire_with(config, &["start", "-c", "gatewire.toml"]);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -382,14 +380,10 @@ fn a_cluster_port_reachable_from_other_hosts_needs_a_secret() {
 
 #[test]
 fn config_check_masks_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gatewire.toml");
-    std::fs::write(&path, "[gateway]\nsecret_key = \"hunter2\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
-        .args(["config", "check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = gatewire_with(
+        "[gateway]\nsecret_key = \"hunter2\"\n",
+        &["config", "check", "-c", "gatewire.toml"],
+    );
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(

@@ -4,35 +4,8 @@
 
 use std::task::Waker;
 
+use crate::gateway::parking_requests::{ParkingRequests, ParkingWork};
 use crate::gateway::state::Shard;
-
-/// What the core asks of the parking lot, as client ids.
-#[derive(Debug, Default)]
-pub struct ParkingRequests {
-    /// Parked clients to give a task again (socket full, close requested) or whose socket to
-    /// drop (gone).
-    wake: Vec<u32>,
-    /// Parked clients with output queued since the lot last ran: written together, so a burst
-    /// leaves in one `sendmsg` per client, as it would from a task.
-    dirty: Vec<u32>,
-    /// The lot's task, woken when there is work.
-    waker: Option<Waker>,
-}
-
-/// One round of work for the parking lot.
-#[derive(Debug, Default)]
-pub struct ParkingWork {
-    pub dirty: Vec<u32>,
-    pub wake: Vec<u32>,
-}
-
-impl ParkingRequests {
-    fn notify(&mut self) {
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-    }
-}
 
 impl Shard {
     /// Turns parking on (`gateway.park_after` > 0 and a lot is running).

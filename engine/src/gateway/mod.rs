@@ -13,6 +13,7 @@ mod idle;
 mod link;
 mod member_index;
 mod parking;
+mod parking_requests;
 mod router;
 mod shard;
 mod state;

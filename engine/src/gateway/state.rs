@@ -14,8 +14,8 @@ use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, packet::HEADER_LEN};
 use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
-use crate::gateway::idle::ParkingRequests;
 use crate::gateway::member_index::MemberIndex;
+use crate::gateway::parking_requests::ParkingRequests;
 use crate::gateway::router::Router;
 use crate::gateway::stats::{ClientRow, CloseCause, Inspection, Stats};
 use crate::net::{Closing, Outbox};
