@@ -75,7 +75,7 @@ enum Transport {
     /// A worker's persistent, authorized event links.
     Links(Rc<RefCell<Links>>),
     /// A GatewayClient: a fresh connection per command, to addresses from the registers.
-    Direct(Rc<crate::client::Directory>),
+    Direct(Rc<super::Directory>),
 }
 
 /// A handle on every gateway: a worker's links, or a GatewayClient's direct connections.
@@ -149,7 +149,7 @@ impl Gateway {
         }
     }
 
-    pub(crate) fn direct(directory: Rc<crate::client::Directory>, secret: &str) -> Gateway {
+    pub(crate) fn direct(directory: Rc<super::Directory>, secret: &str) -> Gateway {
         Gateway {
             transport: Transport::Direct(directory),
             secret: Rc::from(secret),

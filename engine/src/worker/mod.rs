@@ -5,6 +5,7 @@
 mod api;
 mod context;
 mod control;
+mod directory;
 mod events;
 mod message;
 mod query;
@@ -13,6 +14,7 @@ mod runtime;
 pub use api::{Answer, Gateway};
 pub use context::Context;
 pub use control::{LATENCY_BOUNDS, ThreadStats, WorkerControl};
+pub use directory::Directory;
 pub use events::{Events, WorkerInfo};
 pub use message::{Binary, Message};
 pub use query::QueryError;
