@@ -35,6 +35,7 @@ impl Shard {
             return false;
         };
         client.outbox.forget_waker();
+        client.outbox.shrink_if_empty();
         client.parked = true;
         self.stats.parked += 1;
         true

@@ -81,7 +81,7 @@ impl ParkingLot {
             return;
         };
         match net::send_parked(socket.as_raw_fd(), &mut client.outbox) {
-            Ok(true) => {}
+            Ok(true) => client.outbox.shrink_if_empty(),
             // Full, or failed: a task takes over (and finds the error itself).
             Ok(false) | Err(_) => shard.unpark_soon(id),
         }

@@ -161,8 +161,13 @@ impl Outbox {
                 n = 0;
             }
         }
+    }
+
+    /// Frees the queue's allocation when nothing is queued: a parked (idle) connection keeps
+    /// none. A connection with a task keeps it between writes, so a delivery to it does not
+    /// allocate and free the queue every time (the fanout hot path).
+    pub fn shrink_if_empty(&mut self) {
         if self.queue.is_empty() && self.queue.capacity() > 0 {
-            // An idle connection keeps no queue allocation.
             self.queue = VecDeque::new();
         }
     }
