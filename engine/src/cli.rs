@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::config::{self, AppName, Config, Role};
 use crate::process::Running;
+use crate::supervisor::ControlRequest;
 use crate::system;
 use crate::worker::Events;
 
@@ -348,34 +349,24 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 }
             }
         }
-        Command::Stop { config, graceful } => {
-            control(&config, if graceful { "stop graceful" } else { "stop" })
+        Command::Stop { config, graceful } => control(&config, ControlRequest::Stop { graceful }),
+        Command::Restart { config, role } => control(&config, ControlRequest::Restart(role)),
+        Command::Reload { config } => control(&config, ControlRequest::Reload),
+        Command::Connections { config, json } => {
+            control(&config, ControlRequest::Connections { json })
         }
-        Command::Restart { config, role } => {
-            let roles: Vec<&str> = role.iter().map(|r| r.name()).collect();
-            control(&config, &format!("restart {}", roles.join(",")))
-        }
-        Command::Reload { config } => control(&config, "reload"),
-        Command::Connections { config, json } => control(
-            &config,
-            if json {
-                "connections json"
-            } else {
-                "connections"
-            },
-        ),
         Command::Status {
             config,
             watch,
             json,
         } => {
             if !watch {
-                return control(&config, if json { "status json" } else { "status" });
+                return control(&config, ControlRequest::Status { json });
             }
             loop {
                 // Clear the screen, then print the table.
                 print!("\x1b[2J\x1b[H");
-                let code = control(&config, "status");
+                let code = control(&config, ControlRequest::Status { json: false });
                 if code != ExitCode::SUCCESS {
                     return code;
                 }
@@ -604,7 +595,7 @@ fn init_logging(filter: &str) {
 }
 
 /// Sends one request to the supervisor found through the configuration's `[run] dir`.
-fn control(config: &ConfigArgs, request: &str) -> ExitCode {
+fn control(config: &ConfigArgs, request: ControlRequest) -> ExitCode {
     let loaded = match config.load() {
         Ok(c) => c,
         Err(e) => {
@@ -612,7 +603,7 @@ fn control(config: &ConfigArgs, request: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::supervisor::request(&loaded.run_dir(), request) {
+    match crate::supervisor::request(&loaded.run_dir(), &request) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

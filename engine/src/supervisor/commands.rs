@@ -12,6 +12,70 @@ use super::{Supervisor, channel};
 use crate::config::Role;
 use crate::process::ProcessStatus;
 
+/// What the command line asks the supervisor (one per connection; its text form goes over the
+/// control socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlRequest {
+    Status {
+        json: bool,
+    },
+    Connections {
+        json: bool,
+    },
+    Metrics,
+    Reload,
+    /// Restart these roles (every role when empty).
+    Restart(Vec<Role>),
+    Stop {
+        graceful: bool,
+    },
+}
+
+impl std::fmt::Display for ControlRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = |json: &bool| if *json { " json" } else { "" };
+        match self {
+            ControlRequest::Status { json: j } => write!(f, "status{}", json(j)),
+            ControlRequest::Connections { json: j } => write!(f, "connections{}", json(j)),
+            ControlRequest::Metrics => f.write_str("metrics"),
+            ControlRequest::Reload => f.write_str("reload"),
+            ControlRequest::Restart(roles) => {
+                let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+                write!(f, "restart {}", names.join(","))
+            }
+            ControlRequest::Stop { graceful: true } => f.write_str("stop graceful"),
+            ControlRequest::Stop { graceful: false } => f.write_str("stop"),
+        }
+    }
+}
+
+impl std::str::FromStr for ControlRequest {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ControlRequest, String> {
+        let mut words = text.split_whitespace();
+        Ok(match (words.next(), words.next()) {
+            (Some("status"), flag) => ControlRequest::Status {
+                json: flag == Some("json"),
+            },
+            (Some("connections"), flag) => ControlRequest::Connections {
+                json: flag == Some("json"),
+            },
+            (Some("metrics"), _) => ControlRequest::Metrics,
+            (Some("reload"), _) => ControlRequest::Reload,
+            (Some("restart"), roles) => ControlRequest::Restart(
+                roles
+                    .map(|r| r.split(',').map(str::parse).collect())
+                    .unwrap_or_else(|| Ok(Vec::new()))?,
+            ),
+            (Some("stop"), how) => ControlRequest::Stop {
+                graceful: how == Some("graceful"),
+            },
+            _ => return Err(format!("unknown request {text:?}")),
+        })
+    }
+}
+
 /// How long the command line waits for an answer (a reload waits for new workers to link).
 const ANSWER_WAIT: Duration = Duration::from_secs(600);
 
@@ -20,29 +84,22 @@ impl Supervisor {
         let Ok(request) = channel::recv(&mut stream, Some(Duration::from_secs(10))) else {
             return;
         };
-        let mut words = request.split_whitespace();
-        let answer = match (words.next(), words.next()) {
-            (Some("status"), Some("json")) => Ok(json(&self.status_rows())),
-            (Some("status"), _) => Ok(self.status_table()),
-            (Some("connections"), Some("json")) => Ok(json(&self.connection_rows())),
-            (Some("connections"), _) => Ok(self.connections_table()),
-            (Some("metrics"), _) => Ok(self.metrics()),
-            (Some("reload"), _) => self.reload(),
-            (Some("restart"), roles) => {
-                let roles: Result<Vec<Role>, String> = roles
-                    .map(|r| r.split(',').map(str::parse).collect())
-                    .unwrap_or_else(|| Ok(Vec::new()));
-                roles.and_then(|r| self.restart(&r))
-            }
-            (Some("stop"), how) => {
-                let graceful = how == Some("graceful");
+        let answer = match request.parse::<ControlRequest>() {
+            Ok(ControlRequest::Status { json: true }) => Ok(json(&self.status_rows())),
+            Ok(ControlRequest::Status { json: false }) => Ok(self.status_table()),
+            Ok(ControlRequest::Connections { json: true }) => Ok(json(&self.connection_rows())),
+            Ok(ControlRequest::Connections { json: false }) => Ok(self.connections_table()),
+            Ok(ControlRequest::Metrics) => Ok(self.metrics()),
+            Ok(ControlRequest::Reload) => self.reload(),
+            Ok(ControlRequest::Restart(roles)) => self.restart(&roles),
+            Ok(ControlRequest::Stop { graceful }) => {
                 self.stop(graceful);
                 self.remove_files();
                 let _ = channel::send(&mut stream, "ok\nstopped\n");
                 tracing::info!(graceful, "stopped by command");
                 std::process::exit(0);
             }
-            _ => Err(format!("unknown request {request:?}")),
+            Err(e) => Err(e),
         };
         let text = match answer {
             Ok(text) => format!("ok\n{text}"),
@@ -220,7 +277,7 @@ fn uptime(d: Duration) -> String {
 
 /// The command line's side: sends `request` to the supervisor whose socket is in `dir`.
 /// Returns the answer's text, or the error text.
-pub fn request(dir: &Path, request: &str) -> Result<String, String> {
+pub fn request(dir: &Path, request: &ControlRequest) -> Result<String, String> {
     let socket = dir.join(super::SOCKET);
     let mut stream = UnixStream::connect(&socket).map_err(|e| {
         format!(
@@ -230,11 +287,35 @@ pub fn request(dir: &Path, request: &str) -> Result<String, String> {
             socket.display()
         )
     })?;
-    let answer = channel::ask(&mut stream, request, ANSWER_WAIT)
+    let answer = channel::ask(&mut stream, &request.to_string(), ANSWER_WAIT)
         .map_err(|e| format!("no answer from the supervisor: {e}"))?;
     match answer.split_once('\n') {
         Some(("ok", text)) => Ok(text.to_owned()),
         Some((_, text)) => Err(text.trim_end().to_owned()),
         None => Err(answer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_survive_their_text_form() {
+        for request in [
+            ControlRequest::Status { json: false },
+            ControlRequest::Status { json: true },
+            ControlRequest::Connections { json: true },
+            ControlRequest::Metrics,
+            ControlRequest::Reload,
+            ControlRequest::Restart(Vec::new()),
+            ControlRequest::Restart(vec![Role::Gateway, Role::Worker]),
+            ControlRequest::Stop { graceful: true },
+            ControlRequest::Stop { graceful: false },
+        ] {
+            assert_eq!(request.to_string().parse::<ControlRequest>(), Ok(request));
+        }
+        assert!("dance".parse::<ControlRequest>().is_err());
+        assert!("restart nobody".parse::<ControlRequest>().is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Starts the background supervisor; `Ok` carries the line to print.
 pub fn start(dir: &Path, wait: Duration) -> Result<String, String> {
-    if super::commands::request(dir, "status").is_ok() {
+    if super::commands::request(dir, &super::ControlRequest::Status { json: false }).is_ok() {
         return Err(format!(
             "gatewire is already running here (control socket in {})",
             dir.display()
@@ -52,7 +52,7 @@ pub fn start(dir: &Path, wait: Duration) -> Result<String, String> {
                 tail(&log_path, 10)
             ));
         }
-        if super::commands::request(dir, "status").is_ok() {
+        if super::commands::request(dir, &super::ControlRequest::Status { json: false }).is_ok() {
             return Ok(format!(
                 "gatewire started in the background (pid {}); log: {}",
                 child.id(),
