@@ -39,6 +39,10 @@ const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// [`listener_on`], waiting out a listener that no process holds any more (our own previous
 /// process, right after a restart).
 pub fn other_listener_on(addr: SocketAddr) -> Option<Listener> {
+    if bindable(addr) {
+        // Nobody listens there: no need to read the (possibly huge) socket tables.
+        return None;
+    }
     let deadline = std::time::Instant::now() + ORPHAN_WAIT;
     loop {
         match listener_on(addr) {
@@ -48,6 +52,19 @@ pub fn other_listener_on(addr: SocketAddr) -> Option<Listener> {
             found => return found,
         }
     }
+}
+
+/// Whether a socket without `SO_REUSEPORT` (but with `SO_REUSEADDR`, so lingering connections do
+/// not count) can bind `addr`: false when something listens on it.
+fn bindable(addr: SocketAddr) -> bool {
+    let Ok(socket) = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    ) else {
+        return false;
+    };
+    socket.set_reuse_address(true).is_ok() && socket.bind(&addr.into()).is_ok()
 }
 
 /// `(local address, inode)` of a `/proc/net/tcp` row in the LISTEN state (0A).
@@ -118,7 +135,9 @@ mod tests {
         assert_eq!(found.pid, Some(std::process::id()));
         let wildcard = SocketAddr::from(([0, 0, 0, 0], addr.port()));
         assert!(listener_on(wildcard).is_some(), "a wildcard bind overlaps");
+        assert!(other_listener_on(addr).is_some());
         drop(l);
         assert_eq!(listener_on(addr), None);
+        assert_eq!(other_listener_on(addr), None);
     }
 }
