@@ -212,6 +212,14 @@ impl Running {
         s
     }
 
+    /// This process's worker links: `(worker key, link)`.
+    pub fn links(&self) -> Vec<(String, crate::worker::LinkState)> {
+        self.workers
+            .as_ref()
+            .map(|w| w.link_states())
+            .unwrap_or_default()
+    }
+
     /// Every client of this process's gateway shards.
     pub fn connections(&self) -> Vec<ClientRow> {
         self.inspect(true)

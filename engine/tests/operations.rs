@@ -474,6 +474,15 @@ fn status_and_connections_as_json() {
     assert_eq!(role("gateway")["pid"], pid_of(&dir, "gateway").unwrap());
     assert_eq!(role("register")["gateways"], 2);
     assert!(role("worker")["rss_bytes"].as_u64().unwrap() > 0);
+    // A worker process lists its links: one per thread and gateway shard, each up.
+    let links = role("worker")["link_states"].as_array().unwrap().clone();
+    assert_eq!(links.len(), 2, "{links:?}");
+    for link in &links {
+        assert_eq!(link["state"], "up", "{link}");
+        assert!(link["gateway"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(link["since_unix"].as_u64().unwrap() > 0);
+    }
+    assert!(stdout(&gatewire(&dir, &["status"])).contains(" up "));
     eventually("the client's message is counted", || {
         let out = stdout(&gatewire(&dir, &["connections", "--json"]));
         let clients: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -92,6 +92,18 @@ fn serve(mut control: UnixStream, running: &Running, drain: &AtomicBool) {
                     )
                 })
                 .collect(),
+            "links" => running
+                .links()
+                .iter()
+                .map(|(worker, l)| {
+                    let since = l
+                        .since
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let state = if l.up { "up" } else { "down" };
+                    format!("{worker}\t{}\t{state}\t{since}\n", l.gateway)
+                })
+                .collect(),
             "drain" => {
                 drain.store(true, Ordering::SeqCst);
                 system::raise_stop_signal();

@@ -120,6 +120,13 @@ impl Supervisor {
                     .map(|line| ProcessStatus::from_line(&line))
                     .unwrap_or_default();
                 let register = c.role == Role::Register;
+                let links = if c.role == Role::Worker {
+                    c.ask("links", Duration::from_secs(5))
+                        .map(|text| text.lines().filter_map(LinkRow::from_line).collect())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 StatusRow {
                     role: c.role.name(),
                     pid: c.pid,
@@ -133,6 +140,7 @@ impl Supervisor {
                     events: s.events,
                     gateways: register.then_some(s.gateways),
                     workers: register.then_some(s.workers),
+                    link_states: links,
                 }
             })
             .collect()
@@ -152,7 +160,8 @@ impl Supervisor {
             "dropped",
             "events"
         );
-        for r in self.status_rows() {
+        let rows = self.status_rows();
+        for r in &rows {
             let memory = r.rss_bytes.map_or_else(
                 || "-".to_owned(),
                 |b| format!("{:.1}MiB", b as f64 / 1048576.0),
@@ -174,6 +183,25 @@ impl Supervisor {
                 r.dropped,
                 r.events
             ));
+        }
+        let links: Vec<&LinkRow> = rows.iter().flat_map(|r| &r.link_states).collect();
+        if !links.is_empty() {
+            out.push_str(&format!(
+                "\n{:<24} {:<21} {:<5} {}\n",
+                "worker", "gateway", "link", "since"
+            ));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            for l in links {
+                out.push_str(&format!(
+                    "{:<24} {:<21} {:<5} {} ago\n",
+                    l.worker,
+                    l.gateway,
+                    l.state,
+                    uptime(Duration::from_secs(now.saturating_sub(l.since_unix)))
+                ));
+            }
         }
         out
     }
@@ -248,6 +276,35 @@ struct StatusRow {
     gateways: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<u64>,
+    /// A worker process's links, one per worker thread and listed gateway shard.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    link_states: Vec<LinkRow>,
+}
+
+/// One worker thread's link to one gateway shard.
+#[derive(Debug, serde::Serialize)]
+struct LinkRow {
+    worker: String,
+    gateway: String,
+    /// "up" or "down".
+    state: String,
+    /// When it last went up or down (Unix seconds).
+    since_unix: u64,
+}
+
+impl LinkRow {
+    fn from_line(line: &str) -> Option<LinkRow> {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [worker, gateway, state, since] = f[..] else {
+            return None;
+        };
+        Some(LinkRow {
+            worker: worker.to_owned(),
+            gateway: gateway.to_owned(),
+            state: state.to_owned(),
+            since_unix: since.parse().ok()?,
+        })
+    }
 }
 
 /// One client in `gatewire connections` (`--json`: an array of these).

@@ -30,6 +30,18 @@ pub struct ThreadStats {
     /// Event latency: per-bucket counts (not cumulative) and the sum in microseconds.
     pub latency_buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
     pub latency_sum_micros: AtomicU64,
+    /// Each listed gateway's link: up or down, and since when (rewritten on every change).
+    pub links: std::sync::Mutex<Vec<LinkState>>,
+}
+
+/// One worker thread's link to one gateway shard, for `gatewire status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub gateway: String,
+    /// Linked and confirmed by the gateway (or up past the confirmation wait).
+    pub up: bool,
+    /// When it last went up or down.
+    pub since: std::time::SystemTime,
 }
 
 impl ThreadStats {
@@ -99,6 +111,18 @@ impl WorkerControl {
             .iter()
             .map(|t| t.events.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Every thread's links: `(worker key, link)`.
+    pub fn link_states(&self) -> Vec<(String, LinkState)> {
+        self.threads
+            .iter()
+            .flat_map(|t| {
+                let key = t.worker_key.get().cloned().unwrap_or_default();
+                let links = t.links.lock().map(|l| l.clone()).unwrap_or_default();
+                links.into_iter().map(move |l| (key.clone(), l))
+            })
+            .collect()
     }
 
     pub fn links(&self) -> u64 {

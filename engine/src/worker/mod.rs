@@ -13,7 +13,7 @@ mod runtime;
 
 pub use api::{Answer, Gateway};
 pub use context::Context;
-pub use control::{LATENCY_BOUNDS, ThreadStats, WorkerControl};
+pub use control::{LATENCY_BOUNDS, LinkState, ThreadStats, WorkerControl};
 pub use directory::Directory;
 pub use events::{Events, WorkerInfo};
 pub use message::{Binary, Message};

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::api::{Gateway, Links};
 use super::context::Context;
-use super::control::{ThreadStats, WorkerControl};
+use super::control::{LinkState, ThreadStats, WorkerControl};
 use super::events::{Events, WorkerInfo};
 use crate::config::WorkerConfig;
 use crate::net::{self, CloseReason, Outbox, Peer};
@@ -100,6 +100,22 @@ impl<A> Worker<A> {
         self.stats.linked.store(confirmed, Ordering::SeqCst);
         let overflows = self.links.borrow().overflows;
         self.stats.link_overflows.store(overflows, Ordering::SeqCst);
+        let (known, confirmed) = (self.links.borrow().known.clone(), self.confirmed.borrow());
+        if let Ok(mut published) = self.stats.links.lock() {
+            let now = std::time::SystemTime::now();
+            let states: Vec<LinkState> = known
+                .into_iter()
+                .map(|gateway| {
+                    let up = confirmed.contains(&gateway);
+                    let since = published
+                        .iter()
+                        .find(|l| l.gateway == gateway && l.up == up)
+                        .map_or(now, |l| l.since);
+                    LinkState { gateway, up, since }
+                })
+                .collect();
+            *published = states;
+        }
     }
 
     fn confirm(&self, address: &str) {
