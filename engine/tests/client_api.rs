@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::Command;
 
 use common::*;
 use gatewire::client::GatewayClient;
@@ -207,17 +206,7 @@ fn a_frozen_gateway_makes_answers_partial_after_the_timeout() {
     });
     // Made after the register lists both, so its one-second address cache holds both.
     let client = GatewayClient::new(vec![gw.register], "");
-    let status = Command::new(env!("CARGO_BIN_EXE_gatewire"))
-        .args(["status", "-c"])
-        .arg(second.path("gatewire.toml"))
-        .current_dir(second.dir.path())
-        .output()
-        .unwrap();
-    let pid: u32 = String::from_utf8_lossy(&status.stdout)
-        .lines()
-        .find(|l| l.starts_with("gateway"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .expect("the second gateway's pid");
+    let pid = second.role_pid("gateway");
     // SAFETY: a pid of a process this test started (through the supervisor).
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let _resume = Frozen(pid);

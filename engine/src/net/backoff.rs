@@ -32,6 +32,17 @@ impl Backoff {
         self.next = BASE;
     }
 
+    /// After a connection ended: `None` when the peer had accepted it (the next refusal starts
+    /// over), or the delay before the next attempt when it refused us.
+    pub fn after_connection(&mut self, accepted: bool) -> Option<Duration> {
+        if accepted {
+            self.accepted();
+            None
+        } else {
+            Some(self.refused())
+        }
+    }
+
     /// The delay after a failure that was not a refusal (nobody listening).
     pub fn base() -> Duration {
         BASE

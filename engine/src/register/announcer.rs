@@ -71,11 +71,9 @@ pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell
                 if let Some(task) = pinger {
                     drop(task.cancel());
                 }
-                if answered.get() || opened.elapsed() >= ACCEPTED_AFTER {
-                    backoff.accepted();
-                    warn!(%addr, "register connection lost, reconnecting in 1 s");
-                } else {
-                    delay = backoff.refused();
+                let accepted = answered.get() || opened.elapsed() >= ACCEPTED_AFTER;
+                if let Some(refused) = backoff.after_connection(accepted) {
+                    delay = refused;
                     crate::log_limit::warn_limited(
                         "register refused us",
                         &format!(
@@ -84,6 +82,8 @@ pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell
                             delay.as_secs()
                         ),
                     );
+                } else {
+                    warn!(%addr, "register connection lost, reconnecting in 1 s");
                 }
             }
             Err(e) => debug!(%addr, error = %e, "register connect failed, retrying in 1 s"),

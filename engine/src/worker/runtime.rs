@@ -321,11 +321,9 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 worker.linking.borrow_mut().remove(&address);
                 return;
             }
-            if was_confirmed || opened.elapsed() >= CONFIRM_WAIT {
-                backoff.accepted();
-                warn!(%address, "gateway link lost; retrying every second while listed");
-            } else {
-                delay = backoff.refused();
+            let accepted = was_confirmed || opened.elapsed() >= CONFIRM_WAIT;
+            if let Some(refused) = backoff.after_connection(accepted) {
+                delay = refused;
                 crate::log_limit::warn_limited(
                     "gateway refused the link",
                     &format!(
@@ -336,6 +334,8 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                         delay.as_secs()
                     ),
                 );
+            } else {
+                warn!(%address, "gateway link lost; retrying every second while listed");
             }
         }
         glommio::timer::sleep(delay).await;
