@@ -1,0 +1,636 @@
+//! The cluster across hosts, as GatewayWorker users deploy it: every scenario runs real
+//! `gatewire` processes on "hosts" that are network namespaces joined by a bridge (see
+//! `cluster/bed.rs`), with the traffic checker's clients on a host of their own, and prints the
+//! checker's table (`cargo test --test cluster -- --nocapture --test-threads 1`). The numbers in
+//! the test names are the scenarios' numbers in docs/deployment.md.
+
+mod cluster {
+    pub mod bed;
+    pub mod traffic;
+}
+
+use std::time::Duration;
+
+use cluster::bed::{Bed, INNER_PORT, REGISTER_PORT, SECRET, within};
+use cluster::traffic::{App, Report, Traffic};
+
+/// Clients per gateway host in a scenario.
+const CLIENTS: usize = 100;
+
+/// `[register]` on `host`.
+fn register(bed: &Bed, host: &str) -> String {
+    format!(
+        "[register]\nlisten = \"{}:{REGISTER_PORT}\"\nsecret_key = \"{SECRET}\"\n\n",
+        bed.addr(host)
+    )
+}
+
+/// The `register_address` list for these register hosts.
+fn registers(bed: &Bed, hosts: &[&str]) -> String {
+    let list: Vec<String> = hosts
+        .iter()
+        .map(|h| format!("\"{}:{REGISTER_PORT}\"", bed.addr(h)))
+        .collect();
+    format!("[{}]", list.join(", "))
+}
+
+/// `[gateway]` on `host`, announcing itself to the registers on `regs`.
+fn gateway(bed: &Bed, host: &str, shards: u16, regs: &[&str]) -> String {
+    format!(
+        "[gateway]\nlisten = \"websocket://{addr}:8282\"\nlan_ip = \"{addr}\"\n\
+         start_port = {INNER_PORT}\nshards = {shards}\nregister_address = {regs}\n\
+         secret_key = \"{SECRET}\"\nworker_ping_interval = 1.0\n\n",
+        addr = bed.addr(host),
+        regs = registers(bed, regs),
+    )
+}
+
+/// `[worker]` with `count` threads running `app`, following the registers on `regs`.
+fn worker(bed: &Bed, regs: &[&str], app: App, count: u16) -> String {
+    let app = match app {
+        App::Echo => "echo",
+        App::Chat => "chat",
+    };
+    format!(
+        "[worker]\ncount = {count}\nregister_address = {regs}\nsecret_key = \"{SECRET}\"\n\
+         app = \"{app}\"\n\n",
+        regs = registers(bed, regs),
+    )
+}
+
+/// Lets the traffic run for `d`.
+fn run_for(d: Duration) {
+    std::thread::sleep(d);
+}
+
+fn assert_clean(report: &Report, gateway: Option<&str>) {
+    let t = report.totals(gateway);
+    let which = gateway.unwrap_or("all gateways");
+    assert_eq!(t.never_connected, 0, "{which}: clients never connected");
+    assert_eq!(t.disconnected, 0, "{which}: clients disconnected");
+    assert_eq!(t.lost, 0, "{which}: messages lost");
+    assert_eq!(t.duplicated, 0, "{which}: messages duplicated");
+    assert_eq!(t.foreign, 0, "{which}: answers to the wrong client");
+    assert!(t.sent > 0, "{which}: nothing sent");
+}
+
+/// 1. The seeds' layout: Register + Gateway on A, BusinessWorkers on B and C. Clients on A are
+/// served by both B and C.
+#[test]
+fn s01_register_and_gateway_on_one_host_workers_on_two() {
+    let Some(bed) = Bed::new("s01", &["a", "b", "c", "x"]) else {
+        return;
+    };
+    let _a = bed.start(
+        "a",
+        &["register", "gateway"],
+        &(register(&bed, "a") + &gateway(&bed, "a", 2, &["a"])),
+    );
+    let b = bed.start("b", &["worker"], &worker(&bed, &["a"], App::Echo, 2));
+    let c = bed.start("c", &["worker"], &worker(&bed, &["a"], App::Echo, 2));
+    let a_ip = bed.addr("a");
+    within(
+        Duration::from_secs(10),
+        "B and C link to both shards",
+        || b.links_up_to(a_ip) == 4 && c.links_up_to(a_ip) == 4,
+    );
+    let mut traffic = Traffic::new(App::Echo);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(4));
+    let report = traffic.finish();
+    report.print("1. register+gateway on A, workers on B and C");
+    assert_clean(&report, None);
+    let (on_b, on_c) = (b.worker_events(), c.worker_events());
+    println!("  events handled: B {on_b}, C {on_c}");
+    assert!(
+        on_b > 0 && on_c > 0,
+        "both worker hosts serve: B {on_b}, C {on_c}"
+    );
+}
+
+/// A and B and C as in scenario 1 with `app`; returns the nodes.
+fn seeds(bed: &Bed, app: App, workers: &[&str]) -> Vec<cluster::bed::Node> {
+    let mut nodes = vec![bed.start(
+        "a",
+        &["register", "gateway"],
+        &(register(bed, "a") + &gateway(bed, "a", 2, &["a"])),
+    )];
+    for w in workers {
+        nodes.push(bed.start(w, &["worker"], &worker(bed, &["a"], app, 2)));
+    }
+    let a_ip = bed.addr("a");
+    within(
+        Duration::from_secs(10),
+        "every worker links to both shards",
+        || nodes[1..].iter().all(|n| n.links_up_to(a_ip) == 4),
+    );
+    nodes
+}
+
+/// 2. Scale out workers: host D's workers start under load; D serves new clients' events within
+/// seconds; no client disconnects, nothing is lost.
+#[test]
+fn s02_scale_out_workers() {
+    let Some(bed) = Bed::new("s02", &["a", "b", "c", "d", "x"]) else {
+        return;
+    };
+    let _nodes = seeds(&bed, App::Echo, &["b", "c"]);
+    let mut traffic = Traffic::new(App::Echo);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(2));
+    let d = bed.start("d", &["worker"], &worker(&bed, &["a"], App::Echo, 2));
+    let a_ip = bed.addr("a");
+    let linked = within(Duration::from_secs(10), "D links to both shards", || {
+        d.links_up_to(a_ip) == 4
+    });
+    traffic.connect(&bed, "x", "a", CLIENTS / 2);
+    run_for(Duration::from_secs(3));
+    let report = traffic.finish();
+    report.print("2. scale out workers: D started under load");
+    println!(
+        "  D linked {linked:?} after its start was ready; events handled by D: {}",
+        d.worker_events()
+    );
+    assert_clean(&report, None);
+    assert!(d.worker_events() > 0, "D serves new clients");
+}
+
+/// 3. Scale in workers: C stops gracefully (`stop -g`) under load; its clients move to B and D on
+/// their next message with their sessions (the chat answer carries the nick and room kept in
+/// the session); nothing is lost.
+#[test]
+fn s03_scale_in_workers_gracefully() {
+    let Some(bed) = Bed::new("s03", &["a", "b", "c", "d", "x"]) else {
+        return;
+    };
+    let mut nodes = seeds(&bed, App::Chat, &["b", "c", "d"]);
+    let mut traffic = Traffic::new(App::Chat);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(2));
+    let c_before = nodes[2].worker_events();
+    let out = nodes[2].cli(&["stop", "-g"]);
+    assert!(out.status.success(), "stop -g on C: {out:?}");
+    assert!(
+        nodes[2].wait_exit(Duration::from_secs(20)),
+        "C stopped within 20 s"
+    );
+    run_for(Duration::from_secs(3));
+    let report = traffic.finish();
+    report.print("3. scale in workers: C stopped with stop -g under load");
+    println!("  C had handled {c_before} events before its stop");
+    assert!(c_before > 0, "C served before it stopped");
+    assert_clean(&report, None);
+}
+
+/// Gateway host E (one shard) announcing itself to A's register.
+fn gateway_host(bed: &Bed, host: &str, regs: &[&str]) -> cluster::bed::Node {
+    bed.start(host, &["gateway"], &gateway(bed, host, 1, regs))
+}
+
+/// 4. Scale out gateways: E starts; the workers on B and D link to it through the register; E's
+/// clients are served; `gatewire send` reaches clients on A and on E, to all, a uid and a group.
+#[test]
+fn s04_scale_out_gateways() {
+    let Some(bed) = Bed::new("s04", &["a", "b", "d", "e", "x"]) else {
+        return;
+    };
+    let nodes = seeds(&bed, App::Chat, &["b", "d"]);
+    let mut traffic = Traffic::new(App::Chat);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(1));
+    let _e = gateway_host(&bed, "e", &["a"]);
+    let e_ip = bed.addr("e");
+    let linked = within(Duration::from_secs(10), "B and D link to E", || {
+        nodes[1].links_up_to(e_ip) == 2 && nodes[2].links_up_to(e_ip) == 2
+    });
+    traffic.connect(&bed, "x", "e", CLIENTS);
+    run_for(Duration::from_secs(1));
+    // Client k of the checker is c{k}: 0..100 on A, 100..200 on E.
+    for args in [
+        &["send", "push-all"][..],
+        &["send", "--uid", "c5", "push-uid-5"],
+        &["send", "--uid", "c150", "push-uid-150"],
+        &["send", "--group", "r170", "push-group-170"],
+    ] {
+        let out = nodes[1].cli(args);
+        assert!(out.status.success(), "gatewire {args:?} on B: {out:?}");
+    }
+    run_for(Duration::from_secs(2));
+    let report = traffic.finish();
+    report.print("4. scale out gateways: E started under load");
+    println!("  B and D linked to E {linked:?} after E was ready");
+    assert_clean(&report, None);
+    let clients: Vec<_> = report.per_gateway.values().flatten().collect();
+    assert_eq!(clients.len(), 2 * CLIENTS);
+    for (k, c) in clients.iter().enumerate() {
+        let _ = k;
+        assert_eq!(
+            c.pushes.iter().filter(|p| *p == "push-all").count(),
+            1,
+            "every client gets push-all once"
+        );
+    }
+    let got = |gateway: &str, k: usize, what: &str| {
+        let offset = if gateway == "a" { 0 } else { CLIENTS };
+        report.per_gateway[gateway][k - offset]
+            .pushes
+            .iter()
+            .any(|p| p == what)
+    };
+    assert!(got("a", 5, "push-uid-5"), "uid c5 on A");
+    assert!(got("e", 150, "push-uid-150"), "uid c150 on E");
+    assert!(got("e", 170, "push-group-170"), "group r170 on E");
+    assert_eq!(report.totals(None).pushes, 2 * CLIENTS as u64 + 3);
+}
+
+/// 5. Scale in gateways: E stops; only E's clients are disconnected; the workers drop their
+/// links to E; A's clients are unaffected.
+#[test]
+fn s05_scale_in_gateways() {
+    let Some(bed) = Bed::new("s05", &["a", "b", "d", "e", "x"]) else {
+        return;
+    };
+    let nodes = seeds(&bed, App::Chat, &["b", "d"]);
+    let mut e = gateway_host(&bed, "e", &["a"]);
+    let e_ip = bed.addr("e");
+    within(Duration::from_secs(10), "B and D link to E", || {
+        nodes[1].links_up_to(e_ip) == 2 && nodes[2].links_up_to(e_ip) == 2
+    });
+    let mut traffic = Traffic::new(App::Chat);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    traffic.connect(&bed, "x", "e", CLIENTS);
+    run_for(Duration::from_secs(2));
+    let out = e.cli(&["stop"]);
+    assert!(out.status.success(), "stop on E: {out:?}");
+    assert!(e.wait_exit(Duration::from_secs(10)), "E stopped");
+    let dropped = within(
+        Duration::from_secs(10),
+        "B and D drop their links to E",
+        || nodes[1].links_up_to(e_ip) == 0 && nodes[2].links_up_to(e_ip) == 0,
+    );
+    run_for(Duration::from_secs(2));
+    let report = traffic.finish();
+    report.print("5. scale in gateways: E stopped under load");
+    println!("  workers dropped their links to E {dropped:?} after E exited");
+    assert_clean(&report, Some("a"));
+    let on_e = report.totals(Some("e"));
+    assert_eq!(
+        on_e.disconnected, CLIENTS as u64,
+        "every client of E is disconnected"
+    );
+}
+
+/// The register's membership as its status row reports it: (gateways, workers).
+fn membership(node: &cluster::bed::Node) -> Option<(u64, u64)> {
+    let row = node.rows("register").into_iter().next()?;
+    Some((row["gateways"].as_u64()?, row["workers"].as_u64()?))
+}
+
+/// 6. Register restart: the register is killed with SIGKILL under load; traffic keeps flowing;
+/// the supervisor restarts it and its membership is complete again within 2 s of that; a worker
+/// host started afterwards joins.
+#[test]
+fn s06_register_killed_and_restarted() {
+    let Some(bed) = Bed::new("s06", &["a", "b", "c", "d", "x"]) else {
+        return;
+    };
+    let nodes = seeds(&bed, App::Echo, &["b", "c"]);
+    let a = &nodes[0];
+    let full = membership(a).expect("register row");
+    let mut traffic = Traffic::new(App::Echo);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(1));
+    let old = a.rows("register")[0]["pid"].as_u64().unwrap();
+    // SAFETY: the register child of the supervisor this bed started on A.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    let restarted = within(Duration::from_secs(10), "the register runs again", || {
+        a.rows("register")
+            .first()
+            .and_then(|r| r["pid"].as_u64())
+            .is_some_and(|p| p != old)
+    });
+    let complete = within(
+        Duration::from_secs(10),
+        "the register knows every member again",
+        || membership(a) == Some(full),
+    );
+    let d = bed.start("d", &["worker"], &worker(&bed, &["a"], App::Echo, 2));
+    let a_ip = bed.addr("a");
+    within(Duration::from_secs(10), "D links to both shards", || {
+        d.links_up_to(a_ip) == 4
+    });
+    traffic.connect(&bed, "x", "a", CLIENTS / 2);
+    run_for(Duration::from_secs(2));
+    let report = traffic.finish();
+    report.print("6. register killed (SIGKILL) and restarted under load");
+    println!(
+        "  register back {restarted:?} after the kill; membership {full:?} complete {complete:?} \
+         after that; D events {}",
+        d.worker_events()
+    );
+    assert_clean(&report, None);
+    assert!(
+        complete <= Duration::from_secs(2),
+        "membership complete within 2 s of the restart, took {complete:?}"
+    );
+    assert!(d.worker_events() > 0, "D joined after the restart");
+}
+
+/// 7. Worker host failure: every process on B is killed with SIGKILL under load. Clients stay
+/// connected and their events go to C; the events in flight to B are lost (GatewayWorker loses
+/// those too), and the test states how many.
+#[test]
+fn s07_worker_host_killed() {
+    let Some(bed) = Bed::new("s07", &["a", "b", "c", "x"]) else {
+        return;
+    };
+    let nodes = seeds(&bed, App::Echo, &["b", "c"]);
+    let mut traffic = Traffic::new(App::Echo);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(2));
+    bed.kill_host("b");
+    let c_before = nodes[2].worker_events();
+    run_for(Duration::from_secs(3));
+    let report = traffic.finish();
+    report.print("7. worker host B killed (SIGKILL, every process) under load");
+    let t = report.totals(None);
+    println!(
+        "  lost in flight: {} of {} ({:.3} %); C handled {} events after the kill",
+        t.lost,
+        t.sent,
+        t.lost as f64 * 100.0 / t.sent as f64,
+        nodes[2].worker_events() - c_before
+    );
+    assert_eq!(t.disconnected, 0, "clients stay connected");
+    assert_eq!(t.duplicated + t.foreign + t.never_connected, 0);
+    // In flight: what B had read and not answered, at 1,000 messages/s over 100 clients.
+    assert!(
+        t.lost <= 100,
+        "only events in flight to B are lost: {}",
+        t.lost
+    );
+    assert!(nodes[2].worker_events() > c_before, "C takes B's clients");
+}
+
+/// Seconds without an acknowledgement after which an inner link counts as dead in scenario 8.
+const LINK_TIMEOUT: f64 = 2.0;
+
+/// 8. Network cut: B's only link goes down for 10 s under load, then up. Clients stay connected;
+/// the gateway stops routing to B's dead links within the link timeout; B's workers link again by
+/// themselves when the network returns; only what was in flight on the cut link is lost.
+#[test]
+fn s08_network_cut_to_a_worker_host() {
+    let Some(bed) = Bed::new("s08", &["a", "b", "c", "x"]) else {
+        return;
+    };
+    let timeout = format!("link_timeout = {LINK_TIMEOUT}\n\n");
+    let _a = bed.start(
+        "a",
+        &["register", "gateway"],
+        &(register(&bed, "a") + &gateway(&bed, "a", 2, &["a"]) + &timeout),
+    );
+    let b = bed.start(
+        "b",
+        &["worker"],
+        &(worker(&bed, &["a"], App::Echo, 2) + &timeout),
+    );
+    let c = bed.start(
+        "c",
+        &["worker"],
+        &(worker(&bed, &["a"], App::Echo, 2) + &timeout),
+    );
+    let a_ip = bed.addr("a");
+    within(
+        Duration::from_secs(10),
+        "B and C link to both shards",
+        || b.links_up_to(a_ip) == 4 && c.links_up_to(a_ip) == 4,
+    );
+    let mut traffic = Traffic::new(App::Echo);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(2));
+    bed.link("b", false);
+    run_for(Duration::from_secs(10));
+    bed.link("b", true);
+    let relinked = within(Duration::from_secs(15), "B links again", || {
+        b.links_up_to(a_ip) == 4
+    });
+    run_for(Duration::from_secs(2));
+    let report = traffic.finish();
+    report.print("8. B's network cut for 10 s under load");
+    let t = report.totals(None);
+    println!(
+        "  lost on the cut link: {} of {}; longest gap in a client's answers {:?} (link timeout \
+         {LINK_TIMEOUT} s); B linked again {relinked:?} after the network returned",
+        t.lost, t.sent, t.longest_gap
+    );
+    assert_eq!(t.disconnected, 0, "clients stay connected");
+    assert_eq!(t.duplicated + t.foreign + t.never_connected, 0);
+    assert!(
+        t.longest_gap < Duration::from_secs_f64(LINK_TIMEOUT + 2.0),
+        "B's clients are served by C within the link timeout"
+    );
+    // In flight: up to a link timeout of events to B's clients (about half of 1,000/s).
+    assert!(t.lost as f64 <= LINK_TIMEOUT * 1000.0, "lost {}", t.lost);
+}
+
+/// 9. Two registers: A and F run one each, every gateway and worker lists both. F is killed;
+/// everything keeps working and a new worker host still joins; when F returns it learns the
+/// whole membership.
+#[test]
+fn s09_two_registers_one_killed() {
+    let Some(bed) = Bed::new("s09", &["a", "b", "c", "d", "f", "x"]) else {
+        return;
+    };
+    let regs = ["a", "f"];
+    let f_config = register(&bed, "f");
+    let f = bed.start("f", &["register"], &f_config);
+    let a = bed.start(
+        "a",
+        &["register", "gateway"],
+        &(register(&bed, "a") + &gateway(&bed, "a", 2, &regs)),
+    );
+    let b = bed.start("b", &["worker"], &worker(&bed, &regs, App::Chat, 2));
+    let c = bed.start("c", &["worker"], &worker(&bed, &regs, App::Chat, 2));
+    let a_ip = bed.addr("a");
+    within(
+        Duration::from_secs(10),
+        "B and C link to both shards",
+        || b.links_up_to(a_ip) == 4 && c.links_up_to(a_ip) == 4,
+    );
+    within(
+        Duration::from_secs(5),
+        "both registers know everyone",
+        || membership(&a).is_some() && membership(&a) == membership(&f),
+    );
+    let full = membership(&a).unwrap();
+    let mut traffic = Traffic::new(App::Chat);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(1));
+    bed.kill_host("f");
+    drop(f);
+    run_for(Duration::from_secs(1));
+    let d = bed.start("d", &["worker"], &worker(&bed, &regs, App::Chat, 2));
+    within(
+        Duration::from_secs(10),
+        "D joins through A's register",
+        || d.links_up_to(a_ip) == 4,
+    );
+    traffic.connect(&bed, "x", "a", CLIENTS / 2);
+    let f = bed.start("f", &["register"], &f_config);
+    let with_d = (full.0, full.1 + (full.1 / 2));
+    let learned = within(
+        Duration::from_secs(10),
+        "F learns the whole membership",
+        || membership(&f) == membership(&a),
+    );
+    run_for(Duration::from_secs(1));
+    let report = traffic.finish();
+    report.print("9. two registers, F killed and back");
+    println!(
+        "  membership before {full:?}, after D joined {:?}; F learned it {learned:?} after its \
+         start; D events {}",
+        membership(&a),
+        d.worker_events()
+    );
+    assert_eq!(membership(&a), Some(with_d), "A's register counts D too");
+    assert_clean(&report, None);
+    assert!(d.worker_events() > 0, "D serves");
+}
+
+/// 10. A worker host with the wrong secret: refused and logged on both sides, each naming the
+/// other's address; the rest of the cluster works.
+#[test]
+fn s10_wrong_secret_on_one_worker_host() {
+    let Some(bed) = Bed::new("s10", &["a", "b", "w", "x"]) else {
+        return;
+    };
+    let nodes = seeds(&bed, App::Echo, &["b"]);
+    let wrong = worker(&bed, &["a"], App::Echo, 1).replace(SECRET, "not-the-secret");
+    let w = bed.start_unready("w", &["worker"], &wrong);
+    let mut traffic = Traffic::new(App::Echo);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(2));
+    let report = traffic.finish();
+    report.print("10. a worker host with the wrong secret");
+    let (a_ip, w_ip) = (bed.addr("a").to_string(), bed.addr("w").to_string());
+    let a_log = nodes[0].log();
+    let w_log = w.log();
+    println!(
+        "  A logged: {}\n  W logged: {}",
+        a_log.lines().find(|l| l.contains(&w_ip)).unwrap_or("-"),
+        w_log.lines().find(|l| l.contains(&a_ip)).unwrap_or("-")
+    );
+    assert!(
+        a_log
+            .lines()
+            .any(|l| l.contains(&w_ip) && l.contains("secret")),
+        "A names W and the secret:\n{a_log}"
+    );
+    assert!(
+        w_log
+            .lines()
+            .any(|l| l.contains(&a_ip) && l.contains("secret")),
+        "W names A and the secret:\n{w_log}"
+    );
+    assert_eq!(w.links_up_to(bed.addr("a")), 0, "W never links");
+    assert_clean(&report, None);
+}
+
+/// 11. A PHP BusinessWorker host in the gatewire cluster. Needs `php` and GatewayWorker's
+/// sources (GATEWAYWORKER_DIR: a directory with `vendor/autoload.php` from `composer require
+/// workerman/gateway-worker`); neither is committed here.
+#[test]
+fn s11_php_business_worker_host() {
+    let php = std::process::Command::new("php").arg("-v").output();
+    let dir = std::env::var_os("GATEWAYWORKER_DIR");
+    match (php, dir) {
+        (Ok(o), Some(dir)) if o.status.success() => {
+            php_worker_host(std::path::Path::new(&dir));
+        }
+        (Ok(o), _) if o.status.success() => {
+            println!("SKIPPED s11: GATEWAYWORKER_DIR is not set (GatewayWorker's sources)")
+        }
+        _ => println!("SKIPPED s11: no `php` on PATH"),
+    }
+}
+
+/// 12. Rolling reload across worker hosts under load: `gatewire reload` on B, then on D. No
+/// client dropped, no event lost, sessions kept.
+#[test]
+fn s12_rolling_reload_across_worker_hosts() {
+    let Some(bed) = Bed::new("s12", &["a", "b", "d", "x"]) else {
+        return;
+    };
+    let nodes = seeds(&bed, App::Chat, &["b", "d"]);
+    let mut traffic = Traffic::new(App::Chat);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(1));
+    for node in &nodes[1..] {
+        let out = node.cli(&["reload"]);
+        assert!(
+            out.status.success(),
+            "reload on {}: {}",
+            node.host,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        run_for(Duration::from_secs(1));
+    }
+    run_for(Duration::from_secs(1));
+    let report = traffic.finish();
+    report.print("12. rolling reload: B, then D, under load");
+    assert_clean(&report, None);
+}
+
+/// Scenario 11's body: A runs register + gateway, host P a PHP BusinessWorker (echo) and no
+/// gatewire worker; the checker's clients on A must be served by P alone.
+fn php_worker_host(gatewayworker: &std::path::Path) {
+    let Some(bed) = Bed::new("s11", &["a", "p", "x"]) else {
+        return;
+    };
+    let _a = bed.start(
+        "a",
+        &["register", "gateway"],
+        &(register(&bed, "a") + &gateway(&bed, "a", 2, &["a"])),
+    );
+    let dir = bed.dir.path().join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = format!(
+        r#"<?php
+require getenv('GATEWAYWORKER_DIR') . '/vendor/autoload.php';
+use GatewayWorker\BusinessWorker;
+use GatewayWorker\Lib\Gateway;
+use Workerman\Worker;
+class Events {{
+    public static function onMessage($client_id, $message) {{
+        Gateway::sendToCurrentClient($message);
+    }}
+}}
+$worker = new BusinessWorker();
+$worker->name = 'PhpWorker';
+$worker->count = 2;
+$worker->registerAddress = '{register}:{REGISTER_PORT}';
+$worker->secretKey = '{SECRET}';
+$worker->eventHandler = 'Events';
+Worker::$pidFile = __DIR__ . '/php.pid';
+Worker::$logFile = __DIR__ . '/php.log';
+Worker::runAll();
+"#,
+        register = bed.addr("a"),
+    );
+    std::fs::write(dir.join("start.php"), script).unwrap();
+    let php = bed.spawn(
+        "p",
+        &dir,
+        &["php", "start.php", "start"],
+        &[("GATEWAYWORKER_DIR", gatewayworker.to_str().unwrap())],
+    );
+    let mut traffic = Traffic::new(App::Echo);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(3));
+    let report = traffic.finish();
+    report.print("11. a PHP BusinessWorker host serves the gatewire gateway's clients");
+    if report.totals(None).answered == 0 {
+        println!("{}", php.log());
+    }
+    assert_clean(&report, None);
+}
