@@ -111,6 +111,9 @@ pub struct RegisterConfig {
     pub listen: SocketAddr,
     /// Shared secret; empty disables the check.
     pub secret_key: String,
+    /// Seconds a member's connection may go unacknowledged (data or keepalive probes) before
+    /// it is dropped, with the gateways it announced; 0 leaves the kernel's defaults.
+    pub link_timeout: f64,
     /// Log level of the register role (default: `[run] log`).
     pub log: Option<String>,
 }
@@ -120,6 +123,7 @@ impl Default for RegisterConfig {
         RegisterConfig {
             listen: "127.0.0.1:1236".parse().expect("literal address"),
             secret_key: String::new(),
+            link_timeout: 10.0,
             log: None,
         }
     }
@@ -272,6 +276,9 @@ pub struct GatewayConfig {
     /// Seconds a client has to finish its WebSocket (and TLS) handshake before it is closed;
     /// 0 waits forever.
     pub handshake_timeout: f64,
+    /// Seconds a worker or register link may go unacknowledged (data or keepalive probes) before
+    /// it is dropped; 0 leaves the kernel's defaults (about 15 minutes).
+    pub link_timeout: f64,
     /// Files served to plain HTTP GETs on a WebSocket listener.
     pub static_dir: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -310,6 +317,7 @@ impl Default for GatewayConfig {
             worker_ping_interval: 25.0,
             park_after: 5.0,
             handshake_timeout: 10.0,
+            link_timeout: 10.0,
             static_dir: None,
             tls_cert: None,
             tls_key: None,
@@ -372,6 +380,9 @@ pub struct WorkerConfig {
     pub drain_timeout: f64,
     /// Seconds a new worker process (reload, restart) has to link to every gateway shard.
     pub ready_timeout: f64,
+    /// Seconds a gateway or register link may go unacknowledged (data or keepalive probes)
+    /// before it is dropped and dialled again; 0 leaves the kernel's defaults.
+    pub link_timeout: f64,
     /// Log level of the worker role (default: `[run] log`).
     pub log: Option<String>,
     /// Distinguishes worker processes of one supervisor: worker keys of generation `g > 0` are
@@ -393,6 +404,7 @@ impl Default for WorkerConfig {
             send_to_gateway_buffer_size: 10_240_000,
             drain_timeout: 10.0,
             ready_timeout: 30.0,
+            link_timeout: 10.0,
             log: None,
             generation: 0,
         }
@@ -804,6 +816,9 @@ impl Config {
             ("gateway.worker_ping_interval", g.worker_ping_interval),
             ("gateway.park_after", g.park_after),
             ("gateway.handshake_timeout", g.handshake_timeout),
+            ("gateway.link_timeout", g.link_timeout),
+            ("register.link_timeout", self.register.link_timeout),
+            ("worker.link_timeout", w.link_timeout),
             ("worker.drain_timeout", w.drain_timeout),
             ("worker.ready_timeout", w.ready_timeout),
         ] {

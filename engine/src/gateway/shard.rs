@@ -194,10 +194,16 @@ async fn run_shard(
         line: gateway_connect_line(&inner_addr.to_string(), &config.secret_key),
     }));
     for register in &config.register_address {
-        glommio::spawn_local(keep_registered(*register, announced.clone())).detach();
+        glommio::spawn_local(keep_registered(
+            *register,
+            announced.clone(),
+            config.link_timeout,
+        ))
+        .detach();
     }
 
     let links = shard.clone();
+    let link_timeout = config.link_timeout;
     glommio::spawn_local(async move {
         loop {
             match inner_listener.accept().await {
@@ -206,6 +212,7 @@ async fn run_shard(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
+                    net::fail_dead_peer_after(&stream, link_timeout);
                     let link_id = links.borrow_mut().link_opened(peer);
                     glommio::spawn_local(net::drive(stream, LinkPeer::new(links.clone(), link_id)))
                         .detach();

@@ -4,6 +4,7 @@
 
 mod backoff;
 mod driver;
+mod liveness;
 mod outbox;
 pub mod port_owner;
 pub mod tls;
@@ -16,6 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 pub use backoff::Backoff;
 pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
+pub use liveness::fail_dead_peer_after;
 pub use outbox::{Closing, Outbox};
 
 /// The kernel's accept backlog cap (`net.core.somaxconn`), used as the listen backlog.

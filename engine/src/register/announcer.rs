@@ -32,8 +32,13 @@ pub trait RegisterLink: 'static {
     fn on_message(&mut self, message: RegisterMessage);
 }
 
-/// Keeps a connection to the register at `addr` forever.
-pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell<L>>) {
+/// Keeps a connection to the register at `addr` forever; a register that acknowledges nothing
+/// for `link_timeout` seconds counts as gone.
+pub async fn keep_registered<L: RegisterLink>(
+    addr: SocketAddr,
+    link: Rc<RefCell<L>>,
+    link_timeout: f64,
+) {
     let ping = !addr.ip().to_string().starts_with("127.0.0.1");
     let mut backoff = net::Backoff::default();
     loop {
@@ -46,6 +51,7 @@ pub async fn keep_registered<L: RegisterLink>(addr: SocketAddr, link: Rc<RefCell
             }
             Ok(stream) => {
                 debug!(%addr, "connected to register");
+                net::fail_dead_peer_after(&stream, link_timeout);
                 let outbox = Rc::new(RefCell::new(Outbox::default()));
                 outbox.borrow_mut().push(Bytes::from(link.borrow().hello()));
                 let pinger = ping.then(|| {

@@ -89,6 +89,8 @@ struct Worker<A> {
     worker_key: String,
     secret: String,
     max_packet_size: usize,
+    /// `worker.link_timeout`: a gateway silent for this long counts as gone.
+    link_timeout: f64,
     stats: Arc<ThreadStats>,
 }
 
@@ -158,6 +160,7 @@ async fn run_thread<A: Events>(
         worker_key,
         secret: config.secret_key.clone(),
         max_packet_size: config.max_packet_size,
+        link_timeout: config.link_timeout,
         stats,
     });
     let info = WorkerInfo {
@@ -169,7 +172,12 @@ async fn run_thread<A: Events>(
         worker: worker.clone(),
     }));
     for register in &config.register_address {
-        glommio::spawn_local(keep_registered(*register, listener.clone())).detach();
+        glommio::spawn_local(keep_registered(
+            *register,
+            listener.clone(),
+            config.link_timeout,
+        ))
+        .detach();
     }
     while !control.stopping() && !control.draining() {
         glommio::timer::sleep(STOP_POLL).await;
@@ -279,6 +287,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
         };
         if let Some(stream) = connected {
             let _ = stream.set_nodelay(true);
+            net::fail_dead_peer_after(&stream, worker.link_timeout);
             let outbox = Rc::new(RefCell::new(Outbox::default()));
             let hello = Packet::new(
                 Header::for_connection(Cmd::WorkerConnect, 0, Flags::SCALAR),
