@@ -14,6 +14,11 @@ use std::time::Duration;
 use cluster::bed::{Bed, INNER_PORT, REGISTER_PORT, SECRET, within};
 use cluster::traffic::{App, Report, Traffic};
 
+/// A line past the test harness's capture (see `bed::say`).
+macro_rules! say {
+    ($($t:tt)*) => { cluster::bed::say(format!($($t)*)) };
+}
+
 /// Clients per gateway host in a scenario.
 const CLIENTS: usize = 100;
 
@@ -74,7 +79,7 @@ fn assert_clean(report: &Report, gateway: Option<&str>) {
     assert!(t.sent > 0, "{which}: nothing sent");
 }
 
-/// 1. The seeds' layout: Register + Gateway on A, BusinessWorkers on B and C. Clients on A are
+/// Scenario 1: The seeds' layout: Register + Gateway on A, BusinessWorkers on B and C. Clients on A are
 /// served by both B and C.
 #[test]
 fn s01_register_and_gateway_on_one_host_workers_on_two() {
@@ -101,7 +106,7 @@ fn s01_register_and_gateway_on_one_host_workers_on_two() {
     report.print("1. register+gateway on A, workers on B and C");
     assert_clean(&report, None);
     let (on_b, on_c) = (b.worker_events(), c.worker_events());
-    println!("  events handled: B {on_b}, C {on_c}");
+    say!("  events handled: B {on_b}, C {on_c}");
     assert!(
         on_b > 0 && on_c > 0,
         "both worker hosts serve: B {on_b}, C {on_c}"
@@ -127,7 +132,7 @@ fn seeds(bed: &Bed, app: App, workers: &[&str]) -> Vec<cluster::bed::Node> {
     nodes
 }
 
-/// 2. Scale out workers: host D's workers start under load; D serves new clients' events within
+/// Scenario 2: Scale out workers: host D's workers start under load; D serves new clients' events within
 /// seconds; no client disconnects, nothing is lost.
 #[test]
 fn s02_scale_out_workers() {
@@ -147,7 +152,7 @@ fn s02_scale_out_workers() {
     run_for(Duration::from_secs(3));
     let report = traffic.finish();
     report.print("2. scale out workers: D started under load");
-    println!(
+    say!(
         "  D linked {linked:?} after its start was ready; events handled by D: {}",
         d.worker_events()
     );
@@ -155,7 +160,7 @@ fn s02_scale_out_workers() {
     assert!(d.worker_events() > 0, "D serves new clients");
 }
 
-/// 3. Scale in workers: C stops gracefully (`stop -g`) under load; its clients move to B and D on
+/// Scenario 3: Scale in workers: C stops gracefully (`stop -g`) under load; its clients move to B and D on
 /// their next message with their sessions (the chat answer carries the nick and room kept in
 /// the session); nothing is lost.
 #[test]
@@ -177,7 +182,7 @@ fn s03_scale_in_workers_gracefully() {
     run_for(Duration::from_secs(3));
     let report = traffic.finish();
     report.print("3. scale in workers: C stopped with stop -g under load");
-    println!("  C had handled {c_before} events before its stop");
+    say!("  C had handled {c_before} events before its stop");
     assert!(c_before > 0, "C served before it stopped");
     assert_clean(&report, None);
 }
@@ -187,7 +192,7 @@ fn gateway_host(bed: &Bed, host: &str, regs: &[&str]) -> cluster::bed::Node {
     bed.start(host, &["gateway"], &gateway(bed, host, 1, regs))
 }
 
-/// 4. Scale out gateways: E starts; the workers on B and D link to it through the register; E's
+/// Scenario 4: Scale out gateways: E starts; the workers on B and D link to it through the register; E's
 /// clients are served; `gatewire send` reaches clients on A and on E, to all, a uid and a group.
 #[test]
 fn s04_scale_out_gateways() {
@@ -218,12 +223,11 @@ fn s04_scale_out_gateways() {
     run_for(Duration::from_secs(2));
     let report = traffic.finish();
     report.print("4. scale out gateways: E started under load");
-    println!("  B and D linked to E {linked:?} after E was ready");
+    say!("  B and D linked to E {linked:?} after E was ready");
     assert_clean(&report, None);
     let clients: Vec<_> = report.per_gateway.values().flatten().collect();
     assert_eq!(clients.len(), 2 * CLIENTS);
-    for (k, c) in clients.iter().enumerate() {
-        let _ = k;
+    for c in &clients {
         assert_eq!(
             c.pushes.iter().filter(|p| *p == "push-all").count(),
             1,
@@ -243,7 +247,7 @@ fn s04_scale_out_gateways() {
     assert_eq!(report.totals(None).pushes, 2 * CLIENTS as u64 + 3);
 }
 
-/// 5. Scale in gateways: E stops; only E's clients are disconnected; the workers drop their
+/// Scenario 5: Scale in gateways: E stops; only E's clients are disconnected; the workers drop their
 /// links to E; A's clients are unaffected.
 #[test]
 fn s05_scale_in_gateways() {
@@ -271,7 +275,7 @@ fn s05_scale_in_gateways() {
     run_for(Duration::from_secs(2));
     let report = traffic.finish();
     report.print("5. scale in gateways: E stopped under load");
-    println!("  workers dropped their links to E {dropped:?} after E exited");
+    say!("  workers dropped their links to E {dropped:?} after E exited");
     assert_clean(&report, Some("a"));
     let on_e = report.totals(Some("e"));
     assert_eq!(
@@ -286,7 +290,7 @@ fn membership(node: &cluster::bed::Node) -> Option<(u64, u64)> {
     Some((row["gateways"].as_u64()?, row["workers"].as_u64()?))
 }
 
-/// 6. Register restart: the register is killed with SIGKILL under load; traffic keeps flowing;
+/// Scenario 6: Register restart: the register is killed with SIGKILL under load; traffic keeps flowing;
 /// the supervisor restarts it and its membership is complete again within 2 s of that; a worker
 /// host started afterwards joins.
 #[test]
@@ -323,7 +327,7 @@ fn s06_register_killed_and_restarted() {
     run_for(Duration::from_secs(2));
     let report = traffic.finish();
     report.print("6. register killed (SIGKILL) and restarted under load");
-    println!(
+    say!(
         "  register back {restarted:?} after the kill; membership {full:?} complete {complete:?} \
          after that; D events {}",
         d.worker_events()
@@ -336,7 +340,7 @@ fn s06_register_killed_and_restarted() {
     assert!(d.worker_events() > 0, "D joined after the restart");
 }
 
-/// 7. Worker host failure: every process on B is killed with SIGKILL under load. Clients stay
+/// Scenario 7: Worker host failure: every process on B is killed with SIGKILL under load. Clients stay
 /// connected and their events go to C; the events in flight to B are lost (GatewayWorker loses
 /// those too), and the test states how many.
 #[test]
@@ -354,7 +358,7 @@ fn s07_worker_host_killed() {
     let report = traffic.finish();
     report.print("7. worker host B killed (SIGKILL, every process) under load");
     let t = report.totals(None);
-    println!(
+    say!(
         "  lost in flight: {} of {} ({:.3} %); C handled {} events after the kill",
         t.lost,
         t.sent,
@@ -375,7 +379,7 @@ fn s07_worker_host_killed() {
 /// Seconds without an acknowledgement after which an inner link counts as dead in scenario 8.
 const LINK_TIMEOUT: f64 = 2.0;
 
-/// 8. Network cut: B's only link goes down for 10 s under load, then up. Clients stay connected;
+/// Scenario 8: Network cut: B's only link goes down for 10 s under load, then up. Clients stay connected;
 /// the gateway stops routing to B's dead links within the link timeout; B's workers link again by
 /// themselves when the network returns; only what was in flight on the cut link is lost.
 #[test]
@@ -418,10 +422,12 @@ fn s08_network_cut_to_a_worker_host() {
     let report = traffic.finish();
     report.print("8. B's network cut for 10 s under load");
     let t = report.totals(None);
-    println!(
+    say!(
         "  lost on the cut link: {} of {}; longest gap in a client's answers {:?} (link timeout \
          {LINK_TIMEOUT} s); B linked again {relinked:?} after the network returned",
-        t.lost, t.sent, t.longest_gap
+        t.lost,
+        t.sent,
+        t.longest_gap
     );
     assert_eq!(t.disconnected, 0, "clients stay connected");
     assert_eq!(t.duplicated + t.foreign + t.never_connected, 0);
@@ -433,7 +439,7 @@ fn s08_network_cut_to_a_worker_host() {
     assert!(t.lost as f64 <= LINK_TIMEOUT * 1000.0, "lost {}", t.lost);
 }
 
-/// 9. Two registers: A and F run one each, every gateway and worker lists both. F is killed;
+/// Scenario 9: Two registers: A and F run one each, every gateway and worker lists both. F is killed;
 /// everything keeps working and a new worker host still joins; when F returns it learns the
 /// whole membership.
 #[test]
@@ -486,7 +492,7 @@ fn s09_two_registers_one_killed() {
     run_for(Duration::from_secs(1));
     let report = traffic.finish();
     report.print("9. two registers, F killed and back");
-    println!(
+    say!(
         "  membership before {full:?}, after D joined {:?}; F learned it {learned:?} after its \
          start; D events {}",
         membership(&a),
@@ -497,7 +503,7 @@ fn s09_two_registers_one_killed() {
     assert!(d.worker_events() > 0, "D serves");
 }
 
-/// 10. A worker host with the wrong secret: refused and logged on both sides, each naming the
+/// Scenario 10: A worker host with the wrong secret: refused and logged on both sides, each naming the
 /// other's address; the rest of the cluster works.
 #[test]
 fn s10_wrong_secret_on_one_worker_host() {
@@ -515,7 +521,7 @@ fn s10_wrong_secret_on_one_worker_host() {
     let (a_ip, w_ip) = (bed.addr("a").to_string(), bed.addr("w").to_string());
     let a_log = nodes[0].log();
     let w_log = w.log();
-    println!(
+    say!(
         "  A logged: {}\n  W logged: {}",
         a_log.lines().find(|l| l.contains(&w_ip)).unwrap_or("-"),
         w_log.lines().find(|l| l.contains(&a_ip)).unwrap_or("-")
@@ -536,7 +542,7 @@ fn s10_wrong_secret_on_one_worker_host() {
     assert_clean(&report, None);
 }
 
-/// 11. A PHP BusinessWorker host in the gatewire cluster. Needs `php` and GatewayWorker's
+/// Scenario 11: A PHP BusinessWorker host in the gatewire cluster. Needs `php` and GatewayWorker's
 /// sources (GATEWAYWORKER_DIR: a directory with `vendor/autoload.php` from `composer require
 /// workerman/gateway-worker`); neither is committed here.
 #[test]
@@ -548,13 +554,13 @@ fn s11_php_business_worker_host() {
             php_worker_host(std::path::Path::new(&dir));
         }
         (Ok(o), _) if o.status.success() => {
-            println!("SKIPPED s11: GATEWAYWORKER_DIR is not set (GatewayWorker's sources)")
+            say!("SKIPPED s11: GATEWAYWORKER_DIR is not set (GatewayWorker's sources)")
         }
-        _ => println!("SKIPPED s11: no `php` on PATH"),
+        _ => say!("SKIPPED s11: no `php` on PATH"),
     }
 }
 
-/// 12. Rolling reload across worker hosts under load: `gatewire reload` on B, then on D. No
+/// Scenario 12: Rolling reload across worker hosts under load: `gatewire reload` on B, then on D. No
 /// client dropped, no event lost, sessions kept.
 #[test]
 fn s12_rolling_reload_across_worker_hosts() {
@@ -630,7 +636,7 @@ Worker::runAll();
     let report = traffic.finish();
     report.print("11. a PHP BusinessWorker host serves the gatewire gateway's clients");
     if report.totals(None).answered == 0 {
-        println!("{}", php.log());
+        say!("{}", php.log());
     }
     assert_clean(&report, None);
 }

@@ -49,15 +49,17 @@ impl Bed {
                 let _ = Command::new("ip").args(["netns", "del", &probe]).status();
             }
             Ok(o) => {
-                println!(
+                say(format!(
                     "SKIPPED {test}: `ip netns add` failed ({}); the cluster tests need \
                      CAP_NET_ADMIN",
                     String::from_utf8_lossy(&o.stderr).trim()
-                );
+                ));
                 return None;
             }
             Err(e) => {
-                println!("SKIPPED {test}: no `ip` command ({e}); install iproute2");
+                say(format!(
+                    "SKIPPED {test}: no `ip` command ({e}); install iproute2"
+                ));
                 return None;
             }
         }
@@ -353,6 +355,13 @@ pub fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> D
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("not within {limit:?}: {what}");
+}
+
+/// A line for the log, straight to stderr past the test harness's capture: the scenarios'
+/// figures and skips show in CI's log even when the test passes.
+pub fn say(line: String) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 fn ip(args: &[&str]) {

@@ -310,11 +310,12 @@ impl Report {
         t
     }
 
-    /// The report as a table, printed by every scenario (`cargo test -- --nocapture`).
+    /// The report as a table. Every scenario prints one; it goes straight to stderr, past the
+    /// test harness's capture, so CI's log shows the figures of passing scenarios too.
     pub fn print(&self, scenario: &str) {
-        println!("\n{scenario}");
-        println!(
-            "  {:<8} {:>7} {:>8} {:>8} {:>5} {:>5} {:>7} {:>12} {:>12} {:>11} {:>6}",
+        let mut out = format!("\n{scenario}\n");
+        out += &format!(
+            "  {:<8} {:>7} {:>8} {:>8} {:>5} {:>5} {:>7} {:>12} {:>12} {:>11} {:>6}\n",
             "gateway",
             "clients",
             "sent",
@@ -334,8 +335,8 @@ impl Report {
             .collect();
         rows.push(("all".into(), self.totals(None)));
         for (g, t) in rows {
-            println!(
-                "  {:<8} {:>7} {:>8} {:>8} {:>5} {:>5} {:>7} {:>12} {:>10}ms {:>9}ms {:>6}",
+            out += &format!(
+                "  {:<8} {:>7} {:>8} {:>8} {:>5} {:>5} {:>7} {:>12} {:>10}ms {:>9}ms {:>6}\n",
                 g,
                 t.clients,
                 t.sent,
@@ -356,7 +357,8 @@ impl Report {
             }
         }
         if !causes.is_empty() {
-            println!("  disconnections by cause: {causes:?}");
+            out += &format!("  disconnections by cause: {causes:?}\n");
         }
+        bed::say(out.trim_end().to_owned());
     }
 }
