@@ -220,6 +220,28 @@ impl Running {
             .unwrap_or_default()
     }
 
+    /// The hosts whose workers link to this process's gateway shards, with their link counts.
+    pub fn worker_hosts(&self) -> Vec<(String, u64)> {
+        let mut hosts: std::collections::BTreeMap<String, u64> = Default::default();
+        for shard in &self.shards {
+            if let Ok(snap) = shard.snapshot.lock() {
+                for key in &snap.worker_keys {
+                    let host = key.split(':').next().unwrap_or(key);
+                    *hosts.entry(host.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        hosts.into_iter().collect()
+    }
+
+    /// The register's members (gateways and workers), when this process runs it.
+    pub fn members(&self) -> Vec<crate::register::Member> {
+        self.register
+            .as_ref()
+            .and_then(|r| r.members.lock().ok().map(|m| m.clone()))
+            .unwrap_or_default()
+    }
+
     /// Every client of this process's gateway shards.
     pub fn connections(&self) -> Vec<ClientRow> {
         self.inspect(true)

@@ -86,7 +86,7 @@ fn s01_register_and_gateway_on_one_host_workers_on_two() {
     let Some(bed) = Bed::new("s01", &["a", "b", "c", "x"]) else {
         return;
     };
-    let _a = bed.start(
+    let a = bed.start(
         "a",
         &["register", "gateway"],
         &(register(&bed, "a") + &gateway(&bed, "a", 2, &["a"])),
@@ -111,6 +111,42 @@ fn s01_register_and_gateway_on_one_host_workers_on_two() {
         on_b > 0 && on_c > 0,
         "both worker hosts serve: B {on_b}, C {on_c}"
     );
+    // What an operator sees on A: the gateway's worker links per host, the register's members
+    // with their addresses.
+    let status = String::from_utf8_lossy(&a.cli(&["status"]).stdout).into_owned();
+    say!("  `gatewire status` on A:\n{status}");
+    let gateway = &a.rows("gateway")[0];
+    let hosts: Vec<(String, u64)> = gateway["worker_hosts"]
+        .as_array()
+        .expect("worker_hosts in A's gateway row")
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_owned(),
+                h["links"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (b_ip, c_ip) = (bed.addr("b").to_string(), bed.addr("c").to_string());
+    assert_eq!(
+        hosts,
+        [(b_ip.clone(), 4), (c_ip.clone(), 4)],
+        "2 threads × 2 shards each"
+    );
+    let members = a.rows("register")[0]["members"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    let from = |kind: &str, ip: &str| {
+        members
+            .iter()
+            .filter(|m| m["kind"] == kind && m["from"].as_str().unwrap().starts_with(ip))
+            .count()
+    };
+    let a_ip = a_ip.to_string();
+    assert_eq!(from("gateway", &a_ip), 2, "A's two shards: {members:?}");
+    assert_eq!(from("worker", &b_ip), 2, "B's two threads: {members:?}");
+    assert_eq!(from("worker", &c_ip), 2, "C's two threads: {members:?}");
 }
 
 /// A and B and C as in scenario 1 with `app`; returns the nodes.

@@ -239,6 +239,7 @@ async fn run_shard(
                     stats: s.stats.clone(),
                     connections: s.clients.len() as u64,
                     worker_links: s.workers.len() as u64,
+                    worker_keys: s.workers.keys().map(|k| k.to_string()).collect(),
                 }
             };
             if let Ok(mut slot) = published.lock() {

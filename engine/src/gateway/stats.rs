@@ -173,6 +173,8 @@ pub struct ShardSnapshot {
     pub stats: Stats,
     pub connections: u64,
     pub worker_links: u64,
+    /// The keys of the workers linked to this shard (`ip:name:index`).
+    pub worker_keys: Vec<String>,
 }
 
 /// A question for a running shard, answered on its next publishing tick (at most

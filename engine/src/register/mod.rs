@@ -6,4 +6,4 @@ mod announcer;
 mod server;
 
 pub use announcer::{RegisterLink, keep_registered};
-pub use server::{RegisterStats, serve};
+pub use server::{Member, RegisterStats, serve};

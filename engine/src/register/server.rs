@@ -25,11 +25,13 @@ const MAX_LINE: usize = 64 * 1024;
 /// A connection must say something within this time.
 const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Connection {
     outbox: Outbox,
     role: Membership,
     spoke: bool,
+    remote: std::net::SocketAddr,
+    opened: std::time::SystemTime,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -49,6 +51,18 @@ pub struct RegisterStats {
     pub workers: AtomicU64,
     /// Connections refused (bad line, wrong key, timeout).
     pub refused: AtomicU64,
+    /// Every member, for `gatewire status`.
+    pub members: std::sync::Mutex<Vec<Member>>,
+}
+
+/// One connection that said who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The gateway address it announced; `None` for a worker or GatewayClient.
+    pub announces: Option<String>,
+    /// Where it connects from.
+    pub from: std::net::SocketAddr,
+    pub since: std::time::SystemTime,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +84,27 @@ impl Book {
             .gateways
             .store(self.addresses().len() as u64, Ordering::Relaxed);
         self.stats.workers.store(workers as u64, Ordering::Relaxed);
+        let mut members: Vec<(u64, Member)> = self
+            .connections
+            .iter()
+            .filter_map(|(id, c)| {
+                let announces = match &c.role {
+                    Membership::Unknown => return None,
+                    Membership::Gateway(a) => Some(a.clone()),
+                    Membership::Worker => None,
+                };
+                let member = Member {
+                    announces,
+                    from: c.remote,
+                    since: c.opened,
+                };
+                Some((*id, member))
+            })
+            .collect();
+        members.sort_unstable_by_key(|(id, _)| *id);
+        if let Ok(mut published) = self.stats.members.lock() {
+            *published = members.into_iter().map(|(_, m)| m).collect();
+        }
     }
 
     /// Gateway addresses in announcement order, each once.
@@ -144,7 +179,14 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<Reg
             let mut b = book.borrow_mut();
             b.next_id += 1;
             let id = b.next_id;
-            b.connections.insert(id, Connection::default());
+            let connection = Connection {
+                outbox: Outbox::default(),
+                role: Membership::Unknown,
+                spoke: false,
+                remote,
+                opened: std::time::SystemTime::now(),
+            };
+            b.connections.insert(id, connection);
             id
         };
         let timeout_book = book.clone();

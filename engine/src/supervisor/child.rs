@@ -104,6 +104,28 @@ fn serve(mut control: UnixStream, running: &Running, drain: &AtomicBool) {
                     format!("{worker}\t{}\t{state}\t{since}\n", l.gateway)
                 })
                 .collect(),
+            "worker_hosts" => running
+                .worker_hosts()
+                .iter()
+                .map(|(host, links)| format!("{host}\t{links}\n"))
+                .collect(),
+            "members" => running
+                .members()
+                .iter()
+                .map(|m| {
+                    let since = m
+                        .since
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let kind = if m.announces.is_some() {
+                        "gateway"
+                    } else {
+                        "worker"
+                    };
+                    let announces = m.announces.as_deref().unwrap_or("-");
+                    format!("{kind}\t{}\t{announces}\t{since}\n", m.from)
+                })
+                .collect(),
             "drain" => {
                 drain.store(true, Ordering::SeqCst);
                 system::raise_stop_signal();

@@ -127,6 +127,25 @@ impl Supervisor {
                 } else {
                     Vec::new()
                 };
+                let lines = |ask: &str| {
+                    c.ask(ask, Duration::from_secs(5))
+                        .map(|text| text.lines().map(str::to_owned).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                };
+                let worker_hosts = match c.role {
+                    Role::Gateway => lines("worker_hosts")
+                        .iter()
+                        .filter_map(|l| WorkerHostRow::from_line(l))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let members = match c.role {
+                    Role::Register => lines("members")
+                        .iter()
+                        .filter_map(|l| MemberRow::from_line(l))
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 StatusRow {
                     role: c.role.name(),
                     pid: c.pid,
@@ -141,6 +160,8 @@ impl Supervisor {
                     gateways: register.then_some(s.gateways),
                     workers: register.then_some(s.workers),
                     link_states: links,
+                    worker_hosts,
+                    members,
                 }
             })
             .collect()
@@ -184,22 +205,46 @@ impl Supervisor {
                 r.events
             ));
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let ago = |since: u64| uptime(Duration::from_secs(now.saturating_sub(since)));
+        let members: Vec<&MemberRow> = rows.iter().flat_map(|r| &r.members).collect();
+        if !members.is_empty() {
+            out.push_str(&format!(
+                "\n{:<8} {:<21} {:<21} {}\n",
+                "member", "from", "announces", "since"
+            ));
+            for m in members {
+                out.push_str(&format!(
+                    "{:<8} {:<21} {:<21} {} ago\n",
+                    m.kind,
+                    m.from,
+                    m.announces.as_deref().unwrap_or("-"),
+                    ago(m.since_unix)
+                ));
+            }
+        }
+        let hosts: Vec<&WorkerHostRow> = rows.iter().flat_map(|r| &r.worker_hosts).collect();
+        if !hosts.is_empty() {
+            out.push_str(&format!("\n{:<21} {}\n", "worker host", "links"));
+            for h in hosts {
+                out.push_str(&format!("{:<21} {}\n", h.host, h.links));
+            }
+        }
         let links: Vec<&LinkRow> = rows.iter().flat_map(|r| &r.link_states).collect();
         if !links.is_empty() {
             out.push_str(&format!(
                 "\n{:<24} {:<21} {:<5} {}\n",
                 "worker", "gateway", "link", "since"
             ));
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
             for l in links {
                 out.push_str(&format!(
                     "{:<24} {:<21} {:<5} {} ago\n",
                     l.worker,
                     l.gateway,
                     l.state,
-                    uptime(Duration::from_secs(now.saturating_sub(l.since_unix)))
+                    ago(l.since_unix)
                 ));
             }
         }
@@ -279,6 +324,58 @@ struct StatusRow {
     /// A worker process's links, one per worker thread and listed gateway shard.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     link_states: Vec<LinkRow>,
+    /// A gateway process's linked workers, per worker host (gateway rows only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    worker_hosts: Vec<WorkerHostRow>,
+    /// The register's members (register rows only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    members: Vec<MemberRow>,
+}
+
+/// The worker links a gateway process holds from one host (all its shards).
+#[derive(Debug, serde::Serialize)]
+struct WorkerHostRow {
+    host: String,
+    links: u64,
+}
+
+impl WorkerHostRow {
+    fn from_line(line: &str) -> Option<WorkerHostRow> {
+        let (host, links) = line.split_once('\t')?;
+        Some(WorkerHostRow {
+            host: host.to_owned(),
+            links: links.parse().ok()?,
+        })
+    }
+}
+
+/// One member of a register: a gateway shard announcing its inner address, or a worker (or
+/// GatewayClient) following the list.
+#[derive(Debug, serde::Serialize)]
+struct MemberRow {
+    /// "gateway" or "worker".
+    kind: String,
+    /// The member's address as the register sees it.
+    from: String,
+    /// The inner address a gateway announced.
+    announces: Option<String>,
+    /// When it connected (Unix seconds).
+    since_unix: u64,
+}
+
+impl MemberRow {
+    fn from_line(line: &str) -> Option<MemberRow> {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [kind, from, announces, since] = f[..] else {
+            return None;
+        };
+        Some(MemberRow {
+            kind: kind.to_owned(),
+            from: from.to_owned(),
+            announces: (announces != "-").then(|| announces.to_owned()),
+            since_unix: since.parse().ok()?,
+        })
+    }
 }
 
 /// One worker thread's link to one gateway shard.

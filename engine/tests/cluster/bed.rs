@@ -42,7 +42,7 @@ impl Bed {
     /// this machine cannot make one (no `ip`, no CAP_NET_ADMIN).
     pub fn new(test: &str, hosts: &[&str]) -> Option<Bed> {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let tag = format!("gwc{}{}", std::process::id() % 100_000, short(test));
+        let tag = format!("gwc{}{}", std::process::id(), short(test));
         let probe = format!("{tag}-probe");
         match Command::new("ip").args(["netns", "add", &probe]).output() {
             Ok(o) if o.status.success() => {
@@ -63,6 +63,7 @@ impl Bed {
                 return None;
             }
         }
+        sweep_dead_runs();
         let mut bed = Bed {
             tag,
             hosts: Vec::new(),
@@ -355,6 +356,41 @@ pub fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> D
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("not within {limit:?}: {what}");
+}
+
+/// Deletes the namespaces (and kills the processes in them) of earlier test runs that were
+/// killed before their beds could clean up: names `gwcPID...` whose test process is gone.
+fn sweep_dead_runs() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("gwc") else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        let mine = pid == std::process::id();
+        if mine || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let pids = Command::new("ip").args(["netns", "pids", name]).output();
+        for p in pids.iter().flat_map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        }) {
+            // SAFETY: a process left in a namespace of a dead run of these tests.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+    }
 }
 
 /// A line for the log, straight to stderr past the test harness's capture: the scenarios'
