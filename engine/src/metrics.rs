@@ -190,6 +190,7 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             ("no_worker", st.closed_no_worker),
             ("slow_client", st.closed_slow_client),
             ("bad_input", st.closed_bad_input),
+            ("shutdown", st.closed_shutdown),
         ]
         .map(|(reason, n)| (format!("shard=\"{}\",reason=\"{reason}\"", s.index), n))
     });

@@ -85,6 +85,9 @@ impl ProcessStatus {
     }
 }
 
+/// How long a stopping gateway waits for its clients' goodbyes to be written.
+const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
 impl Running {
     /// Starts `roles` (register first, then the gateway, then the workers). `custom` is a
     /// `gatewire::run` binary's app; the stock binary runs `[worker] app`.
@@ -145,9 +148,32 @@ impl Running {
     }
 
     /// Stops every role. With `drain`, each worker thread first has the gateways route it
-    /// nothing new and handles what they already sent (a reload or `stop -g`).
-    /// Gateways and the register end with the process, which closes their connections.
+    /// nothing new and handles what they already sent (a reload or `stop -g`). Then the
+    /// gateway shards tell their clients they are going away (WebSocket close 1001) and close
+    /// them, for up to [`GOODBYE_WAIT`]. The register ends with the process.
     pub fn stop(&self, drain: bool) {
+        self.stop_workers(drain);
+        if self.shards.is_empty() {
+            return;
+        }
+        for shard in &self.shards {
+            shard.stopping.store(true, Ordering::SeqCst);
+        }
+        let deadline = Instant::now() + GOODBYE_WAIT;
+        while Instant::now() < deadline {
+            let left: u64 = self
+                .shards
+                .iter()
+                .filter_map(|s| s.snapshot.lock().ok().map(|s| s.connections))
+                .sum();
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop_workers(&self, drain: bool) {
         if let Some(workers) = &self.workers {
             if drain {
                 workers.drain();

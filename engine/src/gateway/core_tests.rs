@@ -544,3 +544,32 @@ fn a_worker_key_held_by_an_open_link_is_refused_to_a_newcomer() {
     assert_eq!(c.shard.links[&third].outbox.closing(), None);
     assert_eq!(c.shard.stats.worker_key_conflicts, 1);
 }
+
+#[test]
+fn a_stopping_gateway_says_going_away_after_what_was_queued_and_drops_handshakes() {
+    let mut c = core_with(|g| g.listen.protocol = ClientProtocol::WebSocket);
+    let w = c.worker("W:0");
+    let (open, handshaking) = (c.accept(), c.accept());
+    c.shard.clients.get_mut(&open).unwrap().outbox.release();
+    c.command(w, Cmd::SendToOne, open, "", "last");
+    c.shard.going_away();
+    let mut expected = gatewire_proto::websocket::text_frame(b"last").to_vec();
+    expected.extend_from_slice(&gatewire_proto::websocket::close_frame(
+        gatewire_proto::websocket::CloseCode::GOING_AWAY,
+        "",
+    ));
+    assert_eq!(c.closing(open), Some(Closing::AfterFlush));
+    assert_eq!(
+        c.client_bytes(open),
+        expected,
+        "the message, then close 1001"
+    );
+    assert!(
+        !c.shard.clients.contains_key(&handshaking),
+        "a client in its handshake is closed at once"
+    );
+    assert_eq!(
+        c.shard.stats.closed_shutdown, 1,
+        "the handshake counted now; the other once its connection ends"
+    );
+}

@@ -38,6 +38,9 @@ pub struct ShardHandle {
     pub snapshot: Arc<Mutex<ShardSnapshot>>,
     /// Questions for the shard (answered on its publishing tick).
     pub inspect: mpsc::Sender<Inspect>,
+    /// Set when the gateway stops: on its next publishing tick the shard tells every client it
+    /// is going away and closes it (see `Shard::going_away`).
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why the gateway could not start.
@@ -87,19 +90,27 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
         }));
         let published = snapshot.clone();
         let (inspect, questions) = mpsc::channel::<Inspect>();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let told = stopping.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
             .name(&format!("gw-shard-{index}"))
             .io_memory(64 * 1024)
             .ring_depth(4096);
         let failed = ready.clone();
         let spawned = builder.spawn(move || async move {
-            run_shard(config, index, public, tls, published, questions, ready).await;
+            let outside = Outside {
+                published,
+                questions,
+                stopping: told,
+            };
+            run_shard(config, index, public, tls, outside, ready).await;
         });
         match spawned {
             Ok(handle) => handles.push(ShardHandle {
                 index,
                 snapshot,
                 inspect,
+                stopping,
                 thread: std::thread::spawn(move || {
                     if let Err(e) = handle.join() {
                         warn!(index, error = %e, "shard executor ended with an error");
@@ -143,15 +154,27 @@ fn resolve_port(addr: SocketAddr) -> SocketAddr {
         .unwrap_or(addr)
 }
 
+/// What a shard shares with the rest of its process: the snapshot it publishes, the questions
+/// it answers, the stop it obeys — all read or written on its publishing tick.
+struct Outside {
+    published: Arc<Mutex<ShardSnapshot>>,
+    questions: mpsc::Receiver<Inspect>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
 async fn run_shard(
     config: GatewayConfig,
     index: usize,
     public: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
-    published: Arc<Mutex<ShardSnapshot>>,
-    questions: mpsc::Receiver<Inspect>,
+    outside: Outside,
     ready: mpsc::Sender<(usize, Result<(), String>)>,
 ) {
+    let Outside {
+        published,
+        questions,
+        stopping,
+    } = outside;
     if let Err(e) = system::unshare_fd_table() {
         let _ = ready.send((index, Err(format!("unshare(CLONE_FILES): {e}"))));
         return;
@@ -229,8 +252,13 @@ async fn run_shard(
     let publishing = shard.clone();
     glommio::spawn_local(async move {
         let mut warnings = crate::gateway::LimitWarnings::default();
+        let mut told = false;
         loop {
             glommio::timer::sleep(PUBLISH_EVERY).await;
+            if !told && stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                told = true;
+                publishing.borrow_mut().going_away();
+            }
             let snapshot = {
                 let s = publishing.borrow();
                 warnings.check(&s.stats, index, std::time::Instant::now());

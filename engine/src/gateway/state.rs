@@ -293,6 +293,34 @@ impl Shard {
         self.stats.closed(cause);
     }
 
+    /// The gateway is stopping: every client is told so (a WebSocket client gets a close frame
+    /// 1001 "going away", after what was queued to it) and closed once its output is written. A
+    /// client still in its WebSocket handshake is closed at once.
+    pub fn going_away(&mut self) {
+        let websocket = matches!(
+            self.settings.protocol,
+            ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket
+        );
+        let ids: Vec<u32> = self.clients.keys().copied().collect();
+        for id in ids {
+            let Some(client) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            if client.outbox.is_held() {
+                self.destroy_client(id, CloseCause::Shutdown);
+                continue;
+            }
+            if websocket && client.outbox.closing().is_none() {
+                let close = gatewire_proto::websocket::close_frame(
+                    gatewire_proto::websocket::CloseCode::GOING_AWAY,
+                    "",
+                );
+                client.outbox.push(close);
+            }
+            self.close_client_after_flush(id, CloseCause::Shutdown);
+        }
+    }
+
     /// Ends a client at once, dropping its output (CMD_DESTROY, no worker, heartbeat).
     pub fn destroy_client(&mut self, id: u32, cause: CloseCause) {
         if let Some(client) = self.clients.get_mut(&id) {

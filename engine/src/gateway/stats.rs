@@ -16,6 +16,8 @@ pub enum CloseCause {
     SlowClient,
     /// It broke the client protocol (bad handshake, bad frame, oversize, bad UTF-8).
     BadInput,
+    /// The gateway is stopping.
+    Shutdown,
 }
 
 /// Counters of one shard since start.
@@ -28,6 +30,7 @@ pub struct Stats {
     pub closed_no_worker: u64,
     pub closed_slow_client: u64,
     pub closed_bad_input: u64,
+    pub closed_shutdown: u64,
     pub messages_in: u64,
     pub bytes_in: u64,
     pub messages_out: u64,
@@ -126,6 +129,7 @@ impl Stats {
             CloseCause::NoWorker => &mut self.closed_no_worker,
             CloseCause::SlowClient => &mut self.closed_slow_client,
             CloseCause::BadInput => &mut self.closed_bad_input,
+            CloseCause::Shutdown => &mut self.closed_shutdown,
         };
         *counter += 1;
     }

@@ -230,8 +230,9 @@ fn run_client(
                     report.foreign += 1;
                 }
             }
-            Ok(Message::Close(_)) => {
-                report.disconnected = Some("close frame".into());
+            Ok(Message::Close(frame)) => {
+                let code = frame.map_or(0, |f| u16::from(f.code));
+                report.disconnected = Some(format!("close frame {code}"));
                 break;
             }
             Ok(_) => {}
