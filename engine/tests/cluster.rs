@@ -578,9 +578,11 @@ fn s10_wrong_secret_on_one_worker_host() {
     assert_clean(&report, None);
 }
 
-/// Scenario 11: A PHP BusinessWorker host in the gatewire cluster. Needs `php` and GatewayWorker's
-/// sources (GATEWAYWORKER_DIR: a directory with `vendor/autoload.php` from `composer require
-/// workerman/gateway-worker`); neither is committed here.
+/// Scenario 11: A PHP BusinessWorker host in the gatewire cluster. Needs `php` (with pcntl and
+/// posix) and GatewayWorker's sources: GATEWAYWORKER_DIR is a directory whose
+/// `vendor/autoload.php` loads the `GatewayWorker\` and `Workerman\` classes (what `composer
+/// require workerman/gateway-worker` makes; workerman 4.x, or 5.x with its coroutine package).
+/// Neither is committed here.
 #[test]
 fn s11_php_business_worker_host() {
     let php = std::process::Command::new("php").arg("-v").output();
