@@ -483,6 +483,18 @@ fn status_and_connections_as_json() {
         assert!(link["since_unix"].as_u64().unwrap() > 0);
     }
     assert!(stdout(&gatewire(&dir, &["status"])).contains(" up "));
+    // The register lists its members with their addresses; the gateway its workers per host.
+    let members = role("register")["members"].as_array().unwrap().clone();
+    let kinds = |kind: &str| members.iter().filter(|m| m["kind"] == kind).count();
+    assert_eq!((kinds("gateway"), kinds("worker")), (2, 1), "{members:?}");
+    for m in members.iter().filter(|m| m["kind"] == "gateway") {
+        let announced = m["announces"].as_str().unwrap();
+        assert!(announced.starts_with("127.0.0.1:"), "{m}");
+    }
+    assert_eq!(
+        role("gateway")["worker_hosts"],
+        serde_json::json!([{"host": "127.0.0.1", "links": 2}])
+    );
     eventually("the client's message is counted", || {
         let out = stdout(&gatewire(&dir, &["connections", "--json"]));
         let clients: serde_json::Value = serde_json::from_str(&out).unwrap();
