@@ -10,6 +10,6 @@ clients=${2:-10000}
 start_gatewire "$shards" echo
 trap stop_gatewire EXIT
 echo "## echo: $clients clients, $shards shard(s), ${RATE:-10000} msg/s, ${PAYLOAD:-64} B"
-"$bin/loadgen" --url "$PUBLIC_URL" --clients "$clients" --scenario echo --rate "${RATE:-10000}" \
+"$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario echo --rate "${RATE:-10000}" \
   --payload "${PAYLOAD:-64}" --duration "${DURATION:-10}" --source-ips 127.1.0.1-127.1.0.8 \
   --server-pid "$GW_PID" 2>/dev/null

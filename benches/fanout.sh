@@ -14,7 +14,7 @@ start_gatewire "$shards" broadcast
 trap stop_gatewire EXIT
 for n in "${counts[@]}"; do
   echo "## broadcast: $n clients, $shards shard(s), $rate msg/s, ${PAYLOAD:-64} B"
-  "$bin/loadgen" --url "$PUBLIC_URL" --clients "$n" --scenario broadcast --publishers 1 \
+  "$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$n" --scenario broadcast --publishers 1 \
     --rate "$rate" --payload "${PAYLOAD:-64}" --duration "${DURATION:-5}" \
     --source-ips 127.1.0.1-127.1.0.8 --server-pid "$GW_PID" 2>/dev/null
   echo

@@ -11,6 +11,6 @@ shards=${2:-2}
 start_gatewire "$shards" echo
 trap stop_gatewire EXIT
 echo "## idle memory: $clients clients, $shards shards"
-"$bin/loadgen" --url "$PUBLIC_URL" --clients "$clients" --scenario idle --duration "${DURATION:-20}" \
+"$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario idle --duration "${DURATION:-20}" \
   --source-ips 127.1.0.1-127.1.0.8 --server-pid "$GW_PID" --json "${JSON_OUT:-/dev/null}" 2>/dev/null
 echo "kernel sockets: $(grep '^TCP:' /proc/net/sockstat)"

@@ -98,6 +98,30 @@ TOML
   WORKER_PID=$!
   sleep 1
   PUBLIC_URL="ws://127.0.0.1:$public_port/"
+  placement "$GW_PID" "$WORKER_PID"
+}
+
+# placement PID...: which CPUs each thread of these processes may run on (loadgen prints its own;
+# LOADGEN_CPUS=LIST pins its threads, e.g. LOADGEN_CPUS=1).
+placement() {
+  echo "## placement"
+  local pid task
+  for pid in "$@"; do
+    for task in /proc/"$pid"/task/*; do
+      printf '%-8s %-16s cpus %s\n' "$pid" "$(cat "$task/comm")" \
+        "$(awk '/Cpus_allowed_list/ {print $2}' "$task/status")"
+    done
+  done | sort -k2 | awk '$2 ~ /^(gw-shard|worker|register)/'
+  echo
+}
+
+# loadgen_cpus: the --cpus argument for loadgen when LOADGEN_CPUS is set.
+loadgen_cpus() {
+  if [ -n "${LOADGEN_CPUS:-}" ]; then
+    printf -- '--cpus=%s' "$LOADGEN_CPUS"
+  else
+    printf -- '--cpus='
+  fi
 }
 
 stop_gatewire() {

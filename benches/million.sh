@@ -18,7 +18,7 @@ threads=$(( (clients + 14999) / 15000 ))
 ( while sleep 2; do grep '^TCP:' /proc/net/sockstat; done > "$work/sockstat.log" ) &
 sampler=$!
 echo "## million: $clients clients, $shards shards, $threads loadgen threads"
-"$bin/loadgen" --url "$PUBLIC_URL" --clients "$clients" --threads "$threads" --scenario broadcast \
+"$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --threads "$threads" --scenario broadcast \
   --publishers 1 --rate "${RATE:-0.2}" --duration "${DURATION:-10}" --connect-rate "${CONNECT_RATE:-20000}" \
   --source-ips 127.1.0.1-127.1.0.40 --server-pid "$GW_PID" --json "${JSON_OUT:-/dev/null}" 2>&1 |
   grep -v '^\[' || true

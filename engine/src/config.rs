@@ -259,6 +259,9 @@ pub struct GatewayConfig {
     pub start_port: u16,
     /// Shard count; 0 means one per CPU core. Any number works (shards are pinned round-robin).
     pub shards: usize,
+    /// CPUs the shards are pinned to (shard i on `cpus[i % len]`); empty: shard i on the i-th
+    /// CPU this process may use, round-robin.
+    pub cpus: Vec<usize>,
     #[serde(deserialize_with = "address_list")]
     pub register_address: Vec<SocketAddr>,
     pub secret_key: String,
@@ -309,6 +312,7 @@ impl Default for GatewayConfig {
             lan_ip: Ipv4Addr::LOCALHOST,
             start_port: 2900,
             shards: 0,
+            cpus: Vec::new(),
             register_address: vec!["127.0.0.1:1236".parse().expect("literal address")],
             secret_key: String::new(),
             ping_interval: 0.0,
@@ -364,6 +368,9 @@ pub struct WorkerConfig {
     pub name: String,
     /// Worker threads; 0 means one per core.
     pub count: usize,
+    /// CPUs the worker threads are pinned to (thread i on `cpus[i % len]`); empty: not pinned,
+    /// the kernel places them (beside pinned gateway shards on the same host).
+    pub cpus: Vec<usize>,
     #[serde(deserialize_with = "address_list")]
     pub register_address: Vec<SocketAddr>,
     pub secret_key: String,
@@ -397,6 +404,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             name: "BusinessWorker".into(),
             count: 0,
+            cpus: Vec::new(),
             register_address: vec!["127.0.0.1:1236".parse().expect("literal address")],
             secret_key: String::new(),
             app: AppName::Chat,
@@ -826,6 +834,8 @@ impl Config {
                 return Err(format!("{key} must be a non-negative number of seconds"));
             }
         }
+        crate::placement::check("gateway.cpus", &g.cpus)?;
+        crate::placement::check("worker.cpus", &w.cpus)?;
         // A client message travels to a worker in one inner packet (header, session, message):
         // a gateway that accepts messages the packets cannot carry would lose them.
         for (key, max_packet) in [

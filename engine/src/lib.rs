@@ -25,6 +25,7 @@ pub mod gateway;
 pub mod log_limit;
 pub mod metrics;
 pub mod net;
+pub mod placement;
 pub mod process;
 pub mod register;
 pub mod supervisor;

@@ -143,3 +143,19 @@ fn config_check_shows_where_each_value_came_from() {
     assert!(line("count").ends_with("# --set worker.count=4"));
     assert!(line("start_port").ends_with("# default"));
 }
+
+/// A CPU list naming a CPU outside the process's affinity mask is refused at load, naming the
+/// key, instead of failing later as "shard 0: ..." from the runtime.
+#[test]
+fn cpu_lists_outside_the_affinity_mask_name_the_key() {
+    for key in ["gateway.cpus", "worker.cpus"] {
+        let (code, message) = check("", &["--set", &format!("{key}=[0, 4095]")]);
+        assert_eq!(code, 2, "{message}");
+        assert!(
+            message.contains(key) && message.contains("CPU 4095"),
+            "{message}"
+        );
+    }
+    let (code, message) = check("[gateway]\ncpus = [0]\n[worker]\ncpus = [0]\n", &[]);
+    assert_eq!(code, 0, "{message}");
+}

@@ -62,6 +62,10 @@ struct Args {
     /// Threads (default: enough to keep each under 15000 clients).
     #[arg(long)]
     threads: Option<usize>,
+    /// CPUs to pin the threads to, thread i on the (i mod n)-th: a list like 1 or 0,2-3.
+    /// Default: not pinned (the kernel places them beside the server under test).
+    #[arg(long, value_parser = parse_cpus, default_value = "")]
+    cpus: Cpus,
     /// Server process id, to report its memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -71,6 +75,27 @@ struct Args {
     /// Write a self-contained HTML report (latency and connections over time) to this file.
     #[arg(long)]
     html: Option<std::path::PathBuf>,
+}
+
+/// CPUs given to `--cpus`.
+#[derive(Debug, Clone)]
+struct Cpus(Vec<usize>);
+
+/// A CPU list in taskset's syntax: `1`, `0,2`, `0-3,6`; empty means none.
+fn parse_cpus(text: &str) -> Result<Cpus, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{s:?} in --cpus is not a CPU number"))
+        };
+        match part.split_once('-') {
+            Some((first, last)) => cpus.extend(number(first)?..=number(last)?),
+            None => cpus.push(number(part)?),
+        }
+    }
+    Ok(Cpus(cpus))
 }
 
 fn main() -> ExitCode {
@@ -134,6 +159,7 @@ fn run(args: Args) -> Result<(), String> {
         scenario: args.scenario,
         clients: args.clients,
         threads,
+        cpus: args.cpus.0.clone(),
         connect_rate: args.connect_rate,
         publishers: args.publishers.min(args.clients).max(1),
         rate: args.rate,
@@ -217,6 +243,7 @@ fn run(args: Args) -> Result<(), String> {
             .filter(|s| *s > 0.0)
             .unwrap_or(config.duration.as_secs_f64()),
         thread_cpu_seconds,
+        cpus: config.cpus.clone(),
         delivery_seconds: shared.measure_start.get().map_or(0.0, |start| {
             let last = shared.epoch
                 + Duration::from_nanos(shared.last_delivery_ns.load(Ordering::Relaxed));

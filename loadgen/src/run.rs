@@ -51,6 +51,8 @@ pub struct RunConfig {
     pub scenario: Scenario,
     pub clients: u64,
     pub threads: usize,
+    /// CPUs the threads are pinned to, round-robin; empty: not pinned.
+    pub cpus: Vec<usize>,
     pub connect_rate: f64,
     pub publishers: u64,
     /// Messages per second across all senders.
@@ -110,8 +112,11 @@ pub fn spawn(
     config: Arc<RunConfig>,
     shared: Arc<Shared>,
 ) -> std::io::Result<std::thread::JoinHandle<ThreadStats>> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+    let placement = match config.cpus.as_slice() {
+        [] => Placement::Unbound,
+        cpus => Placement::Fixed(cpus[index % cpus.len()]),
+    };
+    let handle = LocalExecutorBuilder::new(placement)
         .name(&format!("loadgen-{index}"))
         .io_memory(64 * 1024)
         .ring_depth(4096)

@@ -125,6 +125,8 @@ pub struct Report {
     pub measure_seconds: f64,
     /// CPU seconds of each load thread.
     pub thread_cpu_seconds: Vec<f64>,
+    /// CPUs the threads were pinned to (empty: not pinned).
+    pub cpus: Vec<usize>,
     /// From the start of the measurement to the last delivery (past the measurement when the
     /// server falls behind).
     pub delivery_seconds: f64,
@@ -223,12 +225,22 @@ impl Report {
             .thread_cpu_seconds
             .iter()
             .fold(0.0_f64, |a, b| a.max(*b));
+        let busiest_pct = 100.0 * busiest / self.wall_seconds.max(1e-9);
         let _ = writeln!(
             out,
-            "loadgen cpu         {:.0}% over {} threads (busiest thread {:.0}%)",
+            "loadgen cpu         {:.0}% over {} threads (busiest thread {:.0}%{}), {}",
             self.loadgen_cpu_pct(),
             self.threads,
-            100.0 * busiest / self.wall_seconds.max(1e-9)
+            busiest_pct,
+            if busiest_pct >= 90.0 {
+                ": SATURATED, the figures above may be the loadgen's"
+            } else {
+                ""
+            },
+            match self.cpus.as_slice() {
+                [] => "threads not pinned".to_owned(),
+                cpus => format!("threads pinned to CPUs {cpus:?}"),
+            }
         );
         if let Some(rss) = self.server_rss_bytes {
             let _ = writeln!(out, "server rss          {rss} bytes");

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use gatewire_proto::register::{RegisterMessage, gateway_connect_line};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::LocalExecutorBuilder;
 use tracing::{info, warn};
 
 use crate::config::{ClientProtocol, GatewayConfig};
@@ -53,7 +53,6 @@ pub enum StartError {
 /// Starts every shard of the gateway and waits until each has its listeners.
 pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
     let shards = config.shard_count();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let public = resolve_port(config.listen.addr);
     // Every shard binds the public address with SO_REUSEPORT, which would silently share it
     // with any other process that does the same: refuse a port someone already listens on.
@@ -92,7 +91,7 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
         let (inspect, questions) = mpsc::channel::<Inspect>();
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let told = stopping.clone();
-        let builder = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+        let builder = LocalExecutorBuilder::new(crate::placement::shard(&config.cpus, index))
             .name(&format!("gw-shard-{index}"))
             .io_memory(64 * 1024)
             .ring_depth(4096);

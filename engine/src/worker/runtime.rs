@@ -18,8 +18,8 @@ use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::php::{Value, serialize, unserialize};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
 use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, PacketDecoder};
+use glommio::LocalExecutorBuilder;
 use glommio::net::TcpStream;
-use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, info, warn};
 
 use super::api::{Gateway, Links};
@@ -53,12 +53,11 @@ pub struct Workers {
 /// Starts `config.count` worker threads running clones of `app`.
 pub fn start<A: Events>(config: &WorkerConfig, app: A) -> Result<Workers, String> {
     let count = config.thread_count();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let control = Arc::new(WorkerControl::new(count));
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
         let (config, app, control) = (config.clone(), app.clone(), control.clone());
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+        let handle = LocalExecutorBuilder::new(crate::placement::worker(&config.cpus, index))
             .name(&format!("worker-{index}"))
             .io_memory(64 * 1024)
             .spawn(move || async move { run_thread(config, index, app, control).await })
