@@ -111,7 +111,7 @@ placement() {
       printf '%-8s %-16s cpus %s\n' "$pid" "$(cat "$task/comm")" \
         "$(awk '/Cpus_allowed_list/ {print $2}' "$task/status")"
     done
-  done | sort -k2 | awk '$2 ~ /^(gw-shard|worker|register)/'
+  done | sort -u -k2 | awk '$2 ~ /^(gw-shard|worker|register)/'
   echo
 }
 
