@@ -17,6 +17,7 @@
 //!
 //! The wire formats live in [`gatewire_proto`], re-exported as [`proto`].
 
+pub mod api;
 pub mod apps;
 pub mod cli;
 pub mod client;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::rc::Rc;
 
-use crate::worker::{Directory, Gateway};
+use crate::api::{Directory, Gateway};
 
 /// The Gateway API outside a worker. Every method of [`Gateway`] is available on it.
 #[derive(Debug, Clone)]

@@ -6,8 +6,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use gatewire_proto::ClientId;
 use gatewire_proto::php::Array;
 
-use super::api::Gateway;
-use super::message::Message;
+use crate::api::{Gateway, Message};
 
 /// The event's client and session, and the Gateway API.
 #[derive(Debug)]

@@ -22,10 +22,10 @@ use glommio::LocalExecutorBuilder;
 use glommio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use super::api::{Gateway, Links};
 use super::context::Context;
 use super::control::{LinkState, ThreadStats, WorkerControl};
 use super::events::{Events, WorkerInfo};
+use crate::api::{Gateway, Links};
 use crate::config::WorkerConfig;
 use crate::net::{self, CloseReason, Outbox, Peer};
 use crate::register::{RegisterLink, keep_registered};
@@ -303,7 +303,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
             worker.links.borrow_mut().connected.insert(
                 address.clone(),
-                super::api::LinkHandle {
+                crate::api::LinkHandle {
                     outbox: outbox.clone(),
                     fd,
                 },

@@ -1,6 +1,7 @@
-//! Queries to gateways (protocol §2.4, §6.4): each on its own short-lived blocking connection
-//! (never the event link), with connect and read timeouts, prefixed by the 202 auth packet when a
-//! secret is set. A gateway that does not answer makes the answer partial; it never hangs.
+//! Short-lived connections to a gateway's inner port: each query (protocol §2.4, §6.4) and each
+//! command of a GatewayClient gets its own (never a worker's event link), with connect and read
+//! timeouts, prefixed by the 202 auth packet when a secret is set. A gateway that does not answer
+//! makes the answer partial; it never hangs.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

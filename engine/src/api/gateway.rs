@@ -1,0 +1,369 @@
+//! The [`Gateway`] handle and its commands (GatewayWorker's `Lib\Gateway`, protocol §7), with
+//! Rust names and typed ids. Commands go over a worker's event links, or, for a GatewayClient,
+//! over a fresh connection each (see `transport`); the queries are in `queries`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use gatewire_proto::ext::{SendToAllTarget, SendToGroup, key_list_ext};
+use gatewire_proto::php::{Array, Key, Value, serialize};
+use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet};
+use tracing::warn;
+
+use super::links::Links;
+use super::message::Message;
+use super::transport::{self, QueryError};
+
+/// How commands reach the gateways.
+#[derive(Debug, Clone)]
+pub(super) enum Transport {
+    /// A worker's persistent, authorized event links.
+    Links(Rc<RefCell<Links>>),
+    /// A GatewayClient: a fresh connection per command, to addresses from the registers.
+    Direct(Rc<super::Directory>),
+}
+
+/// A handle on every gateway: a worker's links, or a GatewayClient's direct connections.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub(super) transport: Transport,
+    pub(super) secret: Rc<str>,
+}
+
+/// An answer merged from every gateway, with the gateways that did not answer.
+#[derive(Debug)]
+pub struct Answer<T> {
+    pub value: T,
+    pub unreachable: Vec<QueryError>,
+}
+
+impl<T> Answer<T> {
+    /// Whether every gateway answered.
+    pub fn is_complete(&self) -> bool {
+        self.unreachable.is_empty()
+    }
+
+    /// The same answer with its value transformed (the unreachable gateways carry over).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        Answer {
+            value: f(self.value),
+            unreachable: self.unreachable,
+        }
+    }
+}
+
+fn packet(
+    cmd: Cmd,
+    connection_id: u32,
+    flag: Flags,
+    ext: impl Into<Bytes>,
+    body: impl Into<Bytes>,
+) -> Bytes {
+    Packet::new(Header::for_connection(cmd, connection_id, flag), ext, body)
+        .to_bytes()
+        .unwrap_or_default()
+}
+
+/// Each group's members with their uid (if bound).
+pub(super) type GroupMembers = BTreeMap<String, Vec<(ClientId, Option<String>)>>;
+
+/// The connection ids of `clients` owned by the gateway at `addr`.
+fn ids_on(clients: &[ClientId], addr: &str) -> Vec<u32> {
+    clients
+        .iter()
+        .filter(|c| c.gateway().to_string() == addr)
+        .map(|c| c.connection_id)
+        .collect()
+}
+
+/// The client id for connection `id` on the gateway at `addr`.
+pub(super) fn client_on(addr: &str, id: u32) -> Option<ClientId> {
+    let gateway: std::net::SocketAddrV4 = addr.parse().ok()?;
+    Some(ClientId::new(*gateway.ip(), gateway.port(), id))
+}
+
+pub(super) fn key_text(key: &Key) -> String {
+    String::from_utf8_lossy(&key.to_bytes()).into_owned()
+}
+
+impl Gateway {
+    pub(crate) fn new(links: Rc<RefCell<Links>>, secret: &str) -> Gateway {
+        Gateway {
+            transport: Transport::Links(links),
+            secret: Rc::from(secret),
+        }
+    }
+
+    pub(crate) fn direct(directory: Rc<super::Directory>, secret: &str) -> Gateway {
+        Gateway {
+            transport: Transport::Direct(directory),
+            secret: Rc::from(secret),
+        }
+    }
+
+    /// Every gateway address the registers announced.
+    pub(super) fn known(&self) -> Vec<String> {
+        match &self.transport {
+            Transport::Links(links) => links.borrow().known.clone(),
+            Transport::Direct(directory) => directory.addresses(),
+        }
+    }
+
+    /// Where "every gateway" commands go: a worker's connected links, or every announced gateway.
+    fn command_targets(&self) -> Vec<String> {
+        match &self.transport {
+            Transport::Links(links) => links.borrow().connected.keys().cloned().collect(),
+            Transport::Direct(directory) => directory.addresses(),
+        }
+    }
+
+    fn to_address(&self, address: &str, packet: Bytes) -> bool {
+        match &self.transport {
+            Transport::Links(links) => links.borrow_mut().push(address, packet),
+            Transport::Direct(_) => match transport::send(address, &self.secret, &packet) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, "command not delivered");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Sends `packet` to the gateway owning `client`; false when it cannot be reached.
+    fn to_owner(&self, client: ClientId, packet: Bytes) -> bool {
+        self.to_address(&client.gateway().to_string(), packet)
+    }
+
+    fn to_every_gateway(&self, packet: Bytes) {
+        for address in self.command_targets() {
+            self.to_address(&address, packet.clone());
+        }
+    }
+
+    // ---- commands ----------------------------------------------------------------------------
+
+    // Every send takes anything byte-like (a text message) or a [`Binary`](super::Binary).
+
+    /// `sendToClient`: false when the owning gateway cannot be reached.
+    pub fn send_to_client(&self, client: ClientId, message: impl Into<Message>) -> bool {
+        let message = message.into();
+        self.to_owner(
+            client,
+            packet(
+                Cmd::SendToOne,
+                client.connection_id,
+                message.flag(),
+                "",
+                message.body().clone(),
+            ),
+        )
+    }
+
+    /// `sendToAll($msg)`.
+    pub fn send_to_all(&self, message: impl Into<Message>) {
+        let message = message.into();
+        self.to_every_gateway(packet(
+            Cmd::SendToAll,
+            0,
+            message.flag(),
+            "",
+            message.body().clone(),
+        ));
+    }
+
+    /// `sendToAll($msg, null, $exclude)`.
+    pub fn send_to_all_except(&self, message: impl Into<Message>, exclude: &[ClientId]) {
+        let message = message.into();
+        for addr in self.command_targets() {
+            let ids = ids_on(exclude, &addr);
+            let ext = if ids.is_empty() {
+                String::new()
+            } else {
+                SendToAllTarget::Except(ids).to_ext()
+            };
+            self.to_address(
+                &addr,
+                packet(
+                    Cmd::SendToAll,
+                    0,
+                    message.flag(),
+                    ext,
+                    message.body().clone(),
+                ),
+            );
+        }
+    }
+
+    /// `sendToAll($msg, $client_ids)`: only to these clients; an empty list sends nothing.
+    pub fn send_to_clients(&self, message: impl Into<Message>, clients: &[ClientId]) {
+        let message = message.into();
+        let mut by_gateway: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for c in clients {
+            by_gateway
+                .entry(c.gateway().to_string())
+                .or_default()
+                .push(c.connection_id);
+        }
+        for (addr, ids) in by_gateway {
+            let ext = SendToAllTarget::Only(ids).to_ext();
+            self.to_address(
+                &addr,
+                packet(
+                    Cmd::SendToAll,
+                    0,
+                    message.flag(),
+                    ext,
+                    message.body().clone(),
+                ),
+            );
+        }
+    }
+
+    /// `closeClient($id, $msg)`: the message (if any) is sent, then the connection closes.
+    pub fn close_client(&self, client: ClientId, message: Option<&[u8]>) -> bool {
+        let (flag, body) = match message {
+            Some(m) => (Flags::SCALAR, Bytes::copy_from_slice(m)),
+            None => (Flags::default(), Bytes::from_static(b"N;")),
+        };
+        self.to_owner(
+            client,
+            packet(Cmd::Kick, client.connection_id, flag, "", body),
+        )
+    }
+
+    /// `destoryClient($id)`: closes at once.
+    pub fn destroy_client(&self, client: ClientId) -> bool {
+        self.to_owner(
+            client,
+            packet(Cmd::Destroy, client.connection_id, Flags::SCALAR, "", ""),
+        )
+    }
+
+    /// `bindUid($id, $uid)`.
+    pub fn bind_uid(&self, client: ClientId, uid: &str) -> bool {
+        let ext = Bytes::copy_from_slice(uid.as_bytes());
+        self.to_owner(
+            client,
+            packet(Cmd::BindUid, client.connection_id, Flags::SCALAR, ext, ""),
+        )
+    }
+
+    /// `unbindUid($id, $uid)`.
+    pub fn unbind_uid(&self, client: ClientId) -> bool {
+        self.to_owner(
+            client,
+            packet(Cmd::UnbindUid, client.connection_id, Flags::SCALAR, "", ""),
+        )
+    }
+
+    /// `joinGroup($id, $group)`.
+    pub fn join_group(&self, client: ClientId, group: &str) -> bool {
+        let ext = Bytes::copy_from_slice(group.as_bytes());
+        self.to_owner(
+            client,
+            packet(Cmd::JoinGroup, client.connection_id, Flags::SCALAR, ext, ""),
+        )
+    }
+
+    /// `leaveGroup($id, $group)`.
+    pub fn leave_group(&self, client: ClientId, group: &str) -> bool {
+        let ext = Bytes::copy_from_slice(group.as_bytes());
+        self.to_owner(
+            client,
+            packet(
+                Cmd::LeaveGroup,
+                client.connection_id,
+                Flags::SCALAR,
+                ext,
+                "",
+            ),
+        )
+    }
+
+    /// `ungroup($group)`.
+    pub fn ungroup(&self, group: &str) {
+        let ext = Bytes::copy_from_slice(group.as_bytes());
+        self.to_every_gateway(packet(Cmd::Ungroup, 0, Flags::SCALAR, ext, ""));
+    }
+
+    /// `sendToUid($uids, $msg)`.
+    pub fn send_to_uid(&self, uids: &[&str], message: impl Into<Message>) {
+        let message = message.into();
+        self.to_every_gateway(packet(
+            Cmd::SendToUid,
+            0,
+            message.flag(),
+            key_list_ext(uids),
+            message.body().clone(),
+        ));
+    }
+
+    /// `sendToGroup($groups, $msg, $exclude)`.
+    pub fn send_to_group(
+        &self,
+        groups: &[&str],
+        message: impl Into<Message>,
+        exclude: &[ClientId],
+    ) {
+        let message = message.into();
+        for addr in self.command_targets() {
+            let ext = SendToGroup::to_ext(groups, &ids_on(exclude, &addr));
+            self.to_address(
+                &addr,
+                packet(
+                    Cmd::SendToGroup,
+                    0,
+                    message.flag(),
+                    ext,
+                    message.body().clone(),
+                ),
+            );
+        }
+    }
+
+    /// `setSession($id, $session)`: replaces the stored session.
+    pub fn set_session(&self, client: ClientId, session: &Array) -> bool {
+        let ext = serialize(&Value::Array(session.clone()));
+        self.to_owner(
+            client,
+            packet(
+                Cmd::SetSession,
+                client.connection_id,
+                Flags::SCALAR,
+                ext,
+                "",
+            ),
+        )
+    }
+
+    /// `updateSession($id, $session)`: merged into the stored one with `array_replace_recursive`.
+    pub fn update_session(&self, client: ClientId, session: &Array) -> bool {
+        let ext = serialize(&Value::Array(session.clone()));
+        self.to_owner(
+            client,
+            packet(
+                Cmd::UpdateSession,
+                client.connection_id,
+                Flags::SCALAR,
+                ext,
+                "",
+            ),
+        )
+    }
+
+    pub(crate) fn set_session_bytes(&self, client: ClientId, session: Vec<u8>) {
+        self.to_owner(
+            client,
+            packet(
+                Cmd::SetSession,
+                client.connection_id,
+                Flags::SCALAR,
+                session,
+                "",
+            ),
+        );
+    }
+}
