@@ -15,9 +15,9 @@ use gatewire_proto::websocket::{
 };
 
 use crate::config::ClientProtocol;
-use crate::gateway::state::Shard;
+use crate::gateway::core::state::Shard;
+use crate::gateway::core::stats::CloseCause;
 use crate::gateway::static_files;
-use crate::gateway::stats::CloseCause;
 use crate::log_limit::warn_limited;
 use crate::net::{CloseReason, Outbox, Peer};
 

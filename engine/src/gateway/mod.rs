@@ -2,25 +2,22 @@
 //! its own fd table, its own `SO_REUSEPORT` public listener, its own inner port registered with
 //! every register, its own clients. Nothing mutable is shared between shards.
 
-mod client;
-mod commands;
-#[cfg(test)]
-mod core_tests;
-mod encode;
-mod handshake_deadline;
-mod heartbeat;
-mod idle;
-mod link;
-mod member_index;
-mod parking;
-mod parking_requests;
-mod router;
-mod shard;
-mod state;
-mod static_files;
-mod stats;
+//!
+//! `core/` is the shard's state machine without I/O; the files beside it are the I/O side:
+//! `shard` starts the executors and runs the accept loops and timers, `client` and `link` drive
+//! client and inner connections into the core, `parking` holds idle clients' sockets, and
+//! `static_files` answers plain HTTP GETs.
 
-pub use router::Router;
+mod client;
+pub mod core;
+mod link;
+mod parking;
+mod shard;
+mod static_files;
+
+pub use self::core::router::Router;
+pub use self::core::state::{Shard, ShardSettings};
+pub use self::core::stats::{
+    ClientRow, CloseCause, Inspect, Inspection, LimitWarnings, ShardSnapshot, Stats,
+};
 pub use shard::{ShardHandle, start};
-pub use state::{Shard, ShardSettings};
-pub use stats::{ClientRow, CloseCause, Inspect, Inspection, LimitWarnings, ShardSnapshot, Stats};

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures_lite::AsyncRead;
 use tracing::warn;
 
-use crate::gateway::state::Shard;
+use crate::gateway::core::state::Shard;
 use crate::net;
 
 /// Parks since the last heap collection that make the next one worth its cost.

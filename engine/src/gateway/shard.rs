@@ -15,11 +15,11 @@ use tracing::{info, warn};
 
 use crate::config::{ClientProtocol, GatewayConfig};
 use crate::gateway::client::ClientPeer;
+use crate::gateway::core::router::Router;
+use crate::gateway::core::state::{Shard, ShardSettings};
+use crate::gateway::core::stats::{Inspect, ShardSnapshot};
 use crate::gateway::link::LinkPeer;
 use crate::gateway::parking::{self, ParkingLot};
-use crate::gateway::router::Router;
-use crate::gateway::state::{Shard, ShardSettings};
-use crate::gateway::stats::{Inspect, ShardSnapshot};
 use crate::net;
 use crate::register::{RegisterLink, keep_registered};
 use crate::system;

@@ -8,9 +8,9 @@ use gatewire_proto::php::Value;
 use gatewire_proto::{Packet, packet};
 use tracing::warn;
 
-use crate::gateway::encode::client_frame;
-use crate::gateway::state::Shard;
-use crate::gateway::stats::CloseCause;
+use crate::gateway::core::encode::client_frame;
+use crate::gateway::core::state::Shard;
+use crate::gateway::core::stats::CloseCause;
 
 impl Shard {
     /// The body encoded for this shard's clients, or `None` (logged) when it cannot be sent.

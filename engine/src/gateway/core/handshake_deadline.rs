@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::gateway::state::Shard;
-use crate::gateway::stats::CloseCause;
+use crate::gateway::core::state::Shard;
+use crate::gateway::core::stats::CloseCause;
 
 /// Sweeps a client may stay in its handshake; the next one closes it.
 const SWEEPS_PER_TIMEOUT: u8 = 4;

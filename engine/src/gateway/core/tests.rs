@@ -3,7 +3,7 @@
 //! outbox. Time-driven behaviour (heartbeat, handshake deadlines) is driven tick by tick. These run
 //! in milliseconds.
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -13,9 +13,9 @@ use gatewire_proto::query_reply::QueryReplyDecoder;
 use gatewire_proto::{Cmd, Flags, Header, Packet, PacketDecoder};
 
 use crate::config::{ClientProtocol, GatewayConfig, RouterMode, SlowClientPolicy};
-use crate::gateway::router::Router;
-use crate::gateway::state::{Shard, ShardSettings};
-use crate::gateway::stats::CloseCause;
+use crate::gateway::core::router::Router;
+use crate::gateway::core::state::{Shard, ShardSettings};
+use crate::gateway::core::stats::CloseCause;
 use crate::net::{Closing, Outbox};
 
 /// A shard and a clock, with helpers to play workers and clients.

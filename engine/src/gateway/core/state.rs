@@ -3,8 +3,8 @@
 //! (accept, client message, worker packet, close, heartbeat tick) and it queues bytes on outboxes
 //! and wakes their tasks. Tests drive it directly.
 
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -14,10 +14,10 @@ use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, packet::HEADER_LEN};
 use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
-use crate::gateway::member_index::MemberIndex;
-use crate::gateway::parking_requests::ParkingRequests;
-use crate::gateway::router::Router;
-use crate::gateway::stats::{ClientRow, CloseCause, Inspection, Stats};
+use crate::gateway::core::member_index::MemberIndex;
+use crate::gateway::core::parking_requests::ParkingRequests;
+use crate::gateway::core::router::Router;
+use crate::gateway::core::stats::{ClientRow, CloseCause, Inspection, Stats};
 use crate::net::{Closing, Outbox};
 
 /// What a shard needs to know about itself.

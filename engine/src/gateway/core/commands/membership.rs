@@ -5,7 +5,7 @@ use gatewire_proto::Packet;
 use gatewire_proto::php::{Key, Value};
 use tracing::warn;
 
-use crate::gateway::state::Shard;
+use crate::gateway::core::state::Shard;
 
 /// The uid or group named by a raw ext, unless PHP would treat it as empty.
 fn name(packet: &Packet, what: &str) -> Option<Key> {

@@ -6,7 +6,7 @@ use gatewire_proto::ext::{Select, SelectField, parse_key_list};
 use gatewire_proto::php::{Array, Key, Value, serialize};
 use indexmap::IndexSet;
 
-use crate::gateway::state::{Client, Shard};
+use crate::gateway::core::state::{Client, Shard};
 
 impl Shard {
     fn reply_value(&mut self, link_id: u64, value: Value) {

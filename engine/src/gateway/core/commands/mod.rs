@@ -13,7 +13,7 @@ use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::{Cmd, Header, Packet};
 use tracing::warn;
 
-use crate::gateway::state::Shard;
+use crate::gateway::core::state::Shard;
 use crate::log_limit::warn_limited;
 use crate::net::Closing;
 

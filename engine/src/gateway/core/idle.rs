@@ -4,8 +4,8 @@
 
 use std::task::Waker;
 
-use crate::gateway::parking_requests::{ParkingRequests, ParkingWork};
-use crate::gateway::state::Shard;
+use crate::gateway::core::parking_requests::{ParkingRequests, ParkingWork};
+use crate::gateway::core::state::Shard;
 
 impl Shard {
     /// Turns parking on (`gateway.park_after` > 0 and a lot is running).
@@ -71,7 +71,7 @@ impl Shard {
     }
 
     /// A parked client has new output: the lot writes it on its next round.
-    pub(super) fn parked_output(&mut self, id: u32) {
+    pub(in crate::gateway) fn parked_output(&mut self, id: u32) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -85,7 +85,7 @@ impl Shard {
     }
 
     /// A parked client needs a task (or, if it is gone, its socket dropped).
-    pub(super) fn unpark_soon(&mut self, id: u32) {
+    pub(in crate::gateway) fn unpark_soon(&mut self, id: u32) {
         if let Some(requests) = self.parking.as_mut() {
             requests.wake.push(id);
             requests.notify();

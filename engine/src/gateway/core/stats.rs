@@ -205,7 +205,7 @@ pub struct Inspection {
 #[derive(Debug, Clone)]
 pub struct ClientRow {
     pub client_id: gatewire_proto::ClientId,
-    pub remote: std::net::SocketAddr,
+    pub remote: core::net::SocketAddr,
     pub uid: Option<String>,
     pub groups: Vec<String>,
     pub messages_in: u64,

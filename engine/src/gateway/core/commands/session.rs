@@ -5,7 +5,7 @@ use gatewire_proto::Packet;
 use gatewire_proto::php::merge_session;
 use tracing::warn;
 
-use crate::gateway::state::Shard;
+use crate::gateway::core::state::Shard;
 
 impl Shard {
     pub(super) fn set_session(&mut self, packet: &Packet) {

@@ -5,9 +5,9 @@
 
 use gatewire_proto::{Cmd, Header, Packet};
 
-use crate::gateway::encode::encode_message;
-use crate::gateway::state::Shard;
-use crate::gateway::stats::CloseCause;
+use crate::gateway::core::encode::encode_message;
+use crate::gateway::core::state::Shard;
+use crate::gateway::core::stats::CloseCause;
 
 impl Shard {
     /// Seconds between ticks, or `None` when the heartbeat is off.

@@ -1,0 +1,19 @@
+//! The shard's core: its state machine without I/O (the quinn-proto idea). Inputs are events —
+//! a client accepted, bytes or a message from a client, a packet from an inner link, a close, a
+//! timer tick — and outputs are bytes queued on outboxes per client or link id, closes, and
+//! park/wake requests by id. Nothing here holds a socket or a file descriptor, calls the kernel
+//! or touches the runtime: the I/O side (`gateway::shard`, `client`, `link`, `parking`) does, and
+//! `tests` drives the core directly.
+
+pub mod commands;
+pub mod encode;
+pub mod handshake_deadline;
+pub mod heartbeat;
+pub mod idle;
+pub mod member_index;
+pub mod parking_requests;
+pub mod router;
+pub mod state;
+pub mod stats;
+#[cfg(test)]
+mod tests;
