@@ -34,7 +34,7 @@ fn shard_with(clients: u32) -> (Shard, u64, Vec<u32>) {
         .map(|i| {
             let remote = SocketAddr::from(([10, 0, (i >> 16) as u8, (i >> 8) as u8], i as u16));
             let id = shard.accept_client(remote).expect("a worker is linked");
-            shard.clients.get_mut(&id).unwrap().outbox.release();
+            shard.client_outbox(id).unwrap().release();
             id
         })
         .collect();
@@ -43,14 +43,14 @@ fn shard_with(clients: u32) -> (Shard, u64, Vec<u32>) {
 }
 
 fn drain_link(shard: &mut Shard, link: u64) {
-    let outbox = &mut shard.links.get_mut(&link).unwrap().outbox;
+    let outbox = shard.link_outbox(link).unwrap();
     outbox.consume(outbox.queued_bytes());
 }
 
 /// Takes the queued frames of `ids`, as each client's writer would after its write.
 fn drain_clients(shard: &mut Shard, ids: &[u32]) {
     for id in ids {
-        let outbox = &mut shard.clients.get_mut(id).unwrap().outbox;
+        let outbox = shard.client_outbox(*id).unwrap();
         outbox.consume(outbox.queued_bytes());
     }
 }

@@ -72,7 +72,7 @@ impl ClientPeer {
     ) -> ClientPeer {
         let (protocol, max) = {
             let s = shard.borrow();
-            (s.settings.protocol, s.settings.max_message_size)
+            (s.settings().protocol, s.settings().max_message_size)
         };
         let codec = match protocol {
             ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket => match handshake_from {
@@ -89,22 +89,14 @@ impl ClientPeer {
     /// Refuses this client: `last_words` are written, then the connection closes.
     fn refuse(&mut self, cause: &'static str, detail: &dyn std::fmt::Display, last_words: Bytes) {
         let mut shard = self.shard.borrow_mut();
-        let remote = shard.clients.get(&self.id).map(|c| c.remote());
+        let remote = shard.client_remote(self.id);
         warn_limited(cause, &format!("closing client {remote:?}: {detail}"));
-        if let Some(client) = shard.clients.get_mut(&self.id) {
-            if client.outbox.is_held() {
-                // Still in the handshake: what workers queued is not for an HTTP error reply.
-                client.outbox.discard();
-            }
-            client.outbox.release();
-            client.outbox.push(last_words);
-        }
-        shard.close_client_after_flush(self.id, CloseCause::BadInput);
+        shard.close_client_with(self.id, last_words, CloseCause::BadInput);
         self.codec = Codec::Done;
     }
 
     fn alive(&self) -> bool {
-        self.shard.borrow().clients.contains_key(&self.id)
+        self.shard.borrow().has_client(self.id)
     }
 
     /// A bad upgrade request: workerman's 400/426 answer, then close.
@@ -127,20 +119,15 @@ impl ClientPeer {
         if !request.is_websocket_upgrade() {
             let (dir, page) = {
                 let shard = self.shard.borrow();
-                (
-                    shard.settings.static_dir.clone(),
-                    shard.settings.builtin_page,
-                )
+                let settings = shard.settings();
+                (settings.static_dir.clone(), settings.builtin_page)
             };
             let response = static_files::respond(dir.as_deref(), page, &request);
-            let mut shard = self.shard.borrow_mut();
-            if let Some(client) = shard.clients.get_mut(&self.id) {
-                // A plain HTTP request: what workers queued for a WebSocket is not for it.
-                client.outbox.discard();
-                client.outbox.release();
-                client.outbox.push(response);
-            }
-            shard.close_client_after_flush(self.id, CloseCause::Peer);
+            // A plain HTTP request, answered and closed (still in the handshake: what workers
+            // queued for a WebSocket is dropped).
+            self.shard
+                .borrow_mut()
+                .close_client_with(self.id, response, CloseCause::Peer);
             self.codec = Codec::Done;
             input.clear();
             return;
@@ -150,18 +137,13 @@ impl ClientPeer {
             Err(e) => return self.refuse_handshake(&e, input),
         };
         let mut shard = self.shard.borrow_mut();
-        let public_port = shard.settings.public_port;
-        let max = shard.settings.max_message_size;
+        let public_port = shard.settings().public_port;
+        let max = shard.settings().max_message_size;
         let data = websocket::connect_data(&request, remote, public_port);
-        if !shard.websocket_connect(self.id, Bytes::from(serialize(&data))) {
+        let response = Bytes::from(websocket::response_101(&accept, ""));
+        if !shard.websocket_connect(self.id, Bytes::from(serialize(&data)), response) {
             self.codec = Codec::Done;
             return;
-        }
-        if let Some(client) = shard.clients.get_mut(&self.id) {
-            client
-                .outbox
-                .push_front(Bytes::from(websocket::response_101(&accept, "")));
-            client.outbox.release();
         }
         self.codec = Codec::WebSocket(FrameDecoder::server(max));
     }
@@ -215,13 +197,10 @@ impl ClientPeer {
                 Ok(Some(Message::Pong(_))) => {}
                 Ok(Some(Message::Close(_))) => {
                     input.clear();
-                    let mut shard = self.shard.borrow_mut();
-                    if let Some(client) = shard.clients.get_mut(&self.id) {
-                        client
-                            .outbox
-                            .push(websocket::close_frame(CloseCode::NORMAL, ""));
-                    }
-                    shard.close_client_after_flush(self.id, CloseCause::Peer);
+                    let close = websocket::close_frame(CloseCode::NORMAL, "");
+                    self.shard
+                        .borrow_mut()
+                        .close_client_with(self.id, close, CloseCause::Peer);
                     self.codec = Codec::Done;
                     return;
                 }
@@ -272,7 +251,7 @@ impl ClientPeer {
 impl Peer for ClientPeer {
     fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
         let mut shard = self.shard.borrow_mut();
-        shard.clients.get_mut(&self.id).map(|c| f(&mut c.outbox))
+        shard.client_outbox(self.id).map(f)
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
@@ -301,7 +280,7 @@ impl Peer for ClientPeer {
     }
 
     fn output_cap(&self) -> usize {
-        self.shard.borrow().settings.send_to_client_buffer_size
+        self.shard.borrow().settings().send_to_client_buffer_size
     }
 
     fn parkable(&self) -> bool {
@@ -314,7 +293,7 @@ impl Peer for ClientPeer {
 
     fn on_closed(&mut self, reason: CloseReason) {
         let mut shard = self.shard.borrow_mut();
-        let requested = shard.clients.get(&self.id).and_then(|c| c.close_cause);
+        let requested = shard.requested_close(self.id);
         let cause = match reason {
             CloseReason::PeerClosed | CloseReason::Error(_) => {
                 requested.unwrap_or(CloseCause::Peer)

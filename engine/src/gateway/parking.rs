@@ -77,11 +77,11 @@ impl ParkingLot {
         let Some(socket) = self.sockets.get(&id) else {
             return;
         };
-        let Some(client) = shard.clients.get_mut(&id) else {
+        let Some(outbox) = shard.client_outbox(id) else {
             return;
         };
-        match net::send_parked(socket.as_raw_fd(), &mut client.outbox) {
-            Ok(true) => client.outbox.shrink_if_empty(),
+        match net::send_parked(socket.as_raw_fd(), outbox) {
+            Ok(true) => outbox.shrink_if_empty(),
             // Full, or failed: a task takes over (and finds the error itself).
             Ok(false) | Err(_) => shard.unpark_soon(id),
         }
@@ -107,7 +107,7 @@ pub fn start(
     let epoll_fd = epoll.as_raw_fd();
     // The helper shares this thread's fd table (threads are spawned with CLONE_FILES).
     std::thread::Builder::new()
-        .name(format!("park-{}", shard.borrow().settings.index))
+        .name(format!("park-{}", shard.borrow().settings().index))
         .spawn(move || watch(epoll_fd, &mut woken_tx))?;
     shard.borrow_mut().enable_parking();
     let lot = Rc::new(RefCell::new(ParkingLot {
@@ -124,7 +124,7 @@ pub fn start(
             let parked = {
                 let mut s = sweeping.borrow_mut();
                 s.sweep_idle();
-                s.stats.parked
+                s.stats().parked
             };
             if parked >= parked_before + COLLECT_AFTER_PARKS {
                 // The tasks and streams of the clients parked since the last sweep are freed:

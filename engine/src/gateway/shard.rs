@@ -260,14 +260,8 @@ async fn run_shard(
             }
             let snapshot = {
                 let s = publishing.borrow();
-                warnings.check(&s.stats, index, std::time::Instant::now());
-                ShardSnapshot {
-                    index,
-                    stats: s.stats.clone(),
-                    connections: s.clients.len() as u64,
-                    worker_links: s.workers.len() as u64,
-                    worker_keys: s.workers.keys().map(|k| k.to_string()).collect(),
-                }
+                warnings.check(s.stats(), index, std::time::Instant::now());
+                s.snapshot(index)
             };
             if let Ok(mut slot) = published.lock() {
                 *slot = snapshot;

@@ -17,7 +17,11 @@ use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
 use crate::gateway::core::member_index::MemberIndex;
 use crate::gateway::core::parking_requests::ParkingRequests;
 use crate::gateway::core::router::Router;
-use crate::gateway::core::stats::{ClientRow, CloseCause, Inspection, Stats};
+use crate::gateway::core::stats::{ClientRow, CloseCause, Inspection, ShardSnapshot, Stats};
+
+/// The largest packet an inner link may send before it authenticates: a hello or a query, never
+/// a client's message, so an unauthenticated peer cannot make the shard buffer megabytes.
+pub const MAX_PACKET_BEFORE_AUTH: usize = 64 * 1024;
 use crate::net::{Closing, Outbox};
 
 /// What a shard needs to know about itself.
@@ -138,19 +142,19 @@ pub struct Link {
 /// The shard.
 #[derive(Debug)]
 pub struct Shard {
-    pub settings: ShardSettings,
-    pub clients: HashMap<u32, Client>,
+    pub(in crate::gateway::core) settings: ShardSettings,
+    pub(in crate::gateway::core) clients: HashMap<u32, Client>,
     last_connection_id: u32,
-    pub uids: MemberIndex,
-    pub groups: MemberIndex,
-    pub links: HashMap<u64, Link>,
+    pub(in crate::gateway::core) uids: MemberIndex,
+    pub(in crate::gateway::core) groups: MemberIndex,
+    pub(in crate::gateway::core) links: HashMap<u64, Link>,
     next_link_id: u64,
     /// Workers by key, in connection order: the routing targets.
-    pub workers: IndexMap<Rc<str>, u64>,
-    pub router: Router,
-    pub stats: Stats,
+    pub(in crate::gateway::core) workers: IndexMap<Rc<str>, u64>,
+    pub(in crate::gateway::core) router: Router,
+    pub(in crate::gateway::core) stats: Stats,
     /// Set when idle clients are parked (`gateway.park_after` > 0).
-    pub parking: Option<ParkingRequests>,
+    pub(in crate::gateway::core) parking: Option<ParkingRequests>,
 }
 
 impl Shard {
@@ -168,6 +172,83 @@ impl Shard {
             stats: Stats::default(),
             parking: None,
         }
+    }
+
+    // ---- what the I/O side reads and writes --------------------------------------------------
+
+    pub fn settings(&self) -> &ShardSettings {
+        &self.settings
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The counters and sizes a shard publishes on its tick.
+    pub fn snapshot(&self, index: usize) -> ShardSnapshot {
+        ShardSnapshot {
+            index,
+            stats: self.stats.clone(),
+            connections: self.clients.len() as u64,
+            worker_links: self.workers.len() as u64,
+            worker_keys: self.workers.keys().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    pub fn has_client(&self, id: u32) -> bool {
+        self.clients.contains_key(&id)
+    }
+
+    pub fn client_remote(&self, id: u32) -> Option<SocketAddr> {
+        self.clients.get(&id).map(Client::remote)
+    }
+
+    /// What client `id` has queued: the driver writes from it.
+    pub fn client_outbox(&mut self, id: u32) -> Option<&mut Outbox> {
+        self.clients.get_mut(&id).map(|c| &mut c.outbox)
+    }
+
+    /// Why a close of client `id` was asked for, if one was.
+    pub fn requested_close(&self, id: u32) -> Option<CloseCause> {
+        self.clients.get(&id).and_then(|c| c.close_cause)
+    }
+
+    /// Ends client `id` with `last_words` (an HTTP answer, a close frame): output queued before
+    /// its handshake finished is dropped (it was for a WebSocket that never opened), output
+    /// queued after goes first; the connection closes once everything is written.
+    pub fn close_client_with(&mut self, id: u32, last_words: Bytes, cause: CloseCause) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            if client.outbox.is_held() {
+                client.outbox.discard();
+            }
+            client.outbox.release();
+            client.outbox.push(last_words);
+        }
+        self.close_client_after_flush(id, cause);
+    }
+
+    pub fn has_link(&self, link_id: u64) -> bool {
+        self.links.contains_key(&link_id)
+    }
+
+    /// What inner link `link_id` has queued: the driver writes from it.
+    pub fn link_outbox(&mut self, link_id: u64) -> Option<&mut Outbox> {
+        self.links.get_mut(&link_id).map(|l| &mut l.outbox)
+    }
+
+    /// The largest packet inner link `link_id` may send now: `max_packet_size` once it has
+    /// authenticated, at most [`MAX_PACKET_BEFORE_AUTH`] before.
+    pub fn link_max_packet(&self, link_id: u64) -> usize {
+        match self.links.get(&link_id) {
+            Some(link) if link.authorized => self.settings.max_packet_size,
+            _ => MAX_PACKET_BEFORE_AUTH.min(self.settings.max_packet_size),
+        }
+    }
+
+    /// Inner link `link_id` sent bytes that are no packet: counted, and the link closed.
+    pub fn bad_inner_stream(&mut self, link_id: u64) {
+        self.stats.bad_inner_packets += 1;
+        self.close_link(link_id);
     }
 
     // ---- clients -----------------------------------------------------------------------------
@@ -253,8 +334,13 @@ impl Shard {
 
     /// The WebSocket handshake's request data (serialized get/server/cookie). Returns false when
     /// no worker took it (the client is then destroyed).
-    pub fn websocket_connect(&mut self, id: u32, data: Bytes) -> bool {
+    pub fn websocket_connect(&mut self, id: u32, data: Bytes, response_101: Bytes) -> bool {
         if self.send_event(id, Cmd::OnWebSocketConnect, Flags::default(), &data) {
+            if let Some(client) = self.clients.get_mut(&id) {
+                // The 101 goes before whatever workers queued meanwhile, which it releases.
+                client.outbox.push_front(response_101);
+                client.outbox.release();
+            }
             true
         } else {
             self.stats.no_worker += 1;
