@@ -29,6 +29,7 @@ pub mod net;
 pub mod placement;
 pub mod process;
 pub mod register;
+pub mod rt;
 pub mod supervisor;
 pub mod system;
 pub mod tune;

@@ -3,7 +3,7 @@
 //! and its workers on one host (the default `gatewire start`) do not stack a worker on a shard's
 //! core while another core idles. Both lists are checked against the CPUs this process may use.
 
-use glommio::Placement;
+use crate::rt::Cpu;
 
 /// The CPUs this process may run on (its affinity mask), ascending.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -18,24 +18,24 @@ pub fn allowed_cpus() -> Vec<usize> {
 
 /// Gateway shard `index`: on `cpus[index % len]`, or with no list on the `index % n`-th allowed
 /// CPU.
-pub fn shard(cpus: &[usize], index: usize) -> Placement {
+pub fn shard(cpus: &[usize], index: usize) -> Cpu {
     match cpus {
         [] => {
             let allowed = allowed_cpus();
             match allowed.is_empty() {
-                true => Placement::Unbound,
-                false => Placement::Fixed(allowed[index % allowed.len()]),
+                true => Cpu::Any,
+                false => Cpu::Fixed(allowed[index % allowed.len()]),
             }
         }
-        list => Placement::Fixed(list[index % list.len()]),
+        list => Cpu::Fixed(list[index % list.len()]),
     }
 }
 
 /// Worker thread `index`: on `cpus[index % len]`, or anywhere the kernel puts it with no list.
-pub fn worker(cpus: &[usize], index: usize) -> Placement {
+pub fn worker(cpus: &[usize], index: usize) -> Cpu {
     match cpus {
-        [] => Placement::Unbound,
-        list => Placement::Fixed(list[index % list.len()]),
+        [] => Cpu::Any,
+        list => Cpu::Fixed(list[index % list.len()]),
     }
 }
 

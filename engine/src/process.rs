@@ -12,8 +12,9 @@ use crate::apps::Builtin;
 use crate::config::{self, Config, Role};
 use crate::gateway::{self, ClientRow, Inspect, Inspection, ShardHandle};
 use crate::register::{self, RegisterStats};
+use crate::rt;
+use crate::system;
 use crate::worker::{self, Events, WorkerControl, Workers};
-use crate::{net, system};
 
 /// How long a status or metrics request waits for a shard's answer.
 const INSPECT_WAIT: Duration = Duration::from_secs(2);
@@ -303,23 +304,20 @@ fn start_register(
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let listen = config.listen;
-    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name("register")
-        .io_memory(64 * 1024)
-        .spawn(move || async move {
-            match net::listen_after_restart(listen, false).await {
-                Ok(listener) => {
-                    let _ = ready_tx.send(Ok(()));
-                    register::serve(listener, config, stats).await;
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(format!(
-                        "register: cannot listen on {listen} (register.listen): {e}"
-                    )));
-                }
+    let spec = rt::ExecutorSpec::new("register", rt::Cpu::Any);
+    let handle = rt::start(spec, move || async move {
+        match rt::listen_after_restart(listen, false).await {
+            Ok(listener) => {
+                let _ = ready_tx.send(Ok(()));
+                register::serve(listener, config, stats).await;
             }
-        })
-        .map_err(|e| format!("register: {e}"))?;
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!(
+                    "register: cannot listen on {listen} (register.listen): {e}"
+                )));
+            }
+        }
+    })?;
     ready_rx
         .recv()
         .map_err(|_| "register: thread ended before listening".to_string())??;

@@ -42,7 +42,7 @@ impl Links {
         }
         if outbox.queued_bytes() + packet.len() > self.output_cap {
             // A callback may queue a lot at once: first let the socket take what it can.
-            let _ = crate::net::send_parked(link.fd, &mut outbox);
+            let _ = crate::rt::send_parked(link.fd, &mut outbox);
         }
         let queued = outbox.queued_bytes();
         if queued > 0 && queued + packet.len() > self.output_cap {

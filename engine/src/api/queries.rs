@@ -22,8 +22,7 @@ impl Gateway {
         if let Transport::Links(links) = &self.transport {
             for (addr, link) in &links.borrow().connected {
                 let mut outbox = link.outbox.borrow_mut();
-                if let Err(e) =
-                    crate::net::write_now(link.fd, &mut outbox, transport::QUERY_TIMEOUT)
+                if let Err(e) = crate::rt::write_now(link.fd, &mut outbox, transport::QUERY_TIMEOUT)
                 {
                     warn!(%addr, error = %e, "could not flush the event link before a query");
                 }

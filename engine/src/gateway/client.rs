@@ -19,7 +19,8 @@ use crate::gateway::core::state::Shard;
 use crate::gateway::core::stats::CloseCause;
 use crate::gateway::static_files;
 use crate::log_limit::warn_limited;
-use crate::net::{CloseReason, Outbox, Peer};
+use crate::net::Outbox;
+use crate::rt::{CloseReason, Peer};
 
 /// Pings answered one by one in one input batch while the client reads its output.
 const PONGS_PER_BATCH: usize = 16;

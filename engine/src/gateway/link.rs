@@ -9,7 +9,8 @@ use gatewire_proto::PacketDecoder;
 
 use crate::gateway::core::state::Shard;
 use crate::log_limit::warn_limited;
-use crate::net::{CloseReason, Outbox, Peer};
+use crate::net::Outbox;
+use crate::rt::{CloseReason, Peer};
 
 /// The protocol side of one inner link.
 pub struct LinkPeer {

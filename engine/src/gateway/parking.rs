@@ -1,34 +1,28 @@
 //! Parking idle clients, the I/O side: a client that has sent nothing for a while costs only its
-//! [`Client`](super::state::Client) record and its socket. Its task and glommio stream are
-//! dropped, and the socket waits in the shard's epoll set, owned by the [`ParkingLot`]. A helper
-//! thread — sharing the shard's fd table, blocked in `epoll_wait` — passes the ids of readable
-//! parked clients to the shard through a socket pair; the shard gives each a new task. Output for
-//! a parked client is written straight from the lot; only a full socket or a close request wakes
-//! it up. What to park, flush and wake the core decides ([`super::idle`]), as ids.
+//! client record in the core and its socket. Its task and stream are dropped, and the socket waits
+//! in the shard's [`ReadinessSet`](crate::rt::ReadinessSet), owned by the [`ParkingLot`]; the set's
+//! helper thread reports readable sockets and the shard gives each a new task. Output for a
+//! parked client is written straight from the lot; only a full socket or a close request wakes it
+//! up. What to park, flush and wake the core decides (`core::idle`), as ids.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::pin::Pin;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures_lite::AsyncRead;
 use tracing::warn;
 
 use crate::gateway::core::state::Shard;
-use crate::net;
+use crate::rt::{self, ReadinessSet, ReadyIds};
 
 /// Parks since the last heap collection that make the next one worth its cost.
 const COLLECT_AFTER_PARKS: u64 = 1024;
 
-/// A shard's parked sockets and the epoll set that watches them.
+/// A shard's parked sockets, watched for readiness.
 #[derive(Debug)]
 pub struct ParkingLot {
-    epoll: OwnedFd,
-    sockets: HashMap<u32, OwnedFd>,
+    sockets: ReadinessSet,
 }
 
 impl ParkingLot {
@@ -37,50 +31,21 @@ impl ParkingLot {
         if !shard.parked(id) {
             return; // gone meanwhile: the socket closes here
         }
-        let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
-            u64: u64::from(id),
-        };
-        // SAFETY: both descriptors are open; the event struct lives for the call.
-        let added = unsafe {
-            libc::epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                socket.as_raw_fd(),
-                &mut event,
-            )
-        };
-        self.sockets.insert(id, socket);
-        if added != 0 {
-            warn!(error = %std::io::Error::last_os_error(), "epoll_ctl: cannot park a client");
+        if let Err(e) = self.sockets.add(id, socket) {
+            warn!(error = %e, "epoll_ctl: cannot park a client");
             shard.unpark_soon(id);
         }
     }
 
-    /// Takes the socket of parked client `id` out of the epoll set.
-    fn take(&mut self, id: u32) -> Option<OwnedFd> {
-        let socket = self.sockets.remove(&id)?;
-        // SAFETY: both descriptors are open.
-        unsafe {
-            libc::epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                socket.as_raw_fd(),
-                std::ptr::null_mut(),
-            )
-        };
-        Some(socket)
-    }
-
     /// Writes what parked client `id` has queued; asks for a task when its socket is full.
     fn flush(&mut self, shard: &mut Shard, id: u32) {
-        let Some(socket) = self.sockets.get(&id) else {
+        let Some(fd) = self.sockets.fd(id) else {
             return;
         };
         let Some(outbox) = shard.client_outbox(id) else {
             return;
         };
-        match net::send_parked(socket.as_raw_fd(), outbox) {
+        match rt::send_parked(fd, outbox) {
             Ok(true) => outbox.shrink_if_empty(),
             // Full, or failed: a task takes over (and finds the error itself).
             Ok(false) | Err(_) => shard.unpark_soon(id),
@@ -88,39 +53,22 @@ impl ParkingLot {
     }
 }
 
-/// Sets up parking for a shard: the epoll set, the helper thread and the sweep of idle clients
-/// every `every`. Call on the shard's thread, after its fd table is its own; then run
-/// [`serve`] with the returned socket.
+/// Sets up parking for a shard: the readiness set with its helper thread, and the sweep of idle
+/// clients every `every`. Call on the shard's thread, after its fd table is its own; then run
+/// [`serve`] with the returned ids.
 pub fn start(
     shard: &Rc<RefCell<Shard>>,
     every: Duration,
-) -> std::io::Result<(Rc<RefCell<ParkingLot>>, glommio::net::UnixStream)> {
-    // SAFETY: plain syscalls creating descriptors we take ownership of at once.
-    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if epoll < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `epoll` is a fresh descriptor.
-    let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
-    let (woken_rx, mut woken_tx) = std::os::unix::net::UnixStream::pair()?;
-    woken_rx.set_nonblocking(true)?;
-    let epoll_fd = epoll.as_raw_fd();
-    // The helper shares this thread's fd table (threads are spawned with CLONE_FILES).
-    std::thread::Builder::new()
-        .name(format!("park-{}", shard.borrow().settings().index))
-        .spawn(move || watch(epoll_fd, &mut woken_tx))?;
+) -> std::io::Result<(Rc<RefCell<ParkingLot>>, ReadyIds)> {
+    let name = format!("park-{}", shard.borrow().settings().index);
+    let (sockets, ready) = ReadinessSet::new(name)?;
     shard.borrow_mut().enable_parking();
-    let lot = Rc::new(RefCell::new(ParkingLot {
-        epoll,
-        sockets: HashMap::new(),
-    }));
-    // SAFETY: the fd is a connected, non-blocking unix socket we own.
-    let woken = unsafe { glommio::net::UnixStream::from_raw_fd(woken_rx.into_raw_fd()) };
+    let lot = Rc::new(RefCell::new(ParkingLot { sockets }));
     let sweeping = shard.clone();
-    glommio::spawn_local(async move {
+    rt::spawn(async move {
         let mut parked_before = 0;
         loop {
-            glommio::timer::sleep(every).await;
+            rt::sleep(every).await;
             let parked = {
                 let mut s = sweeping.borrow_mut();
                 s.sweep_idle();
@@ -134,32 +82,8 @@ pub fn start(
                 parked_before = parked;
             }
         }
-    })
-    .detach();
-    Ok((lot, woken))
-}
-
-/// The helper thread: readable parked sockets' ids go to the shard, 4 bytes each.
-fn watch(epoll: RawFd, woken: &mut std::os::unix::net::UnixStream) {
-    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
-    let mut ids = Vec::with_capacity(events.len() * 4);
-    loop {
-        // SAFETY: `events` is a valid buffer of its length for the kernel to fill.
-        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        ids.clear();
-        for e in &events[..n as usize] {
-            ids.extend_from_slice(&(e.u64 as u32).to_le_bytes());
-        }
-        if woken.write_all(&ids).is_err() {
-            return; // the shard is gone
-        }
-    }
+    });
+    Ok((lot, ready))
 }
 
 /// The lot's task: writes parked clients' output, and gives a new task (through `resume`) to
@@ -168,13 +92,12 @@ fn watch(epoll: RawFd, woken: &mut std::os::unix::net::UnixStream) {
 pub async fn serve(
     shard: Rc<RefCell<Shard>>,
     lot: Rc<RefCell<ParkingLot>>,
-    mut woken: glommio::net::UnixStream,
+    mut ready: ReadyIds,
     resume: impl Fn(u32, OwnedFd),
 ) {
-    let mut buf = [0u8; 4096];
-    let mut held = 0usize;
+    let mut readable = Vec::new();
     let wake_one = |id: u32| {
-        let Some(socket) = lot.borrow_mut().take(id) else {
+        let Some(socket) = lot.borrow_mut().sockets.take(id) else {
             return;
         };
         if shard.borrow_mut().unparked(id) {
@@ -193,16 +116,12 @@ pub async fn serve(
             for id in work.wake {
                 wake_one(id);
             }
-            match Pin::new(&mut woken).poll_read(cx, &mut buf[held..]) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Ready(Ok(n)) => {
-                    held += n;
-                    let whole = held / 4 * 4;
-                    for chunk in buf[..whole].chunks_exact(4) {
-                        wake_one(u32::from_le_bytes(chunk.try_into().expect("4 bytes")));
+            match ready.poll_ids(cx, &mut readable) {
+                Poll::Ready(false) => return Poll::Ready(()),
+                Poll::Ready(true) => {
+                    for id in readable.drain(..) {
+                        wake_one(id);
                     }
-                    buf.copy_within(whole..held, 0);
-                    held -= whole;
                 }
                 Poll::Pending if idle => return Poll::Pending,
                 // Flushing may have asked for more work (a full socket): go round again.

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use gatewire_proto::register::{RegisterMessage, gateway_connect_line};
-use glommio::LocalExecutorBuilder;
 use tracing::{info, warn};
 
 use crate::config::{ClientProtocol, GatewayConfig};
@@ -22,6 +21,7 @@ use crate::gateway::link::LinkPeer;
 use crate::gateway::parking::{self, ParkingLot};
 use crate::net;
 use crate::register::{RegisterLink, keep_registered};
+use crate::rt;
 use crate::system;
 
 /// How often a shard without workers looks again before accepting clients.
@@ -91,12 +91,13 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
         let (inspect, questions) = mpsc::channel::<Inspect>();
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let told = stopping.clone();
-        let builder = LocalExecutorBuilder::new(crate::placement::shard(&config.cpus, index))
-            .name(&format!("gw-shard-{index}"))
-            .io_memory(64 * 1024)
-            .ring_depth(4096);
+        let spec = rt::ExecutorSpec::new(
+            format!("gw-shard-{index}"),
+            crate::placement::shard(&config.cpus, index),
+        )
+        .ring_depth(4096);
         let failed = ready.clone();
-        let spawned = builder.spawn(move || async move {
+        let spawned = rt::start(spec, move || async move {
             let outside = Outside {
                 published,
                 questions,
@@ -117,7 +118,7 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
                 }),
             }),
             Err(e) => {
-                let _ = failed.send((index, Err(e.to_string())));
+                let _ = failed.send((index, Err(e)));
             }
         }
     }
@@ -180,7 +181,7 @@ async fn run_shard(
     }
     let settings = ShardSettings::new(&config, index, public.port());
     let inner_addr = SocketAddr::from((settings.lan_ip, settings.inner_port));
-    let public_listener = match net::listen_after_restart(public, true).await {
+    let public_listener = match rt::listen_after_restart(public, true).await {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send((
@@ -193,7 +194,7 @@ async fn run_shard(
             return;
         }
     };
-    let inner_listener = match net::listen_after_restart(inner_addr, false).await {
+    let inner_listener = match rt::listen_after_restart(inner_addr, false).await {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send((
@@ -216,17 +217,16 @@ async fn run_shard(
         line: gateway_connect_line(&inner_addr.to_string(), &config.secret_key),
     }));
     for register in &config.register_address {
-        glommio::spawn_local(keep_registered(
+        rt::spawn(keep_registered(
             *register,
             announced.clone(),
             config.link_timeout,
-        ))
-        .detach();
+        ));
     }
 
     let links = shard.clone();
     let link_timeout = config.link_timeout;
-    glommio::spawn_local(async move {
+    rt::spawn(async move {
         loop {
             match inner_listener.accept().await {
                 Ok(stream) => {
@@ -236,24 +236,22 @@ async fn run_shard(
                     let _ = stream.set_nodelay(true);
                     net::fail_dead_peer_after(&stream, link_timeout);
                     let link_id = links.borrow_mut().link_opened(peer);
-                    glommio::spawn_local(net::drive(stream, LinkPeer::new(links.clone(), link_id)))
-                        .detach();
+                    rt::spawn(rt::drive(stream, LinkPeer::new(links.clone(), link_id)));
                 }
                 Err(e) => {
                     warn!(error = %e, "inner accept failed");
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    rt::sleep(Duration::from_millis(10)).await;
                 }
             }
         }
-    })
-    .detach();
+    });
 
     let publishing = shard.clone();
-    glommio::spawn_local(async move {
+    rt::spawn(async move {
         let mut warnings = crate::gateway::LimitWarnings::default();
         let mut told = false;
         loop {
-            glommio::timer::sleep(PUBLISH_EVERY).await;
+            rt::sleep(PUBLISH_EVERY).await;
             if !told && stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 told = true;
                 publishing.borrow_mut().going_away();
@@ -271,28 +269,25 @@ async fn run_shard(
                 let _ = question.reply.send(answer);
             }
         }
-    })
-    .detach();
+    });
 
     if let Some(period) = shard.borrow().heartbeat_period() {
         let beating = shard.clone();
-        glommio::spawn_local(async move {
+        rt::spawn(async move {
             loop {
-                glommio::timer::sleep(Duration::from_secs_f64(period)).await;
+                rt::sleep(Duration::from_secs_f64(period)).await;
                 beating.borrow_mut().heartbeat_tick();
             }
-        })
-        .detach();
+        });
     }
     if let Some(period) = shard.borrow().handshake_check_period() {
         let checking = shard.clone();
-        glommio::spawn_local(async move {
+        rt::spawn(async move {
             loop {
-                glommio::timer::sleep(period).await;
+                rt::sleep(period).await;
                 checking.borrow_mut().sweep_handshakes();
             }
-        })
-        .detach();
+        });
     }
     let lot = if config.park_after > 0.0 {
         let every = Duration::from_secs_f64(config.park_after);
@@ -301,13 +296,11 @@ async fn run_shard(
                 let (resuming, lot_for_resumed) = (shard.clone(), lot.clone());
                 let resume = move |id, socket: std::os::fd::OwnedFd| {
                     // SAFETY: the descriptor is a connected TCP socket we own and hand over.
-                    let stream =
-                        unsafe { glommio::net::TcpStream::from_raw_fd(socket.into_raw_fd()) };
+                    let stream = unsafe { rt::TcpStream::from_raw_fd(socket.into_raw_fd()) };
                     let peer = ClientPeer::resume(resuming.clone(), id);
                     spawn_client(&resuming, Some(&lot_for_resumed), id, stream, peer);
                 };
-                glommio::spawn_local(parking::serve(shard.clone(), lot.clone(), woken, resume))
-                    .detach();
+                rt::spawn(parking::serve(shard.clone(), lot.clone(), woken, resume));
                 Some(lot)
             }
             Err(e) => {
@@ -324,13 +317,12 @@ async fn run_shard(
     let worker_ping = config.worker_ping_interval;
     if settings.lan_ip != std::net::Ipv4Addr::LOCALHOST && worker_ping > 0.0 {
         let pinging = shard.clone();
-        glommio::spawn_local(async move {
+        rt::spawn(async move {
             loop {
-                glommio::timer::sleep(Duration::from_secs_f64(worker_ping)).await;
+                rt::sleep(Duration::from_secs_f64(worker_ping)).await;
                 pinging.borrow_mut().ping_workers();
             }
-        })
-        .detach();
+        });
     }
 
     let _ = ready.send((index, Ok(())));
@@ -338,7 +330,7 @@ async fn run_shard(
         // No worker, nobody to serve: connections wait in the kernel's backlog (after a restart,
         // until the workers relink) instead of being accepted and dropped unanswered.
         while !shard.borrow().has_workers() {
-            glommio::timer::sleep(WORKER_WAIT_POLL).await;
+            rt::sleep(WORKER_WAIT_POLL).await;
         }
         match public_listener.accept().await {
             Ok(stream) => {
@@ -354,8 +346,7 @@ async fn run_shard(
                             None => spawn_client(&shard, lot.as_ref(), id, stream, peer),
                             Some(config) => match rustls::ServerConnection::new(config.clone()) {
                                 Ok(conn) => {
-                                    glommio::spawn_local(net::drive_tls(stream, peer, conn))
-                                        .detach();
+                                    rt::spawn(rt::drive_tls(stream, peer, conn));
                                 }
                                 Err(e) => {
                                     crate::log_limit::warn_limited("tls", &format!("tls: {e}"));
@@ -376,7 +367,7 @@ async fn run_shard(
             }
             Err(e) => {
                 crate::log_limit::warn_limited("accept failed", &format!("accept failed: {e}"));
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                rt::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -388,16 +379,15 @@ fn spawn_client(
     shard: &Rc<RefCell<Shard>>,
     lot: Option<&Rc<RefCell<ParkingLot>>>,
     id: u32,
-    stream: glommio::net::TcpStream,
+    stream: rt::TcpStream,
     peer: ClientPeer,
 ) {
     let (shard, lot) = (shard.clone(), lot.cloned());
-    glommio::spawn_local(async move {
-        if let (Some(socket), Some(lot)) = (net::drive(stream, peer).await, lot) {
+    rt::spawn(async move {
+        if let (Some(socket), Some(lot)) = (rt::drive(stream, peer).await, lot) {
             lot.borrow_mut().park(&mut shard.borrow_mut(), id, socket);
         }
-    })
-    .detach();
+    });
 }
 
 /// The gateway side of a register link: announce the inner address, ignore the rest.

@@ -1,73 +1,14 @@
-//! Sockets and the one connection driver every role uses: listeners built with socket2 (so the
-//! backlog is the kernel's `somaxconn`, not glommio's 1024), and [`drive`], which moves bytes
-//! between a glommio `TcpStream`, a protocol handler and an [`Outbox`].
+//! Connection plumbing shared by the roles and independent of the runtime: the bounded output
+//! queue every connection writes from ([`Outbox`]), reconnect backoff, dead-peer detection on
+//! inner links, who holds a port, and TLS configuration. The runtime itself (executors, sockets,
+//! the connection driver) is behind [`crate::rt`].
 
 mod backoff;
-mod driver;
 mod liveness;
 mod outbox;
 pub mod port_owner;
 pub mod tls;
 
-use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
-
-use glommio::net::TcpListener;
-use socket2::{Domain, Protocol, Socket, Type};
-
 pub use backoff::Backoff;
-pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
 pub use liveness::fail_dead_peer_after;
 pub use outbox::{Closing, Outbox};
-
-/// The kernel's accept backlog cap (`net.core.somaxconn`), used as the listen backlog.
-pub fn somaxconn() -> i32 {
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(4096)
-}
-
-/// A listener on `addr` for the current glommio executor; `reuse_port` lets every shard open its
-/// own on the same address.
-pub fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(somaxconn())?;
-    // SAFETY: the fd is a freshly created, bound, listening TCP socket that we own and hand over.
-    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
-}
-
-/// How long a listener keeps trying an address still held by its previous owner's connections.
-const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// [`listen`], retried for a few seconds while the address is in use by what a previous process
-/// left: right after a restart its connections linger (FIN_WAIT) and, while its io_uring is torn
-/// down, its listener too. A listener held by a live process fails at once, naming the process.
-pub async fn listen_after_restart(
-    addr: SocketAddr,
-    reuse_port: bool,
-) -> std::io::Result<TcpListener> {
-    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
-    loop {
-        match listen(addr, reuse_port) {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                if let Some(pid) = port_owner::listener_on(addr).and_then(|l| l.pid) {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::AddrInUse,
-                        format!("address in use: process {pid} listens on it"),
-                    ));
-                }
-                if std::time::Instant::now() >= deadline {
-                    return Err(e);
-                }
-                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            result => return result,
-        }
-    }
-}

@@ -12,10 +12,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::line::LineDecoder;
 use gatewire_proto::register::{RegisterMessage, ping_line};
-use glommio::net::TcpStream;
+use rt::TcpStream;
 use tracing::{debug, warn};
 
-use crate::net::{self, CloseReason, Closing, Outbox, Peer};
+use crate::net::{self, Closing, Outbox};
+use crate::rt::{self, CloseReason, Peer};
 
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 const PING_EVERY: Duration = Duration::from_secs(25);
@@ -56,9 +57,9 @@ pub async fn keep_registered<L: RegisterLink>(
                 outbox.borrow_mut().push(Bytes::from(link.borrow().hello()));
                 let pinger = ping.then(|| {
                     let outbox = Rc::downgrade(&outbox);
-                    glommio::spawn_local(async move {
+                    rt::spawn_cancellable(async move {
                         loop {
-                            glommio::timer::sleep(PING_EVERY).await;
+                            rt::sleep(PING_EVERY).await;
                             let Some(o) = outbox.upgrade() else { return };
                             o.borrow_mut()
                                 .push(Bytes::from_static(ping_line().as_bytes()));
@@ -73,9 +74,9 @@ pub async fn keep_registered<L: RegisterLink>(
                     answered: answered.clone(),
                 };
                 let opened = std::time::Instant::now();
-                net::drive(stream, peer).await;
+                rt::drive(stream, peer).await;
                 if let Some(task) = pinger {
-                    drop(task.cancel());
+                    task.cancel();
                 }
                 let accepted = answered.get() || opened.elapsed() >= ACCEPTED_AFTER;
                 if let Some(refused) = backoff.after_connection(accepted) {
@@ -94,7 +95,7 @@ pub async fn keep_registered<L: RegisterLink>(
             }
             Err(e) => debug!(%addr, error = %e, "register connect failed, retrying in 1 s"),
         }
-        glommio::timer::sleep(delay).await;
+        rt::sleep(delay).await;
     }
 }
 

@@ -13,12 +13,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::line::LineDecoder;
 use gatewire_proto::register::{RegisterMessage, broadcast_addresses_line};
-use glommio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::RegisterConfig;
 use crate::log_limit::warn_limited;
-use crate::net::{self, CloseReason, Closing, Outbox, Peer};
+use crate::net::{Closing, Outbox};
+use crate::rt::{self, CloseReason, Peer};
 
 /// Longest register line accepted.
 const MAX_LINE: usize = 64 * 1024;
@@ -155,7 +155,7 @@ fn announced_from_its_own_host(address: &str, from: std::net::SocketAddr) -> Res
 }
 
 /// Runs the Register on `listener` until the executor stops, publishing into `stats`.
-pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<RegisterStats>) {
+pub async fn serve(listener: rt::TcpListener, config: RegisterConfig, stats: Arc<RegisterStats>) {
     let book = Rc::new(RefCell::new(Book {
         secret: config.secret_key.clone(),
         stats,
@@ -167,7 +167,7 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<Reg
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "register accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                rt::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -190,8 +190,8 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<Reg
             id
         };
         let timeout_book = book.clone();
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(FIRST_LINE_TIMEOUT).await;
+        rt::spawn(async move {
+            rt::sleep(FIRST_LINE_TIMEOUT).await;
             let mut b = timeout_book.borrow_mut();
             let stats = b.stats.clone();
             if let Some(c) = b.connections.get_mut(&id) {
@@ -204,15 +204,14 @@ pub async fn serve(listener: TcpListener, config: RegisterConfig, stats: Arc<Reg
                     c.outbox.close(Closing::Now);
                 }
             }
-        })
-        .detach();
+        });
         let peer = RegisterPeer {
             id,
             remote,
             book: book.clone(),
             lines: LineDecoder::new(MAX_LINE),
         };
-        glommio::spawn_local(net::drive(stream, peer)).detach();
+        rt::spawn(rt::drive(stream, peer));
     }
 }
 

@@ -18,8 +18,7 @@ use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::php::{Value, serialize, unserialize};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
 use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, PacketDecoder};
-use glommio::LocalExecutorBuilder;
-use glommio::net::TcpStream;
+use rt::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::context::Context;
@@ -27,8 +26,9 @@ use super::control::{LinkState, ThreadStats, WorkerControl};
 use super::events::{Events, WorkerInfo};
 use crate::api::{Gateway, Links};
 use crate::config::WorkerConfig;
-use crate::net::{self, CloseReason, Outbox, Peer};
+use crate::net::{self, Outbox};
 use crate::register::{RegisterLink, keep_registered};
+use crate::rt::{self, CloseReason, Peer};
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,11 +57,13 @@ pub fn start<A: Events>(config: &WorkerConfig, app: A) -> Result<Workers, String
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
         let (config, app, control) = (config.clone(), app.clone(), control.clone());
-        let handle = LocalExecutorBuilder::new(crate::placement::worker(&config.cpus, index))
-            .name(&format!("worker-{index}"))
-            .io_memory(64 * 1024)
-            .spawn(move || async move { run_thread(config, index, app, control).await })
-            .map_err(|e| format!("worker {index}: {e}"))?;
+        let spec = rt::ExecutorSpec::new(
+            format!("worker-{index}"),
+            crate::placement::worker(&config.cpus, index),
+        );
+        let handle = rt::start(spec, move || async move {
+            run_thread(config, index, app, control).await
+        })?;
         threads.push(std::thread::spawn(move || {
             let _ = handle.join();
         }));
@@ -171,15 +173,14 @@ async fn run_thread<A: Events>(
         worker: worker.clone(),
     }));
     for register in &config.register_address {
-        glommio::spawn_local(keep_registered(
+        rt::spawn(keep_registered(
             *register,
             listener.clone(),
             config.link_timeout,
-        ))
-        .detach();
+        ));
     }
     while !control.stopping() && !control.draining() {
-        glommio::timer::sleep(STOP_POLL).await;
+        rt::sleep(STOP_POLL).await;
     }
     worker.retiring.set(true);
     if control.draining() && !control.stopping() {
@@ -197,7 +198,7 @@ async fn run_thread<A: Events>(
     }
     let deadline = Instant::now() + FLUSH_WAIT;
     while !worker.links.borrow().connected.is_empty() && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        rt::sleep(Duration::from_millis(10)).await;
     }
     worker.stats.finished.store(true, Ordering::SeqCst);
     info!(worker = %worker.worker_key, "worker stopped");
@@ -224,7 +225,7 @@ async fn drain<A: Events>(worker: &Worker<A>, timeout: Duration, control: &Worke
         && Instant::now() < deadline
         && !control.stopping()
     {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        rt::sleep(Duration::from_millis(5)).await;
     }
     let left = worker.drain_pending.borrow();
     if left.is_empty() {
@@ -261,7 +262,7 @@ impl<A: Events> RegisterLink for AddressBook<A> {
         }
         for address in addresses {
             if self.worker.linking.borrow_mut().insert(address.clone()) {
-                glommio::spawn_local(keep_linked(self.worker.clone(), address)).detach();
+                rt::spawn(keep_linked(self.worker.clone(), address));
             }
         }
     }
@@ -310,11 +311,10 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
             );
             info!(%address, worker = %worker.worker_key, "linked to gateway");
             let (late, late_address) = (worker.clone(), address.clone());
-            glommio::spawn_local(async move {
-                glommio::timer::sleep(CONFIRM_WAIT).await;
+            rt::spawn(async move {
+                rt::sleep(CONFIRM_WAIT).await;
                 late.confirm(&late_address);
-            })
-            .detach();
+            });
             let peer = LinkPeer {
                 worker: worker.clone(),
                 address: address.clone(),
@@ -322,7 +322,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 decoder: PacketDecoder::new(worker.max_packet_size),
             };
             let opened = Instant::now();
-            net::drive(stream, peer).await;
+            rt::drive(stream, peer).await;
             let was_confirmed = worker.confirmed.borrow().contains(&address);
             worker.link_lost(&address);
             if worker.retiring.get() {
@@ -346,7 +346,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 warn!(%address, "gateway link lost; retrying every second while listed");
             }
         }
-        glommio::timer::sleep(delay).await;
+        rt::sleep(delay).await;
     }
 }
 

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use super::outbox::{Closing, Outbox};
+use crate::net::{Closing, Outbox};
 
 /// Reads done in one wake-up before yielding to other connections.
 const READS_PER_WAKE: usize = 16;

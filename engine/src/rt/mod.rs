@@ -1,0 +1,36 @@
+//! The runtime seam: everything that depends on the async runtime (glommio: one io_uring
+//! executor per thread) is in this folder, and the roles use only these names.
+//!
+//! - [`executor`]: [`start`] an executor thread from an [`ExecutorSpec`] (name, [`Cpu`], locked
+//!   I/O memory, ring depth) and [`Executor::join`] it;
+//! - [`task`]: [`spawn`] and [`spawn_cancellable`] tasks on the current executor, [`sleep`];
+//! - [`sockets`]: [`TcpListener`] / [`TcpStream`] / [`UnixStream`], [`listen`] (with the kernel's
+//!   backlog) and [`listen_after_restart`], [`connect`] with a timeout, adopting a descriptor
+//!   ([`tcp_stream`], [`unix_stream`]);
+//! - [`driver`]: the connection driver — [`drive`] (and [`drive_tls`]) move bytes between a
+//!   socket, a protocol [`Peer`] and its [`Outbox`](crate::net::Outbox); [`send_parked`] and
+//!   [`write_now`] write an outbox to a bare descriptor;
+//! - [`readiness`]: a [`ReadinessSet`] of idle sockets watched without a task each (epoll and a
+//!   helper thread), reporting [`ReadyIds`].
+//!
+//! The write path owns what it writes: an outbox holds reference-counted `Bytes` frames, and a
+//! frame leaves it only once the kernel took it. A completion-based backend (raw io_uring with
+//! `send`/`send_zc` and provided-buffer multishot receives) would clone the frames it submits
+//! and consume them on completion; an epoll backend (where io_uring is blocked) would keep the
+//! readiness loop and `sendmsg`. Either is a sibling of this folder with the same names; see
+//! docs/architecture in the README's layout section.
+
+pub mod driver;
+pub mod executor;
+pub mod readiness;
+pub mod sockets;
+pub mod task;
+
+pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
+pub use executor::{Cpu, Executor, ExecutorSpec, start};
+pub use readiness::{ReadinessSet, ReadyIds};
+pub use sockets::{
+    TcpListener, TcpStream, UnixStream, connect, listen, listen_after_restart, somaxconn,
+    tcp_stream, unix_stream,
+};
+pub use task::{Task, sleep, spawn, spawn_cancellable};
