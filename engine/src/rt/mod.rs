@@ -18,7 +18,7 @@
 //! `send`/`send_zc` and provided-buffer multishot receives) would clone the frames it submits
 //! and consume them on completion; an epoll backend (where io_uring is blocked) would keep the
 //! readiness loop and `sendmsg`. Either is a sibling of this folder with the same names; see
-//! docs/architecture in the README's layout section.
+//! docs/architecture.md.
 
 pub mod driver;
 pub mod executor;
