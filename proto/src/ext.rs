@@ -255,7 +255,7 @@ impl Select {
                         None
                     } else {
                         let list = |name: &str| object.get(name);
-                        Some(SelectWhere {
+                        let mut filter = SelectWhere {
                             groups: list("groups")
                                 .map(|l| key_list(Self::CMD, &l))
                                 .transpose()?,
@@ -263,7 +263,13 @@ impl Select {
                             connection_ids: list("connection_id")
                                 .map(|l| id_values(Self::CMD, &l))
                                 .transpose()?,
-                        })
+                        };
+                        // A non-empty `where` naming no condition PHP knows selects nothing:
+                        // kept as an empty connection list, which encodes back the same.
+                        if filter == SelectWhere::default() {
+                            filter.connection_ids = Some(Vec::new());
+                        }
+                        Some(filter)
                     }
                 }
             };

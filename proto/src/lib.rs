@@ -9,6 +9,7 @@
 //! | module | format | reference |
 //! |---|---|---|
 //! | [`packet`] | GatewayProtocol inner packets (28-byte header + ext + body) | protocol §2 |
+//! | [`command`] | the commands a worker sends a gateway, typed (parse and encode) | §5.6, §5.7 |
 //! | [`auth`] | the bodies of `CMD_WORKER_CONNECT` and `CMD_GATEWAY_CLIENT_CONNECT` | §2.5 |
 //! | [`query_reply`] | u32-length-prefixed query replies | §2.4 |
 //! | [`register`] | Register JSON lines | §3 |
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod client_id;
+pub mod command;
 pub mod error;
 pub mod ext;
 pub mod frame;

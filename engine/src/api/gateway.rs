@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use gatewire_proto::ext::{SendToAllTarget, SendToGroup, key_list_ext};
+use gatewire_proto::ClientId;
+use gatewire_proto::command::{self, Command, Membership, Send, Session};
+use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
 use gatewire_proto::php::{Array, Key, Value, serialize};
-use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet};
 use tracing::warn;
 
 use super::links::Links;
@@ -52,18 +53,6 @@ impl<T> Answer<T> {
             unreachable: self.unreachable,
         }
     }
-}
-
-fn packet(
-    cmd: Cmd,
-    connection_id: u32,
-    flag: Flags,
-    ext: impl Into<Bytes>,
-    body: impl Into<Bytes>,
-) -> Bytes {
-    Packet::new(Header::for_connection(cmd, connection_id, flag), ext, body)
-        .to_bytes()
-        .unwrap_or_default()
 }
 
 /// Each group's members with their uid (if bound).
@@ -149,57 +138,41 @@ impl Gateway {
 
     /// `sendToClient`: false when the owning gateway cannot be reached.
     pub fn send_to_client(&self, client: ClientId, message: impl Into<Message>) -> bool {
-        let message = message.into();
-        self.to_owner(
-            client,
-            packet(
-                Cmd::SendToOne,
-                client.connection_id,
-                message.flag(),
-                "",
-                message.body().clone(),
-            ),
-        )
+        let message = message.into().wire();
+        let command = Send::ToOne {
+            connection_id: client.connection_id,
+            message,
+        };
+        self.to_owner(client, encode(command))
     }
 
     /// `sendToAll($msg)`.
     pub fn send_to_all(&self, message: impl Into<Message>) {
-        let message = message.into();
-        self.to_every_gateway(packet(
-            Cmd::SendToAll,
-            0,
-            message.flag(),
-            "",
-            message.body().clone(),
-        ));
+        let message = message.into().wire();
+        self.to_every_gateway(encode(Send::ToAll {
+            target: SendToAllTarget::Everyone,
+            message,
+        }));
     }
 
     /// `sendToAll($msg, null, $exclude)`.
     pub fn send_to_all_except(&self, message: impl Into<Message>, exclude: &[ClientId]) {
-        let message = message.into();
+        let message = message.into().wire();
         for addr in self.command_targets() {
             let ids = ids_on(exclude, &addr);
-            let ext = if ids.is_empty() {
-                String::new()
+            let target = if ids.is_empty() {
+                SendToAllTarget::Everyone
             } else {
-                SendToAllTarget::Except(ids).to_ext()
+                SendToAllTarget::Except(ids)
             };
-            self.to_address(
-                &addr,
-                packet(
-                    Cmd::SendToAll,
-                    0,
-                    message.flag(),
-                    ext,
-                    message.body().clone(),
-                ),
-            );
+            let message = message.clone();
+            self.to_address(&addr, encode(Send::ToAll { target, message }));
         }
     }
 
     /// `sendToAll($msg, $client_ids)`: only to these clients; an empty list sends nothing.
     pub fn send_to_clients(&self, message: impl Into<Message>, clients: &[ClientId]) {
-        let message = message.into();
+        let message = message.into().wire();
         let mut by_gateway: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for c in clients {
             by_gateway
@@ -208,97 +181,70 @@ impl Gateway {
                 .push(c.connection_id);
         }
         for (addr, ids) in by_gateway {
-            let ext = SendToAllTarget::Only(ids).to_ext();
-            self.to_address(
-                &addr,
-                packet(
-                    Cmd::SendToAll,
-                    0,
-                    message.flag(),
-                    ext,
-                    message.body().clone(),
-                ),
-            );
+            let target = SendToAllTarget::Only(ids);
+            let message = message.clone();
+            self.to_address(&addr, encode(Send::ToAll { target, message }));
         }
     }
 
     /// `closeClient($id, $msg)`: the message (if any) is sent, then the connection closes.
     pub fn close_client(&self, client: ClientId, message: Option<&[u8]>) -> bool {
-        let (flag, body) = match message {
-            Some(m) => (Flags::SCALAR, Bytes::copy_from_slice(m)),
-            None => (Flags::default(), Bytes::from_static(b"N;")),
+        let command = Send::Kick {
+            connection_id: client.connection_id,
+            message: message.map(|m| command::Message::new(Bytes::copy_from_slice(m), false)),
         };
-        self.to_owner(
-            client,
-            packet(Cmd::Kick, client.connection_id, flag, "", body),
-        )
+        self.to_owner(client, encode(command))
     }
 
     /// `destoryClient($id)`: closes at once.
     pub fn destroy_client(&self, client: ClientId) -> bool {
-        self.to_owner(
-            client,
-            packet(Cmd::Destroy, client.connection_id, Flags::SCALAR, "", ""),
-        )
+        let connection_id = client.connection_id;
+        self.to_owner(client, encode(Send::Destroy { connection_id }))
     }
 
     /// `bindUid($id, $uid)`.
     pub fn bind_uid(&self, client: ClientId, uid: &str) -> bool {
-        let ext = Bytes::copy_from_slice(uid.as_bytes());
-        self.to_owner(
-            client,
-            packet(Cmd::BindUid, client.connection_id, Flags::SCALAR, ext, ""),
-        )
+        let command = Membership::BindUid {
+            connection_id: client.connection_id,
+            uid: name(uid),
+        };
+        self.to_owner(client, encode(command))
     }
 
     /// `unbindUid($id, $uid)`.
     pub fn unbind_uid(&self, client: ClientId) -> bool {
-        self.to_owner(
-            client,
-            packet(Cmd::UnbindUid, client.connection_id, Flags::SCALAR, "", ""),
-        )
+        let connection_id = client.connection_id;
+        self.to_owner(client, encode(Membership::UnbindUid { connection_id }))
     }
 
     /// `joinGroup($id, $group)`.
     pub fn join_group(&self, client: ClientId, group: &str) -> bool {
-        let ext = Bytes::copy_from_slice(group.as_bytes());
-        self.to_owner(
-            client,
-            packet(Cmd::JoinGroup, client.connection_id, Flags::SCALAR, ext, ""),
-        )
+        let command = Membership::JoinGroup {
+            connection_id: client.connection_id,
+            group: name(group),
+        };
+        self.to_owner(client, encode(command))
     }
 
     /// `leaveGroup($id, $group)`.
     pub fn leave_group(&self, client: ClientId, group: &str) -> bool {
-        let ext = Bytes::copy_from_slice(group.as_bytes());
-        self.to_owner(
-            client,
-            packet(
-                Cmd::LeaveGroup,
-                client.connection_id,
-                Flags::SCALAR,
-                ext,
-                "",
-            ),
-        )
+        let command = Membership::LeaveGroup {
+            connection_id: client.connection_id,
+            group: name(group),
+        };
+        self.to_owner(client, encode(command))
     }
 
     /// `ungroup($group)`.
     pub fn ungroup(&self, group: &str) {
-        let ext = Bytes::copy_from_slice(group.as_bytes());
-        self.to_every_gateway(packet(Cmd::Ungroup, 0, Flags::SCALAR, ext, ""));
+        self.to_every_gateway(encode(Membership::Ungroup { group: name(group) }));
     }
 
     /// `sendToUid($uids, $msg)`.
     pub fn send_to_uid(&self, uids: &[&str], message: impl Into<Message>) {
-        let message = message.into();
-        self.to_every_gateway(packet(
-            Cmd::SendToUid,
-            0,
-            message.flag(),
-            key_list_ext(uids),
-            message.body().clone(),
-        ));
+        let message = message.into().wire();
+        let uids = uids.iter().map(|u| name(u)).collect();
+        self.to_every_gateway(encode(Send::ToUid { uids, message }));
     }
 
     /// `sendToGroup($groups, $msg, $exclude)`.
@@ -308,62 +254,52 @@ impl Gateway {
         message: impl Into<Message>,
         exclude: &[ClientId],
     ) {
-        let message = message.into();
+        let message = message.into().wire();
+        let groups: Vec<Key> = groups.iter().map(|g| name(g)).collect();
         for addr in self.command_targets() {
-            let ext = SendToGroup::to_ext(groups, &ids_on(exclude, &addr));
-            self.to_address(
-                &addr,
-                packet(
-                    Cmd::SendToGroup,
-                    0,
-                    message.flag(),
-                    ext,
-                    message.body().clone(),
-                ),
-            );
+            let target = SendToGroup {
+                groups: groups.clone(),
+                exclude: ids_on(exclude, &addr),
+            };
+            let message = message.clone();
+            self.to_address(&addr, encode(Send::ToGroup { target, message }));
         }
     }
 
     /// `setSession($id, $session)`: replaces the stored session.
     pub fn set_session(&self, client: ClientId, session: &Array) -> bool {
-        let ext = serialize(&Value::Array(session.clone()));
-        self.to_owner(
-            client,
-            packet(
-                Cmd::SetSession,
-                client.connection_id,
-                Flags::SCALAR,
-                ext,
-                "",
-            ),
-        )
+        let session = serialize(&Value::Array(session.clone()));
+        self.set_session_bytes_to(client, session)
     }
 
     /// `updateSession($id, $session)`: merged into the stored one with `array_replace_recursive`.
     pub fn update_session(&self, client: ClientId, session: &Array) -> bool {
-        let ext = serialize(&Value::Array(session.clone()));
-        self.to_owner(
-            client,
-            packet(
-                Cmd::UpdateSession,
-                client.connection_id,
-                Flags::SCALAR,
-                ext,
-                "",
-            ),
-        )
+        let command = Session::Update {
+            connection_id: client.connection_id,
+            update: Bytes::from(serialize(&Value::Array(session.clone()))),
+        };
+        self.to_owner(client, encode(command))
     }
 
     pub(crate) fn set_session_bytes(&self, client: ClientId, session: Vec<u8>) {
-        self.to_owner(
-            client,
-            packet(
-                Cmd::SetSession,
-                client.connection_id,
-                Flags::SCALAR,
-                session,
-                "",
-            ),
-        );
+        self.set_session_bytes_to(client, session);
     }
+
+    fn set_session_bytes_to(&self, client: ClientId, session: Vec<u8>) -> bool {
+        let command = Session::Set {
+            connection_id: client.connection_id,
+            session: Bytes::from(session),
+        };
+        self.to_owner(client, encode(command))
+    }
+}
+
+/// The bytes of a command's packet.
+fn encode(command: impl Into<Command>) -> Bytes {
+    command.into().to_packet().to_bytes().unwrap_or_default()
+}
+
+/// A uid or group name as PHP's array keys read it ("42" is the integer 42).
+pub(super) fn name(text: &str) -> Key {
+    Key::from(Bytes::copy_from_slice(text.as_bytes()))
 }

@@ -3,7 +3,7 @@
 //! bytes that must arrive as a binary frame (they need not be UTF-8, which a text frame must be).
 
 use bytes::Bytes;
-use gatewire_proto::Flags;
+use gatewire_proto::command;
 
 /// A message for one or many clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,9 +33,10 @@ impl Message {
         self.binary
     }
 
-    /// The packet flag: a scalar body, with gatewire's binary bit when binary.
-    pub(crate) fn flag(&self) -> Flags {
-        Flags::SCALAR.with_binary(self.binary)
+    /// The message as a command carries it: a scalar body, with gatewire's binary bit when
+    /// binary.
+    pub(crate) fn wire(&self) -> command::Message {
+        command::Message::new(self.body.clone(), self.binary)
     }
 }
 

@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use gatewire_proto::ext::{Select, SelectField, SelectWhere, key_list_ext};
+use gatewire_proto::ClientId;
+use gatewire_proto::command::{Command, Query};
+use gatewire_proto::ext::{Select, SelectField, SelectWhere};
 use gatewire_proto::php::{Array, Key, Value, unserialize};
-use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet};
 use tracing::warn;
 
-use super::gateway::{Answer, Gateway, GroupMembers, Transport, client_on, key_text};
+use super::gateway::{Answer, Gateway, GroupMembers, Transport, client_on, key_text, name};
 use super::transport::{self, QueryError};
 
 impl Gateway {
@@ -30,13 +31,9 @@ impl Gateway {
         }
     }
 
-    fn ask_owner(&self, client: ClientId, cmd: Cmd, ext: &str) -> Result<Value, QueryError> {
+    fn ask_owner(&self, client: ClientId, query: Query) -> Result<Value, QueryError> {
         self.flush_links();
-        let request = Packet::new(
-            Header::for_connection(cmd, client.connection_id, Flags::SCALAR),
-            ext.to_owned(),
-            "",
-        );
+        let request = Command::Query(query).to_packet();
         let addr = client.gateway().to_string();
         let reply = transport::ask(&addr, &self.secret, &request)?;
         unserialize(&reply).map_err(|e| QueryError::BadReply {
@@ -46,13 +43,9 @@ impl Gateway {
     }
 
     /// Asks every announced gateway; each answer comes with the address that gave it.
-    fn ask_all(&self, cmd: Cmd, ext: &str) -> Answer<Vec<(String, Value)>> {
+    fn ask_all(&self, query: Query) -> Answer<Vec<(String, Value)>> {
         self.flush_links();
-        let request = Packet::new(
-            Header::for_connection(cmd, 0, Flags::SCALAR),
-            ext.to_owned(),
-            "",
-        );
+        let request = Command::Query(query).to_packet();
         let mut value = Vec::new();
         let mut unreachable = Vec::new();
         for addr in self.known() {
@@ -79,7 +72,10 @@ impl Gateway {
         fields: &[SelectField],
         filter: Option<&SelectWhere>,
     ) -> Answer<Vec<(ClientId, Array)>> {
-        let answers = self.ask_all(Cmd::Select, &Select::to_ext(fields, filter));
+        let answers = self.ask_all(Query::Select(Select {
+            fields: fields.to_vec(),
+            filter: filter.cloned(),
+        }));
         let mut rows = Vec::new();
         for (addr, reply) in &answers.value {
             let Some(map) = reply.as_array() else {
@@ -102,21 +98,34 @@ impl Gateway {
 
     /// `isOnline($id)`.
     pub fn is_online(&self, client: ClientId) -> Result<bool, QueryError> {
-        Ok(self.ask_owner(client, Cmd::IsOnline, "")?.as_int() == Some(1))
+        Ok(self
+            .ask_owner(
+                client,
+                Query::IsOnline {
+                    connection_id: client.connection_id,
+                },
+            )?
+            .as_int()
+            == Some(1))
     }
 
     /// `getSession($id)`: `None` when there is no such client (or its session is empty).
     pub fn get_session(&self, client: ClientId) -> Result<Option<Array>, QueryError> {
         Ok(
-            match self.ask_owner(client, Cmd::GetSessionByClientId, "")? {
+            match self.ask_owner(
+                client,
+                Query::GetSession {
+                    connection_id: client.connection_id,
+                },
+            )? {
                 Value::Array(a) => Some(a),
                 _ => None,
             },
         )
     }
 
-    fn sessions(&self, cmd: Cmd, ext: &str) -> Answer<BTreeMap<ClientId, Option<Array>>> {
-        let answers = self.ask_all(cmd, ext);
+    fn sessions(&self, query: Query) -> Answer<BTreeMap<ClientId, Option<Array>>> {
+        let answers = self.ask_all(query);
         let mut out = BTreeMap::new();
         for (addr, reply) in &answers.value {
             for (key, session) in reply.as_array().into_iter().flat_map(Array::iter) {
@@ -140,7 +149,7 @@ impl Gateway {
 
     /// `getAllClientSessions()`.
     pub fn get_all_client_sessions(&self) -> Answer<BTreeMap<ClientId, Option<Array>>> {
-        self.sessions(Cmd::GetAllClientSessions, "")
+        self.sessions(Query::GetAllClientSessions)
     }
 
     /// `getClientSessionsByGroup($group)`.
@@ -148,11 +157,13 @@ impl Gateway {
         &self,
         group: &str,
     ) -> Answer<BTreeMap<ClientId, Option<Array>>> {
-        self.sessions(Cmd::GetClientSessionsByGroup, group)
+        self.sessions(Query::GetClientSessionsByGroup { group: name(group) })
     }
 
     fn count_by_group(&self, group: &str) -> Answer<u64> {
-        let answers = self.ask_all(Cmd::GetClientCountByGroup, group);
+        let answers = self.ask_all(Query::GetClientCountByGroup {
+            group: (!group.is_empty()).then(|| name(group)),
+        });
         Answer {
             value: answers
                 .value
@@ -194,7 +205,7 @@ impl Gateway {
 
     /// `getClientIdByUid($uid)`.
     pub fn get_client_id_by_uid(&self, uid: &str) -> Answer<Vec<ClientId>> {
-        let answers = self.ask_all(Cmd::GetClientIdByUid, uid);
+        let answers = self.ask_all(Query::GetClientIdByUid { uid: name(uid) });
         let mut out = Vec::new();
         for (addr, reply) in &answers.value {
             for id in reply.as_array().into_iter().flat_map(Array::values) {
@@ -225,11 +236,11 @@ impl Gateway {
             connection_ids: Some(vec![client.connection_id]),
             ..SelectWhere::default()
         };
-        let reply = self.ask_owner(
-            client,
-            Cmd::Select,
-            &Select::to_ext(&[SelectField::Uid], Some(&filter)),
-        )?;
+        let select = Select {
+            fields: vec![SelectField::Uid],
+            filter: Some(filter),
+        };
+        let reply = self.ask_owner(client, Query::Select(select))?;
         let row = reply
             .as_array()
             .and_then(|m| m.get(&Key::from(client.connection_id)))
@@ -274,7 +285,7 @@ impl Gateway {
 
     /// `getAllGroupIdList()`.
     pub fn get_all_group_id_list(&self) -> Answer<BTreeSet<String>> {
-        let answers = self.ask_all(Cmd::GetGroupIdList, "");
+        let answers = self.ask_all(Query::GetGroupIdList);
         let groups = answers
             .value
             .iter()
@@ -349,7 +360,9 @@ impl Gateway {
         &self,
         uids: &[&str],
     ) -> Answer<BTreeMap<String, Vec<ClientId>>> {
-        let answers = self.ask_all(Cmd::BatchGetClientIdByUid, &key_list_ext(uids));
+        let answers = self.ask_all(Query::BatchGetClientIdByUid {
+            uids: uids.iter().map(|u| name(u)).collect(),
+        });
         let mut out: BTreeMap<String, Vec<ClientId>> =
             uids.iter().map(|u| ((*u).to_owned(), Vec::new())).collect();
         for (addr, reply) in &answers.value {
@@ -390,7 +403,9 @@ impl Gateway {
         &self,
         groups: &[&str],
     ) -> Answer<BTreeMap<String, u64>> {
-        let answers = self.ask_all(Cmd::BatchGetClientCountByGroup, &key_list_ext(groups));
+        let answers = self.ask_all(Query::BatchGetClientCountByGroup {
+            groups: groups.iter().map(|g| name(g)).collect(),
+        });
         let mut out: BTreeMap<String, u64> = groups.iter().map(|g| ((*g).to_owned(), 0)).collect();
         for (_, reply) in &answers.value {
             for (group, count) in reply.as_array().into_iter().flat_map(Array::iter) {

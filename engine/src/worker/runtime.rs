@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use gatewire_proto::auth::worker_connect_body;
+use gatewire_proto::command::{Command, Control};
 use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::php::{Value, serialize, unserialize};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
@@ -208,7 +209,7 @@ async fn run_thread<A: Events>(
 /// has confirmed (its confirmation follows the last event it sent us), a link is lost, the
 /// timeout passes, or a plain stop is requested.
 async fn drain<A: Events>(worker: &Worker<A>, timeout: Duration, control: &WorkerControl) {
-    let request = Packet::new(Header::command(CMD_WORKER_DRAIN), "", "");
+    let request = Command::Control(Control::Drain).to_packet();
     let Ok(request) = request.to_bytes() else {
         return;
     };
@@ -295,7 +296,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 worker_connect_body(&worker.worker_key, &worker.secret),
             );
             // The gateway echoes the confirmation request once it has handled the hello.
-            let confirm = Packet::new(Header::command(CMD_WORKER_CONFIRM), "", "");
+            let confirm = Command::Control(Control::Confirm).to_packet();
             for packet in [hello, confirm] {
                 if let Ok(bytes) = packet.to_bytes() {
                     outbox.borrow_mut().push(bytes);

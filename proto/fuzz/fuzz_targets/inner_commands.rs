@@ -1,37 +1,28 @@
 //! An inner link as the gateway reads it: a packet stream (in two pieces, under the bound an
-//! unauthenticated link gets), each packet's ext and body parsed the way its command is applied
-//! (targets, key lists, SELECT, sessions, hellos, message bodies). Nothing may panic.
+//! unauthenticated link gets), each packet read as the gateway reads it — a hello, or a typed
+//! `Command` — with the body and session parsed as applying it would. A command that parses
+//! must encode back to a packet that parses to the same command. Nothing may panic.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::auth::Auth;
-use gatewire_proto::ext::{Select, SendToAllTarget, SendToGroup, parse_key_list};
+use gatewire_proto::command::{Command, Session};
 use gatewire_proto::php::merge_session;
 use gatewire_proto::{Cmd, Packet, PacketDecoder, packet};
 use libfuzzer_sys::fuzz_target;
 
-/// The parse each command's handler does before it touches any state.
+/// What the gateway does with a packet before it touches any state.
 fn apply(packet: &Packet) {
-    match packet.header.cmd {
-        Cmd::WorkerConnect | Cmd::GatewayClientConnect => {
-            let _ = Auth::parse(&packet.body, packet.header.cmd == Cmd::WorkerConnect);
+    if matches!(packet.header.cmd, Cmd::WorkerConnect | Cmd::GatewayClientConnect) {
+        let _ = Auth::parse(&packet.body, packet.header.cmd == Cmd::WorkerConnect);
+        return;
+    }
+    if let Ok(command) = Command::from_packet(packet) {
+        if let Command::Session(Session::Update { update, .. }) = &command {
+            let _ = merge_session(&Bytes::from_static(b"a:1:{s:1:\"k\";i:1;}"), update);
         }
-        Cmd::SendToAll => {
-            let _ = SendToAllTarget::parse(&packet.ext);
-        }
-        Cmd::SendToGroup => {
-            let _ = SendToGroup::parse(&packet.ext);
-        }
-        Cmd::SendToUid | Cmd::BatchGetClientIdByUid | Cmd::BatchGetClientCountByGroup => {
-            let _ = parse_key_list(&packet.ext);
-        }
-        Cmd::Select => {
-            let _ = Select::parse(&packet.ext);
-        }
-        Cmd::UpdateSession => {
-            let _ = merge_session(&Bytes::from_static(b"a:1:{s:1:\"k\";i:1;}"), &packet.ext);
-        }
-        _ => {}
+        let again = Command::from_packet(&command.to_packet());
+        assert_eq!(again.as_ref(), Ok(&command), "encode then parse changes {command:?}");
     }
     let _ = packet::decode_body(packet.header.flag, &packet.body);
 }

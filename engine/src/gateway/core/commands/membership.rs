@@ -1,28 +1,43 @@
 //! uids and groups: BIND_UID, UNBIND_UID, JOIN_GROUP, LEAVE_GROUP, UNGROUP. Names follow PHP's
 //! array-key rules ("42" and 42 are one uid); empty or "0" names are refused, as in GatewayWorker.
 
-use gatewire_proto::Packet;
-use gatewire_proto::php::{Key, Value};
+use gatewire_proto::command::Membership;
+use gatewire_proto::php::Key;
 use tracing::warn;
 
 use crate::gateway::core::state::Shard;
 
-/// The uid or group named by a raw ext, unless PHP would treat it as empty.
-fn name(packet: &Packet, what: &str) -> Option<Key> {
-    if !Value::Str(packet.ext.clone()).is_truthy() {
+/// A uid or group name that PHP would take: an empty or falsy one ("", "0") is refused.
+fn usable(name: Key, what: &str) -> Option<Key> {
+    if !name.to_value().is_truthy() {
         warn!(
             "{what} {:?} is empty and was refused",
-            String::from_utf8_lossy(&packet.ext)
+            String::from_utf8_lossy(&name.to_bytes())
         );
         return None;
     }
-    Some(Key::from(packet.ext.clone()))
+    Some(name)
 }
 
 impl Shard {
-    pub(super) fn bind_uid(&mut self, packet: &Packet) {
-        let id = packet.header.connection_id;
-        let Some(uid) = name(packet, "uid") else {
+    pub(super) fn apply_membership(&mut self, command: Membership) {
+        match command {
+            Membership::BindUid { connection_id, uid } => self.bind_uid(connection_id, uid),
+            Membership::UnbindUid { connection_id } => self.unbind_uid(connection_id),
+            Membership::JoinGroup {
+                connection_id,
+                group,
+            } => self.join_group(connection_id, group),
+            Membership::LeaveGroup {
+                connection_id,
+                group,
+            } => self.leave_group(connection_id, group),
+            Membership::Ungroup { group } => self.ungroup(group),
+        }
+    }
+
+    fn bind_uid(&mut self, id: u32, uid: Key) {
+        let Some(uid) = usable(uid, "uid") else {
             return;
         };
         let Some(client) = self.clients.get_mut(&id) else {
@@ -34,8 +49,7 @@ impl Shard {
         self.uids.add(uid, id);
     }
 
-    pub(super) fn unbind_uid(&mut self, packet: &Packet) {
-        let id = packet.header.connection_id;
+    fn unbind_uid(&mut self, id: u32) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -44,9 +58,8 @@ impl Shard {
         }
     }
 
-    pub(super) fn join_group(&mut self, packet: &Packet) {
-        let id = packet.header.connection_id;
-        let Some(group) = name(packet, "group") else {
+    fn join_group(&mut self, id: u32, group: Key) {
+        let Some(group) = usable(group, "group") else {
             return;
         };
         let Some(client) = self.clients.get_mut(&id) else {
@@ -60,9 +73,8 @@ impl Shard {
         self.groups.add(group, id);
     }
 
-    pub(super) fn leave_group(&mut self, packet: &Packet) {
-        let id = packet.header.connection_id;
-        let Some(group) = name(packet, "group") else {
+    fn leave_group(&mut self, id: u32, group: Key) {
+        let Some(group) = usable(group, "group") else {
             return;
         };
         let Some(client) = self.clients.get_mut(&id) else {
@@ -74,9 +86,8 @@ impl Shard {
         self.groups.remove(&group, id);
     }
 
-    /// Dissolves a group; its members stay connected.
-    pub(super) fn ungroup(&mut self, packet: &Packet) {
-        let Some(group) = name(packet, "group") else {
+    fn ungroup(&mut self, group: Key) {
+        let Some(group) = usable(group, "group") else {
             return;
         };
         let Some(members) = self.groups.remove_key(&group) else {

@@ -1,5 +1,5 @@
-//! Worker commands (protocol §2.3, §5.6, §5.7): authentication, then one handler per command
-//! family. Per-client commands for an unknown connection id are ignored, as in GatewayWorker.
+//! Worker commands (protocol §2.3, §5.6, §5.7): authentication, then the typed command
+//! (`gatewire_proto::command`) applied by the handler of its family, in the file of the same name. Per-client commands for an unknown connection id are ignored, as in GatewayWorker.
 
 mod membership;
 mod query;
@@ -9,6 +9,7 @@ mod session;
 use std::rc::Rc;
 
 use gatewire_proto::auth::Auth;
+use gatewire_proto::command::{Command, CommandError, Control};
 use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::{Cmd, Header, Packet};
 use tracing::warn;
@@ -89,36 +90,20 @@ impl Shard {
             }
             _ => {}
         }
-        match cmd {
-            Cmd::SendToOne => self.send_to_one(&packet),
-            Cmd::SendToAll => self.send_to_all(link_id, &packet),
-            Cmd::SendToUid => self.send_to_uid(link_id, &packet),
-            Cmd::SendToGroup => self.send_to_group(link_id, &packet),
-            Cmd::Kick => self.kick(&packet),
-            Cmd::Destroy => self.destroy(&packet),
-            Cmd::BindUid => self.bind_uid(&packet),
-            Cmd::UnbindUid => self.unbind_uid(&packet),
-            Cmd::JoinGroup => self.join_group(&packet),
-            Cmd::LeaveGroup => self.leave_group(&packet),
-            Cmd::Ungroup => self.ungroup(&packet),
-            Cmd::SetSession => self.set_session(&packet),
-            Cmd::UpdateSession => self.update_session(&packet),
-            Cmd::GetSessionByClientId => self.get_session(link_id, &packet),
-            Cmd::GetAllClientSessions => self.get_all_client_sessions(link_id),
-            Cmd::IsOnline => self.is_online(link_id, &packet),
-            Cmd::GetClientIdByUid => self.get_client_id_by_uid(link_id, &packet),
-            Cmd::BatchGetClientIdByUid => self.batch_get_client_id_by_uid(link_id, &packet),
-            Cmd::GetClientSessionsByGroup => self.get_client_sessions_by_group(link_id, &packet),
-            Cmd::GetClientCountByGroup => self.get_client_count_by_group(link_id, &packet),
-            Cmd::BatchGetClientCountByGroup => {
-                self.batch_get_client_count_by_group(link_id, &packet)
+        match Command::from_packet(&packet) {
+            Ok(Command::Send(c)) => self.apply_send(c),
+            Ok(Command::Membership(c)) => self.apply_membership(c),
+            Ok(Command::Session(c)) => self.apply_session(c),
+            Ok(Command::Query(q)) => self.answer(link_id, q),
+            Ok(Command::Control(Control::Drain)) => self.worker_drain(link_id),
+            Ok(Command::Control(Control::Confirm)) => self.echo_signal(link_id, CMD_WORKER_CONFIRM),
+            Err(CommandError::Ext(e)) => {
+                warn!(cmd = u8::from(cmd), error = %e, "bad ext from an inner link, closing it");
+                self.stats.bad_inner_packets += 1;
+                self.close_link(link_id);
             }
-            Cmd::GetGroupIdList => self.get_group_id_list(link_id),
-            Cmd::Select => self.select(link_id, &packet),
-            CMD_WORKER_DRAIN => self.worker_drain(link_id),
-            CMD_WORKER_CONFIRM => self.echo_signal(link_id, cmd),
-            other => {
-                warn!(%peer, cmd = u8::from(other), "gateway inner pack err");
+            Err(CommandError::NotACommand(_)) => {
+                warn!(%peer, cmd = u8::from(cmd), "gateway inner pack err");
                 self.stats.bad_inner_packets += 1;
             }
         }

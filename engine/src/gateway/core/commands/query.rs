@@ -1,14 +1,69 @@
 //! Queries (protocol §2.4, §5.7): each answers on the link it came in on with
 //! `u32 length + serialize(result)`.
 
-use gatewire_proto::Packet;
-use gatewire_proto::ext::{Select, SelectField, parse_key_list};
+use gatewire_proto::command::Query;
+use gatewire_proto::ext::{Select, SelectField};
 use gatewire_proto::php::{Array, Key, Value, serialize};
 use indexmap::IndexSet;
 
 use crate::gateway::core::state::{Client, Shard};
 
 impl Shard {
+    /// Answers `query` on the link it came in on.
+    pub(super) fn answer(&mut self, link_id: u64, query: Query) {
+        match query {
+            Query::GetSession { connection_id } => self.get_session(link_id, connection_id),
+            Query::GetAllClientSessions => self.get_all_client_sessions(link_id),
+            Query::IsOnline { connection_id } => {
+                let online = self.clients.contains_key(&connection_id);
+                self.reply_value(link_id, Value::Int(i64::from(online)));
+            }
+            Query::GetClientIdByUid { uid } => {
+                let value = self.ids_of_uid(&uid);
+                self.reply_value(link_id, value);
+            }
+            Query::BatchGetClientIdByUid { uids } => {
+                let mut out = Array::new();
+                for uid in uids {
+                    let ids = self.ids_of_uid(&uid);
+                    out.insert(uid, ids);
+                }
+                self.reply_value(link_id, Value::Array(out));
+            }
+            Query::GetClientSessionsByGroup { group } => {
+                self.get_client_sessions_by_group(link_id, &group)
+            }
+            Query::GetClientCountByGroup { group } => {
+                let count = match group {
+                    None => self.clients.len(),
+                    Some(group) => self.groups.get(&group).map_or(0, IndexSet::len),
+                };
+                self.reply_value(link_id, Value::Int(count as i64));
+            }
+            Query::BatchGetClientCountByGroup { groups } => {
+                let mut out = Array::new();
+                for group in groups {
+                    let count = self.groups.get(&group).map_or(0, IndexSet::len);
+                    out.insert(group, Value::Int(count as i64));
+                }
+                self.reply_value(link_id, Value::Array(out));
+            }
+            Query::GetGroupIdList => self.get_group_id_list(link_id),
+            Query::Select(select) => self.select(link_id, select),
+        }
+    }
+
+    /// The stored session byte for byte: `N;` for a connection that is not here, an empty
+    /// array for one without a session.
+    fn get_session(&mut self, link_id: u64, id: u32) {
+        let reply = match self.clients.get(&id) {
+            None => bytes::Bytes::from_static(b"N;"),
+            Some(c) if c.session.is_empty() => bytes::Bytes::from_static(b"a:0:{}"),
+            Some(c) => c.session.clone(),
+        };
+        self.reply(link_id, &reply);
+    }
+
     fn reply_value(&mut self, link_id: u64, value: Value) {
         let bytes = serialize(&value);
         self.reply(link_id, &bytes);
@@ -24,29 +79,23 @@ impl Shard {
         Value::Array(out)
     }
 
-    pub(super) fn get_all_client_sessions(&mut self, link_id: u64) {
+    fn get_all_client_sessions(&mut self, link_id: u64) {
         let mut ids: Vec<u32> = self.clients.keys().copied().collect();
         ids.sort_unstable();
         let value = self.sessions_of(ids.into_iter());
         self.reply_value(link_id, value);
     }
 
-    pub(super) fn get_client_sessions_by_group(&mut self, link_id: u64, packet: &Packet) {
-        let group = Key::from(packet.ext.clone());
+    fn get_client_sessions_by_group(&mut self, link_id: u64, group: &Key) {
         let ids: Vec<u32> = self
             .groups
-            .get(&group)
+            .get(group)
             .into_iter()
             .flatten()
             .copied()
             .collect();
         let value = self.sessions_of(ids.into_iter());
         self.reply_value(link_id, value);
-    }
-
-    pub(super) fn is_online(&mut self, link_id: u64, packet: &Packet) {
-        let online = self.clients.contains_key(&packet.header.connection_id);
-        self.reply_value(link_id, Value::Int(i64::from(online)));
     }
 
     fn ids_of_uid(&self, uid: &Key) -> Value {
@@ -57,50 +106,7 @@ impl Shard {
         Value::Array(list)
     }
 
-    pub(super) fn get_client_id_by_uid(&mut self, link_id: u64, packet: &Packet) {
-        let value = self.ids_of_uid(&Key::from(packet.ext.clone()));
-        self.reply_value(link_id, value);
-    }
-
-    pub(super) fn batch_get_client_id_by_uid(&mut self, link_id: u64, packet: &Packet) {
-        let uids = match parse_key_list(&packet.ext) {
-            Ok(u) => u,
-            Err(e) => return self.bad_ext(link_id, packet, e),
-        };
-        let mut out = Array::new();
-        for uid in uids {
-            let ids = self.ids_of_uid(&uid);
-            out.insert(uid, ids);
-        }
-        self.reply_value(link_id, Value::Array(out));
-    }
-
-    /// ext `""` counts every client of this shard; otherwise the group's size.
-    pub(super) fn get_client_count_by_group(&mut self, link_id: u64, packet: &Packet) {
-        let count = if packet.ext.is_empty() {
-            self.clients.len()
-        } else {
-            self.groups
-                .get(&Key::from(packet.ext.clone()))
-                .map_or(0, IndexSet::len)
-        };
-        self.reply_value(link_id, Value::Int(count as i64));
-    }
-
-    pub(super) fn batch_get_client_count_by_group(&mut self, link_id: u64, packet: &Packet) {
-        let groups = match parse_key_list(&packet.ext) {
-            Ok(g) => g,
-            Err(e) => return self.bad_ext(link_id, packet, e),
-        };
-        let mut out = Array::new();
-        for group in groups {
-            let count = self.groups.get(&group).map_or(0, IndexSet::len);
-            out.insert(group, Value::Int(count as i64));
-        }
-        self.reply_value(link_id, Value::Array(out));
-    }
-
-    pub(super) fn get_group_id_list(&mut self, link_id: u64) {
+    fn get_group_id_list(&mut self, link_id: u64) {
         let mut list = Array::new();
         for group in self.groups.keys_in_creation_order() {
             list.push(group.to_value());
@@ -109,11 +115,8 @@ impl Shard {
     }
 
     /// `[connection_id => [field => value]]` for the selected connections.
-    pub(super) fn select(&mut self, link_id: u64, packet: &Packet) {
-        let Select { fields, filter } = match Select::parse(&packet.ext) {
-            Ok(s) => s,
-            Err(e) => return self.bad_ext(link_id, packet, e),
-        };
+    fn select(&mut self, link_id: u64, select: Select) {
+        let Select { fields, filter } = select;
         let ids: Vec<u32> = match &filter {
             None => {
                 let mut ids: Vec<u32> = self.clients.keys().copied().collect();

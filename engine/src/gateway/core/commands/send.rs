@@ -3,9 +3,8 @@
 //! per-recipient work is a refcount bump and a queue push).
 
 use bytes::Bytes;
-use gatewire_proto::ext::{SendToAllTarget, SendToGroup, parse_key_list};
-use gatewire_proto::php::Value;
-use gatewire_proto::{Packet, packet};
+use gatewire_proto::command::{Message, Send};
+use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
 use tracing::warn;
 
 use crate::gateway::core::encode::client_frame;
@@ -13,9 +12,30 @@ use crate::gateway::core::state::Shard;
 use crate::gateway::core::stats::CloseCause;
 
 impl Shard {
+    pub(super) fn apply_send(&mut self, command: Send) {
+        match command {
+            Send::ToOne {
+                connection_id,
+                message,
+            } => self.send_to_one(connection_id, &message),
+            Send::ToAll { target, message } => self.send_to_all(target, &message),
+            Send::ToUid { uids, message } => self.send_to_uid(&uids, &message),
+            Send::ToGroup { target, message } => self.send_to_group(target, &message),
+            Send::Kick {
+                connection_id,
+                message,
+            } => self.kick(connection_id, message.as_ref()),
+            Send::Destroy { connection_id } => {
+                if self.clients.contains_key(&connection_id) {
+                    self.destroy_client(connection_id, CloseCause::Worker);
+                }
+            }
+        }
+    }
+
     /// The body encoded for this shard's clients, or `None` (logged) when it cannot be sent.
-    fn frame_for(&mut self, packet: &Packet) -> Option<Bytes> {
-        match client_frame(self.settings.protocol, packet.header.flag, &packet.body) {
+    fn frame_for(&mut self, message: &Message) -> Option<Bytes> {
+        match client_frame(self.settings.protocol, message.flag, &message.body) {
             Ok(frame) => Some(frame),
             Err(e) => {
                 warn!(error = %e, "message not sent");
@@ -24,29 +44,17 @@ impl Shard {
         }
     }
 
-    /// A command whose ext cannot be read: the link is misbehaving and is closed.
-    pub(super) fn bad_ext(&mut self, link_id: u64, packet: &Packet, error: impl std::fmt::Display) {
-        warn!(cmd = u8::from(packet.header.cmd), %error, "bad ext from an inner link, closing it");
-        self.stats.bad_inner_packets += 1;
-        self.close_link(link_id);
-    }
-
-    pub(super) fn send_to_one(&mut self, packet: &Packet) {
-        let id = packet.header.connection_id;
+    fn send_to_one(&mut self, id: u32, message: &Message) {
         if !self.clients.contains_key(&id) {
             return;
         }
-        if let Some(frame) = self.frame_for(packet) {
+        if let Some(frame) = self.frame_for(message) {
             self.deliver(id, frame);
         }
     }
 
-    pub(super) fn send_to_all(&mut self, link_id: u64, packet: &Packet) {
-        let target = match SendToAllTarget::parse(&packet.ext) {
-            Ok(t) => t,
-            Err(e) => return self.bad_ext(link_id, packet, e),
-        };
-        let Some(frame) = self.frame_for(packet) else {
+    fn send_to_all(&mut self, target: SendToAllTarget, message: &Message) {
+        let Some(frame) = self.frame_for(message) else {
             return;
         };
         let ids: Vec<u32> = match target {
@@ -66,12 +74,8 @@ impl Shard {
         }
     }
 
-    pub(super) fn send_to_uid(&mut self, link_id: u64, packet: &Packet) {
-        let uids = match parse_key_list(&packet.ext) {
-            Ok(u) => u,
-            Err(e) => return self.bad_ext(link_id, packet, e),
-        };
-        let Some(frame) = self.frame_for(packet) else {
+    fn send_to_uid(&mut self, uids: &[gatewire_proto::Key], message: &Message) {
+        let Some(frame) = self.frame_for(message) else {
             return;
         };
         let ids: Vec<u32> = uids
@@ -85,12 +89,9 @@ impl Shard {
         }
     }
 
-    pub(super) fn send_to_group(&mut self, link_id: u64, packet: &Packet) {
-        let SendToGroup { groups, exclude } = match SendToGroup::parse(&packet.ext) {
-            Ok(g) => g,
-            Err(e) => return self.bad_ext(link_id, packet, e),
-        };
-        let Some(frame) = self.frame_for(packet) else {
+    fn send_to_group(&mut self, target: SendToGroup, message: &Message) {
+        let SendToGroup { groups, exclude } = target;
+        let Some(frame) = self.frame_for(message) else {
             return;
         };
         // A client in two listed groups gets the message twice, as in GatewayWorker.
@@ -106,31 +107,19 @@ impl Shard {
         }
     }
 
-    /// Sends the body unless it is a serialized null, then closes once the output is written. No
-    /// WebSocket close frame, as in GatewayWorker.
-    pub(super) fn kick(&mut self, packet: &Packet) {
-        let id = packet.header.connection_id;
+    /// Sends the last message (if any), then closes once the output is written. No WebSocket
+    /// close frame, as in GatewayWorker.
+    fn kick(&mut self, id: u32, message: Option<&Message>) {
         if !self.clients.contains_key(&id) {
             return;
         }
-        let has_message = packet.header.flag.body_is_scalar()
-            || packet::decode_body(packet.header.flag, &packet.body) != Value::Null;
-        if has_message {
-            if let Some(frame) = self.frame_for(packet) {
-                self.deliver(id, frame);
-            }
+        if let Some(frame) = message.and_then(|m| self.frame_for(m)) {
+            self.deliver(id, frame);
         }
         if let Some(client) = self.clients.get_mut(&id) {
             // Frames queued before the WebSocket handshake finished still go out first.
             client.outbox.release();
         }
         self.close_client_after_flush(id, CloseCause::Worker);
-    }
-
-    pub(super) fn destroy(&mut self, packet: &Packet) {
-        let id = packet.header.connection_id;
-        if self.clients.contains_key(&id) {
-            self.destroy_client(id, CloseCause::Worker);
-        }
     }
 }
