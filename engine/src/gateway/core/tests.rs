@@ -573,3 +573,63 @@ fn a_stopping_gateway_says_going_away_after_what_was_queued_and_drops_handshakes
         "the handshake counted now; the other once its connection ends"
     );
 }
+
+#[test]
+fn batch_session_and_select_queries_answer_from_the_indexes() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let q = c.query_link();
+    let (a, b) = (c.accept(), c.accept());
+    c.command(w, Cmd::JoinGroup, a, "g", "");
+    c.command(w, Cmd::JoinGroup, b, "g", "");
+    c.command(w, Cmd::BindUid, a, "alice", "");
+    c.command(w, Cmd::BindUid, b, "bob", "");
+    c.command(w, Cmd::SetSession, a, "a:1:{s:1:\"k\";i:1;}", "");
+    c.command(w, Cmd::UnbindUid, b, "", "");
+    let uids = key_list_ext(&["alice", "bob"]);
+    c.command(q, Cmd::BatchGetClientIdByUid, 0, &uids, "");
+    c.command(
+        q,
+        Cmd::BatchGetClientCountByGroup,
+        0,
+        &key_list_ext(&["g", "h"]),
+        "",
+    );
+    c.command(q, Cmd::GetClientSessionsByGroup, 0, "g", "");
+    c.command(q, Cmd::GetAllClientSessions, 0, "", "");
+    let select = gatewire_proto::ext::Select::to_ext(
+        &[
+            gatewire_proto::ext::SelectField::Uid,
+            gatewire_proto::ext::SelectField::Groups,
+        ],
+        None,
+    );
+    c.command(q, Cmd::Select, 0, &select, "");
+    let session = "s:18:\"a:1:{s:1:\"k\";i:1;}\";";
+    assert_eq!(
+        c.replies(q),
+        [
+            format!("a:2:{{s:5:\"alice\";a:1:{{i:0;i:{a};}}s:3:\"bob\";a:0:{{}}}}"),
+            "a:2:{s:1:\"g\";i:2;s:1:\"h\";i:0;}".to_owned(),
+            format!("a:2:{{i:{a};{session}i:{b};s:0:\"\";}}"),
+            format!("a:2:{{i:{a};{session}i:{b};s:0:\"\";}}"),
+            format!(
+                "a:2:{{i:{a};a:2:{{s:3:\"uid\";s:5:\"alice\";s:6:\"groups\";a:1:{{s:1:\"g\";s:1:\"g\";}}}}\
+                 i:{b};a:2:{{s:3:\"uid\";N;s:6:\"groups\";a:1:{{s:1:\"g\";s:1:\"g\";}}}}}}"
+            ),
+        ],
+        "bob was unbound: no ids, no uid in SELECT"
+    );
+}
+
+#[test]
+fn a_new_worker_is_confirmed_after_its_hello() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    c.command(w, gatewire_proto::packet::CMD_WORKER_CONFIRM, 0, "", "");
+    assert_eq!(
+        c.cmds(w),
+        [(gatewire_proto::packet::CMD_WORKER_CONFIRM, 0)],
+        "the confirm comes back on the link"
+    );
+}
