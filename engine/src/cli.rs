@@ -623,7 +623,8 @@ fn start_single_process<A: Events>(
 ) -> Result<(), String> {
     // SIGINT/SIGTERM go to the main thread only (threads started below inherit the mask).
     system::block_stop_signals();
-    let running = std::sync::Arc::new(Running::start(config, roles, custom)?);
+    let running =
+        std::sync::Arc::new(Running::start(config, roles, custom).map_err(|e| e.to_string())?);
     if let Some(listen) = config.metrics.listen {
         let r = running.clone();
         crate::metrics::serve(listen, move || r.metrics())?;

@@ -86,6 +86,24 @@ impl ProcessStatus {
     }
 }
 
+/// Why a process could not start its roles.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no role to run (roles: register, gateway, worker)")]
+    NoRole,
+    #[error("register: cannot listen on {listen} (register.listen): {source}")]
+    RegisterListen {
+        listen: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("register: its thread ended before listening")]
+    RegisterEnded,
+    #[error(transparent)]
+    Gateway(#[from] gateway::StartError),
+    #[error(transparent)]
+    Executor(#[from] rt::ExecutorError),
+}
+
 /// How long a stopping gateway waits for its clients' goodbyes to be written.
 const GOODBYE_WAIT: Duration = Duration::from_secs(2);
 
@@ -96,7 +114,7 @@ impl Running {
         config: &Config,
         roles: &[Role],
         custom: Option<A>,
-    ) -> Result<Running, String> {
+    ) -> Result<Running, StartError> {
         match system::raise_fd_limit() {
             Ok(limit) => info!(nofile = limit, "fd limit"),
             Err(e) => info!(error = %e, "could not raise the fd limit"),
@@ -117,7 +135,7 @@ impl Running {
             running.register = Some(stats);
         }
         if roles.contains(&Role::Gateway) {
-            running.shards = gateway::start(&config.gateway).map_err(|e| e.to_string())?;
+            running.shards = gateway::start(&config.gateway)?;
         }
         if roles.contains(&Role::Worker) {
             let Workers { threads, control } = match custom {
@@ -128,7 +146,7 @@ impl Running {
             running.worker_threads = Mutex::new(threads);
         }
         if roles.is_empty() {
-            return Err("no role to run (roles: register, gateway, worker)".into());
+            return Err(StartError::NoRole);
         }
         Ok(running)
     }
@@ -301,8 +319,8 @@ impl Running {
 fn start_register(
     config: config::RegisterConfig,
     stats: Arc<RegisterStats>,
-) -> Result<std::thread::JoinHandle<()>, String> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+) -> Result<std::thread::JoinHandle<()>, StartError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
     let listen = config.listen;
     let spec = rt::ExecutorSpec::new("register", rt::Cpu::Any);
     let handle = rt::start(spec, move || async move {
@@ -311,16 +329,12 @@ fn start_register(
                 let _ = ready_tx.send(Ok(()));
                 register::serve(listener, config, stats).await;
             }
-            Err(e) => {
-                let _ = ready_tx.send(Err(format!(
-                    "register: cannot listen on {listen} (register.listen): {e}"
-                )));
+            Err(source) => {
+                let _ = ready_tx.send(Err(StartError::RegisterListen { listen, source }));
             }
         }
     })?;
-    ready_rx
-        .recv()
-        .map_err(|_| "register: thread ended before listening".to_string())??;
+    ready_rx.recv().map_err(|_| StartError::RegisterEnded)??;
     Ok(std::thread::spawn(move || {
         let _ = handle.join();
     }))

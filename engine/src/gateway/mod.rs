@@ -20,4 +20,4 @@ pub use self::core::state::{Shard, ShardSettings};
 pub use self::core::stats::{
     ClientRow, CloseCause, Inspect, Inspection, LimitWarnings, ShardSnapshot, Stats,
 };
-pub use shard::{ShardHandle, start};
+pub use shard::{ShardHandle, StartError, start};

@@ -118,7 +118,7 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
                 }),
             }),
             Err(e) => {
-                let _ = failed.send((index, Err(e)));
+                let _ = failed.send((index, Err(e.to_string())));
             }
         }
     }

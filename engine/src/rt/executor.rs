@@ -40,21 +40,36 @@ impl ExecutorSpec {
     }
 }
 
+/// Why an executor thread did not start or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The runtime could not set the thread up (its ring, its locked memory, the CPU).
+    #[error("{thread}: cannot start: {message}")]
+    Start { thread: String, message: String },
+    /// The thread's future panicked or the runtime failed under it.
+    #[error("{thread}: ended with an error: {message}")]
+    Join { thread: String, message: String },
+}
+
 /// A running executor thread; [`Executor::join`] waits for its future's result.
 #[allow(missing_debug_implementations)]
 pub struct Executor<T: Send + 'static> {
+    name: String,
     handle: glommio::ExecutorJoinHandle<T>,
 }
 
 impl<T: Send + 'static> Executor<T> {
     /// Waits until the thread's future finished; an error when it panicked or failed to run.
-    pub fn join(self) -> Result<T, String> {
-        self.handle.join().map_err(|e| e.to_string())
+    pub fn join(self) -> Result<T, ExecutorError> {
+        self.handle.join().map_err(|e| ExecutorError::Join {
+            thread: self.name,
+            message: e.to_string(),
+        })
     }
 }
 
 /// Starts a thread running an executor that runs `main` (and whatever it spawns) to completion.
-pub fn start<T, F, Fut>(spec: ExecutorSpec, main: F) -> Result<Executor<T>, String>
+pub fn start<T, F, Fut>(spec: ExecutorSpec, main: F) -> Result<Executor<T>, ExecutorError>
 where
     T: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,
@@ -72,6 +87,12 @@ where
     }
     builder
         .spawn(main)
-        .map(|handle| Executor { handle })
-        .map_err(|e| format!("{}: {e}", spec.name))
+        .map(|handle| Executor {
+            name: spec.name.clone(),
+            handle,
+        })
+        .map_err(|e| ExecutorError::Start {
+            thread: spec.name,
+            message: e.to_string(),
+        })
 }

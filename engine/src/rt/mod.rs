@@ -27,7 +27,7 @@ pub mod sockets;
 pub mod task;
 
 pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
-pub use executor::{Cpu, Executor, ExecutorSpec, start};
+pub use executor::{Cpu, Executor, ExecutorError, ExecutorSpec, start};
 pub use readiness::{ReadinessSet, ReadyIds};
 pub use sockets::{
     TcpListener, TcpStream, UnixStream, connect, listen, listen_after_restart, somaxconn,

@@ -429,24 +429,40 @@ fn uptime(d: Duration) -> String {
     }
 }
 
-/// The command line's side: sends `request` to the supervisor whose socket is in `dir`.
-/// Returns the answer's text, or the error text.
-pub fn request(dir: &Path, request: &ControlRequest) -> Result<String, String> {
+/// Why a control request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Nothing listens on the deployment's control socket.
+    #[error(
+        "gatewire is not running here: no control socket at {} ({source}). Start it with \
+         `gatewire start`, or point to the deployment you mean with -c FILE (its [run] dir), \
+         --name NAME, or --set run.dir=DIR",
+        socket.display()
+    )]
+    NotRunning {
+        socket: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The supervisor took the request but did not answer in time.
+    #[error("no answer from the supervisor: {0}")]
+    NoAnswer(std::io::Error),
+    /// The supervisor answered that the request failed, and why.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The command line's side: sends `request` to the supervisor whose socket is in `dir` and
+/// returns the answer's text.
+pub fn request(dir: &Path, request: &ControlRequest) -> Result<String, ControlError> {
     let socket = dir.join(super::SOCKET);
-    let mut stream = UnixStream::connect(&socket).map_err(|e| {
-        format!(
-            "gatewire is not running here: no control socket at {} ({e}). Start it with \
-             `gatewire start`, or point to the deployment you mean with -c FILE (its [run] dir), \
-             --name NAME, or --set run.dir=DIR",
-            socket.display()
-        )
-    })?;
+    let mut stream = UnixStream::connect(&socket)
+        .map_err(|source| ControlError::NotRunning { socket, source })?;
     let answer = channel::ask(&mut stream, &request.to_string(), ANSWER_WAIT)
-        .map_err(|e| format!("no answer from the supervisor: {e}"))?;
+        .map_err(ControlError::NoAnswer)?;
     match answer.split_once('\n') {
         Some(("ok", text)) => Ok(text.to_owned()),
-        Some((_, text)) => Err(text.trim_end().to_owned()),
-        None => Err(answer),
+        Some((_, text)) => Err(ControlError::Failed(text.trim_end().to_owned())),
+        None => Err(ControlError::Failed(answer)),
     }
 }
 

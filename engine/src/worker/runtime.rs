@@ -52,7 +52,7 @@ pub struct Workers {
 }
 
 /// Starts `config.count` worker threads running clones of `app`.
-pub fn start<A: Events>(config: &WorkerConfig, app: A) -> Result<Workers, String> {
+pub fn start<A: Events>(config: &WorkerConfig, app: A) -> Result<Workers, rt::ExecutorError> {
     let count = config.thread_count();
     let control = Arc::new(WorkerControl::new(count));
     let mut threads = Vec::with_capacity(count);
