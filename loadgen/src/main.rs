@@ -59,7 +59,7 @@ struct Args {
     /// Source addresses, e.g. 127.1.0.1-127.1.0.200 (default: the kernel picks).
     #[arg(long)]
     source_ips: Option<String>,
-    /// Threads (default: enough to keep each under 15000 clients).
+    /// Threads (default: one per core, more when that leaves a thread over 15000 clients).
     #[arg(long)]
     threads: Option<usize>,
     /// CPUs to pin the threads to, thread i on the (i mod n)-th: a list like 1 or 0,2-3.
@@ -148,10 +148,11 @@ fn run(args: Args) -> Result<(), String> {
             ));
         }
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args
         .threads
-        .unwrap_or_else(|| args.clients.div_ceil(CLIENTS_PER_THREAD).max(1) as usize)
-        .max(1);
+        .unwrap_or_else(|| (args.clients.div_ceil(CLIENTS_PER_THREAD) as usize).max(cores))
+        .clamp(1, args.clients.max(1) as usize);
     let config = Arc::new(RunConfig {
         server,
         host,
