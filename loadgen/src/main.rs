@@ -5,6 +5,7 @@
 
 mod conn;
 mod plan;
+mod reference;
 mod run;
 mod stats;
 
@@ -31,8 +32,12 @@ const CLIENTS_PER_THREAD: u64 = 15_000;
 #[command(name = "loadgen", version)]
 struct Args {
     /// Server URL, e.g. ws://127.0.0.1:8282/ (loopback only).
-    #[arg(long)]
-    url: String,
+    #[arg(long, required_unless_present = "calibrate")]
+    url: Option<String>,
+    /// Measure loadgen's own floor: run against a minimal broadcaster inside loadgen (one
+    /// thread, raw writes, no worker) instead of --url. Use the broadcast scenario.
+    #[arg(long, conflicts_with = "url")]
+    calibrate: bool,
     /// Number of clients.
     #[arg(long, default_value_t = 1000)]
     clients: u64,
@@ -132,7 +137,16 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let (server, host, path) = parse_url(&args.url)?;
+    let url = match (&args.url, args.calibrate) {
+        (_, true) => {
+            let addr = reference::start()?;
+            eprintln!("calibrating: loadgen against its reference broadcaster on {addr}");
+            format!("ws://{addr}/")
+        }
+        (Some(url), false) => url.clone(),
+        (None, false) => return Err("--url or --calibrate is needed".into()),
+    };
+    let (server, host, path) = parse_url(&url)?;
     let plan = args
         .source_ips
         .as_deref()
