@@ -71,7 +71,7 @@ async fn connection(mut stream: TcpStream, everyone: Everyone) {
     let mut chunk = vec![0u8; 16 * 1024];
     // The upgrade.
     let response = loop {
-        match websocket::parse_request(&mut input, websocket::DEFAULT_MAX_HANDSHAKE_LEN) {
+        match websocket::parse_request(&input, websocket::DEFAULT_MAX_HANDSHAKE_LEN) {
             Ok(Some((request, used))) => {
                 input.advance(used);
                 match request.accept_key() {
