@@ -164,6 +164,64 @@ fn a_query_from_a_worker_waits_for_a_slow_gateway() {
     }
 }
 
+/// "ask" asks whether the client is online without holding the thread; anything else is
+/// answered at once.
+#[derive(Clone)]
+struct AskInTheBackground;
+
+impl Events for AskInTheBackground {
+    fn on_message(&mut self, ctx: &mut Context<'_>, message: &[u8]) {
+        if message != b"ask" {
+            ctx.send("pong");
+            return;
+        }
+        let (gateway, client) = (ctx.gateway().clone(), ctx.client_id);
+        ctx.spawn(async move {
+            let answer = match gateway.nonblocking().is_online(client).await {
+                Ok(online) => format!("online: {online}"),
+                Err(e) => format!("error: {e}"),
+            };
+            gateway.send_to_client(client, answer);
+        });
+    }
+}
+
+/// A query made from a task waits without holding the worker thread: while the gateway sits on
+/// the reply, the worker keeps handling other clients' events (the reply is sent only after the
+/// test saw that), and the answer still arrives.
+#[test]
+fn a_nonblocking_query_leaves_the_worker_serving_other_events() {
+    let gateway = FakeGateway::start();
+    let _workers = gatewire::worker::start(&gateway.worker_config(), AskInTheBackground).unwrap();
+    let (mut link, mut link_buf) = gateway.accept_worker();
+    link.write_all(&gateway.message(1, "ask")).unwrap();
+    let mut query = gateway.accept();
+    let asked = read_packet(&mut query, &mut BytesMut::new());
+    assert_eq!(asked.header.cmd, Cmd::IsOnline);
+    // The query is pending: another client's event is still handled.
+    link.write_all(&gateway.message(2, "ping")).unwrap();
+    let next_send = |link: &mut TcpStream, buf: &mut BytesMut| loop {
+        let p = read_packet(link, buf);
+        if p.header.cmd == Cmd::SendToOne {
+            break p;
+        }
+    };
+    let pong = next_send(&mut link, &mut link_buf);
+    assert_eq!(
+        (pong.header.connection_id, &pong.body[..]),
+        (2, &b"pong"[..]),
+        "client 2 is served while client 1's query waits"
+    );
+    let mut reply = BytesMut::new();
+    query_reply::encode(b"i:1;", &mut reply).unwrap();
+    query.write_all(&reply).unwrap();
+    let answer = next_send(&mut link, &mut link_buf);
+    assert_eq!(
+        (answer.header.connection_id, &answer.body[..]),
+        (1, &b"online: true"[..])
+    );
+}
+
 /// Sends 100 × 1 MiB back on "flood", "ok" on anything else.
 #[derive(Clone)]
 struct Flood;

@@ -20,4 +20,5 @@ pub use directory::Directory;
 pub use gateway::{Answer, Gateway};
 pub use links::{LinkHandle, Links};
 pub use message::{Binary, Message};
+pub use queries::Queries;
 pub use transport::QueryError;

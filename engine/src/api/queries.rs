@@ -3,24 +3,43 @@
 //! merged into one [`Answer`] that names the gateways that did not answer.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use bytes::Bytes;
-use gatewire_proto::ClientId;
+use futures_lite::future::block_on;
 use gatewire_proto::command::{Command, Query};
 use gatewire_proto::ext::{Select, SelectField, SelectWhere};
 use gatewire_proto::php::{Array, Key, Value, unserialize};
+use gatewire_proto::{ClientId, Packet};
 use tracing::warn;
 
 use super::gateway::{Answer, Gateway, GroupMembers, Transport, client_on, key_text, name};
 use super::transport::{self, QueryError};
 
-impl Gateway {
-    // ---- queries -----------------------------------------------------------------------------
+/// How a query waits for its gateways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// On the caller's thread, with blocking sockets (GatewayWorker's way; GatewayClient's).
+    Blocking,
+    /// On the worker's executor: the query's sockets are the runtime's, the thread serves other
+    /// tasks meanwhile, and every gateway is asked at once.
+    Async,
+}
 
+/// The Gateway API's queries as futures: [`Gateway::nonblocking`] inside a worker (awaited in a
+/// task started with [`Context::spawn`](crate::worker::Context::spawn)), or the blocking
+/// methods of [`Gateway`] itself, which wait on the calling thread.
+#[derive(Debug, Clone)]
+pub struct Queries {
+    pub(super) gateway: Gateway,
+    pub(super) mode: Mode,
+}
+
+impl Queries {
     /// Writes what this worker queued on its event links before a query can overtake it (a
     /// session saved after one event must be visible to a query made during the next).
     fn flush_links(&self) {
-        if let Transport::Links(links) = &self.transport {
+        if let Transport::Links(links) = &self.gateway.transport {
             for (addr, link) in &links.borrow().connected {
                 let mut outbox = link.outbox.borrow_mut();
                 if let Err(e) = crate::rt::write_now(link.fd, &mut outbox, transport::QUERY_TIMEOUT)
@@ -31,32 +50,58 @@ impl Gateway {
         }
     }
 
-    fn ask_owner(&self, client: ClientId, query: Query) -> Result<Value, QueryError> {
-        self.flush_links();
-        let request = Command::Query(query).to_packet();
-        let addr = client.gateway().to_string();
-        let reply = transport::ask(&addr, &self.secret, &request)?;
+    /// One gateway's reply to `request`, unserialized.
+    async fn ask_one(&self, addr: String, request: Rc<Packet>) -> Result<Value, QueryError> {
+        let reply = match self.mode {
+            Mode::Blocking => transport::ask(&addr, &self.gateway.secret, &request),
+            Mode::Async => transport::ask_async(&addr, &self.gateway.secret, &request).await,
+        }?;
         unserialize(&reply).map_err(|e| QueryError::BadReply {
             addr,
             detail: e.to_string(),
         })
     }
 
-    /// Asks every announced gateway; each answer comes with the address that gave it.
-    fn ask_all(&self, query: Query) -> Answer<Vec<(String, Value)>> {
+    async fn ask_owner(&self, client: ClientId, query: Query) -> Result<Value, QueryError> {
         self.flush_links();
-        let request = Command::Query(query).to_packet();
+        let request = Rc::new(Command::Query(query).to_packet());
+        self.ask_one(client.gateway().to_string(), request).await
+    }
+
+    /// Asks every announced gateway (at once when async); each answer comes with the address
+    /// that gave it.
+    async fn ask_all(&self, query: Query) -> Answer<Vec<(String, Value)>> {
+        self.flush_links();
+        let request = Rc::new(Command::Query(query).to_packet());
+        let addresses = self.gateway.known();
+        let replies: Vec<Result<Value, QueryError>> = match self.mode {
+            Mode::Blocking => {
+                let mut replies = Vec::with_capacity(addresses.len());
+                for addr in &addresses {
+                    replies.push(self.ask_one(addr.clone(), request.clone()).await);
+                }
+                replies
+            }
+            Mode::Async => {
+                let tasks: Vec<_> = addresses
+                    .iter()
+                    .map(|addr| {
+                        let (me, addr, request) = (self.clone(), addr.clone(), request.clone());
+                        crate::rt::spawn_cancellable(async move { me.ask_one(addr, request).await })
+                    })
+                    .collect();
+                let mut replies = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    replies.push(task.await);
+                }
+                replies
+            }
+        };
         let mut value = Vec::new();
         let mut unreachable = Vec::new();
-        for addr in self.known() {
-            match transport::ask(&addr, &self.secret, &request) {
-                Ok(reply) => match unserialize(&reply) {
-                    Ok(v) => value.push((addr, v)),
-                    Err(e) => unreachable.push(QueryError::BadReply {
-                        addr,
-                        detail: e.to_string(),
-                    }),
-                },
+        for (addr, reply) in addresses.into_iter().zip(replies) {
+            match reply {
+                Ok(v) => value.push((addr, v)),
                 Err(e) => {
                     warn!(error = %e, "gateway query unanswered: the result is partial");
                     unreachable.push(e);
@@ -67,15 +112,17 @@ impl Gateway {
     }
 
     /// SELECT on every gateway: `(client, fields)` per selected connection.
-    fn select(
+    async fn select(
         &self,
         fields: &[SelectField],
         filter: Option<&SelectWhere>,
     ) -> Answer<Vec<(ClientId, Array)>> {
-        let answers = self.ask_all(Query::Select(Select {
-            fields: fields.to_vec(),
-            filter: filter.cloned(),
-        }));
+        let answers = self
+            .ask_all(Query::Select(Select {
+                fields: fields.to_vec(),
+                filter: filter.cloned(),
+            }))
+            .await;
         let mut rows = Vec::new();
         for (addr, reply) in &answers.value {
             let Some(map) = reply.as_array() else {
@@ -97,35 +144,33 @@ impl Gateway {
     }
 
     /// `isOnline($id)`.
-    pub fn is_online(&self, client: ClientId) -> Result<bool, QueryError> {
-        Ok(self
-            .ask_owner(
-                client,
-                Query::IsOnline {
-                    connection_id: client.connection_id,
-                },
-            )?
-            .as_int()
-            == Some(1))
+    pub async fn is_online(&self, client: ClientId) -> Result<bool, QueryError> {
+        let query = Query::IsOnline {
+            connection_id: client.connection_id,
+        };
+        Ok(self.ask_owner(client, query).await?.as_int() == Some(1))
     }
 
     /// `getSession($id)`: `None` when there is no such client (or its session is empty).
-    pub fn get_session(&self, client: ClientId) -> Result<Option<Array>, QueryError> {
+    pub async fn get_session(&self, client: ClientId) -> Result<Option<Array>, QueryError> {
         Ok(
-            match self.ask_owner(
-                client,
-                Query::GetSession {
-                    connection_id: client.connection_id,
-                },
-            )? {
+            match self
+                .ask_owner(
+                    client,
+                    Query::GetSession {
+                        connection_id: client.connection_id,
+                    },
+                )
+                .await?
+            {
                 Value::Array(a) => Some(a),
                 _ => None,
             },
         )
     }
 
-    fn sessions(&self, query: Query) -> Answer<BTreeMap<ClientId, Option<Array>>> {
-        let answers = self.ask_all(query);
+    async fn sessions(&self, query: Query) -> Answer<BTreeMap<ClientId, Option<Array>>> {
+        let answers = self.ask_all(query).await;
         let mut out = BTreeMap::new();
         for (addr, reply) in &answers.value {
             for (key, session) in reply.as_array().into_iter().flat_map(Array::iter) {
@@ -148,22 +193,25 @@ impl Gateway {
     }
 
     /// `getAllClientSessions()`.
-    pub fn get_all_client_sessions(&self) -> Answer<BTreeMap<ClientId, Option<Array>>> {
-        self.sessions(Query::GetAllClientSessions)
+    pub async fn get_all_client_sessions(&self) -> Answer<BTreeMap<ClientId, Option<Array>>> {
+        self.sessions(Query::GetAllClientSessions).await
     }
 
     /// `getClientSessionsByGroup($group)`.
-    pub fn get_client_sessions_by_group(
+    pub async fn get_client_sessions_by_group(
         &self,
         group: &str,
     ) -> Answer<BTreeMap<ClientId, Option<Array>>> {
         self.sessions(Query::GetClientSessionsByGroup { group: name(group) })
+            .await
     }
 
-    fn count_by_group(&self, group: &str) -> Answer<u64> {
-        let answers = self.ask_all(Query::GetClientCountByGroup {
-            group: (!group.is_empty()).then(|| name(group)),
-        });
+    async fn count_by_group(&self, group: &str) -> Answer<u64> {
+        let answers = self
+            .ask_all(Query::GetClientCountByGroup {
+                group: (!group.is_empty()).then(|| name(group)),
+            })
+            .await;
         Answer {
             value: answers
                 .value
@@ -175,18 +223,18 @@ impl Gateway {
     }
 
     /// `getAllClientIdCount()`: clients on every gateway.
-    pub fn get_all_client_id_count(&self) -> Answer<u64> {
-        self.count_by_group("")
+    pub async fn get_all_client_id_count(&self) -> Answer<u64> {
+        self.count_by_group("").await
     }
 
     /// `getClientIdCountByGroup($group)`.
-    pub fn get_client_id_count_by_group(&self, group: &str) -> Answer<u64> {
-        self.count_by_group(group)
+    pub async fn get_client_id_count_by_group(&self, group: &str) -> Answer<u64> {
+        self.count_by_group(group).await
     }
 
     /// `getAllClientIdList()`.
-    pub fn get_all_client_id_list(&self) -> Answer<Vec<ClientId>> {
-        let rows = self.select(&[SelectField::Uid], None);
+    pub async fn get_all_client_id_list(&self) -> Answer<Vec<ClientId>> {
+        let rows = self.select(&[SelectField::Uid], None).await;
         rows.map(|v| v.into_iter().map(|(c, _)| c).collect())
     }
 
@@ -198,14 +246,18 @@ impl Gateway {
     }
 
     /// `getClientIdListByGroup($groups)`.
-    pub fn get_client_id_list_by_group(&self, groups: &[&str]) -> Answer<Vec<ClientId>> {
-        let rows = self.select(&[SelectField::Uid], Some(&Self::by_groups(groups)));
+    pub async fn get_client_id_list_by_group(&self, groups: &[&str]) -> Answer<Vec<ClientId>> {
+        let rows = self
+            .select(&[SelectField::Uid], Some(&Self::by_groups(groups)))
+            .await;
         rows.map(|v| v.into_iter().map(|(c, _)| c).collect())
     }
 
     /// `getClientIdByUid($uid)`.
-    pub fn get_client_id_by_uid(&self, uid: &str) -> Answer<Vec<ClientId>> {
-        let answers = self.ask_all(Query::GetClientIdByUid { uid: name(uid) });
+    pub async fn get_client_id_by_uid(&self, uid: &str) -> Answer<Vec<ClientId>> {
+        let answers = self
+            .ask_all(Query::GetClientIdByUid { uid: name(uid) })
+            .await;
         let mut out = Vec::new();
         for (addr, reply) in &answers.value {
             for id in reply.as_array().into_iter().flat_map(Array::values) {
@@ -225,13 +277,16 @@ impl Gateway {
     }
 
     /// `isUidOnline($uid)`.
-    pub fn is_uid_online(&self, uid: &str) -> Answer<bool> {
-        let ids = self.get_client_id_by_uid(uid);
+    pub async fn is_uid_online(&self, uid: &str) -> Answer<bool> {
+        let ids = self.get_client_id_by_uid(uid).await;
         ids.map(|v| !v.is_empty())
     }
 
     /// `getUidByClientId($id)`: asks only the owning gateway.
-    pub fn get_uid_by_client_id(&self, client: ClientId) -> Result<Option<String>, QueryError> {
+    pub async fn get_uid_by_client_id(
+        &self,
+        client: ClientId,
+    ) -> Result<Option<String>, QueryError> {
         let filter = SelectWhere {
             connection_ids: Some(vec![client.connection_id]),
             ..SelectWhere::default()
@@ -240,7 +295,7 @@ impl Gateway {
             fields: vec![SelectField::Uid],
             filter: Some(filter),
         };
-        let reply = self.ask_owner(client, Query::Select(select))?;
+        let reply = self.ask_owner(client, Query::Select(select)).await?;
         let row = reply
             .as_array()
             .and_then(|m| m.get(&Key::from(client.connection_id)))
@@ -260,32 +315,34 @@ impl Gateway {
     }
 
     /// `getAllUidList()`: every bound uid.
-    pub fn get_all_uid_list(&self) -> Answer<BTreeSet<String>> {
-        let rows = self.select(&[SelectField::Uid], None);
+    pub async fn get_all_uid_list(&self) -> Answer<BTreeSet<String>> {
+        let rows = self.select(&[SelectField::Uid], None).await;
         rows.map(|v| Self::uids_of(&v))
     }
 
     /// `getAllUidCount()`.
-    pub fn get_all_uid_count(&self) -> Answer<usize> {
-        let uids = self.get_all_uid_list();
+    pub async fn get_all_uid_count(&self) -> Answer<usize> {
+        let uids = self.get_all_uid_list().await;
         uids.map(|v| v.len())
     }
 
     /// `getUidListByGroup($groups)`.
-    pub fn get_uid_list_by_group(&self, groups: &[&str]) -> Answer<BTreeSet<String>> {
-        let rows = self.select(&[SelectField::Uid], Some(&Self::by_groups(groups)));
+    pub async fn get_uid_list_by_group(&self, groups: &[&str]) -> Answer<BTreeSet<String>> {
+        let rows = self
+            .select(&[SelectField::Uid], Some(&Self::by_groups(groups)))
+            .await;
         rows.map(|v| Self::uids_of(&v))
     }
 
     /// `getUidCountByGroup($groups)`.
-    pub fn get_uid_count_by_group(&self, groups: &[&str]) -> Answer<usize> {
-        let uids = self.get_uid_list_by_group(groups);
+    pub async fn get_uid_count_by_group(&self, groups: &[&str]) -> Answer<usize> {
+        let uids = self.get_uid_list_by_group(groups).await;
         uids.map(|v| v.len())
     }
 
     /// `getAllGroupIdList()`.
-    pub fn get_all_group_id_list(&self) -> Answer<BTreeSet<String>> {
-        let answers = self.ask_all(Query::GetGroupIdList);
+    pub async fn get_all_group_id_list(&self) -> Answer<BTreeSet<String>> {
+        let answers = self.ask_all(Query::GetGroupIdList).await;
         let groups = answers
             .value
             .iter()
@@ -304,8 +361,10 @@ impl Gateway {
 
     /// `[group => rows]` from a SELECT of `uid` and `groups`. GatewayWorker stops scanning a
     /// gateway at the first client without a uid or group (a `break` bug); we scan them all.
-    fn group_rows(&self) -> Answer<GroupMembers> {
-        let rows = self.select(&[SelectField::Uid, SelectField::Groups], None);
+    async fn group_rows(&self) -> Answer<GroupMembers> {
+        let rows = self
+            .select(&[SelectField::Uid, SelectField::Groups], None)
+            .await;
         let mut out = GroupMembers::new();
         for (client, row) in &rows.value {
             let uid = row
@@ -326,8 +385,8 @@ impl Gateway {
     }
 
     /// `getAllGroupUidList()`: `group => uids` (every client scanned; see `group_rows`).
-    pub fn get_all_group_uid_list(&self) -> Answer<BTreeMap<String, BTreeSet<String>>> {
-        self.group_rows().map(|rows| {
+    pub async fn get_all_group_uid_list(&self) -> Answer<BTreeMap<String, BTreeSet<String>>> {
+        self.group_rows().await.map(|rows| {
             rows.into_iter()
                 .map(|(g, members)| (g, members.into_iter().filter_map(|(_, u)| u).collect()))
                 .collect()
@@ -335,14 +394,14 @@ impl Gateway {
     }
 
     /// `getAllGroupUidCount()`.
-    pub fn get_all_group_uid_count(&self) -> Answer<BTreeMap<String, usize>> {
-        let lists = self.get_all_group_uid_list();
+    pub async fn get_all_group_uid_count(&self) -> Answer<BTreeMap<String, usize>> {
+        let lists = self.get_all_group_uid_list().await;
         lists.map(|v| v.into_iter().map(|(g, u)| (g, u.len())).collect())
     }
 
     /// `getAllGroupClientIdList()`: `group => client ids`.
-    pub fn get_all_group_client_id_list(&self) -> Answer<BTreeMap<String, Vec<ClientId>>> {
-        self.group_rows().map(|rows| {
+    pub async fn get_all_group_client_id_list(&self) -> Answer<BTreeMap<String, Vec<ClientId>>> {
+        self.group_rows().await.map(|rows| {
             rows.into_iter()
                 .map(|(g, members)| (g, members.into_iter().map(|(c, _)| c).collect()))
                 .collect()
@@ -350,19 +409,21 @@ impl Gateway {
     }
 
     /// `getAllGroupClientIdCount()`.
-    pub fn get_all_group_client_id_count(&self) -> Answer<BTreeMap<String, usize>> {
-        let lists = self.get_all_group_client_id_list();
+    pub async fn get_all_group_client_id_count(&self) -> Answer<BTreeMap<String, usize>> {
+        let lists = self.get_all_group_client_id_list().await;
         lists.map(|v| v.into_iter().map(|(g, c)| (g, c.len())).collect())
     }
 
     /// GatewayClient's `batchGetClientIdByUid($uids)` (CMD 16).
-    pub fn batch_get_client_id_by_uid(
+    pub async fn batch_get_client_id_by_uid(
         &self,
         uids: &[&str],
     ) -> Answer<BTreeMap<String, Vec<ClientId>>> {
-        let answers = self.ask_all(Query::BatchGetClientIdByUid {
-            uids: uids.iter().map(|u| name(u)).collect(),
-        });
+        let answers = self
+            .ask_all(Query::BatchGetClientIdByUid {
+                uids: uids.iter().map(|u| name(u)).collect(),
+            })
+            .await;
         let mut out: BTreeMap<String, Vec<ClientId>> =
             uids.iter().map(|u| ((*u).to_owned(), Vec::new())).collect();
         for (addr, reply) in &answers.value {
@@ -386,8 +447,8 @@ impl Gateway {
     }
 
     /// GatewayClient's `isUidsOnline($uids)`: `uid => online`.
-    pub fn is_uids_online(&self, uids: &[&str]) -> Answer<BTreeMap<String, bool>> {
-        let ids = self.batch_get_client_id_by_uid(uids);
+    pub async fn is_uids_online(&self, uids: &[&str]) -> Answer<BTreeMap<String, bool>> {
+        let ids = self.batch_get_client_id_by_uid(uids).await;
         Answer {
             value: ids
                 .value
@@ -399,13 +460,15 @@ impl Gateway {
     }
 
     /// GatewayClient's `batchGetClientIdCountByGroup($groups)` (CMD 28).
-    pub fn batch_get_client_count_by_group(
+    pub async fn batch_get_client_count_by_group(
         &self,
         groups: &[&str],
     ) -> Answer<BTreeMap<String, u64>> {
-        let answers = self.ask_all(Query::BatchGetClientCountByGroup {
-            groups: groups.iter().map(|g| name(g)).collect(),
-        });
+        let answers = self
+            .ask_all(Query::BatchGetClientCountByGroup {
+                groups: groups.iter().map(|g| name(g)).collect(),
+            })
+            .await;
         let mut out: BTreeMap<String, u64> = groups.iter().map(|g| ((*g).to_owned(), 0)).collect();
         for (_, reply) in &answers.value {
             for (group, count) in reply.as_array().into_iter().flat_map(Array::iter) {
@@ -419,5 +482,152 @@ impl Gateway {
             value: out,
             unreachable: answers.unreachable,
         }
+    }
+}
+
+/// The blocking forms: each waits on the calling thread until every gateway answered or timed out
+/// (GatewayWorker's behaviour; inside a worker it holds the worker thread meanwhile — use
+/// [`Gateway::nonblocking`] from a task to keep serving other events).
+impl Gateway {
+    /// The queries as futures on this worker thread's executor: the thread serves other events
+    /// and links while they wait, and every gateway is asked at once. Inside a worker only
+    /// (await them in a task started with [`Context::spawn`](crate::worker::Context::spawn)); a
+    /// GatewayClient uses the blocking methods.
+    pub fn nonblocking(&self) -> Queries {
+        Queries {
+            gateway: self.clone(),
+            mode: Mode::Async,
+        }
+    }
+
+    fn blocking(&self) -> Queries {
+        Queries {
+            gateway: self.clone(),
+            mode: Mode::Blocking,
+        }
+    }
+
+    /// `isOnline($id)`.
+    pub fn is_online(&self, client: ClientId) -> Result<bool, QueryError> {
+        block_on(self.blocking().is_online(client))
+    }
+
+    /// `getSession($id)`: `None` when there is no such client (or its session is empty).
+    pub fn get_session(&self, client: ClientId) -> Result<Option<Array>, QueryError> {
+        block_on(self.blocking().get_session(client))
+    }
+
+    /// `getAllClientSessions()`.
+    pub fn get_all_client_sessions(&self) -> Answer<BTreeMap<ClientId, Option<Array>>> {
+        block_on(self.blocking().get_all_client_sessions())
+    }
+
+    /// `getClientSessionsByGroup($group)`.
+    pub fn get_client_sessions_by_group(
+        &self,
+        group: &str,
+    ) -> Answer<BTreeMap<ClientId, Option<Array>>> {
+        block_on(self.blocking().get_client_sessions_by_group(group))
+    }
+
+    /// `getAllClientIdCount()`: clients on every gateway.
+    pub fn get_all_client_id_count(&self) -> Answer<u64> {
+        block_on(self.blocking().get_all_client_id_count())
+    }
+
+    /// `getClientIdCountByGroup($group)`.
+    pub fn get_client_id_count_by_group(&self, group: &str) -> Answer<u64> {
+        block_on(self.blocking().get_client_id_count_by_group(group))
+    }
+
+    /// `getAllClientIdList()`.
+    pub fn get_all_client_id_list(&self) -> Answer<Vec<ClientId>> {
+        block_on(self.blocking().get_all_client_id_list())
+    }
+
+    /// `getClientIdListByGroup($groups)`.
+    pub fn get_client_id_list_by_group(&self, groups: &[&str]) -> Answer<Vec<ClientId>> {
+        block_on(self.blocking().get_client_id_list_by_group(groups))
+    }
+
+    /// `getClientIdByUid($uid)`.
+    pub fn get_client_id_by_uid(&self, uid: &str) -> Answer<Vec<ClientId>> {
+        block_on(self.blocking().get_client_id_by_uid(uid))
+    }
+
+    /// `isUidOnline($uid)`.
+    pub fn is_uid_online(&self, uid: &str) -> Answer<bool> {
+        block_on(self.blocking().is_uid_online(uid))
+    }
+
+    /// `getUidByClientId($id)`: asks only the owning gateway.
+    pub fn get_uid_by_client_id(&self, client: ClientId) -> Result<Option<String>, QueryError> {
+        block_on(self.blocking().get_uid_by_client_id(client))
+    }
+
+    /// `getAllUidList()`: every bound uid.
+    pub fn get_all_uid_list(&self) -> Answer<BTreeSet<String>> {
+        block_on(self.blocking().get_all_uid_list())
+    }
+
+    /// `getAllUidCount()`.
+    pub fn get_all_uid_count(&self) -> Answer<usize> {
+        block_on(self.blocking().get_all_uid_count())
+    }
+
+    /// `getUidListByGroup($groups)`.
+    pub fn get_uid_list_by_group(&self, groups: &[&str]) -> Answer<BTreeSet<String>> {
+        block_on(self.blocking().get_uid_list_by_group(groups))
+    }
+
+    /// `getUidCountByGroup($groups)`.
+    pub fn get_uid_count_by_group(&self, groups: &[&str]) -> Answer<usize> {
+        block_on(self.blocking().get_uid_count_by_group(groups))
+    }
+
+    /// `getAllGroupIdList()`.
+    pub fn get_all_group_id_list(&self) -> Answer<BTreeSet<String>> {
+        block_on(self.blocking().get_all_group_id_list())
+    }
+
+    /// `getAllGroupUidList()`: `group => uids` (every client scanned; see `group_rows`).
+    pub fn get_all_group_uid_list(&self) -> Answer<BTreeMap<String, BTreeSet<String>>> {
+        block_on(self.blocking().get_all_group_uid_list())
+    }
+
+    /// `getAllGroupUidCount()`.
+    pub fn get_all_group_uid_count(&self) -> Answer<BTreeMap<String, usize>> {
+        block_on(self.blocking().get_all_group_uid_count())
+    }
+
+    /// `getAllGroupClientIdList()`: `group => client ids`.
+    pub fn get_all_group_client_id_list(&self) -> Answer<BTreeMap<String, Vec<ClientId>>> {
+        block_on(self.blocking().get_all_group_client_id_list())
+    }
+
+    /// `getAllGroupClientIdCount()`.
+    pub fn get_all_group_client_id_count(&self) -> Answer<BTreeMap<String, usize>> {
+        block_on(self.blocking().get_all_group_client_id_count())
+    }
+
+    /// GatewayClient's `batchGetClientIdByUid($uids)` (CMD 16).
+    pub fn batch_get_client_id_by_uid(
+        &self,
+        uids: &[&str],
+    ) -> Answer<BTreeMap<String, Vec<ClientId>>> {
+        block_on(self.blocking().batch_get_client_id_by_uid(uids))
+    }
+
+    /// GatewayClient's `isUidsOnline($uids)`: `uid => online`.
+    pub fn is_uids_online(&self, uids: &[&str]) -> Answer<BTreeMap<String, bool>> {
+        block_on(self.blocking().is_uids_online(uids))
+    }
+
+    /// GatewayClient's `batchGetClientIdCountByGroup($groups)` (CMD 28).
+    pub fn batch_get_client_count_by_group(
+        &self,
+        groups: &[&str],
+    ) -> Answer<BTreeMap<String, u64>> {
+        block_on(self.blocking().batch_get_client_count_by_group(groups))
     }
 }

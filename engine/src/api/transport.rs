@@ -68,6 +68,57 @@ fn auth_prefix(secret: &str) -> BytesMut {
     request
 }
 
+/// [`ask`] on the current executor: the thread serves other tasks while the gateway answers.
+pub async fn ask_async(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryError> {
+    let io = |source| QueryError::Io {
+        addr: addr.to_owned(),
+        source,
+    };
+    let target: SocketAddr = addr.parse().map_err(|_| QueryError::BadReply {
+        addr: addr.to_owned(),
+        detail: "not an ip:port address".into(),
+    })?;
+    let mut request = auth_prefix(secret);
+    packet
+        .encode(&mut request)
+        .map_err(|e| QueryError::BadReply {
+            addr: addr.to_owned(),
+            detail: e.to_string(),
+        })?;
+    let exchange = async {
+        let mut stream = crate::rt::connect(target, QUERY_TIMEOUT).await?;
+        let _ = stream.set_nodelay(true);
+        futures_lite::AsyncWriteExt::write_all(&mut stream, &request).await?;
+        let mut decoder = QueryReplyDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(reply)) => return Ok(Ok(reply)),
+                Ok(None) => {}
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+            let n = futures_lite::AsyncReadExt::read(&mut stream, &mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let deadline = async {
+        crate::rt::sleep(QUERY_TIMEOUT).await;
+        Err(std::io::ErrorKind::TimedOut.into())
+    };
+    match futures_lite::future::or(exchange, deadline).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(detail)) => Err(QueryError::BadReply {
+            addr: addr.to_owned(),
+            detail,
+        }),
+        Err(e) => Err(io(e)),
+    }
+}
+
 /// Sends `packet` to the gateway at `addr` and returns the reply payload.
 pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryError> {
     let io = |source| QueryError::Io {

@@ -14,6 +14,18 @@ impl<T> Task<T> {
     }
 }
 
+/// Awaiting a task gives its result.
+impl<T> Future for Task<T> {
+    type Output = T;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
 /// Runs `future` on this thread's executor, on its own (its result is dropped).
 pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) {
     glommio::spawn_local(future).detach();

@@ -56,6 +56,14 @@ impl Context<'_> {
         self.gateway.close_client(self.client_id, message)
     }
 
+    /// Runs `task` on this worker thread alongside its events: the callback returns at once and
+    /// the thread goes on serving other clients while the task waits (for queries made with
+    /// [`Gateway::nonblocking`], timers…). Clone what the task needs (`ctx.gateway().clone()`,
+    /// `ctx.client_id`) into it; a task's sends are ordinary commands, sent when it makes them.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static) {
+        crate::rt::spawn(task);
+    }
+
     /// The session, created empty on first use.
     pub fn session_mut(&mut self) -> &mut Array {
         self.session.get_or_insert_default()

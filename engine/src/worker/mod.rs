@@ -8,7 +8,7 @@ mod events;
 mod runtime;
 
 // The Gateway API a worker's callbacks use (it lives in `crate::api`, shared with GatewayClient).
-pub use crate::api::{Answer, Binary, Gateway, Message, QueryError};
+pub use crate::api::{Answer, Binary, Gateway, Message, Queries, QueryError};
 pub use context::Context;
 pub use control::{LATENCY_BOUNDS, LinkState, ThreadStats, WorkerControl};
 pub use events::{Events, WorkerInfo};
