@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Broadcast fanout side by side: gatewire (2 shards, publish through the broadcast worker) and
-# the peers written here, built from the package registries only (benches/peers/*), under the
+# the peers written here, built from the package registries only (benches/peers/*: a
+# tokio-tungstenite server, and a node `ws` server when node and npm are present), under the
 # same loadgen in the same private namespace, runs alternated, median of REPEATS.
 # Usage: benches/peers.sh [CLIENTS]   (default 10000)
 # RATES (messages/s, default "10 100 200 400"), REPEATS (default 2), DURATION (default 5).
@@ -10,6 +11,13 @@ if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
   (cd "$root/benches/peers/tokio-broadcast" && cargo build --release --quiet)
   echo "peers: tokio-broadcast ($(grep -m1 -A1 'name = "tokio-tungstenite"' \
     "$root/benches/peers/tokio-broadcast/Cargo.lock" | tail -1 | tr -d ' '))"
+  if command -v node >/dev/null && command -v npm >/dev/null; then
+    (cd "$root/benches/peers/node-ws" && npm install --silent >/dev/null)
+    echo "peers: node-ws (node $(node --version), ws $(node -p \
+      "require('$root/benches/peers/node-ws/node_modules/ws/package.json').version"))"
+  else
+    echo "peers: node-ws skipped: no node/npm on PATH"
+  fi
 fi
 bench_setup "$0" "$@"
 clients=${1:-10000}
@@ -63,6 +71,14 @@ for rep in $(seq 1 "$repeats"); do
   sleep 1
   measure tokio-tungstenite "ws://127.0.0.1:$port/" "$rep" "$peer"
   kill "$peer"; wait "$peer" 2>/dev/null || true
+  if [ -d "$root/benches/peers/node-ws/node_modules" ] && command -v node >/dev/null; then
+    port=$(free_port)
+    node "$root/benches/peers/node-ws/server.js" "127.0.0.1:$port" 2>/dev/null &
+    peer=$!
+    sleep 1
+    measure node-ws "ws://127.0.0.1:$port/" "$rep" "$peer"
+    kill "$peer"; wait "$peer" 2>/dev/null || true
+  fi
 done
 
 echo "## peers: $clients clients, 64 B, broadcast from 1 publisher; medians of $repeats repeats"
