@@ -34,8 +34,9 @@ struct Args {
     /// Server URL, e.g. ws://127.0.0.1:8282/ (loopback only).
     #[arg(long, required_unless_present = "calibrate")]
     url: Option<String>,
-    /// Measure loadgen's own floor: run against a minimal broadcaster inside loadgen (one
-    /// thread, raw writes, no worker) instead of --url. Use the broadcast scenario.
+    /// Measure loadgen's own floor: run against a minimal server inside loadgen (one thread,
+    /// gathered writes, no worker) instead of --url: it broadcasts, or echoes with the echo
+    /// scenario.
     #[arg(long, conflicts_with = "url")]
     calibrate: bool,
     /// Number of clients.
@@ -139,8 +140,9 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
 fn run(args: Args) -> Result<(), String> {
     let url = match (&args.url, args.calibrate) {
         (_, true) => {
-            let addr = reference::start()?;
-            eprintln!("calibrating: loadgen against its reference broadcaster on {addr}");
+            let echo = args.scenario == Scenario::Echo;
+            let addr = reference::start(echo)?;
+            eprintln!("calibrating: loadgen against its reference server on {addr}");
             format!("ws://{addr}/")
         }
         (Some(url), false) => url.clone(),

@@ -1,5 +1,5 @@
-//! The reference broadcaster of `loadgen --calibrate`: the least a WebSocket broadcast server can
-//! do, inside loadgen, so a run against it measures loadgen's own floor on this box. One executor
+//! The reference server of `loadgen --calibrate`: the least a WebSocket broadcast (or echo)
+//! server can do, inside loadgen, so a run against it measures loadgen's own floor on this box. One executor
 //! thread; each connection a task that does the upgrade, then decodes frames; every text message
 //! is encoded once and queued to every connection, whose task writes its queue as the socket
 //! takes it. No worker, no routing, no limits: not a server to run, a yardstick.
@@ -31,8 +31,9 @@ struct Outbox {
 
 type Everyone = Rc<RefCell<Vec<Rc<RefCell<Outbox>>>>>;
 
-/// Starts the broadcaster on a loopback port of its own; returns its address.
-pub fn start() -> Result<SocketAddr, String> {
+/// Starts the reference server on a loopback port of its own; returns its address. With `echo`
+/// every message goes back to its sender only (for the echo scenario), else to everyone.
+pub fn start(echo: bool) -> Result<SocketAddr, String> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| format!("reference broadcaster: {e}"))?;
     let _ = socket.set_reuse_address(true);
@@ -52,21 +53,21 @@ pub fn start() -> Result<SocketAddr, String> {
         .spawn(move || async move {
             // SAFETY: a bound, listening TCP socket whose ownership passes to the listener.
             let listener = unsafe { TcpListener::from_raw_fd(fd) };
-            serve(listener).await;
+            serve(listener, echo).await;
         })
         .map_err(|e| format!("reference broadcaster: {e}"))?;
     Ok(addr)
 }
 
-async fn serve(listener: TcpListener) {
+async fn serve(listener: TcpListener, echo: bool) {
     let everyone: Everyone = Rc::default();
     while let Ok(stream) = listener.accept().await {
         let _ = stream.set_nodelay(true);
-        glommio::spawn_local(connection(stream, everyone.clone())).detach();
+        glommio::spawn_local(connection(stream, everyone.clone(), echo)).detach();
     }
 }
 
-async fn connection(mut stream: TcpStream, everyone: Everyone) {
+async fn connection(mut stream: TcpStream, everyone: Everyone, echo: bool) {
     let mut input = BytesMut::new();
     let mut chunk = vec![0u8; 16 * 1024];
     // The upgrade.
@@ -133,6 +134,10 @@ async fn connection(mut stream: TcpStream, everyone: Everyone) {
                     input.extend_from_slice(&chunk[..n]);
                     loop {
                         match decoder.decode(&mut input) {
+                            Ok(Some(Message::Text(payload))) if echo => {
+                                let mut outbox = me.borrow_mut();
+                                outbox.queue.push_back(websocket::text_frame(&payload));
+                            }
                             Ok(Some(Message::Text(payload))) => broadcast(&everyone, &payload),
                             Ok(Some(Message::Close(_))) | Err(_) => return Poll::Ready(()),
                             Ok(Some(_)) => {}

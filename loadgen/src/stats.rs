@@ -284,7 +284,8 @@ impl Report {
                 "\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}},",
                 "\"disconnected\":{},\"churned\":{},\"loadgen_cpu_pct\":{:.1},\"ramp_seconds\":{:.3},",
                 "\"measure_seconds\":{:.3},\"server_rss_before_bytes\":{},\"server_rss_bytes\":{},",
-                "\"server_rss_per_client_bytes\":{},\"loadgen_cpu_pct_per_thread\":[{}]}}\n"
+                "\"server_rss_per_client_bytes\":{},\"loadgen_cpu_pct_per_thread\":[{}],",
+                "\"latency_p99_ms_by_second\":[{}]}}\n"
             ),
             self.scenario,
             self.clients_requested,
@@ -319,6 +320,14 @@ impl Report {
             self.thread_cpu_seconds
                 .iter()
                 .map(|c| format!("{:.1}", 100.0 * c / self.wall_seconds.max(1e-9)))
+                .collect::<Vec<_>>()
+                .join(","),
+            t.latency_by_second
+                .iter()
+                .map(|h| match h.is_empty() {
+                    true => "null".to_owned(),
+                    false => format!("{:.3}", h.value_at_quantile(0.99) as f64 / 1000.0),
+                })
                 .collect::<Vec<_>>()
                 .join(","),
         )
