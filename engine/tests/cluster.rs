@@ -86,19 +86,9 @@ fn s01_register_and_gateway_on_one_host_workers_on_two() {
     let Some(bed) = Bed::new("s01", &["a", "b", "c", "x"]) else {
         return;
     };
-    let a = bed.start(
-        "a",
-        &["register", "gateway"],
-        &(register(&bed, "a") + &gateway(&bed, "a", 2, &["a"])),
-    );
-    let b = bed.start("b", &["worker"], &worker(&bed, &["a"], App::Echo, 2));
-    let c = bed.start("c", &["worker"], &worker(&bed, &["a"], App::Echo, 2));
+    let nodes = seeds(&bed, App::Echo, &["b", "c"], "");
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let a_ip = bed.addr("a");
-    within(
-        Duration::from_secs(10),
-        "B and C link to both shards",
-        || b.links_up_to(a_ip) == 4 && c.links_up_to(a_ip) == 4,
-    );
     let mut traffic = Traffic::new(App::Echo);
     traffic.connect(&bed, "x", "a", CLIENTS);
     run_for(Duration::from_secs(4));
@@ -149,15 +139,17 @@ fn s01_register_and_gateway_on_one_host_workers_on_two() {
     assert_eq!(from("worker", &c_ip), 2, "C's two threads: {members:?}");
 }
 
-/// A and B and C as in scenario 1 with `app`; returns the nodes.
-fn seeds(bed: &Bed, app: App, workers: &[&str]) -> Vec<cluster::bed::Node> {
+/// The seeds' layout: A runs register + gateway (2 shards), each of `workers` a worker host
+/// (2 threads of `app`); `extra` is appended to every host's configuration. Returns the nodes, A
+/// first, once every worker links to both shards.
+fn seeds(bed: &Bed, app: App, workers: &[&str], extra: &str) -> Vec<cluster::bed::Node> {
     let mut nodes = vec![bed.start(
         "a",
         &["register", "gateway"],
-        &(register(bed, "a") + &gateway(bed, "a", 2, &["a"])),
+        &(register(bed, "a") + &gateway(bed, "a", 2, &["a"]) + extra),
     )];
     for w in workers {
-        nodes.push(bed.start(w, &["worker"], &worker(bed, &["a"], app, 2)));
+        nodes.push(bed.start(w, &["worker"], &(worker(bed, &["a"], app, 2) + extra)));
     }
     let a_ip = bed.addr("a");
     within(
@@ -175,7 +167,7 @@ fn s02_scale_out_workers() {
     let Some(bed) = Bed::new("s02", &["a", "b", "c", "d", "x"]) else {
         return;
     };
-    let _nodes = seeds(&bed, App::Echo, &["b", "c"]);
+    let _nodes = seeds(&bed, App::Echo, &["b", "c"], "");
     let mut traffic = Traffic::new(App::Echo);
     traffic.connect(&bed, "x", "a", CLIENTS);
     run_for(Duration::from_secs(2));
@@ -204,7 +196,7 @@ fn s03_scale_in_workers_gracefully() {
     let Some(bed) = Bed::new("s03", &["a", "b", "c", "d", "x"]) else {
         return;
     };
-    let mut nodes = seeds(&bed, App::Chat, &["b", "c", "d"]);
+    let mut nodes = seeds(&bed, App::Chat, &["b", "c", "d"], "");
     let mut traffic = Traffic::new(App::Chat);
     traffic.connect(&bed, "x", "a", CLIENTS);
     run_for(Duration::from_secs(2));
@@ -235,7 +227,7 @@ fn s04_scale_out_gateways() {
     let Some(bed) = Bed::new("s04", &["a", "b", "d", "e", "x"]) else {
         return;
     };
-    let nodes = seeds(&bed, App::Chat, &["b", "d"]);
+    let nodes = seeds(&bed, App::Chat, &["b", "d"], "");
     let mut traffic = Traffic::new(App::Chat);
     traffic.connect(&bed, "x", "a", CLIENTS);
     run_for(Duration::from_secs(1));
@@ -290,7 +282,7 @@ fn s05_scale_in_gateways() {
     let Some(bed) = Bed::new("s05", &["a", "b", "d", "e", "x"]) else {
         return;
     };
-    let nodes = seeds(&bed, App::Chat, &["b", "d"]);
+    let nodes = seeds(&bed, App::Chat, &["b", "d"], "");
     let mut e = gateway_host(&bed, "e", &["a"]);
     let e_ip = bed.addr("e");
     within(Duration::from_secs(10), "B and D link to E", || {
@@ -334,7 +326,7 @@ fn s06_register_killed_and_restarted() {
     let Some(bed) = Bed::new("s06", &["a", "b", "c", "d", "x"]) else {
         return;
     };
-    let nodes = seeds(&bed, App::Echo, &["b", "c"]);
+    let nodes = seeds(&bed, App::Echo, &["b", "c"], "");
     let a = &nodes[0];
     let full = membership(a).expect("register row");
     let mut traffic = Traffic::new(App::Echo);
@@ -384,7 +376,7 @@ fn s07_worker_host_killed() {
     let Some(bed) = Bed::new("s07", &["a", "b", "c", "x"]) else {
         return;
     };
-    let nodes = seeds(&bed, App::Echo, &["b", "c"]);
+    let nodes = seeds(&bed, App::Echo, &["b", "c"], "");
     let mut traffic = Traffic::new(App::Echo);
     traffic.connect(&bed, "x", "a", CLIENTS);
     run_for(Duration::from_secs(2));
@@ -424,27 +416,9 @@ fn s08_network_cut_to_a_worker_host() {
         return;
     };
     let timeout = format!("link_timeout = {LINK_TIMEOUT}\n\n");
-    let _a = bed.start(
-        "a",
-        &["register", "gateway"],
-        &(register(&bed, "a") + &gateway(&bed, "a", 2, &["a"]) + &timeout),
-    );
-    let b = bed.start(
-        "b",
-        &["worker"],
-        &(worker(&bed, &["a"], App::Echo, 2) + &timeout),
-    );
-    let c = bed.start(
-        "c",
-        &["worker"],
-        &(worker(&bed, &["a"], App::Echo, 2) + &timeout),
-    );
+    let nodes = seeds(&bed, App::Echo, &["b", "c"], &timeout);
+    let b = &nodes[1];
     let a_ip = bed.addr("a");
-    within(
-        Duration::from_secs(10),
-        "B and C link to both shards",
-        || b.links_up_to(a_ip) == 4 && c.links_up_to(a_ip) == 4,
-    );
     let mut traffic = Traffic::new(App::Echo);
     traffic.connect(&bed, "x", "a", CLIENTS);
     run_for(Duration::from_secs(2));
@@ -546,7 +520,7 @@ fn s10_wrong_secret_on_one_worker_host() {
     let Some(bed) = Bed::new("s10", &["a", "b", "w", "x"]) else {
         return;
     };
-    let nodes = seeds(&bed, App::Echo, &["b"]);
+    let nodes = seeds(&bed, App::Echo, &["b"], "");
     let wrong = worker(&bed, &["a"], App::Echo, 1).replace(SECRET, "not-the-secret");
     let w = bed.start_unready("w", &["worker"], &wrong);
     let mut traffic = Traffic::new(App::Echo);
@@ -605,7 +579,7 @@ fn s12_rolling_reload_across_worker_hosts() {
     let Some(bed) = Bed::new("s12", &["a", "b", "d", "x"]) else {
         return;
     };
-    let nodes = seeds(&bed, App::Chat, &["b", "d"]);
+    let nodes = seeds(&bed, App::Chat, &["b", "d"], "");
     let mut traffic = Traffic::new(App::Chat);
     traffic.connect(&bed, "x", "a", CLIENTS);
     run_for(Duration::from_secs(1));

@@ -39,20 +39,36 @@ pub fn send(addr: &str, secret: &str, packet: &[u8]) -> Result<(), QueryError> {
     })
 }
 
+/// A gateway's `ip:port`, as the registers announce it.
+fn target(addr: &str) -> Result<SocketAddr, QueryError> {
+    addr.parse().map_err(|_| QueryError::BadReply {
+        addr: addr.to_owned(),
+        detail: "not an ip:port address".into(),
+    })
+}
+
 fn open(addr: &str) -> Result<TcpStream, QueryError> {
     let io = |source| QueryError::Io {
         addr: addr.to_owned(),
         source,
     };
-    let target: SocketAddr = addr.parse().map_err(|_| QueryError::BadReply {
-        addr: addr.to_owned(),
-        detail: "not an ip:port address".into(),
-    })?;
-    let stream = TcpStream::connect_timeout(&target, QUERY_TIMEOUT).map_err(io)?;
+    let stream = TcpStream::connect_timeout(&target(addr)?, QUERY_TIMEOUT).map_err(io)?;
     stream.set_read_timeout(Some(QUERY_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(QUERY_TIMEOUT)).map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
     Ok(stream)
+}
+
+/// `packet` as a query connection sends it: after the 202 auth packet when a secret is set.
+fn request_bytes(addr: &str, secret: &str, packet: &Packet) -> Result<BytesMut, QueryError> {
+    let mut request = auth_prefix(secret);
+    packet
+        .encode(&mut request)
+        .map_err(|e| QueryError::BadReply {
+            addr: addr.to_owned(),
+            detail: e.to_string(),
+        })?;
+    Ok(request)
 }
 
 fn auth_prefix(secret: &str) -> BytesMut {
@@ -74,17 +90,8 @@ pub async fn ask_async(addr: &str, secret: &str, packet: &Packet) -> Result<Byte
         addr: addr.to_owned(),
         source,
     };
-    let target: SocketAddr = addr.parse().map_err(|_| QueryError::BadReply {
-        addr: addr.to_owned(),
-        detail: "not an ip:port address".into(),
-    })?;
-    let mut request = auth_prefix(secret);
-    packet
-        .encode(&mut request)
-        .map_err(|e| QueryError::BadReply {
-            addr: addr.to_owned(),
-            detail: e.to_string(),
-        })?;
+    let target = target(addr)?;
+    let request = request_bytes(addr, secret, packet)?;
     let exchange = async {
         let mut stream = crate::rt::connect(target, QUERY_TIMEOUT).await?;
         let _ = stream.set_nodelay(true);
@@ -127,13 +134,7 @@ pub fn ask(addr: &str, secret: &str, packet: &Packet) -> Result<Bytes, QueryErro
     };
     let deadline = Instant::now() + QUERY_TIMEOUT;
     let mut stream = open(addr)?;
-    let mut request = auth_prefix(secret);
-    packet
-        .encode(&mut request)
-        .map_err(|e| QueryError::BadReply {
-            addr: addr.to_owned(),
-            detail: e.to_string(),
-        })?;
+    let request = request_bytes(addr, secret, packet)?;
     stream.write_all(&request).map_err(io)?;
     let mut decoder = QueryReplyDecoder::default();
     let mut buf = BytesMut::new();
