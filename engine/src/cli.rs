@@ -500,7 +500,8 @@ fn with_client(
     let client = crate::client::GatewayClient::new(
         config.worker.register_address.clone(),
         &config.worker.secret_key,
-    );
+    )
+    .with_store(&config.store);
     match f(&client) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

@@ -17,6 +17,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub worker: WorkerConfig,
     pub metrics: MetricsConfig,
+    pub store: StoreConfig,
     /// Where each key that is not at its default got its value (`section.key` → `FILE:LINE`,
     /// an environment variable, a `--set` flag, or derived from another key).
     #[serde(skip)]
@@ -29,6 +30,59 @@ pub struct Config {
 pub struct MetricsConfig {
     /// Address of the endpoint (`GET /metrics`); unset means off.
     pub listen: Option<SocketAddr>,
+}
+
+/// `[store]`: where gateways record which uids and groups each shard holds, so that sends and
+/// queries for a uid or group go only to the shards that hold it (see docs/deployment.md, "When
+/// to turn the store on"). Off by default: every uid or group send goes to every gateway, as in
+/// GatewayWorker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `"none"` (GatewayWorker's behaviour) or `"redis"`.
+    pub backend: StoreBackend,
+    /// The Redis server: `redis://host:port/db`, `rediss://…` for TLS (system roots), or
+    /// `redis+unix:///path/to/socket`.
+    pub redis_url: String,
+    /// Redis password (AUTH), kept out of the URL so `config show` can mask it; empty: the
+    /// URL's, if any.
+    pub password: String,
+    /// Prefix of every key gatewire writes, so deployments can share one Redis.
+    pub prefix: String,
+    /// Seconds a shard's entries live without being refreshed: the bound on what a dead
+    /// gateway leaves behind. Refreshed every third of it.
+    pub ttl: f64,
+    /// Seconds a worker or GatewayClient waits on Redis before sending to every gateway
+    /// instead (counted as a fallback).
+    pub timeout: f64,
+}
+
+/// The store's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    None,
+    Redis,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::None,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            password: String::new(),
+            prefix: "gatewire:".into(),
+            ttl: 30.0,
+            timeout: 0.2,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Whether the store is on.
+    pub fn enabled(&self) -> bool {
+        self.backend != StoreBackend::None
+    }
 }
 
 /// `[run]`: what this machine runs.
@@ -466,7 +520,7 @@ fn env_override(name: &str, value: &str) -> Option<String> {
     let rest = name.strip_prefix("GATEWIRE_")?;
     let (section, key) = rest.split_once('_')?;
     let section = section.to_ascii_lowercase();
-    if !["run", "register", "gateway", "worker", "metrics"].contains(&section.as_str()) {
+    if !["run", "register", "gateway", "worker", "metrics", "store"].contains(&section.as_str()) {
         return None;
     }
     Some(format!("{section}.{}={value}", key.to_ascii_lowercase()))
@@ -746,6 +800,7 @@ impl Config {
             &mut shown.register.secret_key,
             &mut shown.gateway.secret_key,
             &mut shown.worker.secret_key,
+            &mut shown.store.password,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();
@@ -829,9 +884,32 @@ impl Config {
             ("worker.link_timeout", w.link_timeout),
             ("worker.drain_timeout", w.drain_timeout),
             ("worker.ready_timeout", w.ready_timeout),
+            ("store.ttl", self.store.ttl),
+            ("store.timeout", self.store.timeout),
         ] {
             if !(seconds >= 0.0 && seconds.is_finite()) {
                 return Err(format!("{key} must be a non-negative number of seconds"));
+            }
+        }
+        if self.store.enabled() {
+            if self.store.ttl < 3.0 {
+                return Err(format!(
+                    "store.ttl must be at least 3 seconds (it is refreshed every third of it), \
+                     got {}",
+                    self.store.ttl
+                ));
+            }
+            if self.store.timeout <= 0.0 {
+                return Err("store.timeout must be more than 0 seconds".into());
+            }
+            if let Err(e) =
+                redis::IntoConnectionInfo::into_connection_info(self.store.redis_url.as_str())
+            {
+                return Err(format!(
+                    "store.redis_url {:?} is not a Redis URL ({e}); use redis://host:port/db, \
+                     rediss://… or redis+unix:///path",
+                    self.store.redis_url
+                ));
             }
         }
         crate::placement::check("gateway.cpus", &g.cpus)?;

@@ -7,6 +7,7 @@
 //! | [`worker`] | the BusinessWorker: the [`Events`](worker::Events) trait, context, Gateway API |
 //! | [`apps`] | built-in apps: chat, echo, broadcast |
 //! | [`client`] | GatewayClient: the API for processes that are not workers |
+//! | [`store`] | optional Redis store: which shards hold each uid and group, for routing |
 //! | [`tune`] | `gatewire tune check`: which host limits block N clients |
 //! | [`metrics`] | the Prometheus text endpoint |
 //! | [`process`] | one process running some roles: start, status, stop, drain |
@@ -30,6 +31,7 @@ pub mod placement;
 pub mod process;
 pub mod register;
 pub mod rt;
+pub mod store;
 pub mod supervisor;
 pub mod system;
 pub mod tune;

@@ -297,6 +297,87 @@ pub fn worker(text: &mut Exposition, control: &WorkerControl) {
     }
 }
 
+/// The gateway's store thread (with the store on).
+pub fn store(text: &mut Exposition, stats: &crate::store::PublisherStats) {
+    let one = |v: &std::sync::atomic::AtomicU64| [(String::new(), v.load(Ordering::Relaxed))];
+    for (name, kind, help, value) in [
+        (
+            "store_connected",
+            "gauge",
+            "1 while the gateway's store thread is connected to Redis.",
+            &stats.connected,
+        ),
+        (
+            "store_entries",
+            "gauge",
+            "uid and group entries this gateway's shards hold in the store.",
+            &stats.entries,
+        ),
+        (
+            "store_changes_written_total",
+            "counter",
+            "Holder changes written to the store.",
+            &stats.changes_written,
+        ),
+        (
+            "store_resyncs_total",
+            "counter",
+            "Whole-state writes after connecting to Redis.",
+            &stats.resyncs,
+        ),
+        (
+            "store_errors_total",
+            "counter",
+            "Failed store connections and writes.",
+            &stats.errors,
+        ),
+        (
+            "store_queue_full_total",
+            "counter",
+            "Times a shard found the store queue full and kept its changes for the next try.",
+            &stats.queue_full,
+        ),
+    ] {
+        text.family(name, kind, help, one(value));
+    }
+}
+
+/// How this process routed uid and group commands and queries (labelled with its pid: workers
+/// of several processes are merged).
+pub fn routing(text: &mut Exposition) {
+    let routing = &crate::store::ROUTING;
+    let label = format!("process=\"{}\"", std::process::id());
+    for (name, help, value) in [
+        (
+            "routed_commands_total",
+            "uid and group commands and queries sent.",
+            &routing.sends,
+        ),
+        (
+            "routed_packets_total",
+            "Gateway packets those commands and queries took (store off: one per gateway).",
+            &routing.packets,
+        ),
+        (
+            "store_lookups_total",
+            "Store lookups answered.",
+            &routing.lookups,
+        ),
+        (
+            "store_fallbacks_total",
+            "uid and group commands sent to every gateway because the store did not answer.",
+            &routing.fallbacks,
+        ),
+    ] {
+        text.family(
+            name,
+            "counter",
+            help,
+            [(label.clone(), value.load(Ordering::Relaxed))],
+        );
+    }
+}
+
 /// Merges the expositions of several processes: one HELP/TYPE per family, every sample kept.
 pub fn merge<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
     let mut families: IndexMap<String, (Vec<&str>, Vec<&str>)> = IndexMap::new();

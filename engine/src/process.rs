@@ -25,6 +25,8 @@ pub struct Running {
     pub roles: Vec<Role>,
     register: Option<Arc<RegisterStats>>,
     shards: Vec<ShardHandle>,
+    /// The gateway's store thread, with the store on.
+    store: Option<crate::store::Publisher>,
     workers: Option<Arc<WorkerControl>>,
     worker_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -96,6 +98,8 @@ pub enum StartError {
         listen: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("store: cannot start the store thread: {0}")]
+    Store(std::io::Error),
     #[error("register: its thread ended before listening")]
     RegisterEnded,
     #[error(transparent)]
@@ -106,6 +110,9 @@ pub enum StartError {
 
 /// How long a stopping gateway waits for its clients' goodbyes to be written.
 const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a stopping gateway lets its store thread withdraw its entries.
+const STORE_STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl Running {
     /// Starts `roles` (register first, then the gateway, then the workers). `custom` is a
@@ -123,6 +130,7 @@ impl Running {
             roles: roles.to_vec(),
             register: None,
             shards: Vec::new(),
+            store: None,
             workers: None,
             worker_threads: Mutex::new(Vec::new()),
             threads: Vec::new(),
@@ -135,12 +143,22 @@ impl Running {
             running.register = Some(stats);
         }
         if roles.contains(&Role::Gateway) {
-            running.shards = gateway::start(&config.gateway)?;
+            if config.store.enabled() {
+                let shards = gateway::inner_addresses(&config.gateway);
+                let publisher = crate::store::Publisher::start(&config.store, shards)
+                    .map_err(StartError::Store)?;
+                running.store = Some(publisher);
+            }
+            running.shards = gateway::start(&config.gateway, running.store.as_ref())?;
         }
         if roles.contains(&Role::Worker) {
             let Workers { threads, control } = match custom {
-                Some(app) => worker::start(&config.worker, app)?,
-                None => worker::start(&config.worker, Builtin::new(config.worker.app))?,
+                Some(app) => worker::start(&config.worker, &config.store, app)?,
+                None => worker::start(
+                    &config.worker,
+                    &config.store,
+                    Builtin::new(config.worker.app),
+                )?,
             };
             running.workers = Some(control);
             running.worker_threads = Mutex::new(threads);
@@ -189,6 +207,12 @@ impl Running {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(store) = &self.store {
+            // The closed clients' removals are queued by now (one flush interval after the
+            // last close); the thread writes them, then withdraws whatever is left.
+            std::thread::sleep(Duration::from_millis(20));
+            store.stop(STORE_STOP_WAIT);
         }
     }
 
@@ -309,8 +333,12 @@ impl Running {
                 .collect();
             crate::metrics::gateway(&mut text, &snapshots, &self.inspect(false));
         }
+        if let Some(store) = &self.store {
+            crate::metrics::store(&mut text, &store.stats);
+        }
         if let Some(w) = &self.workers {
             crate::metrics::worker(&mut text, w);
+            crate::metrics::routing(&mut text);
         }
         text.finish()
     }

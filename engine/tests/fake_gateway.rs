@@ -137,7 +137,8 @@ impl Events for AskOnline {
 #[test]
 fn a_query_from_a_worker_waits_for_a_slow_gateway() {
     let gateway = FakeGateway::start();
-    let _workers = gatewire::worker::start(&gateway.worker_config(), AskOnline).unwrap();
+    let _workers =
+        gatewire::worker::start(&gateway.worker_config(), &Default::default(), AskOnline).unwrap();
     let (mut link, mut link_buf) = gateway.accept_worker();
     for (delay, id) in [(Duration::from_millis(200), 1), (Duration::from_secs(3), 2)] {
         link.write_all(&gateway.message(id, "hi")).unwrap();
@@ -192,7 +193,12 @@ impl Events for AskInTheBackground {
 #[test]
 fn a_nonblocking_query_leaves_the_worker_serving_other_events() {
     let gateway = FakeGateway::start();
-    let _workers = gatewire::worker::start(&gateway.worker_config(), AskInTheBackground).unwrap();
+    let _workers = gatewire::worker::start(
+        &gateway.worker_config(),
+        &Default::default(),
+        AskInTheBackground,
+    )
+    .unwrap();
     let (mut link, mut link_buf) = gateway.accept_worker();
     link.write_all(&gateway.message(1, "ask")).unwrap();
     let mut query = gateway.accept();
@@ -242,7 +248,8 @@ impl Events for Flood {
 #[test]
 fn a_gateway_that_never_reads_its_link_gets_it_dropped_and_made_again() {
     let gateway = FakeGateway::start();
-    let workers = gatewire::worker::start(&gateway.worker_config(), Flood).unwrap();
+    let workers =
+        gatewire::worker::start(&gateway.worker_config(), &Default::default(), Flood).unwrap();
     let (mut link, _) = gateway.accept_worker();
     let before = rss_bytes(std::process::id());
     link.write_all(&gateway.message(1, "flood")).unwrap();

@@ -231,7 +231,7 @@ fn several_workers_share_clients_and_each_client_sticks_to_one() {
             register_address: vec![gw.register],
             ..Default::default()
         };
-        gatewire::worker::start(&config, WhoAmI::default()).unwrap()
+        gatewire::worker::start(&config, &Default::default(), WhoAmI::default()).unwrap()
     };
     let a = group("A", 2);
     let b = group("B", 1);

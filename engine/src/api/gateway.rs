@@ -16,6 +16,8 @@ use tracing::warn;
 use super::links::Links;
 use super::message::Message;
 use super::transport::{self, QueryError};
+use crate::store::{Kind, ROUTING, Resolver};
+use std::sync::atomic::Ordering;
 
 /// How commands reach the gateways.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub(super) enum Transport {
 pub struct Gateway {
     pub(super) transport: Transport,
     pub(super) secret: Rc<str>,
+    /// With the store on: where uids and groups are held.
+    pub(super) store: Option<Rc<Resolver>>,
 }
 
 /// An answer merged from every gateway, with the gateways that did not answer.
@@ -82,6 +86,51 @@ impl Gateway {
         Gateway {
             transport: Transport::Links(links),
             secret: Rc::from(secret),
+            store: None,
+        }
+    }
+
+    /// The same handle routing uid and group commands through `store` (see [`crate::store`]).
+    pub(crate) fn with_store(mut self, store: Option<Resolver>) -> Gateway {
+        self.store = store.map(Rc::new);
+        self
+    }
+
+    /// Of `candidates`, the gateways a command or query about `names` must reach: every one,
+    /// or with the store on, those holding one of `names` and those that do not write to the
+    /// store. `None` names (a command about connections, or everyone) keeps every candidate.
+    pub(super) fn gateways_for(
+        &self,
+        names: Option<&[(Kind, Key)]>,
+        candidates: Vec<String>,
+    ) -> Vec<String> {
+        let Some(names) = names else {
+            return candidates;
+        };
+        let targets = match &self.store {
+            None => candidates,
+            Some(store) => {
+                let texts: Vec<Bytes> = names.iter().map(|(_, k)| k.to_bytes()).collect();
+                let pairs: Vec<(Kind, &[u8])> = names
+                    .iter()
+                    .zip(&texts)
+                    .map(|((kind, _), text)| (*kind, text.as_ref()))
+                    .collect();
+                store.targets(&pairs, candidates)
+            }
+        };
+        ROUTING.sends.fetch_add(1, Ordering::Relaxed);
+        ROUTING
+            .packets
+            .fetch_add(targets.len() as u64, Ordering::Relaxed);
+        targets
+    }
+
+    /// Remembers that this handle bound `name` on `client`'s gateway (the store learns of it a
+    /// little later; see [`crate::store::resolver::RECENT`]).
+    fn noted(&self, kind: Kind, client: ClientId, name: &str) {
+        if let Some(store) = &self.store {
+            store.noted(kind, name.as_bytes(), client.gateway().to_string());
         }
     }
 
@@ -89,6 +138,7 @@ impl Gateway {
         Gateway {
             transport: Transport::Direct(directory),
             secret: Rc::from(secret),
+            store: None,
         }
     }
 
@@ -128,6 +178,13 @@ impl Gateway {
 
     fn to_every_gateway(&self, packet: Bytes) {
         for address in self.command_targets() {
+            self.to_address(&address, packet.clone());
+        }
+    }
+
+    /// Sends `packet` to the gateways holding one of `names` (every gateway with the store off).
+    fn to_holders(&self, names: &[(Kind, Key)], packet: Bytes) {
+        for address in self.gateways_for(Some(names), self.command_targets()) {
             self.to_address(&address, packet.clone());
         }
     }
@@ -204,6 +261,7 @@ impl Gateway {
 
     /// `bindUid($id, $uid)`.
     pub fn bind_uid(&self, client: ClientId, uid: &str) -> bool {
+        self.noted(Kind::Uid, client, uid);
         let command = Membership::BindUid {
             connection_id: client.connection_id,
             uid: name(uid),
@@ -219,6 +277,7 @@ impl Gateway {
 
     /// `joinGroup($id, $group)`.
     pub fn join_group(&self, client: ClientId, group: &str) -> bool {
+        self.noted(Kind::Group, client, group);
         let command = Membership::JoinGroup {
             connection_id: client.connection_id,
             group: name(group),
@@ -237,14 +296,16 @@ impl Gateway {
 
     /// `ungroup($group)`.
     pub fn ungroup(&self, group: &str) {
-        self.to_every_gateway(encode(Membership::Ungroup { group: name(group) }));
+        let names = [(Kind::Group, name(group))];
+        self.to_holders(&names, encode(Membership::Ungroup { group: name(group) }));
     }
 
     /// `sendToUid($uids, $msg)`.
     pub fn send_to_uid(&self, uids: &[&str], message: impl Into<Message>) {
         let message = message.into().wire();
-        let uids = uids.iter().map(|u| name(u)).collect();
-        self.to_every_gateway(encode(Send::ToUid { uids, message }));
+        let uids: Vec<Key> = uids.iter().map(|u| name(u)).collect();
+        let names: Vec<(Kind, Key)> = uids.iter().map(|u| (Kind::Uid, u.clone())).collect();
+        self.to_holders(&names, encode(Send::ToUid { uids, message }));
     }
 
     /// `sendToGroup($groups, $msg, $exclude)`.
@@ -256,7 +317,8 @@ impl Gateway {
     ) {
         let message = message.into().wire();
         let groups: Vec<Key> = groups.iter().map(|g| name(g)).collect();
-        for addr in self.command_targets() {
+        let names: Vec<(Kind, Key)> = groups.iter().map(|g| (Kind::Group, g.clone())).collect();
+        for addr in self.gateways_for(Some(&names), self.command_targets()) {
             let target = SendToGroup {
                 groups: groups.clone(),
                 exclude: ids_on(exclude, &addr),

@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::gateway::{Answer, Gateway, GroupMembers, Transport, client_on, key_text, name};
 use super::transport::{self, QueryError};
+use crate::store::Kind;
 
 /// How a query waits for its gateways.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,41 @@ pub(super) enum Mode {
 pub struct Queries {
     pub(super) gateway: Gateway,
     pub(super) mode: Mode,
+}
+
+/// The uids and groups a query is about, when only their holders can have an answer; `None`
+/// when every gateway may (everyone, or connection ids).
+fn holding(query: &Query) -> Option<Vec<(Kind, Key)>> {
+    let uids = |keys: &[Key]| {
+        keys.iter()
+            .map(|k| (Kind::Uid, k.clone()))
+            .collect::<Vec<_>>()
+    };
+    let groups = |keys: &[Key]| {
+        keys.iter()
+            .map(|k| (Kind::Group, k.clone()))
+            .collect::<Vec<_>>()
+    };
+    match query {
+        Query::GetClientIdByUid { uid } => Some(uids(std::slice::from_ref(uid))),
+        Query::BatchGetClientIdByUid { uids: list } => Some(uids(list)),
+        Query::GetClientSessionsByGroup { group }
+        | Query::GetClientCountByGroup { group: Some(group) } => {
+            Some(groups(std::slice::from_ref(group)))
+        }
+        Query::BatchGetClientCountByGroup { groups: list } => Some(groups(list)),
+        Query::Select(Select {
+            filter: Some(filter),
+            ..
+        }) if filter.connection_ids.is_none()
+            && (filter.uids.is_some() || filter.groups.is_some()) =>
+        {
+            let mut names = uids(filter.uids.as_deref().unwrap_or_default());
+            names.extend(groups(filter.groups.as_deref().unwrap_or_default()));
+            Some(names)
+        }
+        _ => None,
+    }
 }
 
 impl Queries {
@@ -72,8 +108,11 @@ impl Queries {
     /// that gave it.
     async fn ask_all(&self, query: Query) -> Answer<Vec<(String, Value)>> {
         self.flush_links();
+        let names = holding(&query);
         let request = Rc::new(Command::Query(query).to_packet());
-        let addresses = self.gateway.known();
+        let addresses = self
+            .gateway
+            .gateways_for(names.as_deref(), self.gateway.known());
         let replies: Vec<Result<Value, QueryError>> = match self.mode {
             Mode::Blocking => {
                 let mut replies = Vec::with_capacity(addresses.len());

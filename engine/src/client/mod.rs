@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use crate::api::{Directory, Gateway};
+use crate::config::StoreConfig;
 
 /// The Gateway API outside a worker. Every method of [`Gateway`] is available on it.
 #[derive(Debug, Clone)]
@@ -22,6 +23,13 @@ impl GatewayClient {
         GatewayClient {
             gateway: Gateway::direct(directory, secret),
         }
+    }
+
+    /// The same client routing uid and group commands and queries through the store of
+    /// `store` (see [`crate::store`]); with the store off, unchanged.
+    pub fn with_store(mut self, store: &StoreConfig) -> GatewayClient {
+        self.gateway = self.gateway.with_store(crate::store::Resolver::new(store));
+        self
     }
 }
 

@@ -16,8 +16,8 @@ mod shard;
 mod static_files;
 
 pub use self::core::router::Router;
-pub use self::core::state::{Shard, ShardSettings};
+pub use self::core::state::{HoldingChanges, Shard, ShardSettings};
 pub use self::core::stats::{
     ClientRow, CloseCause, Inspect, Inspection, LimitWarnings, ShardSnapshot, Stats,
 };
-pub use shard::{ShardHandle, StartError, start};
+pub use shard::{ShardHandle, StartError, inner_addresses, start};

@@ -27,6 +27,10 @@ use crate::system;
 /// How often a shard without workers looks again before accepting clients.
 const WORKER_WAIT_POLL: Duration = Duration::from_millis(20);
 
+/// How often a shard hands the uids and groups it started or stopped holding to the store thread
+/// (with the store on): the longest a bind waits before the store can learn of it.
+const STORE_FLUSH_EVERY: Duration = Duration::from_millis(5);
+
 /// How often a shard publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
@@ -50,8 +54,21 @@ pub enum StartError {
     Shard { index: usize, message: String },
 }
 
-/// Starts every shard of the gateway and waits until each has its listeners.
-pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
+/// The inner address (`lan_ip:port`) of each shard of `config`: what workers dial, and what the
+/// store lists as holder.
+pub fn inner_addresses(config: &GatewayConfig) -> Vec<String> {
+    (0..config.shard_count())
+        .map(|i| format!("{}:{}", config.lan_ip, usize::from(config.start_port) + i))
+        .collect()
+}
+
+/// Starts every shard of the gateway and waits until each has its listeners. With `store`,
+/// each shard hands it the uids and groups it starts and stops holding.
+pub fn start(
+    config: &GatewayConfig,
+    store: Option<&crate::store::Publisher>,
+) -> Result<Vec<ShardHandle>, StartError> {
+    let addresses = inner_addresses(config);
     let shards = config.shard_count();
     let public = resolve_port(config.listen.addr);
     // Every shard binds the public address with SO_REUSEPORT, which would silently share it
@@ -79,7 +96,7 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
     };
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(shards);
-    for index in 0..shards {
+    for (index, address) in addresses.iter().enumerate() {
         let config = config.clone();
         let tls = tls.clone();
         let ready = ready_tx.clone();
@@ -97,11 +114,13 @@ pub fn start(config: &GatewayConfig) -> Result<Vec<ShardHandle>, StartError> {
         )
         .ring_depth(4096);
         let failed = ready.clone();
+        let feed = store.map(|s| s.feed(address));
         let spawned = rt::start(spec, move || async move {
             let outside = Outside {
                 published,
                 questions,
                 stopping: told,
+                feed,
             };
             run_shard(config, index, public, tls, outside, ready).await;
         });
@@ -160,6 +179,8 @@ struct Outside {
     published: Arc<Mutex<ShardSnapshot>>,
     questions: mpsc::Receiver<Inspect>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// The store thread's queue, with the store on.
+    feed: Option<crate::store::ShardFeed>,
 }
 
 async fn run_shard(
@@ -174,12 +195,14 @@ async fn run_shard(
         published,
         questions,
         stopping,
+        feed,
     } = outside;
     if let Err(e) = system::unshare_fd_table() {
         let _ = ready.send((index, Err(format!("unshare(CLONE_FILES): {e}"))));
         return;
     }
-    let settings = ShardSettings::new(&config, index, public.port());
+    let mut settings = ShardSettings::new(&config, index, public.port());
+    settings.record_holdings = feed.is_some();
     let inner_addr = SocketAddr::from((settings.lan_ip, settings.inner_port));
     let public_listener = match rt::listen_after_restart(public, true).await {
         Ok(l) => l,
@@ -270,6 +293,22 @@ async fn run_shard(
             }
         }
     });
+
+    if let Some(feed) = feed {
+        let holding = shard.clone();
+        rt::spawn(async move {
+            loop {
+                rt::sleep(STORE_FLUSH_EVERY).await;
+                let changes = holding.borrow_mut().take_holding_changes();
+                if changes.is_empty() {
+                    continue;
+                }
+                if let Err(back) = feed.offer(changes) {
+                    holding.borrow_mut().put_back_holding_changes(back);
+                }
+            }
+        });
+    }
 
     if let Some(period) = shard.borrow().heartbeat_period() {
         let beating = shard.clone();

@@ -26,7 +26,7 @@ use super::context::Context;
 use super::control::{LinkState, ThreadStats, WorkerControl};
 use super::events::{Events, WorkerInfo};
 use crate::api::{Gateway, Links};
-use crate::config::WorkerConfig;
+use crate::config::{StoreConfig, WorkerConfig};
 use crate::net::{self, Outbox};
 use crate::register::{RegisterLink, keep_registered};
 use crate::rt::{self, CloseReason, Peer};
@@ -51,19 +51,25 @@ pub struct Workers {
     pub control: Arc<WorkerControl>,
 }
 
-/// Starts `config.count` worker threads running clones of `app`.
-pub fn start<A: Events>(config: &WorkerConfig, app: A) -> Result<Workers, rt::ExecutorError> {
+/// Starts `config.count` worker threads running clones of `app`; with `store` on, their uid and
+/// group commands go only to the gateways holding them.
+pub fn start<A: Events>(
+    config: &WorkerConfig,
+    store: &StoreConfig,
+    app: A,
+) -> Result<Workers, rt::ExecutorError> {
     let count = config.thread_count();
     let control = Arc::new(WorkerControl::new(count));
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
         let (config, app, control) = (config.clone(), app.clone(), control.clone());
+        let store = store.clone();
         let spec = rt::ExecutorSpec::new(
             format!("worker-{index}"),
             crate::placement::worker(&config.cpus, index),
         );
         let handle = rt::start(spec, move || async move {
-            run_thread(config, index, app, control).await
+            run_thread(config, store, index, app, control).await
         })?;
         threads.push(std::thread::spawn(move || {
             let _ = handle.join();
@@ -139,6 +145,7 @@ impl<A> Worker<A> {
 
 async fn run_thread<A: Events>(
     config: WorkerConfig,
+    store: StoreConfig,
     index: usize,
     app: A,
     control: Arc<WorkerControl>,
@@ -152,7 +159,8 @@ async fn run_thread<A: Events>(
     let _ = stats.worker_key.set(worker_key.clone());
     let worker = Rc::new(Worker {
         app: RefCell::new(app),
-        gateway: Gateway::new(links.clone(), &config.secret_key),
+        gateway: Gateway::new(links.clone(), &config.secret_key)
+            .with_store(crate::store::Resolver::new(&store)),
         links,
         linking: RefCell::new(HashSet::new()),
         confirmed: RefCell::new(HashSet::new()),

@@ -44,6 +44,8 @@ pub struct ShardSettings {
     pub handshake_timeout: f64,
     pub static_dir: Option<PathBuf>,
     pub builtin_page: Option<&'static str>,
+    /// Record which uids and groups the shard starts and stops holding, for the store.
+    pub record_holdings: bool,
 }
 
 impl ShardSettings {
@@ -66,6 +68,7 @@ impl ShardSettings {
             handshake_timeout: config.handshake_timeout,
             static_dir: config.static_dir.clone(),
             builtin_page: config.builtin_page,
+            record_holdings: false,
         }
     }
 }
@@ -97,6 +100,19 @@ pub struct Client {
     pub flush_pending: bool,
     /// Handshake sweeps this client has been through still in its handshake.
     pub handshake_sweeps: u8,
+}
+
+/// uids and groups a shard started (`true`) or stopped (`false`) holding.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HoldingChanges {
+    pub uids: Vec<(Key, bool)>,
+    pub groups: Vec<(Key, bool)>,
+}
+
+impl HoldingChanges {
+    pub fn is_empty(&self) -> bool {
+        self.uids.is_empty() && self.groups.is_empty()
+    }
 }
 
 /// A client's uid and groups.
@@ -159,12 +175,19 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(settings: ShardSettings, router: Router) -> Shard {
+        let index = || {
+            if settings.record_holdings {
+                MemberIndex::recording()
+            } else {
+                MemberIndex::default()
+            }
+        };
         Shard {
-            settings,
             clients: HashMap::new(),
             last_connection_id: 0,
-            uids: MemberIndex::default(),
-            groups: MemberIndex::default(),
+            uids: index(),
+            groups: index(),
+            settings,
             links: HashMap::new(),
             next_link_id: 0,
             workers: IndexMap::new(),
@@ -175,6 +198,27 @@ impl Shard {
     }
 
     // ---- what the I/O side reads and writes --------------------------------------------------
+
+    /// The uids and groups this shard started or stopped holding since the last call (with
+    /// `record_holdings`), for the store.
+    pub fn take_holding_changes(&mut self) -> HoldingChanges {
+        HoldingChanges {
+            uids: self.uids.take_changes(),
+            groups: self.groups.take_changes(),
+        }
+    }
+
+    /// Changes taken but not delivered (the store's queue was full): kept for the next try,
+    /// under any newer change.
+    pub fn put_back_holding_changes(&mut self, changes: HoldingChanges) {
+        self.uids.put_back(changes.uids);
+        self.groups.put_back(changes.groups);
+    }
+
+    /// Keys with holding changes not yet taken.
+    pub fn holding_changes_pending(&self) -> usize {
+        self.uids.changes_pending() + self.groups.changes_pending()
+    }
 
     pub fn settings(&self) -> &ShardSettings {
         &self.settings

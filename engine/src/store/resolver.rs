@@ -1,0 +1,185 @@
+//! Which gateways a uid or group command goes to. With the store off (or for commands without a
+//! uid or group) it is every gateway, as in GatewayWorker. With it on, one Redis round trip
+//! (one script call for all the command's uids or groups and the writers' list) narrows that to:
+//!
+//! - the shards the store lists as holders;
+//! - every shard that does not write to the store (a PHP gateway, one with the store off, or one
+//!   that lost Redis), which the store cannot speak for;
+//! - the shards this thread itself bound the uid or added the group on within the last
+//!   [`RECENT`] — the gateway applies the bind before the send (same link, in order), but the
+//!   store learns of it a few milliseconds later, so `bindUid` then `sendToUid` in one callback
+//!   still reaches the new holder.
+//!
+//! When Redis does not answer within `store.timeout` (or could not be reached in the last
+//! second), the command goes to every gateway: counted as a fallback and logged, never dropped.
+//!
+//! The window: a uid bound by *another* worker (or GatewayClient) becomes visible to this one
+//! once the holding shard's store thread has written it — at most one flush interval (5 ms)
+//! plus one Redis round trip after the gateway applied the bind, longer only while that thread
+//! is queued behind a slow Redis. A send resolved inside that window can miss the new holder, as
+//! a GatewayWorker send can overtake a bind made over another worker's link.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Kind;
+use super::redis::{StoreConnection, holders_key, writers_key};
+use crate::config::StoreConfig;
+
+/// How long a bind or join made by this thread counts as a holding the store may not show yet.
+pub const RECENT: Duration = Duration::from_secs(2);
+/// How long after a failed connection the next one is tried (sends meanwhile go everywhere).
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+/// Recent bindings kept before the expired ones are swept.
+const RECENT_SWEEP_AT: usize = 4096;
+
+/// How uid and group commands were routed in this process (for `/metrics` and the benchmark).
+#[derive(Debug, Default)]
+pub struct RoutingStats {
+    /// uid and group commands sent (and queries asked).
+    pub sends: AtomicU64,
+    /// Gateway packets those commands took.
+    pub packets: AtomicU64,
+    /// Store lookups answered.
+    pub lookups: AtomicU64,
+    /// Commands sent to every gateway because the store did not answer.
+    pub fallbacks: AtomicU64,
+}
+
+/// This process's routing counters.
+pub static ROUTING: RoutingStats = RoutingStats {
+    sends: AtomicU64::new(0),
+    packets: AtomicU64::new(0),
+    lookups: AtomicU64::new(0),
+    fallbacks: AtomicU64::new(0),
+};
+
+/// Shards a name was bound or joined on by this thread, with when.
+type Holdings = Vec<(String, Instant)>;
+
+/// The live holders of some uids or groups, and the shards that write to the store.
+#[derive(Debug, Default)]
+pub struct Holders {
+    pub writers: HashSet<String>,
+    pub holders: HashSet<String>,
+}
+
+/// A thread's view of the store (one Redis connection, opened on first use).
+pub struct Resolver {
+    config: StoreConfig,
+    conn: RefCell<Option<StoreConnection>>,
+    retry_at: Cell<Option<Instant>>,
+    /// (kind, name) → shards this thread bound or joined it on, with when.
+    recent: RefCell<HashMap<(Kind, Vec<u8>), Holdings>>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("redis_url", &self.config.redis_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resolver {
+    /// A resolver for `config`, or `None` with the store off.
+    pub fn new(config: &StoreConfig) -> Option<Resolver> {
+        config.enabled().then(|| Resolver {
+            config: config.clone(),
+            conn: RefCell::new(None),
+            retry_at: Cell::new(None),
+            recent: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Of `candidates` (gateway addresses), those a command for `names` (uids or groups) must
+    /// go to.
+    pub fn targets(&self, names: &[(Kind, &[u8])], candidates: Vec<String>) -> Vec<String> {
+        let Some(found) = self.lookup(names) else {
+            ROUTING.fallbacks.fetch_add(1, Ordering::Relaxed);
+            return candidates;
+        };
+        let recent = self.recent.borrow();
+        let recently_here = |addr: &str| {
+            names.iter().any(|(kind, name)| {
+                recent
+                    .get(&(*kind, name.to_vec()))
+                    .is_some_and(|on| on.iter().any(|(a, at)| a == addr && at.elapsed() < RECENT))
+            })
+        };
+        candidates
+            .into_iter()
+            .filter(|addr| {
+                found.holders.contains(addr) || !found.writers.contains(addr) || recently_here(addr)
+            })
+            .collect()
+    }
+
+    /// This thread bound a uid or added a group on the gateway at `gateway`.
+    pub fn noted(&self, kind: Kind, name: &[u8], gateway: String) {
+        let mut recent = self.recent.borrow_mut();
+        if recent.len() >= RECENT_SWEEP_AT {
+            recent.retain(|_, on| {
+                on.retain(|(_, at)| at.elapsed() < RECENT);
+                !on.is_empty()
+            });
+        }
+        let on = recent.entry((kind, name.to_vec())).or_default();
+        on.retain(|(a, at)| *a != gateway && at.elapsed() < RECENT);
+        on.push((gateway, Instant::now()));
+    }
+
+    /// The store's holders of `names` and its writers; `None` when Redis does not answer.
+    pub fn lookup(&self, names: &[(Kind, &[u8])]) -> Option<Holders> {
+        if self.retry_at.get().is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
+        let mut slot = self.conn.borrow_mut();
+        if slot.is_none() {
+            let timeout = Duration::from_secs_f64(self.config.timeout);
+            match StoreConnection::open(&self.config, timeout) {
+                Ok(conn) => *slot = Some(conn),
+                Err(e) => {
+                    self.unreachable(&e);
+                    return None;
+                }
+            }
+        }
+        let conn = slot.as_mut()?;
+        let mut keys = Vec::with_capacity(names.len() + 1);
+        keys.push(writers_key(&self.config.prefix));
+        keys.extend(
+            names
+                .iter()
+                .map(|(kind, name)| holders_key(&self.config.prefix, *kind, name)),
+        );
+        match conn.lookup(&keys) {
+            Ok(lists) => {
+                ROUTING.lookups.fetch_add(1, Ordering::Relaxed);
+                let mut lists = lists.into_iter();
+                let writers = lists.next().unwrap_or_default().into_iter().collect();
+                let holders = lists.flatten().collect();
+                Some(Holders { writers, holders })
+            }
+            Err(e) => {
+                *slot = None;
+                self.unreachable(&e);
+                None
+            }
+        }
+    }
+
+    fn unreachable(&self, e: &redis::RedisError) {
+        self.retry_at.set(Some(Instant::now() + RECONNECT_AFTER));
+        crate::log_limit::warn_limited(
+            "store unreachable",
+            &format!(
+                "store: Redis at {} (store.redis_url) did not answer ({e}): uid and group \
+                 commands go to every gateway until it does",
+                self.config.redis_url
+            ),
+        );
+    }
+}

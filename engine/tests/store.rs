@@ -1,0 +1,253 @@
+//! The store (`[store] backend = "redis"`) on one host, against a real `redis-server` each test
+//! starts on a unix socket of its own: gateways record exactly which shard holds each uid and
+//! group, uid and group commands and queries reach only those shards, a worker's own bind is
+//! seen by its next send at once, Redis going away falls back to every gateway without losing a
+//! message, and a restarted Redis is filled again. Skipped (with a line) without redis-server.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::redis::{Listen, RedisServer};
+use common::*;
+use gatewire::client::GatewayClient;
+use gatewire::config::{StoreBackend, StoreConfig};
+use gatewire::store::ROUTING;
+use gatewire_proto::ClientId;
+
+/// The routing counters are the process's: the tests that read them run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn skip_without_redis(test: &str) -> bool {
+    match common::redis::unavailable() {
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+fn store_config(redis: &RedisServer) -> StoreConfig {
+    StoreConfig {
+        backend: StoreBackend::Redis,
+        redis_url: redis.url(),
+        prefix: "t:".into(),
+        ttl: 3.0,
+        ..StoreConfig::default()
+    }
+}
+
+fn store_section(redis: &RedisServer) -> String {
+    format!(
+        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t:\"\nttl = 3.0\n",
+        redis.url()
+    )
+}
+
+/// A chat client with nickname `nick`, and its id (whose gateway part is its shard).
+fn chatter(gw: &Gatewire, nick: &str) -> (Ws, ClientId) {
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    let id: ClientId = loop {
+        if let Some(id) = ws_read(&mut ws).strip_prefix("Hello ") {
+            break id.parse().unwrap();
+        }
+    };
+    ws.send(tungstenite::Message::text(format!("/nick {nick}")))
+        .unwrap();
+    while ws_read(&mut ws) != format!("You are now {nick}") {}
+    (ws, id)
+}
+
+/// Reads until `expected`, skipping the chat's announcements.
+fn expect_line(ws: &mut Ws, expected: &str) {
+    loop {
+        let line = ws_read(ws);
+        if line == expected {
+            return;
+        }
+        assert!(
+            line.ends_with(" joined") || line.contains(" said ") || line.starts_with("You "),
+            "unexpected {line:?} while waiting for {expected:?}"
+        );
+    }
+}
+
+/// Packets a uid or group command or query took, counted by this process's routing.
+fn packets_of(f: impl FnOnce()) -> u64 {
+    let before = ROUTING.packets.load(Ordering::Relaxed);
+    f();
+    ROUTING.packets.load(Ordering::Relaxed) - before
+}
+
+/// Chat clients until both shards hold at least one, named u0, u1, …
+fn clients_on_both_shards(gw: &Gatewire) -> Vec<(Ws, ClientId, String)> {
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        let nick = format!("u{i}");
+        let (ws, id) = chatter(gw, &nick);
+        clients.push((ws, id, nick));
+        let shards: std::collections::BTreeSet<_> =
+            clients.iter().map(|(_, id, _)| id.gateway()).collect();
+        if shards.len() == 2 && clients.len() >= 4 {
+            return clients;
+        }
+    }
+    panic!("40 clients all landed on one shard");
+}
+
+#[test]
+fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going_away() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if skip_without_redis("store") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")), &[]);
+    let gw = Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        shards: 2,
+        extra: store_section(&redis),
+        ..Setup::default()
+    });
+    let mut clients = clients_on_both_shards(&gw);
+
+    // The store lists each uid's shard, and both shards as writers.
+    for (_, id, nick) in &clients {
+        eventually(&format!("{nick} recorded"), || {
+            redis.members(&format!("t:uid:{nick}")) == [id.gateway().to_string()]
+        });
+    }
+    let mut shards: Vec<String> = (0..2).map(|i| gw.inner(i).to_string()).collect();
+    shards.sort();
+    eventually("both shards are writers", || {
+        redis.members("t:gateways") == shards
+    });
+
+    let routed = GatewayClient::new(vec![gw.register], "").with_store(&store_config(&redis));
+    let everywhere = GatewayClient::new(vec![gw.register], "");
+    let (ws, id, nick) = &mut clients[0];
+    assert_eq!(packets_of(|| everywhere.send_to_uid(&[nick], "to all")), 2);
+    expect_line(ws, "to all");
+    assert_eq!(packets_of(|| routed.send_to_uid(&[nick], "to one")), 1);
+    expect_line(ws, "to one");
+    let mut found = Vec::new();
+    assert_eq!(
+        packets_of(|| found = routed.get_client_id_by_uid(nick).value),
+        1
+    );
+    assert_eq!(found, [*id]);
+    assert_eq!(
+        packets_of(|| assert!(!routed.is_uid_online("nobody").value)),
+        0
+    );
+
+    // Redis gone: every gateway gets the command again, counted as a fallback, nothing lost.
+    redis.kill();
+    let fallbacks = ROUTING.fallbacks.load(Ordering::Relaxed);
+    let (ws, _, nick) = &mut clients[1];
+    assert_eq!(packets_of(|| routed.send_to_uid(&[nick], "no store")), 2);
+    expect_line(ws, "no store");
+    assert!(ROUTING.fallbacks.load(Ordering::Relaxed) > fallbacks);
+    // A client that takes a nick meanwhile is recorded once Redis is back.
+    let (mut late, late_id) = chatter(&gw, "late");
+
+    // Back, empty: each gateway writes everything again within a second or two.
+    redis.restart();
+    let started = Instant::now();
+    for (_, id, nick) in clients
+        .iter()
+        .map(|(_, id, nick)| ((), *id, nick.clone()))
+        .chain([((), late_id, "late".to_owned())])
+    {
+        eventually(&format!("{nick} recorded again"), || {
+            redis.members(&format!("t:uid:{nick}")) == [id.gateway().to_string()]
+        });
+    }
+    let refilled = started.elapsed();
+    assert!(
+        refilled < Duration::from_secs(3),
+        "refilled after {refilled:?}"
+    );
+    // The resolver retries a second after its failure.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(packets_of(|| routed.send_to_uid(&["late"], "back")), 1);
+    expect_line(&mut late, "back");
+
+    // A client that leaves is removed; a stopped gateway withdraws everything.
+    let (ws, _, nick) = clients.pop().unwrap();
+    drop(ws);
+    eventually(&format!("{nick} removed"), || {
+        redis.members(&format!("t:uid:{nick}")).is_empty()
+    });
+    drop(gw);
+    eventually("the stopped gateway withdrew its entries", || {
+        redis.members("t:uid:u0").is_empty() && redis.members("t:gateways").is_empty()
+    });
+}
+
+/// Binds the client to the uid it sends, then greets that uid — in one callback, the pattern
+/// that must not lose the greeting even though the store learns of the bind a little later.
+#[derive(Clone, Default)]
+struct BindThenSend;
+
+impl gatewire::Events for BindThenSend {
+    fn on_message(&mut self, ctx: &mut gatewire::Context<'_>, message: &[u8]) {
+        let uid = String::from_utf8_lossy(message).into_owned();
+        ctx.gateway().bind_uid(ctx.client_id, &uid);
+        ctx.gateway()
+            .send_to_uid(&[uid.as_str()], format!("welcome {uid}"));
+        ctx.gateway().join_group(ctx.client_id, &uid);
+        ctx.gateway()
+            .send_to_group(&[uid.as_str()], format!("room {uid}"), &[]);
+    }
+}
+
+#[test]
+fn a_workers_own_bind_is_seen_by_its_next_send() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if skip_without_redis("store") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")), &[]);
+    let gw = Gatewire::start(Setup {
+        shards: 2,
+        extra: store_section(&redis),
+        ..Setup::default()
+    });
+    let mut shards: Vec<String> = (0..2).map(|i| gw.inner(i).to_string()).collect();
+    shards.sort();
+    eventually("both shards are writers", || {
+        redis.members("t:gateways") == shards
+    });
+    let config = gatewire::config::WorkerConfig {
+        count: 1,
+        register_address: vec![gw.register],
+        ..Default::default()
+    };
+    let workers = gatewire::worker::start(&config, &store_config(&redis), BindThenSend).unwrap();
+    eventually("worker linked", || workers.control.ready());
+    let packets = ROUTING.packets.load(Ordering::Relaxed);
+    let sends = ROUTING.sends.load(Ordering::Relaxed);
+    let fallbacks = ROUTING.fallbacks.load(Ordering::Relaxed);
+    for i in 0..20 {
+        let mut ws = ws_connect_when_served(gw.public, "/");
+        ws.send(tungstenite::Message::text(format!("fresh{i}")))
+            .unwrap();
+        assert_eq!(ws_read(&mut ws), format!("welcome fresh{i}"));
+        assert_eq!(ws_read(&mut ws), format!("room fresh{i}"));
+    }
+    // Each send went to the one shard holding its fresh uid or group, not to both.
+    let sent = ROUTING.sends.load(Ordering::Relaxed) - sends;
+    assert_eq!(sent, 40);
+    assert_eq!(
+        ROUTING.packets.load(Ordering::Relaxed) - packets,
+        40,
+        "fallbacks: {}, writers: {:?}",
+        ROUTING.fallbacks.load(Ordering::Relaxed) - fallbacks,
+        redis.members("t:gateways")
+    );
+    workers.control.stop();
+}
