@@ -652,3 +652,204 @@ Worker::runAll();
     }
     assert_clean(&report, None);
 }
+
+// ---- the store on (issue: routing to holders through Redis) -----------------------------------
+
+#[path = "common/redis.rs"]
+mod redis_server;
+
+/// The port Redis listens on inside host A.
+const REDIS_PORT: u16 = 6379;
+
+/// `[store]` pointing at the Redis on `host`, with a short TTL so the fault scenario is quick.
+fn store(bed: &Bed, host: &str) -> String {
+    format!(
+        "[store]\nbackend = \"redis\"\nredis_url = \"redis://{}:{REDIS_PORT}/0\"\nttl = 6.0\n\n",
+        bed.addr(host)
+    )
+}
+
+/// `[metrics]` on `host`'s address.
+fn metrics(bed: &Bed, host: &str) -> String {
+    format!("[metrics]\nlisten = \"{}:9100\"\n\n", bed.addr(host))
+}
+
+/// `host`'s `/metrics` text, read from inside host X.
+fn metrics_text(bed: &Bed, host: &str) -> String {
+    use std::io::{Read, Write};
+    let ns = cluster::bed::netns_path(&bed.ns("x"));
+    let addr = std::net::SocketAddr::from((bed.addr(host), 9100));
+    std::thread::spawn(move || {
+        cluster::bed::enter(&ns);
+        let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    })
+    .join()
+    .unwrap()
+}
+
+/// The sum of metric `name`'s samples in an exposition.
+fn sum_of(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Routed commands, the packets they took, and fallbacks, summed over the worker hosts (each
+/// host's three figures from one reading).
+fn routing(bed: &Bed, hosts: &[&str]) -> (u64, u64, u64) {
+    let mut total = (0, 0, 0);
+    for host in hosts {
+        let text = metrics_text(bed, host);
+        total.0 += sum_of(&text, "gatewire_routed_commands_total");
+        total.1 += sum_of(&text, "gatewire_routed_packets_total");
+        total.2 += sum_of(&text, "gatewire_store_fallbacks_total");
+    }
+    total
+}
+
+/// The store's layout: Redis, the register and a 2-shard gateway on A; a 2-shard gateway on E;
+/// chat workers on B and C (metrics on); the store on everywhere.
+fn store_cluster(
+    bed: &Bed,
+    dir: &std::path::Path,
+) -> (redis_server::RedisServer, Vec<cluster::bed::Node>) {
+    let redis = redis_server::RedisServer::start_in(
+        dir,
+        redis_server::Listen::Tcp(std::net::SocketAddrV4::new(bed.addr("a"), REDIS_PORT)),
+        Some(&bed.ns("a")),
+    );
+    let mut nodes = vec![bed.start(
+        "a",
+        &["register", "gateway"],
+        &(register(bed, "a") + &gateway(bed, "a", 2, &["a"]) + &store(bed, "a")),
+    )];
+    nodes.push(bed.start(
+        "e",
+        &["gateway"],
+        &(gateway(bed, "e", 2, &["a"]) + &store(bed, "a")),
+    ));
+    for w in ["b", "c"] {
+        let config = worker(bed, &["a"], App::Chat, 2) + &store(bed, "a") + &metrics(bed, w);
+        nodes.push(bed.start(w, &["worker"], &config));
+    }
+    let (a_ip, e_ip) = (bed.addr("a"), bed.addr("e"));
+    within(
+        Duration::from_secs(10),
+        "B and C link to both shards of A and E",
+        || {
+            nodes[2..]
+                .iter()
+                .all(|n| n.links_up_to(a_ip) == 4 && n.links_up_to(e_ip) == 4)
+        },
+    );
+    (redis, nodes)
+}
+
+/// Scenario 13: The store on: every chat client's room (a group of its own) and nick (a uid) is
+/// recorded with the one shard holding it, and each room message goes to that shard only — one
+/// packet per send instead of one per shard (4) — with nothing lost.
+#[test]
+fn s13_store_routes_each_send_to_its_holder_only() {
+    if let Some(why) = redis_server::unavailable() {
+        say!("SKIPPED s13: {why}");
+        return;
+    }
+    let Some(bed) = Bed::new("s13", &["a", "b", "c", "e", "x"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, nodes) = store_cluster(&bed, dir.path());
+    let mut traffic = Traffic::new(App::Chat);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    traffic.connect(&bed, "x", "e", CLIENTS);
+    let before = routing(&bed, &["b", "c"]);
+    run_for(Duration::from_secs(4));
+    let after = routing(&bed, &["b", "c"]);
+    let uids = redis.keys("gatewire:uid:*").len();
+    let groups = redis.keys("gatewire:group:*").len();
+    let report = traffic.finish();
+    report.print("13. the store on: room messages routed to their holder only");
+    assert_clean(&report, None);
+    let (commands, packets, fallbacks) =
+        (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    say!(
+        "  room sends: {commands}, gateway packets: {packets} ({:.2} per send; 4 with the store \
+         off), fallbacks: {fallbacks}",
+        packets as f64 / commands.max(1) as f64
+    );
+    assert!(commands > 1000, "room sends were routed: {commands}");
+    assert_eq!(fallbacks, 0, "B's log:\n{}", nodes[2].log());
+    assert_eq!(packets, commands, "one packet per send: the holder's");
+    say!("  store: {uids} uid keys, {groups} group keys");
+    assert_eq!((uids, groups), (2 * CLIENTS, 2 * CLIENTS));
+    // The clients gone, their entries are removed.
+    within(
+        Duration::from_secs(5),
+        "the closed clients' entries removed",
+        || redis.keys("gatewire:uid:*").is_empty() && redis.keys("gatewire:group:*").is_empty(),
+    );
+}
+
+/// Scenario 14: Redis killed under load: the workers send to every gateway meanwhile (counted as
+/// fallbacks), nothing is lost; Redis restarted empty is filled again by the gateways within one
+/// TTL, and routing to holders resumes.
+#[test]
+fn s14_store_redis_killed_and_restarted_under_load() {
+    if let Some(why) = redis_server::unavailable() {
+        say!("SKIPPED s14: {why}");
+        return;
+    }
+    let Some(bed) = Bed::new("s14", &["a", "b", "c", "e", "x"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut redis, _nodes) = store_cluster(&bed, dir.path());
+    let mut traffic = Traffic::new(App::Chat);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    traffic.connect(&bed, "x", "e", CLIENTS);
+    run_for(Duration::from_secs(2));
+    redis.kill();
+    let down = routing(&bed, &["b", "c"]);
+    run_for(Duration::from_secs(3));
+    let still_down = routing(&bed, &["b", "c"]);
+    redis.restart();
+    let refilled = within(
+        Duration::from_secs(6),
+        "the gateways fill the restarted Redis",
+        || {
+            redis.keys("gatewire:group:*").len() == 2 * CLIENTS
+                && redis.keys("gatewire:uid:*").len() == 2 * CLIENTS
+        },
+    );
+    // Workers try Redis again a second after their last failure.
+    run_for(Duration::from_secs(2));
+    let back = routing(&bed, &["b", "c"]);
+    run_for(Duration::from_secs(2));
+    let end = routing(&bed, &["b", "c"]);
+    let report = traffic.finish();
+    report.print("14. the store on: Redis killed for 3 s, then restarted empty");
+    let fallbacks = still_down.2 - down.2;
+    say!(
+        "  while Redis was down: {} sends, {} packets, {fallbacks} fallbacks; refilled {refilled:?} \
+         after the restart; after: {} sends, {} packets",
+        still_down.0 - down.0,
+        still_down.1 - down.1,
+        end.0 - back.0,
+        end.1 - back.1
+    );
+    assert_clean(&report, None);
+    assert!(fallbacks > 0, "sends fell back while Redis was down");
+    assert_eq!(
+        still_down.1 - down.1,
+        4 * (still_down.0 - down.0),
+        "a fallback goes to every shard"
+    );
+    assert_eq!(end.2 - back.2, 0, "no fallback once Redis is back");
+    assert_eq!(end.1 - back.1, end.0 - back.0, "routed to holders again");
+}

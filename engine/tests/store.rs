@@ -35,13 +35,15 @@ fn store_config(redis: &RedisServer) -> StoreConfig {
         redis_url: redis.url(),
         prefix: "t:".into(),
         ttl: 3.0,
+        // Generous: a loaded test machine must not turn routing into fallbacks.
+        timeout: 2.0,
         ..StoreConfig::default()
     }
 }
 
 fn store_section(redis: &RedisServer) -> String {
     format!(
-        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t:\"\nttl = 3.0\n",
+        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t:\"\nttl = 3.0\ntimeout = 2.0\n",
         redis.url()
     )
 }
@@ -104,7 +106,7 @@ fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")), &[]);
+    let mut redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")));
     let gw = Gatewire::start(Setup {
         roles: "register,gateway,worker",
         shards: 2,
@@ -211,7 +213,7 @@ fn a_workers_own_bind_is_seen_by_its_next_send() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")), &[]);
+    let redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")));
     let gw = Gatewire::start(Setup {
         shards: 2,
         extra: store_section(&redis),

@@ -22,6 +22,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::Kind;
@@ -66,11 +67,15 @@ pub struct Holders {
     pub holders: HashSet<String>,
 }
 
-/// A thread's view of the store (one Redis connection, opened on first use).
+/// A thread's view of the store. Its Redis connection lives on a helper thread of its own: a
+/// blocking socket call on an executor thread is interrupted (EINTR) whenever io_uring has
+/// completions for it, which the Redis client takes for an error. The caller waits for the
+/// helper's answer on a channel, at most `store.timeout`.
 pub struct Resolver {
     config: StoreConfig,
-    conn: RefCell<Option<StoreConnection>>,
-    retry_at: Cell<Option<Instant>>,
+    asks: SyncSender<(u64, Vec<Vec<u8>>)>,
+    answers: Receiver<(u64, Option<Vec<Vec<String>>>)>,
+    asked: Cell<u64>,
     /// (kind, name) → shards this thread bound or joined it on, with when.
     recent: RefCell<HashMap<(Kind, Vec<u8>), Holdings>>,
 }
@@ -84,12 +89,33 @@ impl std::fmt::Debug for Resolver {
 }
 
 impl Resolver {
-    /// A resolver for `config`, or `None` with the store off.
+    /// A resolver for `config`, or `None` with the store off (or when its helper thread cannot
+    /// start, logged: every command then goes to every gateway).
     pub fn new(config: &StoreConfig) -> Option<Resolver> {
-        config.enabled().then(|| Resolver {
+        if !config.enabled() {
+            return None;
+        }
+        // One question at a time: a caller that gave up on an answer finds the helper busy and
+        // falls back rather than queueing behind it.
+        let (asks, questions) = std::sync::mpsc::sync_channel(1);
+        let (replies, answers) = std::sync::mpsc::channel();
+        let helper = Helper {
             config: config.clone(),
-            conn: RefCell::new(None),
-            retry_at: Cell::new(None),
+            conn: None,
+            retry_at: None,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("store-lookup".into())
+            .spawn(move || helper.serve(questions, replies));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "store: cannot start the lookup thread; sending to every gateway");
+            return None;
+        }
+        Some(Resolver {
+            config: config.clone(),
+            asks,
+            answers,
+            asked: Cell::new(0),
             recent: RefCell::new(HashMap::new()),
         })
     }
@@ -131,23 +157,9 @@ impl Resolver {
         on.push((gateway, Instant::now()));
     }
 
-    /// The store's holders of `names` and its writers; `None` when Redis does not answer.
+    /// The store's holders of `names` and its writers; `None` when Redis does not answer in
+    /// time.
     pub fn lookup(&self, names: &[(Kind, &[u8])]) -> Option<Holders> {
-        if self.retry_at.get().is_some_and(|at| Instant::now() < at) {
-            return None;
-        }
-        let mut slot = self.conn.borrow_mut();
-        if slot.is_none() {
-            let timeout = Duration::from_secs_f64(self.config.timeout);
-            match StoreConnection::open(&self.config, timeout) {
-                Ok(conn) => *slot = Some(conn),
-                Err(e) => {
-                    self.unreachable(&e);
-                    return None;
-                }
-            }
-        }
-        let conn = slot.as_mut()?;
         let mut keys = Vec::with_capacity(names.len() + 1);
         keys.push(writers_key(&self.config.prefix));
         keys.extend(
@@ -155,24 +167,86 @@ impl Resolver {
                 .iter()
                 .map(|(kind, name)| holders_key(&self.config.prefix, *kind, name)),
         );
-        match conn.lookup(&keys) {
-            Ok(lists) => {
-                ROUTING.lookups.fetch_add(1, Ordering::Relaxed);
-                let mut lists = lists.into_iter();
-                let writers = lists.next().unwrap_or_default().into_iter().collect();
-                let holders = lists.flatten().collect();
-                Some(Holders { writers, holders })
+        let n = self.asked.get() + 1;
+        self.asked.set(n);
+        self.asks.try_send((n, keys)).ok()?;
+        let deadline = Instant::now() + Duration::from_secs_f64(self.config.timeout);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.answers.recv_timeout(left) {
+                Ok((m, lists)) if m == n => {
+                    let mut lists = lists?.into_iter();
+                    ROUTING.lookups.fetch_add(1, Ordering::Relaxed);
+                    let writers = lists.next().unwrap_or_default().into_iter().collect();
+                    let holders = lists.flatten().collect();
+                    return Some(Holders { writers, holders });
+                }
+                // A late answer to a question this thread gave up on.
+                Ok(_) => continue,
+                Err(_) => {
+                    crate::log_limit::warn_limited(
+                        "store slow",
+                        &format!(
+                            "store: Redis at {} did not answer within store.timeout ({} s): uid \
+                             and group commands go to every gateway meanwhile",
+                            self.config.redis_url, self.config.timeout
+                        ),
+                    );
+                    return None;
+                }
             }
+        }
+    }
+}
+
+/// The helper thread's side: one connection, opened on demand, not retried for a second after
+/// a failure (questions meanwhile are answered "unreachable" at once).
+struct Helper {
+    config: StoreConfig,
+    conn: Option<StoreConnection>,
+    retry_at: Option<Instant>,
+}
+
+impl Helper {
+    fn serve(
+        mut self,
+        questions: Receiver<(u64, Vec<Vec<u8>>)>,
+        replies: std::sync::mpsc::Sender<(u64, Option<Vec<Vec<String>>>)>,
+    ) {
+        while let Ok((n, keys)) = questions.recv() {
+            let answer = self.lookup(&keys);
+            if replies.send((n, answer)).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn lookup(&mut self, keys: &[Vec<u8>]) -> Option<Vec<Vec<String>>> {
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
+        if self.conn.is_none() {
+            let timeout = Duration::from_secs_f64(self.config.timeout);
+            match StoreConnection::open(&self.config, timeout) {
+                Ok(conn) => self.conn = Some(conn),
+                Err(e) => {
+                    self.unreachable(&e);
+                    return None;
+                }
+            }
+        }
+        match self.conn.as_mut()?.lookup(keys) {
+            Ok(lists) => Some(lists),
             Err(e) => {
-                *slot = None;
+                self.conn = None;
                 self.unreachable(&e);
                 None
             }
         }
     }
 
-    fn unreachable(&self, e: &redis::RedisError) {
-        self.retry_at.set(Some(Instant::now() + RECONNECT_AFTER));
+    fn unreachable(&mut self, e: &redis::RedisError) {
+        self.retry_at = Some(Instant::now() + RECONNECT_AFTER);
         crate::log_limit::warn_limited(
             "store unreachable",
             &format!(

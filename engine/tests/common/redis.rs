@@ -22,6 +22,8 @@ pub struct RedisServer {
     dir: PathBuf,
     /// Prefix of the command line, e.g. `ip netns exec HOST` (empty: run here).
     wrapper: Vec<String>,
+    /// The network namespace (file) the server lives in, if not this process's.
+    netns: Option<PathBuf>,
 }
 
 /// Why the store tests cannot run here, if they cannot.
@@ -34,12 +36,22 @@ pub fn unavailable() -> Option<String> {
 
 impl RedisServer {
     /// Starts a server keeping nothing on disk, listening on `listen`, run through `wrapper`.
-    pub fn start(dir: &Path, listen: Listen, wrapper: &[&str]) -> RedisServer {
+    pub fn start(dir: &Path, listen: Listen) -> RedisServer {
+        Self::start_in(dir, listen, None)
+    }
+
+    /// Starts a server inside the network namespace `netns` (its name under /var/run/netns).
+    pub fn start_in(dir: &Path, listen: Listen, netns: Option<&str>) -> RedisServer {
+        let wrapper = match netns {
+            Some(ns) => vec!["ip".into(), "netns".into(), "exec".into(), ns.to_owned()],
+            None => Vec::new(),
+        };
         let mut server = RedisServer {
             child: None,
             listen,
             dir: dir.to_owned(),
-            wrapper: wrapper.iter().map(|s| (*s).to_owned()).collect(),
+            wrapper,
+            netns: netns.map(|ns| PathBuf::from("/var/run/netns").join(ns)),
         };
         server.restart();
         server
@@ -106,9 +118,40 @@ impl RedisServer {
         }
     }
 
-    /// A connection, if the server answers PING.
+    /// A connection, if the server answers PING (made from inside the server's namespace; a
+    /// socket keeps its namespace whichever thread uses it).
     pub fn connection(&self) -> Option<redis::Connection> {
-        let client = redis::Client::open(self.url()).ok()?;
+        let Some(netns) = self.netns.clone() else {
+            return Self::connect(&self.url());
+        };
+        let url = self.url();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&netns).ok()?;
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace file just opened; it moves only this short thread.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            Self::connect(&url)
+        })
+        .join()
+        .ok()
+        .flatten()
+    }
+
+    /// The keys matching `pattern` (a test's small store: KEYS is fine).
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let Some(mut conn) = self.connection() else {
+            return Vec::new();
+        };
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut conn)
+            .unwrap_or_default()
+    }
+
+    fn connect(url: &str) -> Option<redis::Connection> {
+        let client = redis::Client::open(url).ok()?;
         let mut conn = client
             .get_connection_with_timeout(Duration::from_millis(500))
             .ok()?;
