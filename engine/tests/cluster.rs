@@ -656,6 +656,7 @@ Worker::runAll();
 // ---- the store on (issue: routing to holders through Redis) -----------------------------------
 
 #[path = "common/redis.rs"]
+#[allow(dead_code)]
 mod redis_server;
 
 /// The port Redis listens on inside host A.
