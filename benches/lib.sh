@@ -66,12 +66,13 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_gatewire SHARDS APP: starts register + gateway (SHARDS shards) in one process and one worker
-# thread running the built-in APP (echo|broadcast|chat) in another, so the gateway's memory is
-# measured alone; sets GW_PID, WORKER_PID and PUBLIC_URL.
+# start_gatewire SHARDS APP [EXTRA_TOML]: starts register + gateway (SHARDS shards) in one process
+# and one worker thread running the built-in APP (echo|broadcast|chat) in another, so the gateway's
+# memory is measured alone; EXTRA_TOML (e.g. a [store] section) is appended to their configuration.
+# Sets GW_PID, WORKER_PID, PUBLIC_URL and WORKER_METRICS (the worker's /metrics address).
 start_gatewire() {
-  local shards=$1 mode=$2
-  work=$(mktemp -d)
+  local shards=$1 mode=$2 extra=${3:-}
+  work=${work:-$(mktemp -d)}
   local register_port public_port inner_port
   register_port=$(free_port)
   public_port=$(free_port)
@@ -88,13 +89,15 @@ register_address = "127.0.0.1:$register_port"
 count = 1
 register_address = "127.0.0.1:$register_port"
 app = "$mode"
+$extra
 TOML
   GATEWIRE_LOG=warn "$bin/gatewire" start --single-process -c "$work/gatewire.toml" --role register,gateway \
     2>"$work/gatewire.log" &
   GW_PID=$!
   sleep 1
+  WORKER_METRICS=127.0.0.1:$(free_port)
   GATEWIRE_LOG=warn "$bin/gatewire" start --single-process -c "$work/gatewire.toml" --role worker \
-    2>"$work/worker.log" &
+    --set metrics.listen="$WORKER_METRICS" 2>"$work/worker.log" &
   WORKER_PID=$!
   sleep 1
   PUBLIC_URL="ws://127.0.0.1:$public_port/"
@@ -124,8 +127,21 @@ loadgen_cpus() {
   fi
 }
 
+# metric NAME: the sum of NAME's samples on the worker's /metrics.
+worker_metric() {
+  python3 - "$WORKER_METRICS" "$1" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+name = sys.argv[2]
+print(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+          if l.split("{")[0].split(" ")[0] == name))
+PY
+}
+
 stop_gatewire() {
   kill "$WORKER_PID" "$GW_PID" 2>/dev/null || true
   wait "$WORKER_PID" "$GW_PID" 2>/dev/null || true
-  rm -rf "$work"
+  if [ "${KEEP_WORK:-0}" != 1 ]; then
+    rm -rf "$work"
+  fi
 }

@@ -19,7 +19,7 @@ use clap::Parser;
 
 use crate::plan::SourcePlan;
 use crate::run::{RunConfig, Scenario, Shared};
-use crate::stats::{Live, Report, ThreadStats, rss_bytes};
+use crate::stats::{Live, Report, ThreadStats, process_cpu_seconds, rss_bytes};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -196,6 +196,7 @@ fn run(args: Args) -> Result<(), String> {
 
     let mut rss_after = None;
     let mut ramp_seconds = None;
+    let (mut cpu_at_start, mut cpu_at_end) = (None, None);
     let mut last_print = Instant::now();
     let mut timeline: Vec<(f64, u64, u64)> = vec![(0.0, 0, 0)];
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
@@ -208,10 +209,12 @@ fn run(args: Args) -> Result<(), String> {
         if ramp_seconds.is_none() {
             if let Some(at) = shared.measure_start.get() {
                 ramp_seconds = Some(at.duration_since(started).as_secs_f64());
+                cpu_at_start = args.server_pid.and_then(process_cpu_seconds);
             }
         }
         if rss_after.is_none() && shared.measured.load(Ordering::SeqCst) {
             rss_after = args.server_pid.and_then(rss_bytes);
+            cpu_at_end = args.server_pid.and_then(process_cpu_seconds);
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
@@ -269,6 +272,7 @@ fn run(args: Args) -> Result<(), String> {
         wall_seconds: started.elapsed().as_secs_f64(),
         server_rss_before_bytes: rss_before,
         server_rss_bytes: rss_after,
+        server_cpu_seconds: cpu_at_start.zip(cpu_at_end).map(|(a, b)| b - a),
         timeline,
     };
     print!("{}", report.table());

@@ -40,6 +40,9 @@ pub enum Scenario {
     Broadcast,
     /// Clients join G groups with the chat app's `/join`; publishers send to their group.
     Group,
+    /// Client i takes uid `u<i>` with the chat app's `/nick`; publishers send each message to
+    /// one uid picked at random with `/msg` (one delivery per message).
+    Uid,
     /// Connections are closed and reopened at `--rate` per second while the rest stay.
     Churn,
 }
@@ -79,7 +82,7 @@ pub struct Shared {
     pub last_delivery_ns: AtomicU64,
     /// Members per group confirmed by the chat app's "You joined gN" (group scenario).
     pub group_members: Vec<AtomicU64>,
-    /// Joins confirmed so far.
+    /// Joins (group scenario) or uid binds (uid scenario) confirmed so far.
     pub joined: AtomicU64,
     /// Set by Ctrl-C (or SIGTERM): stop connecting and sending, drain, report.
     pub stop: AtomicBool,
@@ -146,8 +149,9 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
     while shared.ramped.load(Ordering::SeqCst) < config.threads {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    if config.scenario == Scenario::Group {
-        // Publish only once every join is confirmed, so each message's audience is known.
+    if matches!(config.scenario, Scenario::Group | Scenario::Uid) {
+        // Publish only once every join (or bind) is confirmed, so each message's audience is
+        // known.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Live::get(&shared.joined) < Live::get(&shared.live.connected)
             && Instant::now() < deadline
@@ -168,7 +172,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         match config.scenario {
             Scenario::Idle | Scenario::Churn => Vec::new(),
             Scenario::Echo => conns.clone(),
-            Scenario::Broadcast | Scenario::Group => {
+            Scenario::Broadcast | Scenario::Group | Scenario::Uid => {
                 conns.iter().take(my_publishers).cloned().collect()
             }
         }
@@ -176,7 +180,9 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
     let per_sender = match config.scenario {
         Scenario::Idle | Scenario::Churn => 0.0,
         Scenario::Echo => config.rate / config.clients.max(1) as f64,
-        Scenario::Broadcast | Scenario::Group => config.rate / config.publishers.max(1) as f64,
+        Scenario::Broadcast | Scenario::Group | Scenario::Uid => {
+            config.rate / config.publishers.max(1) as f64
+        }
     };
     // Publishers each send on their own schedule; echo clients share one round-robin sender per
     // thread (thousands of timer tasks would cost more than the traffic they make).
@@ -258,8 +264,10 @@ async fn ramp(
                         let _ = s.connect_us.record(us);
                     }
                     Live::bump(&shared.live.connected, 1);
-                    if config.scenario == Scenario::Group {
-                        join_group(&conn, i, &config).await;
+                    match config.scenario {
+                        Scenario::Group => join_group(&conn, i, &config).await,
+                        Scenario::Uid => take_uid(&conn, i).await,
+                        _ => {}
                     }
                     conns.borrow_mut().push((i, conn.clone()));
                     glommio::spawn_local(read_loop(conn, leftover, shared, stats)).detach();
@@ -306,8 +314,13 @@ async fn send_loop(
         k += 1;
         sleep_until(intended).await;
         let intended_ns = intended.duration_since(shared.epoch).as_nanos() as u64;
-        let mut text = format!("{MARK}{sender}:{seq}:{intended_ns}:");
-        while text.len() < config.payload {
+        let mut text = match config.scenario {
+            Scenario::Uid => format!("/msg u{} ", uid_target(sender, seq, config.clients)),
+            _ => String::new(),
+        };
+        let starts = text.len();
+        text.push_str(&format!("{MARK}{sender}:{seq}:{intended_ns}:"));
+        while text.len() - starts < config.payload {
             text.push('x');
         }
         frame.clear();
@@ -316,7 +329,7 @@ async fn send_loop(
             return;
         }
         let audience = match config.scenario {
-            Scenario::Echo => 1,
+            Scenario::Echo | Scenario::Uid => 1,
             Scenario::Group => {
                 shared.group_members[(sender % config.groups) as usize].load(Ordering::Relaxed)
             }
@@ -381,6 +394,10 @@ fn record(
     shared: &Shared,
     stats: &RefCell<ThreadStats>,
 ) {
+    // The chat's confirmation to a sender ("You whisper to uN: …") is not a delivery.
+    if message.starts_with(b"You whisper") {
+        return;
+    }
     // The marker may follow a prefix the app added (the chat's "<name> said ").
     let Some(at) = message
         .windows(MARK.len())
@@ -447,6 +464,30 @@ async fn join_group(conn: &Conn, i: u64, config: &RunConfig) {
     let _ = conn.write_all(&frame).await;
 }
 
+/// Binds client `i` to uid `u<i>` through the chat app's `/nick`.
+async fn take_uid(conn: &Conn, i: u64) {
+    let mut frame = BytesMut::new();
+    encode_masked_frame(
+        OpCode::Text,
+        format!("/nick u{i}").as_bytes(),
+        [5, 6, 7, 8],
+        &mut frame,
+    );
+    let _ = conn.write_all(&frame).await;
+}
+
+/// The uid message `seq` of `sender` goes to: spread evenly over every client, the same in
+/// every run (splitmix64 of the pair).
+fn uid_target(sender: u64, seq: u64, clients: u64) -> u64 {
+    let mut x = sender
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(seq)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) % clients.max(1)
+}
+
 /// Replaces this thread's connections, oldest first, at its share of `--rate` until `end`.
 async fn churn(
     index: usize,
@@ -500,8 +541,13 @@ async fn churn(
     }
 }
 
-/// Counts a confirmed join ("You joined gN") towards its group's audience.
+/// Counts a confirmed join ("You joined gN") towards its group's audience, or a confirmed uid
+/// ("You are now uN").
 fn confirm_join(message: &[u8], shared: &Shared) {
+    if message.starts_with(b"You are now u") {
+        shared.joined.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let Some(rest) = message.strip_prefix(b"You joined g") else {
         return;
     };

@@ -133,6 +133,8 @@ pub struct Report {
     pub wall_seconds: f64,
     pub server_rss_before_bytes: Option<u64>,
     pub server_rss_bytes: Option<u64>,
+    /// CPU seconds the server (`--server-pid`) used during the measurement.
+    pub server_cpu_seconds: Option<f64>,
     /// `(seconds since start, connected, deliveries)` sampled once a second.
     pub timeline: Vec<(f64, u64, u64)>,
 }
@@ -245,6 +247,13 @@ impl Report {
         if let Some(rss) = self.server_rss_bytes {
             let _ = writeln!(out, "server rss          {rss} bytes");
         }
+        if let Some(cpu) = self.server_cpu_seconds {
+            let pct = 100.0 * cpu / self.measure_seconds.max(1e-9);
+            let _ = writeln!(
+                out,
+                "server cpu          {cpu:.2} s ({pct:.0} % over the measurement)"
+            );
+        }
         if let Some(per) = self.server_rss_per_client() {
             let _ = writeln!(out, "server rss/client   {per:.0} bytes");
         }
@@ -284,7 +293,8 @@ impl Report {
                 "\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}},",
                 "\"disconnected\":{},\"churned\":{},\"loadgen_cpu_pct\":{:.1},\"ramp_seconds\":{:.3},",
                 "\"measure_seconds\":{:.3},\"server_rss_before_bytes\":{},\"server_rss_bytes\":{},",
-                "\"server_rss_per_client_bytes\":{},\"loadgen_cpu_pct_per_thread\":[{}],",
+                "\"server_rss_per_client_bytes\":{},\"server_cpu_seconds\":{},",
+                "\"loadgen_cpu_pct_per_thread\":[{}],",
                 "\"latency_p99_ms_by_second\":[{}]}}\n"
             ),
             self.scenario,
@@ -317,6 +327,8 @@ impl Report {
             opt(self.server_rss_bytes),
             self.server_rss_per_client()
                 .map_or("null".to_owned(), |v| format!("{v:.1}")),
+            self.server_cpu_seconds
+                .map_or("null".to_owned(), |v| format!("{v:.3}")),
             self.thread_cpu_seconds
                 .iter()
                 .map(|c| format!("{:.1}", 100.0 * c / self.wall_seconds.max(1e-9)))
@@ -340,6 +352,19 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// CPU seconds (user + system) process `pid` used so far.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) / ticks)
 }
 
 /// CPU seconds used so far by the calling thread.

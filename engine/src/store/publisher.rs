@@ -7,8 +7,11 @@
 //! - the changes (a new holder, a holder gone);
 //! - every second, each shard in the writers' list, only after its changes went through — a
 //!   shard that cannot write drops off the list within [`WRITER_TTL`] and gets every command;
-//! - every third of `store.ttl`, the whole mirror again (the refresh that keeps entries alive);
-//! - after a reconnect (Redis restarted or was unreachable), the whole mirror at once.
+//! - every third of `store.ttl`, the whole mirror again (the refresh that keeps entries alive),
+//!   spread evenly over a quarter of the TTL in small slices, so Redis never holds the workers'
+//!   lookups behind one big pipeline;
+//! - after a reconnect (Redis restarted or was unreachable), the whole mirror at once, in
+//!   pipelines of [`PIPELINE_KEYS`].
 //!
 //! When the gateway stops, its entries are withdrawn.
 
@@ -34,6 +37,11 @@ const WRITER_EVERY: Duration = Duration::from_secs(1);
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// Keys per script call.
 const CHUNK: usize = 512;
+/// Keys per pipeline (one round trip): Redis serves a whole pipeline before other clients, so a
+/// large one would hold the workers' lookups back.
+const PIPELINE_KEYS: usize = 2048;
+/// How often the store thread wakes while a refresh is being spread out.
+const REFRESH_TICK: Duration = Duration::from_millis(50);
 /// The least time a Redis operation of this thread may take before it counts as failed.
 const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -157,6 +165,10 @@ struct State {
     dirty: HashMap<Arc<str>, IndexMap<Entry, bool>>,
     conn: Option<StoreConnection>,
     retry_at: Instant,
+    /// Entries still to refresh in this refresh period, and how many per second.
+    refresh_due: Vec<(Arc<str>, Entry)>,
+    refresh_pace: f64,
+    last_slice: Instant,
     /// Write the whole mirror before anything else (after a (re)connect).
     resync: bool,
     next_writers: Instant,
@@ -174,6 +186,9 @@ impl State {
             dirty: HashMap::new(),
             conn: None,
             retry_at: now,
+            refresh_due: Vec::new(),
+            refresh_pace: 0.0,
+            last_slice: now,
             resync: true,
             next_writers: now,
             next_refresh: now,
@@ -186,7 +201,10 @@ impl State {
 
     fn run(&mut self, notes: Receiver<Note>) {
         loop {
-            let wake = self.next_writers.min(self.next_refresh);
+            let mut wake = self.next_writers.min(self.next_refresh);
+            if !self.refresh_due.is_empty() {
+                wake = wake.min(Instant::now() + REFRESH_TICK);
+            }
             let wait = wake
                 .saturating_duration_since(Instant::now())
                 .min(WRITER_EVERY);
@@ -260,85 +278,120 @@ impl State {
                 }
             }
         }
-        let Some(conn) = self.conn.as_ref() else {
-            return;
+        if self.resync {
+            // Everything at once (Redis was empty or unreachable), in pipelines of a bounded
+            // size so other clients' lookups are served between them.
+            self.refresh_due = self.everything();
+            self.dirty.clear();
+            while !self.refresh_due.is_empty() {
+                if let Err(e) = self.write(Vec::new(), PIPELINE_KEYS, false) {
+                    return self.failed(&e);
+                }
+            }
+            self.resync = false;
+            self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+            self.next_refresh = now + self.ttl() / 3;
+            self.next_writers = now;
+        }
+        if now >= self.next_refresh && self.refresh_due.is_empty() {
+            // A new refresh period: every entry once, spread over most of the period.
+            self.refresh_due = self.everything();
+            self.refresh_pace = self.refresh_due.len() as f64 / (self.ttl() / 4).as_secs_f64();
+            self.next_refresh = now + self.ttl() / 3;
+        }
+        let slice = if self.refresh_due.is_empty() {
+            0
+        } else {
+            let since = now.saturating_duration_since(self.last_slice).as_secs_f64();
+            ((self.refresh_pace * since).ceil() as usize).clamp(1, PIPELINE_KEYS)
         };
-        let ttl = self.ttl();
-        let mut pipe = redis::pipe();
-        let mut commands = 0usize;
-        let mut written = 0u64;
-        let full = self.resync || now >= self.next_refresh;
-        // Removals first, then additions: an entry is never absent because of its own refresh.
-        for (shard, dirty) in &self.dirty {
-            for ((kind, name), held) in dirty {
-                if !held {
-                    let key = holders_key(&self.config.prefix, *kind, name);
-                    pipe.cmd("ZREM").arg(key).arg(shard.as_ref()).ignore();
-                    commands += 1;
-                    written += 1;
-                }
-            }
-        }
-        for (shard, dirty) in &self.dirty {
-            let keys: Vec<Vec<u8>> = if full {
-                Vec::new()
-            } else {
+        let changes: Vec<(Arc<str>, Entry, bool)> = self
+            .dirty
+            .drain()
+            .flat_map(|(shard, dirty)| {
                 dirty
-                    .iter()
-                    .filter(|(_, held)| **held)
-                    .map(|((kind, name), _)| holders_key(&self.config.prefix, *kind, name))
-                    .collect()
-            };
-            written += keys.len() as u64;
-            for chunk in keys.chunks(CHUNK) {
-                pipe.add_command(conn.hold(chunk, shard, ttl)).ignore();
-                commands += 1;
-            }
-        }
-        if full {
-            for (shard, held) in &self.held {
-                let keys: Vec<Vec<u8>> = held
-                    .iter()
-                    .map(|(kind, name)| holders_key(&self.config.prefix, *kind, name))
-                    .collect();
-                for chunk in keys.chunks(CHUNK) {
-                    pipe.add_command(conn.hold(chunk, shard, ttl)).ignore();
-                    commands += 1;
-                }
-            }
-        }
-        let writers_due = full || now >= self.next_writers;
-        if writers_due {
-            let key = [writers_key(&self.config.prefix)];
-            for shard in &self.shards {
-                pipe.add_command(conn.hold(&key, shard, WRITER_TTL))
-                    .ignore();
-                commands += 1;
-            }
-        }
-        if commands == 0 {
+                    .into_iter()
+                    .map(move |(entry, held)| (shard.clone(), entry, held))
+            })
+            .collect();
+        let writers = now >= self.next_writers;
+        if changes.is_empty() && slice == 0 && !writers {
             return;
         }
-        let conn = self.conn.as_mut().expect("checked above");
-        match pipe.query::<()>(&mut conn.conn) {
+        match self.write(changes, slice, writers) {
             Ok(()) => {
-                self.dirty.clear();
-                self.stats
-                    .changes_written
-                    .fetch_add(written, Ordering::Relaxed);
-                if self.resync {
-                    self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                    self.resync = false;
-                }
-                if full {
-                    self.next_refresh = now + ttl / 3;
-                }
-                if writers_due {
+                self.last_slice = now;
+                if writers {
                     self.next_writers = now + WRITER_EVERY;
                 }
             }
             Err(e) => self.failed(&e),
         }
+    }
+
+    /// Every entry of every shard.
+    fn everything(&self) -> Vec<(Arc<str>, Entry)> {
+        self.held
+            .iter()
+            .flat_map(|(shard, held)| held.iter().map(move |e| (shard.clone(), e.clone())))
+            .collect()
+    }
+
+    /// One pipeline: `changes` (removals, then additions), up to `slice` entries of the refresh
+    /// due, and with `writers` this process's shards in the writers' list — last, so a shard is
+    /// listed only once its changes went through.
+    fn write(
+        &mut self,
+        changes: Vec<(Arc<str>, Entry, bool)>,
+        slice: usize,
+        writers: bool,
+    ) -> redis::RedisResult<()> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let prefix = &self.config.prefix;
+        let ttl = Duration::from_secs_f64(self.config.ttl);
+        let mut pipe = redis::pipe();
+        let mut adds: HashMap<Arc<str>, Vec<Vec<u8>>> = HashMap::new();
+        let written = changes.len() as u64;
+        for (shard, (kind, name), held) in changes {
+            let key = holders_key(prefix, kind, &name);
+            if held {
+                adds.entry(shard).or_default().push(key);
+            } else {
+                pipe.cmd("ZREM").arg(key).arg(shard.as_ref()).ignore();
+            }
+        }
+        let from = self.refresh_due.len().saturating_sub(slice);
+        for (shard, (kind, name)) in self.refresh_due.drain(from..) {
+            // An entry gone since the period began is not brought back.
+            if self
+                .held
+                .get(&shard)
+                .is_some_and(|h| h.contains(&(kind, name.clone())))
+            {
+                adds.entry(shard)
+                    .or_default()
+                    .push(holders_key(prefix, kind, &name));
+            }
+        }
+        for (shard, keys) in &adds {
+            for chunk in keys.chunks(CHUNK) {
+                pipe.add_command(conn.hold(chunk, shard, ttl)).ignore();
+            }
+        }
+        if writers {
+            let key = [writers_key(prefix)];
+            for shard in &self.shards {
+                pipe.add_command(conn.hold(&key, shard, WRITER_TTL))
+                    .ignore();
+            }
+        }
+        pipe.query::<()>(&mut conn.conn)?;
+        self.stats
+            .changes_written
+            .fetch_add(written, Ordering::Relaxed);
+        Ok(())
     }
 
     fn failed(&mut self, e: &redis::RedisError) {
@@ -360,6 +413,7 @@ impl State {
         // Additions are in the mirror and go out with the resync; removals not written leave
         // entries that expire within store.ttl (a send too many, never one too few).
         self.dirty.clear();
+        self.refresh_due.clear();
         self.resync = true;
         self.retry_at = Instant::now() + RECONNECT_AFTER;
     }
