@@ -209,9 +209,8 @@ impl Running {
             std::thread::sleep(Duration::from_millis(50));
         }
         if let Some(store) = &self.store {
-            // The closed clients' removals are queued by now (one flush interval after the
-            // last close); the thread writes them, then withdraws whatever is left.
-            std::thread::sleep(Duration::from_millis(20));
+            // Withdraws every entry the store thread knows of this process, whether or not the
+            // closed clients' removals reached it.
             store.stop(STORE_STOP_WAIT);
         }
     }

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use gatewire_proto::PacketDecoder;
 
 use crate::gateway::core::state::Shard;
+use crate::gateway::holdings::Holdings;
 use crate::log_limit::warn_limited;
 use crate::net::Outbox;
 use crate::rt::{CloseReason, Peer};
@@ -16,11 +17,21 @@ use crate::rt::{CloseReason, Peer};
 pub struct LinkPeer {
     shard: Rc<RefCell<Shard>>,
     link_id: u64,
+    /// With the store on: where binds and joins go after each batch.
+    holdings: Option<Rc<Holdings>>,
 }
 
 impl LinkPeer {
-    pub fn new(shard: Rc<RefCell<Shard>>, link_id: u64) -> LinkPeer {
-        LinkPeer { shard, link_id }
+    pub fn new(
+        shard: Rc<RefCell<Shard>>,
+        link_id: u64,
+        holdings: Option<Rc<Holdings>>,
+    ) -> LinkPeer {
+        LinkPeer {
+            shard,
+            link_id,
+            holdings,
+        }
     }
 
     /// The packet size bound for this link now: `max_packet_size` once authorized.
@@ -36,6 +47,20 @@ impl Peer for LinkPeer {
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
+        self.apply(input);
+        if let Some(holdings) = &self.holdings {
+            holdings.flush(&mut self.shard.borrow_mut());
+        }
+    }
+
+    fn on_closed(&mut self, _reason: CloseReason) {
+        self.shard.borrow_mut().link_closed(self.link_id);
+    }
+}
+
+impl LinkPeer {
+    /// Applies every whole packet of `input` to the shard.
+    fn apply(&mut self, input: &mut BytesMut) {
         loop {
             match PacketDecoder::new(self.max_packet()).decode(input) {
                 Ok(Some(packet)) => {
@@ -54,9 +79,5 @@ impl Peer for LinkPeer {
                 }
             }
         }
-    }
-
-    fn on_closed(&mut self, _reason: CloseReason) {
-        self.shard.borrow_mut().link_closed(self.link_id);
     }
 }

@@ -5,11 +5,13 @@
 //!
 //! `core/` is the shard's state machine without I/O; the files beside it are the I/O side:
 //! `shard` starts the executors and runs the accept loops and timers, `client` and `link` drive
-//! client and inner connections into the core, `parking` holds idle clients' sockets, and
+//! client and inner connections into the core, `parking` holds idle clients' sockets,
+//! `holdings` hands the uids and groups a shard holds to the store thread (store on), and
 //! `static_files` answers plain HTTP GETs.
 
 mod client;
 pub mod core;
+mod holdings;
 mod link;
 mod parking;
 mod shard;

@@ -17,6 +17,7 @@ use crate::gateway::client::ClientPeer;
 use crate::gateway::core::router::Router;
 use crate::gateway::core::state::{Shard, ShardSettings};
 use crate::gateway::core::stats::{Inspect, ShardSnapshot};
+use crate::gateway::holdings::Holdings;
 use crate::gateway::link::LinkPeer;
 use crate::gateway::parking::{self, ParkingLot};
 use crate::net;
@@ -26,10 +27,6 @@ use crate::system;
 
 /// How often a shard without workers looks again before accepting clients.
 const WORKER_WAIT_POLL: Duration = Duration::from_millis(20);
-
-/// How often a shard hands the uids and groups it started or stopped holding to the store thread
-/// (with the store on): the longest a bind waits before the store can learn of it.
-const STORE_FLUSH_EVERY: Duration = Duration::from_millis(5);
 
 /// How often a shard publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -247,8 +244,10 @@ async fn run_shard(
         ));
     }
 
+    let holdings = feed.map(|feed| Rc::new(Holdings::new(feed)));
     let links = shard.clone();
     let link_timeout = config.link_timeout;
+    let linked_holdings = holdings.clone();
     rt::spawn(async move {
         loop {
             match inner_listener.accept().await {
@@ -259,7 +258,8 @@ async fn run_shard(
                     let _ = stream.set_nodelay(true);
                     net::fail_dead_peer_after(&stream, link_timeout);
                     let link_id = links.borrow_mut().link_opened(peer);
-                    rt::spawn(rt::drive(stream, LinkPeer::new(links.clone(), link_id)));
+                    let peer = LinkPeer::new(links.clone(), link_id, linked_holdings.clone());
+                    rt::spawn(rt::drive(stream, peer));
                 }
                 Err(e) => {
                     warn!(error = %e, "inner accept failed");
@@ -279,6 +279,9 @@ async fn run_shard(
                 told = true;
                 publishing.borrow_mut().going_away();
             }
+            if let Some(holdings) = &holdings {
+                holdings.flush(&mut publishing.borrow_mut());
+            }
             let snapshot = {
                 let s = publishing.borrow();
                 warnings.check(s.stats(), index, std::time::Instant::now());
@@ -293,22 +296,6 @@ async fn run_shard(
             }
         }
     });
-
-    if let Some(feed) = feed {
-        let holding = shard.clone();
-        rt::spawn(async move {
-            loop {
-                rt::sleep(STORE_FLUSH_EVERY).await;
-                let changes = holding.borrow_mut().take_holding_changes();
-                if changes.is_empty() {
-                    continue;
-                }
-                if let Err(back) = feed.offer(changes) {
-                    holding.borrow_mut().put_back_holding_changes(back);
-                }
-            }
-        });
-    }
 
     if let Some(period) = shard.borrow().heartbeat_period() {
         let beating = shard.clone();

@@ -1,7 +1,7 @@
-//! A gateway process's store thread. Shards never wait on Redis: every few milliseconds each
-//! hands the uids and groups it started or stopped holding to this thread through a bounded
-//! queue ([`ShardFeed::offer`]); a full queue leaves the changes with the shard, coalesced per
-//! key, for its next try (counted). The thread keeps a mirror of what every shard holds and
+//! A gateway process's store thread. Shards never wait on Redis: each hands the uids and groups
+//! it started or stopped holding to this thread through a bounded queue ([`ShardFeed::offer`],
+//! see `gateway::holdings` for when); a full queue leaves the changes with the shard, coalesced
+//! per key, for its next try (counted). The thread keeps a mirror of what every shard holds and
 //! writes to Redis in one pipeline per wake-up:
 //!
 //! - the changes (a new holder, a holder gone);
@@ -29,7 +29,8 @@ use super::redis::{StoreConnection, WRITER_TTL, holders_key, writers_key};
 use crate::config::StoreConfig;
 use crate::gateway::HoldingChanges;
 
-/// Batches of changes the queue holds (each shard offers at most one per flush interval).
+/// Batches of changes the queue holds (a shard offers one per batch of inner packets that bound
+/// or joined something, and one per publishing tick).
 const QUEUE_BATCHES: usize = 4096;
 /// How often the writers' list is refreshed.
 const WRITER_EVERY: Duration = Duration::from_secs(1);

@@ -14,9 +14,9 @@
 //! second), the command goes to every gateway: counted as a fallback and logged, never dropped.
 //!
 //! The window: a uid bound by *another* worker (or GatewayClient) becomes visible to this one
-//! once the holding shard's store thread has written it — at most one flush interval (5 ms)
-//! plus one Redis round trip after the gateway applied the bind, longer only while that thread
-//! is queued behind a slow Redis. A send resolved inside that window can miss the new holder, as
+//! once the holding gateway's store thread has written it — the shard hands it over as soon as
+//! it has read the batch of inner packets holding the bind, so one Redis round trip after the
+//! gateway applied it, longer only while that thread is queued behind a slow Redis. A send resolved inside that window can miss the new holder, as
 //! a GatewayWorker send can overtake a bind made over another worker's link.
 
 use std::cell::{Cell, RefCell};
