@@ -70,6 +70,8 @@ free_port() {
 # and one worker thread running the built-in APP (echo|broadcast|chat) in another, so the gateway's
 # memory is measured alone; EXTRA_TOML (e.g. a [store] section) is appended to their configuration.
 # Sets GW_PID, WORKER_PID, PUBLIC_URL and WORKER_METRICS (the worker's /metrics address).
+# WORKER_BIN runs the worker from another binary built on gatewire::run (a user's app);
+# GATEWAY_EXTRA adds keys to the [gateway] section.
 start_gatewire() {
   local shards=$1 mode=$2 extra=${3:-}
   work=${work:-$(mktemp -d)}
@@ -84,6 +86,7 @@ listen = "127.0.0.1:$register_port"
 listen = "websocket://127.0.0.1:$public_port"
 start_port = $inner_port
 shards = $shards
+${GATEWAY_EXTRA:-}
 register_address = "127.0.0.1:$register_port"
 [worker]
 count = 1
@@ -96,7 +99,7 @@ TOML
   GW_PID=$!
   sleep 1
   WORKER_METRICS=127.0.0.1:$(free_port)
-  GATEWIRE_LOG=warn "$bin/gatewire" start --single-process -c "$work/gatewire.toml" --role worker \
+  GATEWIRE_LOG=warn "${WORKER_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role worker \
     --set metrics.listen="$WORKER_METRICS" 2>"$work/worker.log" &
   WORKER_PID=$!
   sleep 1

@@ -50,7 +50,9 @@ pub struct StoreConfig {
     /// Prefix of every key gatewire writes, so deployments can share one Redis.
     pub prefix: String,
     /// Seconds a shard's entries live without being refreshed: the bound on what a dead
-    /// gateway leaves behind. Refreshed every third of it.
+    /// gateway leaves behind in Redis (routing never trusts a shard that is not linked and
+    /// listed as a writer). Refreshed every third of it, spread out; a shorter TTL costs Redis
+    /// more refresh work (entries ÷ TTL × 3 per second).
     pub ttl: f64,
     /// Seconds a worker or GatewayClient waits on Redis before sending to every gateway
     /// instead (counted as a fallback).
@@ -72,7 +74,7 @@ impl Default for StoreConfig {
             redis_url: "redis://127.0.0.1:6379/0".into(),
             password: String::new(),
             prefix: "gatewire:".into(),
-            ttl: 30.0,
+            ttl: 120.0,
             timeout: 0.2,
         }
     }

@@ -40,8 +40,8 @@ pub enum Scenario {
     Broadcast,
     /// Clients join G groups with the chat app's `/join`; publishers send to their group.
     Group,
-    /// Client i takes uid `u<i>` with the chat app's `/nick`; publishers send each message to
-    /// one uid picked at random with `/msg` (one delivery per message).
+    /// Client i takes uid `u<i>` with `/nick` (the chat app, or benches' uid-app); publishers
+    /// send each message to one uid picked at random with `/msg` (one delivery per message).
     Uid,
     /// Connections are closed and reopened at `--rate` per second while the rest stay.
     Churn,

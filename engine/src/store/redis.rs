@@ -3,7 +3,9 @@
 //! - `{prefix}uid:{uid}` and `{prefix}group:{group}`: sorted sets whose members are the inner
 //!   addresses (`ip:port`) of the gateway shards holding that uid or group, scored with the time
 //!   (Redis's clock, in ms) the entry expires. A shard refreshes its entries every third of
-//!   `store.ttl`; readers skip expired members, and a key nobody refreshes expires whole.
+//!   `store.ttl`; readers skip expired members, and a key nobody refreshes expires whole. The
+//!   TTL only bounds what a dead gateway leaves in Redis: routing never trusts an entry of a
+//!   shard that is not linked and listed as a writer.
 //! - `{prefix}gateways`: the same, for the shards that write to the store at all, refreshed every
 //!   second with a short TTL ([`WRITER_TTL`]). A shard not listed there (a PHP gateway, one with
 //!   the store off, or one that cannot reach Redis) gets every uid and group command.
@@ -22,14 +24,15 @@ use crate::config::StoreConfig;
 /// How long a shard stays in the writers' list without a refresh (refreshed every second).
 pub const WRITER_TTL: Duration = Duration::from_secs(3);
 
-/// Adds `ARGV[1]` (a shard) to every key, expiring `ARGV[2]` ms from now; drops expired members
-/// and keeps each key alive at least as long as its newest entry.
+/// Adds `ARGV[1]` (a shard) to every key, expiring `ARGV[2]` ms from now, and keeps each key
+/// alive at least as long as its newest entry. Expired members are not swept here (that tripled
+/// the cost of a refresh): readers skip them, and a key nobody refreshes expires whole, so what
+/// stays behind is at most one expired member per shard in a key another shard still holds.
 const HOLD: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 for _, k in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
   redis.call('ZADD', k, now + ttl, ARGV[1])
   if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
 end
