@@ -18,7 +18,7 @@ mod shard;
 mod static_files;
 
 pub use self::core::router::Router;
-pub use self::core::state::{HoldingChanges, Shard, ShardSettings};
+pub use self::core::state::{Shard, ShardSettings};
 pub use self::core::stats::{
     ClientRow, CloseCause, Inspect, Inspection, LimitWarnings, ShardSnapshot, Stats,
 };

@@ -17,12 +17,28 @@
 //! correct. Redis data is all soft state with a TTL: losing Redis costs sends to every gateway
 //! until it is back, never a message.
 
+use gatewire_proto::php::Key;
+
 pub mod publisher;
 pub mod redis;
 pub mod resolver;
 
 pub use publisher::{Publisher, PublisherStats, ShardFeed};
 pub use resolver::{ROUTING, Resolver, RoutingStats};
+
+/// uids and groups a gateway shard started (`true`) or stopped (`false`) holding: what its core
+/// records for the store (see `gateway::core::member_index`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HoldingChanges {
+    pub uids: Vec<(Key, bool)>,
+    pub groups: Vec<(Key, bool)>,
+}
+
+impl HoldingChanges {
+    pub fn is_empty(&self) -> bool {
+        self.uids.is_empty() && self.groups.is_empty()
+    }
+}
 
 /// What a store key lists the holders of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

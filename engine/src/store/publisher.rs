@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use tracing::{info, warn};
 
-use super::Kind;
 use super::redis::{StoreConnection, WRITER_TTL, holders_key, writers_key};
+use super::{HoldingChanges, Kind};
 use crate::config::StoreConfig;
-use crate::gateway::HoldingChanges;
 
 /// Batches of changes the queue holds (a shard offers one per batch of inner packets that bound
 /// or joined something, and one per publishing tick).

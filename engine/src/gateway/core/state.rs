@@ -23,6 +23,7 @@ use crate::gateway::core::stats::{ClientRow, CloseCause, Inspection, ShardSnapsh
 /// a client's message, so an unauthenticated peer cannot make the shard buffer megabytes.
 pub const MAX_PACKET_BEFORE_AUTH: usize = 64 * 1024;
 use crate::net::{Closing, Outbox};
+use crate::store::HoldingChanges;
 
 /// What a shard needs to know about itself.
 #[derive(Debug, Clone)]
@@ -100,19 +101,6 @@ pub struct Client {
     pub flush_pending: bool,
     /// Handshake sweeps this client has been through still in its handshake.
     pub handshake_sweeps: u8,
-}
-
-/// uids and groups a shard started (`true`) or stopped (`false`) holding.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct HoldingChanges {
-    pub uids: Vec<(Key, bool)>,
-    pub groups: Vec<(Key, bool)>,
-}
-
-impl HoldingChanges {
-    pub fn is_empty(&self) -> bool {
-        self.uids.is_empty() && self.groups.is_empty()
-    }
 }
 
 /// A client's uid and groups.
