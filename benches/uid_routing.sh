@@ -54,7 +54,7 @@ printf '%-6s %-6s %-8s %-12s %-14s %-18s %-8s %-8s %-6s %-9s\n' \
   repeat store sends packets/send gateway_cpu_s cpu_ms/1000_sends p50_ms p99_ms lost fallbacks
 results="$top/results"
 for r in $(seq "$repeats"); do
-  for mode in off on; do
+  for mode in ${MODES:-off on}; do
     work=$(mktemp -d)
     extra=""
     [ "$mode" = on ] && extra=$store_on

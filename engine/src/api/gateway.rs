@@ -127,7 +127,7 @@ impl Gateway {
     }
 
     /// Remembers that this handle bound `name` on `client`'s gateway (the store learns of it a
-    /// little later; see [`crate::store::resolver::RECENT`]).
+    /// little later; see [`crate::store::recent::RECENT`]).
     fn noted(&self, kind: Kind, client: ClientId, name: &str) {
         if let Some(store) = &self.store {
             store.noted(kind, name.as_bytes(), client.gateway().to_string());

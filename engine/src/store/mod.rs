@@ -10,7 +10,7 @@
 //!   write to the store at all;
 //! - [`resolver`]: a worker thread's (or a GatewayClient's) side — which gateways to send a uid
 //!   or group command to, falling back to every gateway (counted, logged) when Redis cannot
-//!   answer.
+//!   answer; [`recent`]: the binds it made itself, which the store may not show yet.
 //!
 //! A gateway that does not write to the store (a PHP gateway, or one with the store off) is
 //! never in the writers' list, so it keeps getting every uid and group command: mixing stays
@@ -20,6 +20,7 @@
 use gatewire_proto::php::Key;
 
 pub mod publisher;
+pub mod recent;
 pub mod redis;
 pub mod resolver;
 

@@ -6,7 +6,7 @@
 //! - every shard that does not write to the store (a PHP gateway, one with the store off, or one
 //!   that lost Redis), which the store cannot speak for;
 //! - the shards this thread itself bound the uid or added the group on within the last
-//!   [`RECENT`] — the gateway applies the bind before the send (same link, in order), but the
+//!   [`RECENT`](super::recent::RECENT) — the gateway applies the bind before the send (same link, in order), but the
 //!   store learns of it a few milliseconds later, so `bindUid` then `sendToUid` in one callback
 //!   still reaches the new holder.
 //!
@@ -20,21 +20,18 @@
 //! a GatewayWorker send can overtake a bind made over another worker's link.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::Kind;
+use super::recent::RecentHoldings;
 use super::redis::{StoreConnection, holders_key, writers_key};
 use crate::config::StoreConfig;
 
-/// How long a bind or join made by this thread counts as a holding the store may not show yet.
-pub const RECENT: Duration = Duration::from_secs(2);
 /// How long after a failed connection the next one is tried (sends meanwhile go everywhere).
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
-/// Recent bindings kept before the expired ones are swept.
-const RECENT_SWEEP_AT: usize = 4096;
 
 /// How uid and group commands were routed in this process (for `/metrics` and the benchmark).
 #[derive(Debug, Default)]
@@ -57,9 +54,6 @@ pub static ROUTING: RoutingStats = RoutingStats {
     fallbacks: AtomicU64::new(0),
 };
 
-/// Shards a name was bound or joined on by this thread, with when.
-type Holdings = Vec<(String, Instant)>;
-
 /// The live holders of some uids or groups, and the shards that write to the store.
 #[derive(Debug, Default)]
 pub struct Holders {
@@ -77,7 +71,7 @@ pub struct Resolver {
     answers: Receiver<(u64, Option<Vec<Vec<String>>>)>,
     asked: Cell<u64>,
     /// (kind, name) → shards this thread bound or joined it on, with when.
-    recent: RefCell<HashMap<(Kind, Vec<u8>), Holdings>>,
+    recent: RefCell<RecentHoldings>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -116,7 +110,7 @@ impl Resolver {
             asks,
             answers,
             asked: Cell::new(0),
-            recent: RefCell::new(HashMap::new()),
+            recent: RefCell::new(RecentHoldings::default()),
         })
     }
 
@@ -128,12 +122,12 @@ impl Resolver {
             return candidates;
         };
         let recent = self.recent.borrow();
+        let now = Instant::now();
         let recently_here = |addr: &str| {
-            names.iter().any(|(kind, name)| {
-                recent
-                    .get(&(*kind, name.to_vec()))
-                    .is_some_and(|on| on.iter().any(|(a, at)| a == addr && at.elapsed() < RECENT))
-            })
+            !recent.is_empty()
+                && names
+                    .iter()
+                    .any(|(kind, name)| recent.holds(*kind, name, addr, now))
         };
         candidates
             .into_iter()
@@ -145,16 +139,9 @@ impl Resolver {
 
     /// This thread bound a uid or added a group on the gateway at `gateway`.
     pub fn noted(&self, kind: Kind, name: &[u8], gateway: String) {
-        let mut recent = self.recent.borrow_mut();
-        if recent.len() >= RECENT_SWEEP_AT {
-            recent.retain(|_, on| {
-                on.retain(|(_, at)| at.elapsed() < RECENT);
-                !on.is_empty()
-            });
-        }
-        let on = recent.entry((kind, name.to_vec())).or_default();
-        on.retain(|(a, at)| *a != gateway && at.elapsed() < RECENT);
-        on.push((gateway, Instant::now()));
+        self.recent
+            .borrow_mut()
+            .note(kind, name, gateway, Instant::now());
     }
 
     /// The store's holders of `names` and its writers; `None` when Redis does not answer in
