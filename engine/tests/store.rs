@@ -253,3 +253,59 @@ fn a_workers_own_bind_is_seen_by_its_next_send() {
     );
     workers.control.stop();
 }
+
+/// A gateway that does not write to the store (here gatewire with the store off; a PHP gateway
+/// is the same to the store) keeps getting every uid command, so its clients miss nothing.
+#[test]
+fn a_gateway_that_does_not_write_to_the_store_still_gets_uid_commands() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if skip_without_redis("store") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")));
+    let writing = Gatewire::start(Setup {
+        extra: store_section(&redis),
+        ..Setup::default()
+    });
+    let silent = Gatewire::start(Setup {
+        roles: "gateway",
+        register_port: Some(writing.register.port()),
+        ..Setup::default()
+    });
+    eventually("the writing gateway is listed", || {
+        redis.members("t:gateways") == [writing.inner(0).to_string()]
+    });
+    let config = gatewire::config::WorkerConfig {
+        count: 1,
+        register_address: vec![writing.register],
+        ..Default::default()
+    };
+    let workers = gatewire::worker::start(&config, &store_config(&redis), BindThenSend).unwrap();
+    eventually("worker linked to both gateways", || workers.control.ready());
+    let mut on_silent = ws_connect_when_served(silent.public, "/");
+    on_silent.send(tungstenite::Message::text("quiet")).unwrap();
+    assert_eq!(ws_read(&mut on_silent), "welcome quiet");
+    let mut on_writing = ws_connect_when_served(writing.public, "/");
+    on_writing.send(tungstenite::Message::text("loud")).unwrap();
+    assert_eq!(ws_read(&mut on_writing), "welcome loud");
+    eventually("loud recorded", || {
+        redis.members("t:uid:loud") == [writing.inner(0).to_string()]
+    });
+    assert!(
+        redis.members("t:uid:quiet").is_empty(),
+        "nobody records quiet"
+    );
+
+    let routed = GatewayClient::new(vec![writing.register], "").with_store(&store_config(&redis));
+    // quiet's gateway is not a writer: it gets the command (and the writing one, which does not
+    // hold quiet, does not).
+    assert_eq!(packets_of(|| routed.send_to_uid(&["quiet"], "psst")), 1);
+    expect_line(&mut on_silent, "room quiet");
+    expect_line(&mut on_silent, "psst");
+    // loud's holder, plus the gateway the store cannot speak for.
+    assert_eq!(packets_of(|| routed.send_to_uid(&["loud"], "hey")), 2);
+    expect_line(&mut on_writing, "room loud");
+    expect_line(&mut on_writing, "hey");
+    workers.control.stop();
+}
