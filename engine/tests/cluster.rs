@@ -9,6 +9,10 @@ mod cluster {
     pub mod traffic;
 }
 
+#[path = "common/redis.rs"]
+#[allow(dead_code)]
+mod redis_server;
+
 use std::time::Duration;
 
 use cluster::bed::{Bed, INNER_PORT, REGISTER_PORT, SECRET, within};
@@ -655,21 +659,6 @@ Worker::runAll();
 
 // ---- the store on (issue: routing to holders through Redis) -----------------------------------
 
-#[path = "common/redis.rs"]
-#[allow(dead_code)]
-mod redis_server;
-
-/// The port Redis listens on inside host A.
-const REDIS_PORT: u16 = 6379;
-
-/// `[store]` pointing at the Redis on `host`, with a short TTL so the fault scenario is quick.
-fn store(bed: &Bed, host: &str) -> String {
-    format!(
-        "[store]\nbackend = \"redis\"\nredis_url = \"redis://{}:{REDIS_PORT}/0\"\nttl = 6.0\n\n",
-        bed.addr(host)
-    )
-}
-
 /// `[metrics]` on `host`'s address.
 fn metrics(bed: &Bed, host: &str) -> String {
     format!("[metrics]\nlisten = \"{}:9100\"\n\n", bed.addr(host))
@@ -716,27 +705,18 @@ fn routing(bed: &Bed, hosts: &[&str]) -> (u64, u64, u64) {
 
 /// The store's layout: Redis, the register and a 2-shard gateway on A; a 2-shard gateway on E;
 /// chat workers on B and C (metrics on); the store on everywhere.
-fn store_cluster(
-    bed: &Bed,
-    dir: &std::path::Path,
-) -> (redis_server::RedisServer, Vec<cluster::bed::Node>) {
-    let redis = redis_server::RedisServer::start_in(
-        dir,
-        redis_server::Listen::Tcp(std::net::SocketAddrV4::new(bed.addr("a"), REDIS_PORT)),
-        Some(&bed.ns("a")),
-    );
+fn store_cluster(bed: &Bed) -> Vec<cluster::bed::Node> {
+    if let Some(why) = bed.start_store() {
+        panic!("checked before: {why}");
+    }
     let mut nodes = vec![bed.start(
         "a",
         &["register", "gateway"],
-        &(register(bed, "a") + &gateway(bed, "a", 2, &["a"]) + &store(bed, "a")),
+        &(register(bed, "a") + &gateway(bed, "a", 2, &["a"])),
     )];
-    nodes.push(bed.start(
-        "e",
-        &["gateway"],
-        &(gateway(bed, "e", 2, &["a"]) + &store(bed, "a")),
-    ));
+    nodes.push(bed.start("e", &["gateway"], &gateway(bed, "e", 2, &["a"])));
     for w in ["b", "c"] {
-        let config = worker(bed, &["a"], App::Chat, 2) + &store(bed, "a") + &metrics(bed, w);
+        let config = worker(bed, &["a"], App::Chat, 2) + &metrics(bed, w);
         nodes.push(bed.start(w, &["worker"], &config));
     }
     let (a_ip, e_ip) = (bed.addr("a"), bed.addr("e"));
@@ -749,7 +729,7 @@ fn store_cluster(
                 .all(|n| n.links_up_to(a_ip) == 4 && n.links_up_to(e_ip) == 4)
         },
     );
-    (redis, nodes)
+    nodes
 }
 
 /// Scenario 13: The store on: every chat client's room (a group of its own) and nick (a uid) is
@@ -764,8 +744,8 @@ fn s13_store_routes_each_send_to_its_holder_only() {
     let Some(bed) = Bed::new("s13", &["a", "b", "c", "e", "x"]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (redis, nodes) = store_cluster(&bed, dir.path());
+    let nodes = store_cluster(&bed);
+    let redis = bed.redis();
     let mut traffic = Traffic::new(App::Chat);
     traffic.connect(&bed, "x", "a", CLIENTS);
     traffic.connect(&bed, "x", "e", CLIENTS);
@@ -809,8 +789,8 @@ fn s14_store_redis_killed_and_restarted_under_load() {
     let Some(bed) = Bed::new("s14", &["a", "b", "c", "e", "x"]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (mut redis, _nodes) = store_cluster(&bed, dir.path());
+    let _nodes = store_cluster(&bed);
+    let mut redis = bed.redis();
     let mut traffic = Traffic::new(App::Chat);
     traffic.connect(&bed, "x", "a", CLIENTS);
     traffic.connect(&bed, "x", "e", CLIENTS);

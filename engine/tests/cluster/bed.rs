@@ -5,11 +5,14 @@
 //! threads enter a host with `setns`. Dropping the bed stops what it started (by pid) and deletes
 //! its namespaces, also when the test failed.
 
+use std::cell::{RefCell, RefMut};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::redis_server::{Listen, RedisServer};
 
 /// The cluster tests run one at a time: each runs several processes per host and a few hundred
 /// client threads on a two-core box.
@@ -20,12 +23,18 @@ pub const REGISTER_PORT: u16 = 1236;
 pub const PUBLIC_PORT: u16 = 8282;
 pub const INNER_PORT: u16 = 2900;
 pub const SECRET: &str = "cluster-test-secret";
+/// Where the bed's Redis listens, inside host A (with the store on).
+pub const REDIS_PORT: u16 = 6379;
 
 pub struct Bed {
     tag: String,
     hosts: Vec<(String, Ipv4Addr)>,
     pub dir: tempfile::TempDir,
     nodes: Mutex<Vec<(String, u32)>>,
+    /// Added to every node's configuration (the `[store]` section, with the store on).
+    extra: RefCell<String>,
+    /// The Redis on host A, with the store on.
+    redis: RefCell<Option<RedisServer>>,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -69,6 +78,8 @@ impl Bed {
             hosts: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
             nodes: Mutex::new(Vec::new()),
+            extra: RefCell::new(String::new()),
+            redis: RefCell::new(None),
             _turn: turn,
         };
         let switch = bed.switch();
@@ -99,7 +110,44 @@ impl Bed {
             ip(&["-n", &ns, "link", "set", "eth0", "up"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
         }
+        // GATEWIRE_CLUSTER_STORE=1 runs every scenario with the store on.
+        if std::env::var("GATEWIRE_CLUSTER_STORE").is_ok_and(|v| v == "1") {
+            if let Some(why) = bed.start_store() {
+                say(format!("SKIPPED {test}: {why}"));
+                return None;
+            }
+        }
         Some(bed)
+    }
+
+    /// Starts Redis on host A and turns the store on for every node started from now on;
+    /// `Some(why)` when this machine has no redis-server. Does nothing the second time.
+    pub fn start_store(&self) -> Option<String> {
+        if self.redis.borrow().is_some() {
+            return None;
+        }
+        if let Some(why) = crate::redis_server::unavailable() {
+            return Some(why);
+        }
+        let a = self.addr("a");
+        let dir = self.dir.path().join("redis");
+        std::fs::create_dir_all(&dir).unwrap();
+        let listen = Listen::Tcp(std::net::SocketAddrV4::new(a, REDIS_PORT));
+        let server = RedisServer::start_in(&dir, listen, Some(&self.ns("a")));
+        // A short TTL, so the fault scenarios see refreshes.
+        *self.extra.borrow_mut() = format!(
+            "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nttl = 6.0\n",
+            server.url()
+        );
+        *self.redis.borrow_mut() = Some(server);
+        None
+    }
+
+    /// The bed's Redis (after `start_store`).
+    pub fn redis(&self) -> RefMut<'_, RedisServer> {
+        RefMut::map(self.redis.borrow_mut(), |r| {
+            r.as_mut().expect("the store was started")
+        })
     }
 
     fn switch(&self) -> String {
@@ -149,8 +197,9 @@ impl Bed {
         std::fs::create_dir_all(&dir).unwrap();
         let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
         let text = format!(
-            "[run]\ndir = \"run\"\nroles = [{}]\n\n{config}",
-            roles.join(", ")
+            "[run]\ndir = \"run\"\nroles = [{}]\n\n{config}{}",
+            roles.join(", "),
+            self.extra.borrow()
         );
         let path = dir.join("gatewire.toml");
         std::fs::write(&path, text).unwrap();
