@@ -44,7 +44,7 @@ pub struct StoreConfig {
     /// The Redis server: `redis://host:port/db`, `rediss://…` for TLS (system roots), or
     /// `redis+unix:///path/to/socket`.
     pub redis_url: String,
-    /// Redis password (AUTH), kept out of the URL so `config show` can mask it; empty: the
+    /// Redis password (AUTH), kept out of the URL so `config check` can mask it; empty: the
     /// URL's, if any.
     pub password: String,
     /// Prefix of every key gatewire writes, so deployments can share one Redis.

@@ -309,3 +309,45 @@ fn a_gateway_that_does_not_write_to_the_store_still_gets_uid_commands() {
     expect_line(&mut on_writing, "hey");
     workers.control.stop();
 }
+
+/// `store.password` is sent as AUTH; a wrong one is reported naming the URL, and the gateway
+/// stays out of the writers' list (so it would get every command) instead of failing.
+#[test]
+fn the_store_password_is_used_and_a_wrong_one_is_reported() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if skip_without_redis("store") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("r.sock");
+    let redis = RedisServer::start_with_password(dir.path(), Listen::Unix(sock), "s3cret");
+    let right = Gatewire::start(Setup {
+        extra: store_section(&redis) + "password = \"s3cret\"\n",
+        ..Setup::default()
+    });
+    eventually("the gateway with the password is listed", || {
+        redis.members("t:gateways") == [right.inner(0).to_string()]
+    });
+    let wrong = Gatewire::start(Setup {
+        extra: store_section(&redis) + "password = \"nope\"\n",
+        capture_log: true,
+        ..Setup::default()
+    });
+    eventually("the wrong password is reported", || {
+        wrong.log().contains("store.redis_url") && wrong.log().contains("cannot connect")
+    });
+    assert_eq!(
+        redis.members("t:gateways"),
+        [right.inner(0).to_string()],
+        "the gateway that cannot write is not listed"
+    );
+    // `config check` masks the password.
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["config", "check", "-c"])
+        .arg(right.path("gatewire.toml"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("********"), "{shown}");
+}

@@ -24,6 +24,8 @@ pub struct RedisServer {
     wrapper: Vec<String>,
     /// The network namespace (file) the server lives in, if not this process's.
     netns: Option<PathBuf>,
+    /// `requirepass`, if any.
+    password: Option<String>,
 }
 
 /// Why the store tests cannot run here, if they cannot.
@@ -40,6 +42,20 @@ impl RedisServer {
         Self::start_in(dir, listen, None)
     }
 
+    /// Starts a server that requires `password` (AUTH).
+    pub fn start_with_password(dir: &Path, listen: Listen, password: &str) -> RedisServer {
+        let mut server = RedisServer {
+            child: None,
+            listen,
+            dir: dir.to_owned(),
+            wrapper: Vec::new(),
+            netns: None,
+            password: Some(password.to_owned()),
+        };
+        server.restart();
+        server
+    }
+
     /// Starts a server inside the network namespace `netns` (its name under /var/run/netns).
     pub fn start_in(dir: &Path, listen: Listen, netns: Option<&str>) -> RedisServer {
         let wrapper = match netns {
@@ -52,6 +68,7 @@ impl RedisServer {
             dir: dir.to_owned(),
             wrapper,
             netns: netns.map(|ns| PathBuf::from("/var/run/netns").join(ns)),
+            password: None,
         };
         server.restart();
         server
@@ -76,6 +93,9 @@ impl RedisServer {
             "--dir".into(),
             self.dir.display().to_string(),
         ];
+        if let Some(password) = &self.password {
+            args.extend(["--requirepass".into(), password.clone()]);
+        }
         match &self.listen {
             Listen::Unix(path) => {
                 let _ = std::fs::remove_file(path);
@@ -121,10 +141,13 @@ impl RedisServer {
     /// A connection, if the server answers PING (made from inside the server's namespace; a
     /// socket keeps its namespace whichever thread uses it).
     pub fn connection(&self) -> Option<redis::Connection> {
-        let Some(netns) = self.netns.clone() else {
-            return Self::connect(&self.url());
+        let url = match (&self.password, &self.listen) {
+            (Some(p), Listen::Unix(path)) => format!("redis+unix://{}?pass={p}", path.display()),
+            _ => self.url(),
         };
-        let url = self.url();
+        let Some(netns) = self.netns.clone() else {
+            return Self::connect(&url);
+        };
         std::thread::spawn(move || {
             let ns = std::fs::File::open(&netns).ok()?;
             use std::os::fd::AsRawFd;
