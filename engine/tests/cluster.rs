@@ -834,3 +834,78 @@ fn s14_store_redis_killed_and_restarted_under_load() {
     assert_eq!(end.2 - back.2, 0, "no fallback once Redis is back");
     assert_eq!(end.1 - back.1, end.0 - back.0, "routed to holders again");
 }
+
+/// The cost across hosts (a benchmark, not run by default: `benches/uid_routing_cluster.sh`):
+/// four gateway hosts of 8 shards (32 shards), one worker host (chat), 50 clients per gateway
+/// host each in a room of its own sending 10 messages/s; the same layout with the store off, then
+/// on. Reports packets per room send and the gateway hosts' CPU per 1,000 sends.
+#[test]
+#[ignore = "a benchmark: benches/uid_routing_cluster.sh"]
+fn store_cost_across_gateway_hosts() {
+    if let Some(why) = redis_server::unavailable() {
+        say!("SKIPPED store_cost_across_gateway_hosts: {why}");
+        return;
+    }
+    let gateways = ["a", "e", "f", "g"];
+    let measure = Duration::from_secs(10);
+    let mut rows = Vec::new();
+    for store_on in [false, true] {
+        let Some(bed) = Bed::new("cost", &["a", "b", "e", "f", "g", "x"]) else {
+            return;
+        };
+        if store_on {
+            assert!(bed.start_store().is_none());
+        }
+        let _a = bed.start(
+            "a",
+            &["register", "gateway"],
+            &(register(&bed, "a") + &gateway(&bed, "a", 8, &["a"])),
+        );
+        let _others: Vec<_> = gateways[1..]
+            .iter()
+            .map(|g| bed.start(g, &["gateway"], &gateway(&bed, g, 8, &["a"])))
+            .collect();
+        let b = bed.start(
+            "b",
+            &["worker"],
+            &(worker(&bed, &["a"], App::Chat, 2) + &metrics(&bed, "b")),
+        );
+        within(Duration::from_secs(20), "B links to all 32 shards", || {
+            gateways.iter().all(|g| b.links_up_to(bed.addr(g)) == 2 * 8)
+        });
+        let mut traffic = Traffic::new(App::Chat);
+        for g in gateways {
+            traffic.connect(&bed, "x", g, CLIENTS / 2);
+        }
+        run_for(Duration::from_secs(1));
+        let cpu = |bed: &Bed| gateways.iter().map(|g| bed.cpu_seconds(g)).sum::<f64>();
+        let (before, cpu_before) = (routing(&bed, &["b"]), cpu(&bed));
+        run_for(measure);
+        let (after, cpu_after) = (routing(&bed, &["b"]), cpu(&bed));
+        let report = traffic.finish();
+        report.print(&format!("store {}", if store_on { "on" } else { "off" }));
+        assert_clean(&report, None);
+        let sends = (after.0 - before.0).max(1) as f64;
+        let packets = (after.1 - before.1) as f64;
+        let cpu = cpu_after - cpu_before;
+        rows.push((
+            store_on,
+            sends,
+            packets / sends,
+            1e6 * cpu / sends,
+            after.2 - before.2,
+        ));
+    }
+    say!("\nstore cost across 4 gateway hosts × 8 shards, 200 clients, 1 worker host (chat)");
+    say!("  store  room sends  packets/send  gateway CPU per 1000 sends  fallbacks");
+    for (on, sends, per, cpu, fallbacks) in &rows {
+        let on = if *on { "on" } else { "off" };
+        say!("  {on:<6} {sends:>10.0} {per:>13.2} {cpu:>24.1} ms {fallbacks:>10}");
+    }
+    say!(
+        "  gateway CPU per send, off/on: {:.1}x",
+        rows[0].3 / rows[1].3.max(1e-9)
+    );
+    assert_eq!(rows[0].2, 32.0, "store off: every shard gets every send");
+    assert_eq!(rows[1].2, 1.0, "store on: the holder only");
+}
