@@ -2,7 +2,8 @@
 # Echo through a business worker: client → gateway → worker → gateway → client, round trip timed.
 # Usage: benches/echo.sh [SHARDS] [CLIENTS]   (default 2 shards, 10000 clients)
 # RATE (messages/s across all clients), DURATION and PAYLOAD may be set in the environment;
-# JSON_OUT=FILE keeps loadgen's figures (with p99 per second of the measurement).
+# JSON_OUT=FILE keeps loadgen's figures (with p99 per second of the measurement);
+# WORKER_THREADS sets the worker's thread count (default 1).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_setup "$0" "$@"

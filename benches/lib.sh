@@ -71,7 +71,7 @@ free_port() {
 # memory is measured alone; EXTRA_TOML (e.g. a [store] section) is appended to their configuration.
 # Sets GW_PID, WORKER_PID, PUBLIC_URL and WORKER_METRICS (the worker's /metrics address).
 # WORKER_BIN runs the worker from another binary built on gatewire::run (a user's app);
-# GATEWAY_EXTRA adds keys to the [gateway] section.
+# GATEWAY_EXTRA adds keys to the [gateway] section; WORKER_THREADS sets worker.count (default 1).
 start_gatewire() {
   local shards=$1 mode=$2 extra=${3:-}
   work=${work:-$(mktemp -d)}
@@ -89,7 +89,7 @@ shards = $shards
 ${GATEWAY_EXTRA:-}
 register_address = "127.0.0.1:$register_port"
 [worker]
-count = 1
+count = ${WORKER_THREADS:-1}
 register_address = "127.0.0.1:$register_port"
 app = "$mode"
 $extra
