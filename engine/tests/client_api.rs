@@ -30,16 +30,7 @@ fn chatter(gw: &Gatewire, nick: &str, room: &str) -> (Ws, ClientId) {
 
 /// Reads until `expected` arrives, skipping the chat's join announcements; fails on anything else.
 fn expect_line(ws: &mut Ws, expected: &str) {
-    loop {
-        let line = ws_read(ws);
-        if line == expected {
-            return;
-        }
-        assert!(
-            line.ends_with(" joined"),
-            "unexpected {line:?} while waiting for {expected:?}"
-        );
-    }
+    expect_line_skipping(ws, expected, |line| line.ends_with(" joined"));
 }
 
 #[test]

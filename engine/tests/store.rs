@@ -64,16 +64,9 @@ fn chatter(gw: &Gatewire, nick: &str) -> (Ws, ClientId) {
 
 /// Reads until `expected`, skipping the chat's announcements.
 fn expect_line(ws: &mut Ws, expected: &str) {
-    loop {
-        let line = ws_read(ws);
-        if line == expected {
-            return;
-        }
-        assert!(
-            line.ends_with(" joined") || line.contains(" said ") || line.starts_with("You "),
-            "unexpected {line:?} while waiting for {expected:?}"
-        );
-    }
+    expect_line_skipping(ws, expected, |line| {
+        line.ends_with(" joined") || line.contains(" said ") || line.starts_with("You ")
+    });
 }
 
 /// Packets a uid or group command or query took, counted by this process's routing.

@@ -450,6 +450,21 @@ pub fn ws_read(ws: &mut Ws) -> String {
     }
 }
 
+/// Reads until `expected` arrives, skipping the lines `skippable` accepts (an app's
+/// announcements); fails on anything else.
+pub fn expect_line_skipping(ws: &mut Ws, expected: &str, skippable: impl Fn(&str) -> bool) {
+    loop {
+        let line = ws_read(ws);
+        if line == expected {
+            return;
+        }
+        assert!(
+            skippable(&line),
+            "unexpected {line:?} while waiting for {expected:?}"
+        );
+    }
+}
+
 /// The connection id a worker saw in the client's ON_CONNECT.
 pub fn connection_id(p: &Packet) -> u32 {
     p.header.connection_id
