@@ -27,6 +27,8 @@ pub struct Running {
     shards: Vec<ShardHandle>,
     /// The gateway's store thread, with the store on.
     store: Option<crate::store::Publisher>,
+    /// `store.redis_url`, with the store on.
+    store_url: Option<String>,
     workers: Option<Arc<WorkerControl>>,
     worker_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -131,6 +133,10 @@ impl Running {
             register: None,
             shards: Vec::new(),
             store: None,
+            store_url: config
+                .store
+                .enabled()
+                .then(|| config.store.redis_url.clone()),
             workers: None,
             worker_threads: Mutex::new(Vec::new()),
             threads: Vec::new(),
@@ -300,6 +306,35 @@ impl Running {
             }
         }
         hosts.into_iter().collect()
+    }
+
+    /// What this process does with the store (with it on): a gateway's store thread
+    /// (`gateway URL connected entries errors`) and a worker's routing (`worker URL sends packets
+    /// fallbacks`), tab-separated, one line each.
+    pub fn store_summary(&self) -> Vec<String> {
+        let Some(url) = &self.store_url else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        if let Some(store) = &self.store {
+            let s = &store.stats;
+            lines.push(format!(
+                "gateway\t{url}\t{}\t{}\t{}",
+                s.connected.load(Ordering::Relaxed),
+                s.entries.load(Ordering::Relaxed),
+                s.errors.load(Ordering::Relaxed)
+            ));
+        }
+        if self.workers.is_some() {
+            let r = &crate::store::ROUTING;
+            lines.push(format!(
+                "worker\t{url}\t{}\t{}\t{}",
+                r.sends.load(Ordering::Relaxed),
+                r.packets.load(Ordering::Relaxed),
+                r.fallbacks.load(Ordering::Relaxed)
+            ));
+        }
+        lines
     }
 
     /// The register's members (gateways and workers), when this process runs it.

@@ -120,6 +120,24 @@ fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going
         redis.members("t:gateways") == shards
     });
 
+    // `gatewire status` shows both sides of the store.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["status", "-c"])
+        .arg(gw.path("gatewire.toml"))
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    let held = format!(
+        "connected to {}, {} uid/group entries held",
+        redis.url(),
+        clients.len()
+    );
+    assert!(status.contains(&held), "{status}");
+    assert!(
+        status.contains("sent to every gateway because the store did not answer"),
+        "{status}"
+    );
+
     let routed = GatewayClient::new(vec![gw.register], "").with_store(&store_config(&redis));
     let everywhere = GatewayClient::new(vec![gw.register], "");
     let (ws, id, nick) = &mut clients[0];

@@ -109,6 +109,11 @@ fn serve(mut control: UnixStream, running: &Running, drain: &AtomicBool) {
                 .iter()
                 .map(|(host, links)| format!("{host}\t{links}\n"))
                 .collect(),
+            "store" => running
+                .store_summary()
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect(),
             "members" => running
                 .members()
                 .iter()

@@ -139,6 +139,13 @@ impl Supervisor {
                         .collect(),
                     _ => Vec::new(),
                 };
+                let store = match c.role {
+                    Role::Gateway | Role::Worker => lines("store")
+                        .iter()
+                        .filter_map(|l| StoreRow::from_line(l))
+                        .collect(),
+                    Role::Register => Vec::new(),
+                };
                 let members = match c.role {
                     Role::Register => lines("members")
                         .iter()
@@ -162,6 +169,7 @@ impl Supervisor {
                     link_states: links,
                     worker_hosts,
                     members,
+                    store,
                 }
             })
             .collect()
@@ -223,6 +231,15 @@ impl Supervisor {
                     m.announces.as_deref().unwrap_or("-"),
                     ago(m.since_unix)
                 ));
+            }
+        }
+        if rows.iter().any(|r| !r.store.is_empty()) {
+            out.push_str("\nstore\n");
+            for r in &rows {
+                for s in &r.store {
+                    out.push_str(&s.describe(r.role, r.pid));
+                    out.push('\n');
+                }
             }
         }
         let hosts: Vec<&WorkerHostRow> = rows.iter().flat_map(|r| &r.worker_hosts).collect();
@@ -330,6 +347,79 @@ struct StatusRow {
     /// The register's members (register rows only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     members: Vec<MemberRow>,
+    /// What the process does with the store (with it on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    store: Vec<StoreRow>,
+}
+
+/// A process's side of the store: a gateway's store thread, or a worker's routing.
+#[derive(Debug, serde::Serialize)]
+struct StoreRow {
+    /// "gateway" or "worker".
+    side: String,
+    redis_url: String,
+    /// Gateway: whether its store thread is connected to Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connected: Option<bool>,
+    /// Gateway: uid and group entries its shards hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entries: Option<u64>,
+    /// Gateway: failed connections and writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<u64>,
+    /// Worker: uid and group commands and queries sent, the gateway packets they took, and
+    /// those sent to every gateway because the store did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallbacks: Option<u64>,
+}
+
+impl StoreRow {
+    fn from_line(line: &str) -> Option<StoreRow> {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [side, url, a, b, c] = f[..] else {
+            return None;
+        };
+        let (a, b, c): (u64, u64, u64) = (a.parse().ok()?, b.parse().ok()?, c.parse().ok()?);
+        let gateway = side == "gateway";
+        Some(StoreRow {
+            side: side.to_owned(),
+            redis_url: url.to_owned(),
+            connected: gateway.then_some(a == 1),
+            entries: gateway.then_some(b),
+            errors: gateway.then_some(c),
+            routed: (!gateway).then_some(a),
+            packets: (!gateway).then_some(b),
+            fallbacks: (!gateway).then_some(c),
+        })
+    }
+
+    /// One line of `gatewire status`.
+    fn describe(&self, role: &str, pid: u32) -> String {
+        match (self.connected, self.routed) {
+            (Some(connected), _) => format!(
+                "{role} {pid}: {} {}, {} uid/group entries held, {} errors",
+                if connected {
+                    "connected to"
+                } else {
+                    "NOT connected to"
+                },
+                self.redis_url,
+                self.entries.unwrap_or(0),
+                self.errors.unwrap_or(0)
+            ),
+            (_, Some(routed)) => format!(
+                "{role} {pid}: {routed} uid/group commands and queries took {} gateway packets, \
+                 {} sent to every gateway because the store did not answer",
+                self.packets.unwrap_or(0),
+                self.fallbacks.unwrap_or(0)
+            ),
+            _ => String::new(),
+        }
+    }
 }
 
 /// The worker links a gateway process holds from one host (all its shards).
