@@ -158,6 +158,26 @@ fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going
 
     // Redis gone: every gateway gets the command again, counted as a fallback, nothing lost.
     redis.kill();
+    // …and the gateway's store thread waits for its next attempt instead of spinning (it did:
+    // a whole core while Redis was down).
+    let gateway_pid = gw.role_pid("gateway");
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{gateway_pid}/stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let ticks: u64 = fields.next().unwrap().parse::<u64>().unwrap()
+            + fields.next().unwrap().parse::<u64>().unwrap();
+        ticks
+    };
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu() - before;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        used < per_second,
+        "the gateway used {used} ticks of CPU in 2 s with Redis down (spinning?)"
+    );
     let fallbacks = ROUTING.fallbacks.load(Ordering::Relaxed);
     let (ws, _, nick) = &mut clients[1];
     assert_eq!(packets_of(|| routed.send_to_uid(&[nick], "no store")), 2);

@@ -142,9 +142,23 @@ impl Publisher {
     /// Writes what is queued, withdraws every entry of this process, and ends the thread
     /// (waiting at most `wait`).
     pub fn stop(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
         let (done, finished) = std::sync::mpsc::channel();
-        if self.queue.send(Note::Stop(done)).is_ok() {
-            let _ = finished.recv_timeout(wait);
+        let mut note = Note::Stop(done);
+        // The queue may be full (a thread stuck on a slow Redis): never block on it.
+        loop {
+            match self.queue.try_send(note) {
+                Ok(()) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let _ = finished.recv_timeout(left);
+                    break;
+                }
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    note = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => break,
+            }
         }
         if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             if thread.is_finished() {
@@ -205,6 +219,11 @@ impl State {
             let mut wake = self.next_writers.min(self.next_refresh);
             if !self.refresh_due.is_empty() {
                 wake = wake.min(Instant::now() + REFRESH_TICK);
+            }
+            if self.conn.is_none() {
+                // Nothing can be written before the next connection attempt (waking earlier
+                // would spin on a Redis that is down).
+                wake = wake.max(self.retry_at);
             }
             let wait = wake
                 .saturating_duration_since(Instant::now())
