@@ -19,6 +19,15 @@ use crate::net::{Closing, Outbox};
 const READS_PER_WAKE: usize = 16;
 /// Size of the on-stack read chunk.
 const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer of every connection on this executor thread, zeroed once: a fresh
+    /// `[0u8; READ_CHUNK]` per read attempt was a 16 KiB memset per wake-up of every connection
+    /// (two per echoed message: the read, and the attempt that finds nothing more), 1.2–1.3 % of
+    /// each shard's CPU in an echo profile at 60k messages/s.
+    static READ_BUFFER: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
 /// Frames gathered into one `sendmsg`.
 const MAX_IOV: usize = 64;
 
@@ -170,24 +179,36 @@ fn poll_connection<P: Peer>(
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let mut chunk = [0u8; READ_CHUNK];
-        match Pin::new(&mut *stream).poll_read(cx, &mut chunk) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(0)) => return closed(CloseReason::PeerClosed),
-            Poll::Ready(Ok(n)) => {
+        // The buffer is borrowed only for the read and the copy out of it (never across a
+        // callback), so every connection of the thread can share it.
+        let read = READ_BUFFER.with_borrow_mut(|chunk| {
+            let read = Pin::new(&mut *stream).poll_read(cx, chunk);
+            if let Poll::Ready(Ok(n)) = read {
+                if n > 0 {
+                    match tls.as_deref_mut() {
+                        None => input.extend_from_slice(&chunk[..n]),
+                        Some(tls) => return (read, Some(decrypt(tls, &chunk[..n], input))),
+                    }
+                }
+            }
+            (read, None)
+        });
+        match read {
+            (Poll::Pending, _) => return Poll::Pending,
+            (Poll::Ready(Ok(0)), _) => return closed(CloseReason::PeerClosed),
+            (Poll::Ready(Ok(_)), decrypted) => {
                 reads += 1;
-                match tls.as_deref_mut() {
-                    None => input.extend_from_slice(&chunk[..n]),
-                    Some(tls) => match decrypt(tls, &chunk[..n], input) {
-                        Ok(true) => {}
-                        Ok(false) => return closed(CloseReason::PeerClosed),
-                        Err(e) => {
-                            // Try to tell the peer (rustls queued an alert), then give up.
+                match decrypted {
+                    None | Some(Ok(true)) => {}
+                    Some(Ok(false)) => return closed(CloseReason::PeerClosed),
+                    Some(Err(e)) => {
+                        // Try to tell the peer (rustls queued an alert), then give up.
+                        if let Some(tls) = tls.as_deref_mut() {
                             let _ = tls.conn.write_tls(&mut tls.pending);
                             let _ = send_now(fd, &tls.pending[tls.written..]);
-                            return closed(CloseReason::Error(e.kind()));
                         }
-                    },
+                        return closed(CloseReason::Error(e.kind()));
+                    }
                 }
                 peer.on_input(input);
                 if input.is_empty() && input.capacity() > 0 {
@@ -195,7 +216,7 @@ fn poll_connection<P: Peer>(
                     *input = BytesMut::new();
                 }
             }
-            Poll::Ready(Err(e)) => return closed(CloseReason::Error(e.kind())),
+            (Poll::Ready(Err(e)), _) => return closed(CloseReason::Error(e.kind())),
         }
     }
 }
