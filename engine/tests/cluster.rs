@@ -13,6 +13,9 @@ mod cluster {
 #[allow(dead_code)]
 mod redis_server;
 
+#[path = "common/process.rs"]
+mod process_info;
+
 use std::time::Duration;
 
 use cluster::bed::{Bed, INNER_PORT, REGISTER_PORT, SECRET, within};

@@ -19,14 +19,31 @@ use gatewire_proto::ClientId;
 /// The routing counters are the process's: the tests that read them run one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn skip_without_redis(test: &str) -> bool {
-    match common::redis::unavailable() {
-        Some(why) => {
-            eprintln!("SKIPPED {test}: {why}");
-            true
-        }
-        None => false,
+/// What every test here starts from: its turn, and a Redis of its own on a unix socket
+/// (requiring `password` when given); `None`, with a line, without redis-server.
+struct Start {
+    _turn: std::sync::MutexGuard<'static, ()>,
+    redis: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+fn start(test: &str, password: Option<&str>) -> Option<Start> {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = common::redis::unavailable() {
+        eprintln!("SKIPPED {test}: {why}");
+        return None;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = Listen::Unix(dir.path().join("r.sock"));
+    let redis = match password {
+        Some(password) => RedisServer::start_with_password(dir.path(), socket, password),
+        None => RedisServer::start(dir.path(), socket),
+    };
+    Some(Start {
+        _turn: turn,
+        redis,
+        _dir: dir,
+    })
 }
 
 fn store_config(redis: &RedisServer) -> StoreConfig {
@@ -94,12 +111,14 @@ fn clients_on_both_shards(gw: &Gatewire) -> Vec<(Ws, ClientId, String)> {
 
 #[test]
 fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going_away() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if skip_without_redis("store") {
+    let Some(Start {
+        mut redis,
+        _turn,
+        _dir,
+    }) = start("store", None)
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")));
+    };
     let gw = Gatewire::start(Setup {
         roles: "register,gateway,worker",
         shards: 2,
@@ -161,22 +180,12 @@ fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going
     // …and the gateway's store thread waits for its next attempt instead of spinning (it did:
     // a whole core while Redis was down).
     let gateway_pid = gw.role_pid("gateway");
-    let cpu = || {
-        let stat = std::fs::read_to_string(format!("/proc/{gateway_pid}/stat")).unwrap();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut fields = rest.split_whitespace().skip(11);
-        let ticks: u64 = fields.next().unwrap().parse::<u64>().unwrap()
-            + fields.next().unwrap().parse::<u64>().unwrap();
-        ticks
-    };
-    let before = cpu();
+    let before = common::process::cpu_seconds(gateway_pid);
     std::thread::sleep(Duration::from_secs(2));
-    let used = cpu() - before;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let used = common::process::cpu_seconds(gateway_pid) - before;
     assert!(
-        used < per_second,
-        "the gateway used {used} ticks of CPU in 2 s with Redis down (spinning?)"
+        used < 1.0,
+        "the gateway used {used:.2} s of CPU in 2 s with Redis down (spinning?)"
     );
     let fallbacks = ROUTING.fallbacks.load(Ordering::Relaxed);
     let (ws, _, nick) = &mut clients[1];
@@ -239,12 +248,9 @@ impl gatewire::Events for BindThenSend {
 
 #[test]
 fn a_workers_own_bind_is_seen_by_its_next_send() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if skip_without_redis("store") {
+    let Some(Start { redis, _turn, _dir }) = start("store", None) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")));
+    };
     let gw = Gatewire::start(Setup {
         shards: 2,
         extra: store_section(&redis),
@@ -289,12 +295,9 @@ fn a_workers_own_bind_is_seen_by_its_next_send() {
 /// is the same to the store) keeps getting every uid command, so its clients miss nothing.
 #[test]
 fn a_gateway_that_does_not_write_to_the_store_still_gets_uid_commands() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if skip_without_redis("store") {
+    let Some(Start { redis, _turn, _dir }) = start("store", None) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path(), Listen::Unix(dir.path().join("r.sock")));
+    };
     let writing = Gatewire::start(Setup {
         extra: store_section(&redis),
         ..Setup::default()
@@ -345,13 +348,9 @@ fn a_gateway_that_does_not_write_to_the_store_still_gets_uid_commands() {
 /// stays out of the writers' list (so it would get every command) instead of failing.
 #[test]
 fn the_store_password_is_used_and_a_wrong_one_is_reported() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if skip_without_redis("store") {
+    let Some(Start { redis, _turn, _dir }) = start("store", Some("s3cret")) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("r.sock");
-    let redis = RedisServer::start_with_password(dir.path(), Listen::Unix(sock), "s3cret");
+    };
     let right = Gatewire::start(Setup {
         extra: store_section(&redis) + "password = \"s3cret\"\n",
         ..Setup::default()

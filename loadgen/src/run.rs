@@ -453,26 +453,18 @@ async fn sleep_until(when: Instant) {
 
 /// Joins client `i` to group `i mod G` through the chat app's `/join`.
 async fn join_group(conn: &Conn, i: u64, config: &RunConfig) {
-    let group = i % config.groups.max(1);
-    let mut frame = BytesMut::new();
-    encode_masked_frame(
-        OpCode::Text,
-        format!("/join g{group}").as_bytes(),
-        [5, 6, 7, 8],
-        &mut frame,
-    );
-    let _ = conn.write_all(&frame).await;
+    send_text(conn, &format!("/join g{}", i % config.groups.max(1))).await;
 }
 
 /// Binds client `i` to uid `u<i>` through the chat app's `/nick`.
 async fn take_uid(conn: &Conn, i: u64) {
+    send_text(conn, &format!("/nick u{i}")).await;
+}
+
+/// One masked text frame (a command to the app, not a measured message).
+async fn send_text(conn: &Conn, text: &str) {
     let mut frame = BytesMut::new();
-    encode_masked_frame(
-        OpCode::Text,
-        format!("/nick u{i}").as_bytes(),
-        [5, 6, 7, 8],
-        &mut frame,
-    );
+    encode_masked_frame(OpCode::Text, text.as_bytes(), [5, 6, 7, 8], &mut frame);
     let _ = conn.write_all(&frame).await;
 }
 

@@ -263,18 +263,9 @@ impl Bed {
 
     /// CPU seconds (user + system) every process in `host` has used so far.
     pub fn cpu_seconds(&self, host: &str) -> f64 {
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         self.pids(host)
-            .iter()
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-            .filter_map(|stat| {
-                let rest = stat.get(stat.rfind(')')? + 2..)?.to_owned();
-                let mut fields = rest.split_whitespace().skip(11);
-                let utime: f64 = fields.next()?.parse().ok()?;
-                let stime: f64 = fields.next()?.parse().ok()?;
-                Some((utime + stime) / ticks)
-            })
+            .into_iter()
+            .map(crate::process_info::cpu_seconds)
             .sum()
     }
 
