@@ -117,6 +117,11 @@ impl Conn {
         unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
     }
 
+    /// The socket's descriptor (in the load thread's fd table).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.fd
+    }
+
     /// Reads what is available (at least one byte, 0 at end of stream).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)).await

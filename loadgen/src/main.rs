@@ -5,8 +5,10 @@
 
 mod conn;
 mod plan;
+mod receive;
 mod reference;
 mod run;
+mod scan;
 mod stats;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -78,6 +80,10 @@ struct Args {
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// After the measurement, ping every client and report how many answered (a liveness check
+    /// of every connection, through the server's own pong).
+    #[arg(long)]
+    ping_at_end: bool,
     /// Write a self-contained HTML report (latency and connections over time) to this file.
     #[arg(long)]
     html: Option<std::path::PathBuf>,
@@ -184,6 +190,7 @@ fn run(args: Args) -> Result<(), String> {
         duration: Duration::from_secs_f64(args.duration),
         plan,
         groups: args.groups.max(1),
+        ping_at_end: args.ping_at_end,
     });
     let shared = Arc::new(Shared::new(config.groups));
     stop_on_signal(shared.clone());
@@ -195,6 +202,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot start a thread: {e}"))?;
 
     let mut rss_after = None;
+    let mut loadgen_rss = None;
     let mut ramp_seconds = None;
     let (mut cpu_at_start, mut cpu_at_end) = (None, None);
     let mut last_print = Instant::now();
@@ -213,6 +221,7 @@ fn run(args: Args) -> Result<(), String> {
             }
         }
         if rss_after.is_none() && shared.measured.load(Ordering::SeqCst) {
+            loadgen_rss = rss_bytes(std::process::id());
             rss_after = args.server_pid.and_then(rss_bytes);
             cpu_at_end = args.server_pid.and_then(process_cpu_seconds);
         }
@@ -245,9 +254,10 @@ fn run(args: Args) -> Result<(), String> {
     let mut totals = ThreadStats::default();
     let mut thread_cpu_seconds = Vec::with_capacity(threads);
     for h in handles {
-        let stats = h.join().map_err(|_| "a load thread panicked".to_string())?;
-        thread_cpu_seconds.push(stats.cpu_seconds);
-        totals.merge(&stats);
+        for stats in h.join().map_err(|_| "a load thread panicked".to_string())? {
+            thread_cpu_seconds.push(stats.cpu_seconds);
+            totals.merge(&stats);
+        }
     }
     let measured_for = shared.measure_start.get().map(|start| {
         let end = shared.epoch + Duration::from_nanos(shared.measure_end_ns.load(Ordering::SeqCst));
@@ -272,6 +282,7 @@ fn run(args: Args) -> Result<(), String> {
         wall_seconds: started.elapsed().as_secs_f64(),
         server_rss_before_bytes: rss_before,
         server_rss_bytes: rss_after,
+        loadgen_rss_bytes: loadgen_rss,
         server_cpu_seconds: cpu_at_start.zip(cpu_at_end).map(|(a, b)| b - a),
         timeline,
     };

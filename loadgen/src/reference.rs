@@ -2,7 +2,7 @@
 //! server can do, inside loadgen, so a run against it measures loadgen's own floor on this box. One executor
 //! thread; each connection a task that does the upgrade, then decodes frames; every text message
 //! is encoded once and queued to every connection, whose task writes its queue as the socket
-//! takes it. No worker, no routing, no limits: not a server to run, a yardstick.
+//! takes it; a ping is answered. No worker, no routing, no limits: not a server to run, a yardstick.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -15,7 +15,7 @@ use std::task::{Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite};
-use gatewire_proto::websocket::{self, FrameDecoder, Message};
+use gatewire_proto::websocket::{self, FrameDecoder, Message, OpCode};
 use glommio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -139,6 +139,11 @@ async fn connection(mut stream: TcpStream, everyone: Everyone, echo: bool) {
                                 outbox.queue.push_back(websocket::text_frame(&payload));
                             }
                             Ok(Some(Message::Text(payload))) => broadcast(&everyone, &payload),
+                            Ok(Some(Message::Ping(payload))) => {
+                                let mut pong = BytesMut::new();
+                                websocket::encode_frame(OpCode::Pong, &payload, &mut pong);
+                                me.borrow_mut().queue.push_back(pong.freeze());
+                            }
                             Ok(Some(Message::Close(_))) | Err(_) => return Poll::Ready(()),
                             Ok(Some(_)) => {}
                             Ok(None) => break,

@@ -3,8 +3,6 @@
 //! ramp so every scenario measures with all clients connected.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -12,15 +10,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use gatewire_proto::websocket::{FrameDecoder, Message, OpCode, encode_masked_frame};
+use gatewire_proto::websocket::{OpCode, encode_masked_frame};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::conn::{self, Conn, ConnectFailure};
 use crate::plan::SourcePlan;
+use crate::receive::{ALIVE, MARK, Receiver};
 use crate::stats::{Live, ThreadStats, thread_cpu_seconds};
-
-/// Starts every loadgen payload: `lg:<sender>:<seq>:<intended ns>:` then padding.
-const MARK: &str = "lg:";
 
 /// Connects in flight per thread during the ramp.
 const MAX_INFLIGHT_CONNECTS: usize = 256;
@@ -67,6 +63,8 @@ pub struct RunConfig {
     pub plan: Option<SourcePlan>,
     /// Groups for the group scenario.
     pub groups: u64,
+    /// After the drain, ping every client and count the pongs (a liveness check).
+    pub ping_at_end: bool,
 }
 
 /// State shared by all threads.
@@ -106,17 +104,18 @@ impl Shared {
         }
     }
 
-    fn now_ns(&self) -> u64 {
+    /// Nanoseconds since the run's epoch.
+    pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
 }
 
-/// Starts thread `index`; its result is that thread's measurements.
+/// Starts thread `index`; its result is the measurements of that thread and of its receiver.
 pub fn spawn(
     index: usize,
     config: Arc<RunConfig>,
     shared: Arc<Shared>,
-) -> std::io::Result<std::thread::JoinHandle<ThreadStats>> {
+) -> std::io::Result<std::thread::JoinHandle<Vec<ThreadStats>>> {
     let placement = match config.cpus.as_slice() {
         [] => Placement::Unbound,
         cpus => Placement::Fixed(cpus[index % cpus.len()]),
@@ -132,18 +131,27 @@ pub fn spawn(
     }))
 }
 
-async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -> ThreadStats {
+async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -> Vec<ThreadStats> {
     // SAFETY: unshare(CLONE_FILES) only affects this thread's fd table.
     if unsafe { libc::unshare(libc::CLONE_FILES) } != 0 {
         eprintln!("loadgen: thread {index}: unshare(CLONE_FILES) failed; sharing the fd table");
     }
+    // Started after the unshare: the receiver shares this thread's fd table.
+    let receiver = match Receiver::start(index, shared.clone()) {
+        Ok(r) => Rc::new(RefCell::new(r)),
+        Err(e) => {
+            eprintln!("loadgen: thread {index}: cannot start its receiver: {e}");
+            shared.ramped.fetch_add(1, Ordering::SeqCst);
+            return Vec::new();
+        }
+    };
     let stats = Rc::new(RefCell::new(ThreadStats::default()));
     let conns: Rc<RefCell<Vec<(u64, Conn)>>> = Rc::new(RefCell::new(Vec::new()));
     let mine: Vec<u64> = (index as u64..config.clients)
         .step_by(config.threads)
         .collect();
 
-    ramp(&mine, &config, &shared, &stats, &conns).await;
+    ramp(&mine, &config, &shared, &stats, &conns, &receiver).await;
 
     shared.ramped.fetch_add(1, Ordering::SeqCst);
     while shared.ramped.load(Ordering::SeqCst) < config.threads {
@@ -199,7 +207,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         }));
     }
     if config.scenario == Scenario::Churn {
-        churn(index, &config, &shared, &stats, &conns, end).await;
+        churn(index, &config, &shared, &stats, &conns, &receiver, end).await;
     }
     for t in tasks {
         t.await;
@@ -212,9 +220,39 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         shared.measured.store(true, Ordering::SeqCst);
     }
     glommio::timer::sleep(DRAIN).await;
+    if config.ping_at_end {
+        let everyone = conns.borrow().clone();
+        let alive = receiver.borrow().alive.clone();
+        ping_everyone(&everyone, &alive, &stats).await;
+    }
     let mut result = std::mem::take(&mut *stats.borrow_mut());
     result.cpu_seconds = thread_cpu_seconds();
-    result
+    let received = match Rc::try_unwrap(receiver) {
+        Ok(r) => r.into_inner().finish(),
+        Err(_) => ThreadStats::default(),
+    };
+    drop(conns);
+    vec![result, received]
+}
+
+/// Time the clients have to answer the pings of the liveness check.
+const PING_WAIT: Duration = Duration::from_secs(10);
+
+/// Pings every client of this thread and waits (up to [`PING_WAIT`]) until each has answered.
+async fn ping_everyone(conns: &[(u64, Conn)], alive: &AtomicU64, stats: &RefCell<ThreadStats>) {
+    let mut frame = BytesMut::new();
+    encode_masked_frame(OpCode::Ping, ALIVE, [2, 4, 6, 8], &mut frame);
+    let mut sent = 0u64;
+    for (_, conn) in conns {
+        if conn.write_all(&frame).await.is_ok() {
+            sent += 1;
+        }
+    }
+    stats.borrow_mut().pinged += sent;
+    let deadline = Instant::now() + PING_WAIT;
+    while alive.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Opens this thread's clients at its share of the connect rate.
@@ -224,6 +262,7 @@ async fn ramp(
     shared: &Arc<Shared>,
     stats: &Rc<RefCell<ThreadStats>>,
     conns: &Rc<RefCell<Vec<(u64, Conn)>>>,
+    receiver: &Rc<RefCell<Receiver>>,
 ) {
     let per_thread_rate = (config.connect_rate / config.threads as f64).max(1.0);
     let started = Instant::now();
@@ -238,12 +277,13 @@ async fn ramp(
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
         *inflight.borrow_mut() += 1;
-        let (config, shared, stats, conns, inflight) = (
+        let (config, shared, stats, conns, inflight, receiver) = (
             config.clone(),
             shared.clone(),
             stats.clone(),
             conns.clone(),
             inflight.clone(),
+            receiver.clone(),
         );
         tasks.push(glommio::spawn_local(async move {
             let source = config.plan.as_ref().map(|p| p.source(i));
@@ -269,8 +309,8 @@ async fn ramp(
                         Scenario::Uid => take_uid(&conn, i).await,
                         _ => {}
                     }
-                    conns.borrow_mut().push((i, conn.clone()));
-                    glommio::spawn_local(read_loop(conn, leftover, shared, stats)).detach();
+                    watch(&receiver, &conn, &leftover, &shared, &stats);
+                    conns.borrow_mut().push((i, conn));
                 }
                 Err(failure) => {
                     *stats.borrow_mut().failures.entry(failure).or_insert(0) += 1;
@@ -344,95 +384,21 @@ async fn send_loop(
     }
 }
 
-/// Reads deliveries for one client until its connection ends.
-async fn read_loop(
-    conn: Conn,
-    mut buf: BytesMut,
-    shared: Arc<Shared>,
-    stats: Rc<RefCell<ThreadStats>>,
-) {
-    let mut decoder = FrameDecoder::client(64 << 20);
-    // The last sequence number heard from each sender: a map, as a client hears from one or a
-    // few senders whose ids run to the client count (a vector indexed by sender id cost every
-    // client up to 16 bytes per client of the run, allocated and zeroed on its first delivery).
-    let mut last_seq: HashMap<u64, u64> = HashMap::new();
-    let mut chunk = vec![0u8; 4096];
-    loop {
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(Message::Text(m) | Message::Binary(m))) => {
-                    confirm_join(&m, &shared);
-                    record(&m, &mut last_seq, &shared, &stats);
-                }
-                Ok(Some(Message::Close(_))) | Err(_) => {
-                    stats.borrow_mut().disconnected += 1;
-                    Live::bump(&shared.live.disconnected, 1);
-                    return;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-            }
-        }
-        match conn.read(&mut chunk).await {
-            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => {
-                stats.borrow_mut().disconnected += 1;
-                Live::bump(&shared.live.disconnected, 1);
-                return;
-            }
-        }
-        if buf.is_empty() && buf.capacity() > 65536 {
-            buf = BytesMut::new();
-        }
-    }
-}
-
-/// Accounts one delivery: latency from its intended send time, duplicates by sequence number.
-fn record(
-    message: &[u8],
-    last_seq: &mut HashMap<u64, u64>,
+/// Hands a connected client to the receiver; one it cannot watch counts as disconnected.
+fn watch(
+    receiver: &RefCell<Receiver>,
+    conn: &Conn,
+    leftover: &[u8],
     shared: &Shared,
     stats: &RefCell<ThreadStats>,
 ) {
-    // The chat's confirmation to a sender ("You whisper to uN: …") is not a delivery.
-    if message.starts_with(b"You whisper") {
-        return;
-    }
-    // The marker may follow a prefix the app added (the chat's "<name> said ").
-    let Some(at) = message
-        .windows(MARK.len())
-        .position(|w| w == MARK.as_bytes())
-    else {
-        return;
-    };
-    let mut fields = message[at + MARK.len()..].splitn(4, |&b| b == b':');
-    let number = |f: Option<&[u8]>| -> Option<u64> { std::str::from_utf8(f?).ok()?.parse().ok() };
-    let (Some(sender), Some(seq), Some(intended)) = (
-        number(fields.next()),
-        number(fields.next()),
-        number(fields.next()),
-    ) else {
-        // Not one of ours (a greeting from the app, say): not a delivery.
-        return;
-    };
-    let now = shared.now_ns();
-    shared.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
-    let mut s = stats.borrow_mut();
-    s.deliveries += 1;
-    Live::bump(&shared.live.deliveries, 1);
-    let second = shared
-        .measure_start
-        .get()
-        .map_or(0, |start| start.elapsed().as_secs() as usize);
-    s.record_latency(second, (now.saturating_sub(intended) / 1000).max(1));
-    match last_seq.entry(sender) {
-        Entry::Occupied(last) if seq <= *last.get() => s.duplicates += 1,
-        Entry::Occupied(mut last) => {
-            last.insert(seq);
+    if let Err(e) = receiver.borrow_mut().watch(conn.fd(), leftover) {
+        let mut s = stats.borrow_mut();
+        if s.disconnected == 0 {
+            eprintln!("loadgen: cannot watch a client: {e}");
         }
-        Entry::Vacant(first) => {
-            first.insert(seq);
-        }
+        s.disconnected += 1;
+        Live::bump(&shared.live.disconnected, 1);
     }
 }
 
@@ -487,6 +453,7 @@ async fn churn(
     shared: &Arc<Shared>,
     stats: &Rc<RefCell<ThreadStats>>,
     conns: &Rc<RefCell<Vec<(u64, Conn)>>>,
+    receiver: &Rc<RefCell<Receiver>>,
     end: Instant,
 ) {
     let rate = config.rate / config.threads as f64;
@@ -508,6 +475,7 @@ async fn churn(
         };
         if let Some((_, conn)) = oldest {
             stats.borrow_mut().churned += 1;
+            receiver.borrow_mut().forget(conn.fd());
             conn.shutdown();
         }
         // A fresh client index past the initial ones, so its source pair is unused.
@@ -520,9 +488,8 @@ async fn churn(
                     .borrow_mut()
                     .connect_us
                     .record(t0.elapsed().as_micros().max(1) as u64);
-                conns.borrow_mut().push((i, conn.clone()));
-                glommio::spawn_local(read_loop(conn, leftover, shared.clone(), stats.clone()))
-                    .detach();
+                watch(receiver, &conn, &leftover, shared, stats);
+                conns.borrow_mut().push((i, conn));
             }
             Err(failure) => {
                 *stats.borrow_mut().failures.entry(failure).or_insert(0) += 1;
@@ -535,7 +502,7 @@ async fn churn(
 
 /// Counts a confirmed join ("You joined gN") towards its group's audience, or a confirmed uid
 /// ("You are now uN").
-fn confirm_join(message: &[u8], shared: &Shared) {
+pub fn confirm_join(message: &[u8], shared: &Shared) {
     if message.starts_with(b"You are now u") {
         shared.joined.fetch_add(1, Ordering::Relaxed);
         return;

@@ -47,6 +47,10 @@ pub struct ThreadStats {
     pub disconnected: u64,
     /// Connections loadgen closed and replaced (churn).
     pub churned: u64,
+    /// Clients pinged by the liveness check at the end.
+    pub pinged: u64,
+    /// Clients that answered it.
+    pub alive: u64,
     /// CPU seconds this thread used.
     pub cpu_seconds: f64,
     /// Latency per second of the run (index = whole seconds since the measurement started).
@@ -84,6 +88,8 @@ impl Default for ThreadStats {
             duplicates: 0,
             disconnected: 0,
             churned: 0,
+            pinged: 0,
+            alive: 0,
             cpu_seconds: 0.0,
             latency_by_second: Vec::new(),
         }
@@ -104,6 +110,8 @@ impl ThreadStats {
         self.duplicates += other.duplicates;
         self.disconnected += other.disconnected;
         self.churned += other.churned;
+        self.pinged += other.pinged;
+        self.alive += other.alive;
         self.cpu_seconds += other.cpu_seconds;
         for (i, h) in other.latency_by_second.iter().enumerate() {
             if self.latency_by_second.len() <= i {
@@ -133,6 +141,8 @@ pub struct Report {
     pub wall_seconds: f64,
     pub server_rss_before_bytes: Option<u64>,
     pub server_rss_bytes: Option<u64>,
+    /// loadgen's own resident memory at the end of the measurement.
+    pub loadgen_rss_bytes: Option<u64>,
     /// CPU seconds the server (`--server-pid`) used during the measurement.
     pub server_cpu_seconds: Option<f64>,
     /// `(seconds since start, connected, deliveries)` sampled once a second.
@@ -168,9 +178,18 @@ impl Report {
             .saturating_sub(self.totals.deliveries - self.totals.duplicates)
     }
 
-    /// Connections that ended without loadgen closing them.
+    /// New connections per second in each second of the ramp (from the once-a-second samples).
+    pub fn connect_ramp(&self) -> Vec<f64> {
+        self.timeline
+            .windows(2)
+            .take_while(|w| w[0].0 < self.ramp_seconds)
+            .map(|w| (w[1].1.saturating_sub(w[0].1)) as f64 / (w[1].0 - w[0].0).max(1e-9))
+            .collect()
+    }
+
+    /// Connections that ended without loadgen closing them (churned ones are not counted).
     pub fn disconnected_by_server(&self) -> u64 {
-        self.totals.disconnected.saturating_sub(self.totals.churned)
+        self.totals.disconnected
     }
 
     /// Per idle client: server RSS growth over the connected clients.
@@ -216,6 +235,18 @@ impl Report {
             ms(&t.latency_us, 1.0)
         );
         let _ = writeln!(out, "disconnected        {}", self.disconnected_by_server());
+        if t.pinged > 0 {
+            let _ = writeln!(
+                out,
+                "alive at the end    {} of {} pinged clients answered",
+                t.alive, t.pinged
+            );
+        }
+        let ramp = self.connect_ramp();
+        if ramp.len() > 1 {
+            let per_second: Vec<String> = ramp.iter().map(|r| format!("{r:.0}")).collect();
+            let _ = writeln!(out, "connect ramp        {} /s", per_second.join(" "));
+        }
         if t.churned > 0 {
             let _ = writeln!(
                 out,
@@ -230,7 +261,7 @@ impl Report {
         let busiest_pct = 100.0 * busiest / self.wall_seconds.max(1e-9);
         let _ = writeln!(
             out,
-            "loadgen cpu         {:.0}% over {} threads (busiest thread {:.0}%{}), {}",
+            "loadgen cpu         {:.0}% over {} threads and their receivers (busiest {:.0}%{}), {}",
             self.loadgen_cpu_pct(),
             self.threads,
             busiest_pct,
@@ -244,6 +275,13 @@ impl Report {
                 cpus => format!("threads pinned to CPUs {cpus:?}"),
             }
         );
+        if let Some(rss) = self.loadgen_rss_bytes {
+            let _ = writeln!(
+                out,
+                "loadgen rss         {rss} bytes ({:.0} per client)",
+                rss as f64 / t.connected.max(1) as f64
+            );
+        }
         if let Some(rss) = self.server_rss_bytes {
             let _ = writeln!(out, "server rss          {rss} bytes");
         }
@@ -291,8 +329,10 @@ impl Report {
                 "\"messages_sent\":{},\"deliveries_expected\":{},\"deliveries_received\":{},",
                 "\"deliveries_lost\":{},\"deliveries_duplicated\":{},\"deliveries_per_sec\":{:.1},",
                 "\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}},",
-                "\"disconnected\":{},\"churned\":{},\"loadgen_cpu_pct\":{:.1},\"ramp_seconds\":{:.3},",
+                "\"disconnected\":{},\"churned\":{},\"pinged\":{},\"alive\":{},",
+                "\"connect_ramp_per_sec\":[{}],\"loadgen_cpu_pct\":{:.1},\"ramp_seconds\":{:.3},",
                 "\"measure_seconds\":{:.3},\"server_rss_before_bytes\":{},\"server_rss_bytes\":{},",
+                "\"loadgen_rss_bytes\":{},",
                 "\"server_rss_per_client_bytes\":{},\"server_cpu_seconds\":{},",
                 "\"loadgen_cpu_pct_per_thread\":[{}],",
                 "\"latency_p99_ms_by_second\":[{}]}}\n"
@@ -320,11 +360,19 @@ impl Report {
             ms(&t.latency_us, 1.0),
             self.disconnected_by_server(),
             t.churned,
+            t.pinged,
+            t.alive,
+            self.connect_ramp()
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(","),
             self.loadgen_cpu_pct(),
             self.ramp_seconds,
             self.measure_seconds,
             opt(self.server_rss_before_bytes),
             opt(self.server_rss_bytes),
+            opt(self.loadgen_rss_bytes),
             self.server_rss_per_client()
                 .map_or("null".to_owned(), |v| format!("{v:.1}")),
             self.server_cpu_seconds

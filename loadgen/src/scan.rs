@@ -1,0 +1,267 @@
+//! Counting a server's frames without keeping them: a small state machine per client that walks
+//! frame headers in whatever pieces the socket gives, and hands on only the start of each
+//! complete frame's payload (enough for the loadgen marker and the app's confirmations).
+//! A frame that lies whole in one read is looked at in place; only one that is split across
+//! reads has its first [`SCAN_BYTES`] payload bytes copied, into a buffer that is freed when the
+//! frame ends. Nothing else grows with the traffic.
+
+/// Payload bytes kept of a frame split across reads: the marker (`lg:<sender>:<seq>:<ns>:`)
+/// and the prefix an app may put before it fit well within this.
+pub const SCAN_BYTES: usize = 256;
+
+/// The largest header: 2 bytes, 8 of extended length, 4 of mask.
+const MAX_HEAD: usize = 14;
+
+/// A complete frame, as far as loadgen cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// The first (or only) frame of a text or binary message: the start of its payload.
+    Data(&'a [u8]),
+    /// A pong, with the start of its payload.
+    Pong(&'a [u8]),
+    /// The server closed (or sent something that is not WebSocket).
+    Close,
+    /// A ping, a continuation frame: nothing to count.
+    Other,
+}
+
+/// Where one client's stream is between frames.
+#[derive(Debug, Default)]
+pub struct Scan {
+    head: [u8; MAX_HEAD],
+    head_len: u8,
+    /// The current frame's opcode, once its header is complete.
+    opcode: Option<u8>,
+    /// Payload bytes of the current frame still to come.
+    left: u64,
+    /// The current frame's payload start, while it is split across reads.
+    held: Vec<u8>,
+    /// Set after a close or a malformed header: everything after is ignored.
+    closed: bool,
+}
+
+impl Scan {
+    /// Walks `bytes`, the next piece of the stream, calling `on` for each frame it completes.
+    pub fn feed(&mut self, mut bytes: &[u8], on: &mut impl FnMut(Frame<'_>)) {
+        while !bytes.is_empty() && !self.closed {
+            let Some(opcode) = self.opcode else {
+                // Header: take what is needed, in place when it is all here.
+                let need = match header_len(&self.head[..self.head_len as usize], bytes) {
+                    Some(need) => need,
+                    None => {
+                        let take = bytes.len().min(MAX_HEAD - self.head_len as usize);
+                        self.push_head(&bytes[..take]);
+                        bytes = &bytes[take..];
+                        continue;
+                    }
+                };
+                let take = need - self.head_len as usize;
+                if take > bytes.len() {
+                    self.push_head(bytes);
+                    return;
+                }
+                self.push_head(&bytes[..take]);
+                bytes = &bytes[take..];
+                match parse_header(&self.head[..need]) {
+                    Some((opcode, len)) => {
+                        self.opcode = Some(opcode);
+                        self.left = len;
+                        self.head_len = 0;
+                    }
+                    None => {
+                        self.closed = true;
+                        on(Frame::Close);
+                        return;
+                    }
+                }
+                if self.left == 0 {
+                    self.finish(&[], on);
+                }
+                continue;
+            };
+            let here = usize::try_from(self.left)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let (payload, rest) = bytes.split_at(here);
+            bytes = rest;
+            self.left -= here as u64;
+            let wanted = matters(opcode);
+            if self.left == 0 && self.held.is_empty() {
+                // The whole payload (or all of it that is left) is here: look at it in place.
+                self.finish(&payload[..payload.len().min(SCAN_BYTES)], on);
+            } else {
+                if wanted && self.held.len() < SCAN_BYTES {
+                    let room = SCAN_BYTES - self.held.len();
+                    self.held
+                        .extend_from_slice(&payload[..payload.len().min(room)]);
+                }
+                if self.left == 0 {
+                    let held = std::mem::take(&mut self.held);
+                    self.finish(&held, on);
+                }
+            }
+        }
+    }
+
+    /// True once the stream has ended in a close or an error.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn push_head(&mut self, bytes: &[u8]) {
+        let at = self.head_len as usize;
+        self.head[at..at + bytes.len()].copy_from_slice(bytes);
+        self.head_len += bytes.len() as u8;
+    }
+
+    fn finish(&mut self, payload: &[u8], on: &mut impl FnMut(Frame<'_>)) {
+        let opcode = self.opcode.take().unwrap_or(0);
+        let frame = match opcode {
+            0x1 | 0x2 => Frame::Data(payload),
+            0xA => Frame::Pong(payload),
+            0x8 => {
+                self.closed = true;
+                Frame::Close
+            }
+            _ => Frame::Other,
+        };
+        on(frame);
+    }
+}
+
+/// Opcodes whose payload start is worth keeping across reads.
+fn matters(opcode: u8) -> bool {
+    matches!(opcode, 0x1 | 0x2 | 0xA)
+}
+
+/// The header's full length, once its first two bytes are known (from `held`, then `more`).
+fn header_len(held: &[u8], more: &[u8]) -> Option<usize> {
+    let second = match held.len() {
+        0 => *more.get(1)?,
+        1 => *more.first()?,
+        _ => held[1],
+    };
+    let ext = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    Some(2 + ext + mask)
+}
+
+/// `(opcode, payload length)` of a complete header; `None` if it is not a valid frame header.
+fn parse_header(head: &[u8]) -> Option<(u8, u64)> {
+    let opcode = head[0] & 0x0f;
+    if head[0] & 0x70 != 0 || !matches!(opcode, 0x0..=0x2 | 0x8..=0xA) {
+        return None;
+    }
+    let len = match head[1] & 0x7f {
+        126 => u64::from(u16::from_be_bytes([head[2], head[3]])),
+        127 => u64::from_be_bytes(head[2..10].try_into().ok()?),
+        n => u64::from(n),
+    };
+    // Control frames carry at most 125 bytes (RFC 6455 5.5).
+    if opcode >= 0x8 && len > 125 {
+        return None;
+    }
+    Some((opcode, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use gatewire_proto::websocket::{OpCode, encode_frame, encode_masked_frame};
+
+    /// What feeding `stream` in pieces of the given sizes reports, as owned values.
+    fn frames(stream: &[u8], piece: usize) -> Vec<(String, Vec<u8>)> {
+        let mut scan = Scan::default();
+        let mut out = Vec::new();
+        for chunk in stream.chunks(piece.max(1)) {
+            scan.feed(chunk, &mut |f| {
+                out.push(match f {
+                    Frame::Data(p) => ("data".into(), p.to_vec()),
+                    Frame::Pong(p) => ("pong".into(), p.to_vec()),
+                    Frame::Close => ("close".into(), Vec::new()),
+                    Frame::Other => ("other".into(), Vec::new()),
+                })
+            });
+        }
+        out
+    }
+
+    fn stream() -> (BytesMut, Vec<(String, Vec<u8>)>) {
+        let big = vec![b'y'; 70_000];
+        let mid = vec![b'z'; 300];
+        let mut s = BytesMut::new();
+        encode_frame(OpCode::Text, b"lg:1:2:3:xxxx", &mut s);
+        encode_frame(OpCode::Ping, b"p", &mut s);
+        encode_frame(OpCode::Binary, &mid, &mut s);
+        encode_frame(OpCode::Text, b"", &mut s);
+        encode_frame(OpCode::Text, &big, &mut s);
+        encode_masked_frame(OpCode::Pong, b"alive", [1, 2, 3, 4], &mut s);
+        encode_frame(OpCode::Text, b"after", &mut s);
+        encode_frame(OpCode::Close, b"\x03\xe8", &mut s);
+        encode_frame(OpCode::Text, b"never", &mut s);
+        let want = vec![
+            ("data".into(), b"lg:1:2:3:xxxx".to_vec()),
+            ("other".into(), Vec::new()),
+            ("data".into(), mid[..SCAN_BYTES].to_vec()),
+            ("data".into(), Vec::new()),
+            ("data".into(), big[..SCAN_BYTES].to_vec()),
+            // A masked pong's payload is handed on as it came (loadgen's servers do not mask).
+            ("pong".into(), {
+                let mut p = b"alive".to_vec();
+                for (i, b) in p.iter_mut().enumerate() {
+                    *b ^= [1, 2, 3, 4][i % 4];
+                }
+                p
+            }),
+            ("data".into(), b"after".to_vec()),
+            ("close".into(), Vec::new()),
+        ];
+        (s, want)
+    }
+
+    #[test]
+    fn every_split_of_the_stream_reports_the_same_frames() {
+        let (s, want) = stream();
+        for piece in [1, 2, 3, 5, 7, 13, 64, 255, 256, 257, 4096, 65_536, s.len()] {
+            assert_eq!(frames(&s, piece), want, "pieces of {piece} bytes");
+        }
+    }
+
+    #[test]
+    fn a_split_frame_holds_at_most_its_scan_bytes_and_frees_them() {
+        let mut s = BytesMut::new();
+        encode_frame(OpCode::Text, &vec![b'q'; 100_000], &mut s);
+        let mut scan = Scan::default();
+        let mut seen = 0;
+        for chunk in s.chunks(1000) {
+            scan.feed(chunk, &mut |_| seen += 1);
+            assert!(scan.held.len() <= SCAN_BYTES);
+        }
+        assert_eq!(seen, 1);
+        assert_eq!(
+            scan.held.capacity(),
+            0,
+            "the held start is freed with its frame"
+        );
+    }
+
+    #[test]
+    fn a_reserved_opcode_or_a_long_control_frame_closes() {
+        for bad in [
+            &[0x83u8, 0x00][..],
+            &[0xC1, 0x00],
+            &[0x89, 0x7e, 0x01, 0x00],
+        ] {
+            let mut closes = 0;
+            let mut scan = Scan::default();
+            scan.feed(bad, &mut |f| closes += usize::from(f == Frame::Close));
+            assert_eq!(closes, 1, "{bad:?}");
+            assert!(scan.is_closed());
+        }
+    }
+}
