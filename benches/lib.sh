@@ -27,22 +27,38 @@ environment() {
 
 # in_private_netns SCRIPT ARGS...: re-runs the calling script inside a private network namespace
 # when possible (clean socket counts, no port clashes with other programs), raising
-# net.ipv4.tcp_child_ehash_entries for it first and restoring it when done. Returns only in the
-# re-run (or when no namespace can be made), with IN_NETNS=1 or 0.
+# net.ipv4.tcp_child_ehash_entries for it first, and the host-wide sysctls in HOST_SYSCTLS
+# ("name=value" words, commas for spaces inside a value; e.g. net.ipv4.tcp_mem, which a namespace
+# cannot have its own of), and
+# restoring them all when done. Returns only in the re-run (or when no namespace can be made),
+# with IN_NETNS=1 or 0.
 in_private_netns() {
   if [ "${GATEWIRE_IN_NETNS:-}" = 1 ]; then
     IN_NETNS=1
     ip link set lo up 2>/dev/null || true
     return 0
   fi
-  local old_ehash
+  local old_ehash setting name value old restore=()
   old_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
   if [ -n "$old_ehash" ] && command -v unshare >/dev/null &&
      sysctl -qw net.ipv4.tcp_child_ehash_entries=2097152 2>/dev/null; then
     if unshare -n true 2>/dev/null; then
       echo "running inside a private network namespace (tcp_child_ehash_entries=2097152)"
+      for setting in ${HOST_SYSCTLS:-}; do
+        name=${setting%%=*}
+        value=${setting#*=}
+        value=${value//,/ }
+        old=$(sysctl -n "$name" | tr '\t' ' ')
+        if sysctl -qw "$name=$value"; then
+          restore+=("$name=$old")
+          echo "raised $name to $value for the run (was $old)"
+        fi
+      done
       local status=0
       GATEWIRE_IN_NETNS=1 unshare -n "$@" || status=$?
+      for setting in "${restore[@]}"; do
+        sysctl -qw "$setting"
+      done
       sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"
       exit "$status"
     fi
@@ -50,6 +66,16 @@ in_private_netns() {
   fi
   echo "no private network namespace here: running on the host's loopback"
   IN_NETNS=0
+}
+
+# tcp_counters: the kernel's TCP trouble counters for this network namespace, one line (memory
+# pressure, pruned or dropped receive queues, retransmission timeouts, listen queue overflows).
+tcp_counters() {
+  awk '/^TcpExt:/ { if (!names) { split($0, names_a); names = 1 } else { split($0, values) } }
+       END { for (i = 2; i in names_a; i++)
+               if (names_a[i] ~ /^(TCPMemoryPressures|TCPAbortOnMemory|PruneCalled|RcvPruned|TCPRcvQDrop|TCPTimeouts|ListenOverflows|ListenDrops|TCPSynRetrans|SyncookiesSent)$/)
+                 printf "%s=%s ", names_a[i], values[i]
+             print "" }' /proc/net/netstat
 }
 
 # bench_setup SCRIPT ARGS...: builds and prints the environment once, then continues inside a

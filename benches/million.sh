@@ -13,6 +13,10 @@ clients=${1:-1000000}
 shards=${2:-64}
 
 . "$here/lib.sh"
+# A million receiving sockets each hold at least a page while a broadcast is in them: the
+# default tcp_mem (about 2.2 GB before the kernel starts dropping, on a 24 GB box) is below that,
+# and memory pressure turns into retransmission timeouts of seconds. tcp_mem is host-wide.
+export HOST_SYSCTLS=${HOST_SYSCTLS-net.ipv4.tcp_mem=2097152,3145728,4194304}
 bench_setup "$0" "$@"
 start_gatewire "$shards" broadcast
 trap stop_gatewire EXIT
@@ -26,6 +30,7 @@ echo "## million: $clients clients, $shards shards, $threads loadgen threads (+ 
   --source-ips 127.1.0.1-127.1.0.40 --server-pid "$GW_PID" --ping-at-end --json "${JSON_OUT:-/dev/null}" 2>&1 |
   grep -v '^\[' || true
 kill "$sampler" 2>/dev/null || true
+echo "kernel TCP counters: $(tcp_counters)"
 peak=$(sort -t' ' -k11 -n "$work/sockstat.log" | tail -n1)
 pages=$(echo "$peak" | awk '{print $NF}')
 echo "kernel sockets at the peak of socket memory: $peak"
