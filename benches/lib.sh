@@ -172,5 +172,6 @@ stop_gatewire() {
   wait "$WORKER_PID" "$GW_PID" 2>/dev/null || true
   if [ "${KEEP_WORK:-0}" != 1 ]; then
     rm -rf "$work"
+    unset work # the next start_gatewire (peers.sh's next repeat) makes a fresh one
   fi
 }

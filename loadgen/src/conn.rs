@@ -121,6 +121,21 @@ impl Conn {
         self.fd
     }
 
+    /// Writes all of `data` at once if the socket takes it now; false otherwise (nothing or part
+    /// written, or an error).
+    pub fn try_write(&self, data: &[u8]) -> bool {
+        // SAFETY: sends from a live buffer on this connection's open socket.
+        let n = unsafe {
+            libc::send(
+                self.fd,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        n == data.len() as isize
+    }
+
     /// Writes all of `data`.
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {

@@ -242,21 +242,28 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
 /// The liveness check ends when every client has answered, or when no answer has come for this
 /// long (a server wakes parked clients at its own pace; a million can take a while).
 const PING_WAIT: Duration = Duration::from_secs(5);
+/// ... and it ends after this long in any case.
+const PING_LIMIT: Duration = Duration::from_secs(60);
 
-/// Pings every client of this thread and waits until each has answered, or until answers stop
-/// coming for [`PING_WAIT`].
+/// Pings every client of this thread and waits until each has answered, until answers stop
+/// coming for [`PING_WAIT`], or for [`PING_LIMIT`] at most.
 async fn ping_everyone(conns: &[(u64, Conn)], alive: &AtomicU64, stats: &RefCell<ThreadStats>) {
     let mut frame = BytesMut::new();
     encode_masked_frame(OpCode::Ping, ALIVE, [2, 4, 6, 8], &mut frame);
     let mut sent = 0u64;
     for (_, conn) in conns {
-        if conn.write_all(&frame).await.is_ok() {
+        // Without waiting: a socket too full to take 14 bytes belongs to a client the server
+        // no longer reads, which is counted as not answering rather than stalling the check.
+        if conn.try_write(&frame) {
             sent += 1;
         }
     }
-    stats.borrow_mut().pinged += sent;
-    let (mut heard, mut last_news) = (0, Instant::now());
-    while alive.load(Ordering::Relaxed) < sent && last_news.elapsed() < PING_WAIT {
+    stats.borrow_mut().pinged += conns.len() as u64;
+    let (mut heard, mut last_news, started) = (0, Instant::now(), Instant::now());
+    while alive.load(Ordering::Relaxed) < sent
+        && last_news.elapsed() < PING_WAIT
+        && started.elapsed() < PING_LIMIT
+    {
         glommio::timer::sleep(Duration::from_millis(10)).await;
         let now = alive.load(Ordering::Relaxed);
         if now > heard {
