@@ -5,6 +5,7 @@
 //! or touches the runtime: the I/O side (`gateway::shard`, `client`, `link`, `parking`) does, and
 //! `tests` drives the core directly.
 
+pub mod client_table;
 pub mod commands;
 pub mod encode;
 pub mod handshake_deadline;

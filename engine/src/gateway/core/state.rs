@@ -14,6 +14,7 @@ use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, packet::HEADER_LEN};
 use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
+use crate::gateway::core::client_table::ClientTable;
 use crate::gateway::core::member_index::MemberIndex;
 use crate::gateway::core::parking_requests::ParkingRequests;
 use crate::gateway::core::router::Router;
@@ -147,7 +148,7 @@ pub struct Link {
 #[derive(Debug)]
 pub struct Shard {
     pub(in crate::gateway::core) settings: ShardSettings,
-    pub(in crate::gateway::core) clients: HashMap<u32, Client>,
+    pub(in crate::gateway::core) clients: ClientTable<Client>,
     last_connection_id: u32,
     pub(in crate::gateway::core) uids: MemberIndex,
     pub(in crate::gateway::core) groups: MemberIndex,
@@ -171,7 +172,7 @@ impl Shard {
             }
         };
         Shard {
-            clients: HashMap::new(),
+            clients: ClientTable::default(),
             last_connection_id: 0,
             uids: index(),
             groups: index(),
