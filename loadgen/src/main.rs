@@ -9,6 +9,7 @@ mod receive;
 mod reference;
 mod run;
 mod scan;
+mod shared;
 mod stats;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::plan::SourcePlan;
-use crate::run::{RunConfig, Scenario, Shared};
+use crate::run::{RunConfig, Scenario};
+use crate::shared::Shared;
 use crate::stats::{Live, Report, ThreadStats, process_cpu_seconds, rss_bytes};
 
 #[global_allocator]

@@ -14,8 +14,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::run::{Shared, confirm_join};
 use crate::scan::{Frame, Scan};
+use crate::shared::{Shared, confirm_join};
 use crate::stats::{Live, ThreadStats, thread_cpu_seconds};
 
 /// Starts every loadgen payload: `lg:<sender>:<seq>:<intended ns>:` then padding.
@@ -150,6 +150,13 @@ impl Receiver {
     }
 }
 
+impl Drop for Receiver {
+    /// A load thread that ends without [`Receiver::finish`] (a panic) still stops its receiver.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The receiving thread's loop.
 fn receive(
     epoll: &OwnedFd,
@@ -238,6 +245,7 @@ fn receive(
             }
         }
     }
+    stats.alive = alive.load(Ordering::Relaxed);
     stats.cpu_seconds = thread_cpu_seconds();
     stats
 }
@@ -301,7 +309,6 @@ impl Counter<'_> {
             }
             Frame::Pong(payload) if payload == ALIVE => {
                 self.alive.fetch_add(1, Ordering::Relaxed);
-                self.stats.alive += 1;
             }
             Frame::Pong(_) | Frame::Close | Frame::Other => {}
         }
