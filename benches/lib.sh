@@ -38,34 +38,44 @@ in_private_netns() {
     ip link set lo up 2>/dev/null || true
     return 0
   fi
-  local old_ehash setting name value old restore=()
+  local old_ehash setting name value old
   old_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
   if [ -n "$old_ehash" ] && command -v unshare >/dev/null &&
      sysctl -qw net.ipv4.tcp_child_ehash_entries=2097152 2>/dev/null; then
     if unshare -n true 2>/dev/null; then
       echo "running inside a private network namespace (tcp_child_ehash_entries=2097152)"
+      # Restored however the run ends (an error, Ctrl-C, SIGTERM): the settings are host-wide.
+      sysctls_to_restore=("net.ipv4.tcp_child_ehash_entries=$old_ehash")
+      trap restore_sysctls EXIT
+      trap 'exit 130' INT
+      trap 'exit 143' TERM
       for setting in ${HOST_SYSCTLS:-}; do
         name=${setting%%=*}
         value=${setting#*=}
         value=${value//,/ }
         old=$(sysctl -n "$name" | tr '\t' ' ')
         if sysctl -qw "$name=$value"; then
-          restore+=("$name=$old")
+          sysctls_to_restore+=("$name=$old")
           echo "raised $name to $value for the run (was $old)"
         fi
       done
       local status=0
       GATEWIRE_IN_NETNS=1 unshare -n "$@" || status=$?
-      for setting in "${restore[@]}"; do
-        sysctl -qw "$setting"
-      done
-      sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"
       exit "$status"
     fi
     sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"
   fi
   echo "no private network namespace here: running on the host's loopback"
   IN_NETNS=0
+}
+
+# restore_sysctls: puts back what in_private_netns changed (its EXIT trap; runs once).
+restore_sysctls() {
+  local setting
+  for setting in "${sysctls_to_restore[@]}"; do
+    sysctl -qw "$setting" || echo "could not restore $setting" >&2
+  done
+  sysctls_to_restore=()
 }
 
 # tcp_counters: the kernel's TCP trouble counters for this network namespace, one line (memory
