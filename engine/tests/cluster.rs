@@ -693,6 +693,19 @@ fn sum_of(text: &str, name: &str) -> u64 {
         .sum()
 }
 
+/// Commands a reading of `routing` may catch between their two counter increments (sends, then
+/// packets, one after the other on the sending thread, while /metrics is read on another): one
+/// per worker thread on B and C, of up to 4 packets each. Under load a reading did catch one.
+const IN_FLIGHT_PACKETS: u64 = 2 * 2 * 4;
+
+/// Asserts `packets` is `expected` up to the commands a reading can catch in flight.
+fn assert_packets(packets: u64, expected: u64, what: &str) {
+    assert!(
+        packets.abs_diff(expected) <= IN_FLIGHT_PACKETS,
+        "{what}: {packets} packets, {expected} expected"
+    );
+}
+
 /// Routed commands, the packets they took, and fallbacks, summed over the worker hosts (each
 /// host's three figures from one reading).
 fn routing(bed: &Bed, hosts: &[&str]) -> (u64, u64, u64) {
@@ -771,7 +784,7 @@ fn s13_store_routes_each_send_to_its_holder_only() {
     );
     assert!(commands > 1000, "room sends were routed: {commands}");
     assert_eq!(fallbacks, 0, "B's log:\n{}", nodes[2].log());
-    assert_eq!(packets, commands, "one packet per send: the holder's");
+    assert_packets(packets, commands, "one packet per send: the holder's");
     say!("  store: {uids} uid keys, {groups} group keys");
     assert_eq!((uids, groups), (2 * CLIENTS, 2 * CLIENTS));
     // The clients gone, their entries are removed.
@@ -833,13 +846,13 @@ fn s14_store_redis_killed_and_restarted_under_load() {
     );
     assert_clean(&report, None);
     assert!(fallbacks > 0, "sends fell back while Redis was down");
-    assert_eq!(
+    assert_packets(
         still_down.1 - down.1,
         4 * (still_down.0 - down.0),
-        "a fallback goes to every shard"
+        "a fallback goes to every shard",
     );
     assert_eq!(end.2 - back.2, 0, "no fallback once Redis is back");
-    assert_eq!(end.1 - back.1, end.0 - back.0, "routed to holders again");
+    assert_packets(end.1 - back.1, end.0 - back.0, "routed to holders again");
 }
 
 /// The cost across hosts (a benchmark, not run by default: `benches/uid_routing_cluster.sh`):
