@@ -187,11 +187,6 @@ impl Report {
             .collect()
     }
 
-    /// Connections that ended without loadgen closing them (churned ones are not counted).
-    pub fn disconnected_by_server(&self) -> u64 {
-        self.totals.disconnected
-    }
-
     /// Per idle client: server RSS growth over the connected clients.
     pub fn server_rss_per_client(&self) -> Option<f64> {
         let (before, after) = (self.server_rss_before_bytes?, self.server_rss_bytes?);
@@ -234,7 +229,7 @@ impl Report {
             ms(&t.latency_us, 0.999),
             ms(&t.latency_us, 1.0)
         );
-        let _ = writeln!(out, "disconnected        {}", self.disconnected_by_server());
+        let _ = writeln!(out, "disconnected        {}", t.disconnected);
         if t.pinged > 0 {
             let _ = writeln!(
                 out,
@@ -358,7 +353,7 @@ impl Report {
             ms(&t.latency_us, 0.99),
             ms(&t.latency_us, 0.999),
             ms(&t.latency_us, 1.0),
-            self.disconnected_by_server(),
+            t.disconnected,
             t.churned,
             t.pinged,
             t.alive,

@@ -5,12 +5,14 @@
 
 use std::process::Command;
 
-fn loadgen(args: &[&str]) -> String {
+/// Runs loadgen with `args` (split at whitespace) and returns its JSON report.
+fn loadgen(args: &str) -> String {
+    let args: Vec<&str> = args.split_whitespace().collect();
     let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join(format!("{}.json", args.join("_").replace(['-', ' '], "")));
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
+        .args(&args)
         .arg("--json")
         .arg(&json)
         .output()
@@ -36,28 +38,23 @@ fn field(json: &str, name: &str) -> f64 {
     rest[..end].parse().expect("a number")
 }
 
+/// Every expected delivery arrived once (at least `at_least` of them were expected).
+fn assert_all_delivered(json: &str, at_least: f64) {
+    let expected = field(json, "deliveries_expected");
+    assert!(expected >= at_least, "{json}");
+    assert_eq!(field(json, "deliveries_received"), expected, "{json}");
+    assert_eq!(field(json, "deliveries_lost"), 0.0, "{json}");
+    assert_eq!(field(json, "deliveries_duplicated"), 0.0, "{json}");
+}
+
 #[test]
 fn a_broadcast_is_counted_once_per_client_and_every_client_answers_the_ping() {
-    let json = loadgen(&[
-        "--calibrate",
-        "--clients",
-        "300",
-        "--threads",
-        "3",
-        "--scenario",
-        "broadcast",
-        "--rate",
-        "20",
-        "--duration",
-        "1",
-        "--ping-at-end",
-    ]);
+    let json = loadgen(
+        "--calibrate --clients 300 --threads 3 --scenario broadcast --rate 20 --duration 1 \
+         --ping-at-end",
+    );
     assert_eq!(field(&json, "connected"), 300.0, "{json}");
-    let expected = field(&json, "deliveries_expected");
-    assert!(expected >= 300.0 * 10.0, "{json}");
-    assert_eq!(field(&json, "deliveries_received"), expected, "{json}");
-    assert_eq!(field(&json, "deliveries_lost"), 0.0, "{json}");
-    assert_eq!(field(&json, "deliveries_duplicated"), 0.0, "{json}");
+    assert_all_delivered(&json, 300.0 * 10.0);
     assert_eq!(field(&json, "pinged"), 300.0, "{json}");
     assert_eq!(field(&json, "alive"), 300.0, "{json}");
     assert_eq!(field(&json, "disconnected"), 0.0, "{json}");
@@ -66,42 +63,22 @@ fn a_broadcast_is_counted_once_per_client_and_every_client_answers_the_ping() {
 #[test]
 fn large_messages_split_across_reads_are_counted_once() {
     // 200 KB messages arrive in many reads each; the marker is in the first.
-    let json = loadgen(&[
-        "--calibrate",
-        "--clients",
-        "20",
-        "--threads",
-        "2",
-        "--scenario",
-        "broadcast",
-        "--rate",
-        "10",
-        "--payload",
-        "200000",
-        "--duration",
-        "1",
-    ]);
-    let expected = field(&json, "deliveries_expected");
-    assert!(expected >= 20.0 * 5.0, "{json}");
-    assert_eq!(field(&json, "deliveries_received"), expected, "{json}");
-    assert_eq!(field(&json, "deliveries_lost"), 0.0, "{json}");
+    let json = loadgen(
+        "--calibrate --clients 20 --threads 2 --scenario broadcast --rate 10 --payload 200000 \
+         --duration 1",
+    );
+    assert_all_delivered(&json, 20.0 * 5.0);
 }
 
 #[test]
 fn every_echo_comes_back_to_its_sender() {
-    let json = loadgen(&[
-        "--calibrate",
-        "--clients",
-        "200",
-        "--scenario",
-        "echo",
-        "--rate",
-        "400",
-        "--duration",
-        "1",
-    ]);
-    let sent = field(&json, "messages_sent");
-    assert!(sent >= 300.0, "{json}");
-    assert_eq!(field(&json, "deliveries_received"), sent, "{json}");
-    assert_eq!(field(&json, "deliveries_lost"), 0.0, "{json}");
+    let json = loadgen("--calibrate --clients 200 --scenario echo --rate 400 --duration 1");
+    assert!(field(&json, "messages_sent") >= 300.0, "{json}");
+    // An echo's audience is its sender: expected deliveries = messages sent.
+    assert_eq!(
+        field(&json, "deliveries_expected"),
+        field(&json, "messages_sent"),
+        "{json}"
+    );
+    assert_all_delivered(&json, 300.0);
 }
