@@ -106,6 +106,10 @@ pub struct RunConfig {
     /// Start a register or gateway that other hosts can reach without a `secret_key` (refused
     /// otherwise: anyone reaching it could join the cluster).
     pub allow_insecure: bool,
+    /// Let the kernel back this process's memory with transparent huge pages. Off by default: an
+    /// idle client then costs its bytes, not its share of a 2 MiB page (see
+    /// [`crate::system::set_transparent_huge_pages`]).
+    pub transparent_huge_pages: bool,
 }
 
 impl Default for RunConfig {
@@ -116,6 +120,7 @@ impl Default for RunConfig {
             name: "default".into(),
             log: "info".into(),
             allow_insecure: false,
+            transparent_huge_pages: false,
         }
     }
 }

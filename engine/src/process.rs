@@ -128,6 +128,9 @@ impl Running {
             Ok(limit) => info!(nofile = limit, "fd limit"),
             Err(e) => info!(error = %e, "could not raise the fd limit"),
         }
+        if let Err(e) = system::set_transparent_huge_pages(config.run.transparent_huge_pages) {
+            info!(error = %e, "could not set run.transparent_huge_pages");
+        }
         let mut running = Running {
             roles: roles.to_vec(),
             register: None,

@@ -124,6 +124,29 @@ fn status_connections_and_stop_in_the_foreground() {
     assert!(String::from_utf8_lossy(&after.stderr).contains("not running"));
 }
 
+/// Huge pages would make an idle client cost its share of a 2 MiB page: every role runs without
+/// them unless `run.transparent_huge_pages` asks for them.
+#[test]
+fn processes_run_without_transparent_huge_pages_unless_asked() {
+    for (asked, expected) in [("", false), ("transparent_huge_pages = true", true)] {
+        let gw = Gatewire::start(Setup {
+            run_extra: asked.into(),
+            ..echo_setup()
+        });
+        let dir = gw.dir.path().to_owned();
+        let mut ws = ws_connect_when_served(gw.public, "/");
+        round_trip(&mut ws, "hello");
+        for role in ["register", "gateway", "worker"] {
+            let pid = pid_of(&dir, role).unwrap_or_else(|| panic!("no {role} process"));
+            assert_eq!(
+                process::transparent_huge_pages_enabled(pid),
+                Some(expected),
+                "{role} with [run] {asked:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn daemon_mode_starts_in_the_background_and_stops() {
     let gw = Gatewire::start(Setup {

@@ -64,6 +64,8 @@ pub struct Setup {
     pub shards: u16,
     pub secret: &'static str,
     pub extra: String,
+    /// Lines added to `[run]`.
+    pub run_extra: String,
     pub roles: &'static str,
     pub register_port: Option<u16>,
     /// The public listener's scheme: websocket, text, frame, tcp.
@@ -84,6 +86,7 @@ impl Default for Setup {
             shards: 1,
             secret: "",
             extra: String::new(),
+            run_extra: String::new(),
             roles: "register,gateway",
             register_port: None,
             scheme: "websocket",
@@ -102,7 +105,7 @@ impl Gatewire {
         let public_port = free_port();
         let start_port = free_port_range(setup.shards);
         let config = format!(
-            "[run]\ndir = \"run\"\n\n[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
+            "[run]\ndir = \"run\"\n{run_extra}\n\n[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
              [gateway]\nlisten = \"{scheme}://127.0.0.1:{public_port}\"\nstart_port = {start_port}\nlan_ip = \"{lan_ip}\"\n\
              shards = {shards}\nregister_address = \"127.0.0.1:{register_port}\"\n\
              secret_key = \"{secret}\"\n{extra}\n\n\
@@ -114,6 +117,7 @@ impl Gatewire {
             app = setup.app,
             shards = setup.shards,
             extra = setup.extra,
+            run_extra = setup.run_extra,
         );
         let metrics = setup.metrics.then(free_port);
         let config = match metrics {

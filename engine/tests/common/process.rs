@@ -1,5 +1,13 @@
 //! What the tests read about a process they started, from /proc.
 
+/// Whether the kernel may give process `pid` transparent huge pages (`THP_enabled` in its
+/// status); `None` when it is gone.
+pub fn transparent_huge_pages_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
+    Some(line.split_whitespace().nth(1)? == "1")
+}
+
 /// CPU seconds (user + system) process `pid` has used so far; 0 when it is gone.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
