@@ -14,6 +14,7 @@ mod cluster {
 mod redis_server;
 
 #[path = "common/process.rs"]
+#[allow(dead_code)]
 mod process_info;
 
 use std::time::Duration;
