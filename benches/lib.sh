@@ -98,6 +98,68 @@ bench_setup() {
   in_private_netns "$@"
 }
 
+# build_peers: builds the peer servers in benches/peers from the package registries (before the
+# namespace: building needs the network) and prints their versions. The node `ws` peer is
+# skipped, with a line, when node or npm is missing.
+build_peers() {
+  [ "${GATEWIRE_IN_NETNS:-}" = 1 ] && return 0
+  (cd "$root/benches/peers/tokio-broadcast" && cargo build --release --quiet)
+  echo "peers: tokio-tungstenite ($(grep -m1 -A1 'name = "tokio-tungstenite"' \
+    "$root/benches/peers/tokio-broadcast/Cargo.lock" | tail -1 | tr -d ' '))"
+  if command -v node >/dev/null && command -v npm >/dev/null; then
+    (cd "$root/benches/peers/node-ws" && npm install --silent >/dev/null)
+    echo "peers: node-ws (node $(node --version), ws $(node -p \
+      "require('$root/benches/peers/node-ws/node_modules/ws/package.json').version"))"
+  else
+    echo "peers: node-ws skipped: no node/npm on PATH"
+  fi
+}
+
+# peer_names: the peers build_peers made that can run here, then those named in EXTRA_PEERS
+# ("name=program ..." words: a broadcast server you built yourself, started as `program
+# 127.0.0.1:PORT`; e.g. a uWebSockets server, which no package registry carries).
+peer_names() {
+  echo tokio-tungstenite
+  if [ -d "$root/benches/peers/node-ws/node_modules" ] && command -v node >/dev/null; then
+    echo node-ws
+  fi
+  local extra
+  for extra in ${EXTRA_PEERS:-}; do
+    echo "${extra%%=*}"
+  done
+}
+
+# start_peer NAME: starts peer NAME (see peer_names) on a free loopback port; sets PEER_PID and
+# PEER_URL. stop_peer stops it.
+start_peer() {
+  local port extra
+  port=$(free_port)
+  for extra in ${EXTRA_PEERS:-}; do
+    if [ "${extra%%=*}" = "$1" ]; then
+      "${extra#*=}" "127.0.0.1:$port" 2>/dev/null &
+      PEER_PID=$!
+      PEER_URL="ws://127.0.0.1:$port/"
+      sleep 1
+      return 0
+    fi
+  done
+  case $1 in
+    tokio-tungstenite)
+      "$root/benches/peers/tokio-broadcast/target/release/tokio-broadcast" "127.0.0.1:$port" 2>/dev/null &
+      ;;
+    node-ws) node "$root/benches/peers/node-ws/server.js" "127.0.0.1:$port" 2>/dev/null & ;;
+    *) echo "unknown peer $1" >&2; return 1 ;;
+  esac
+  PEER_PID=$!
+  PEER_URL="ws://127.0.0.1:$port/"
+  sleep 1
+}
+
+stop_peer() {
+  kill "$PEER_PID" 2>/dev/null || true
+  wait "$PEER_PID" 2>/dev/null || true
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

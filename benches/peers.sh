@@ -7,18 +7,7 @@
 # RATES (messages/s, default "10 100 200 400"), REPEATS (default 2), DURATION (default 5).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
-  (cd "$root/benches/peers/tokio-broadcast" && cargo build --release --quiet)
-  echo "peers: tokio-broadcast ($(grep -m1 -A1 'name = "tokio-tungstenite"' \
-    "$root/benches/peers/tokio-broadcast/Cargo.lock" | tail -1 | tr -d ' '))"
-  if command -v node >/dev/null && command -v npm >/dev/null; then
-    (cd "$root/benches/peers/node-ws" && npm install --silent >/dev/null)
-    echo "peers: node-ws (node $(node --version), ws $(node -p \
-      "require('$root/benches/peers/node-ws/node_modules/ws/package.json').version"))"
-  else
-    echo "peers: node-ws skipped: no node/npm on PATH"
-  fi
-fi
+build_peers
 bench_setup "$0" "$@"
 clients=${1:-10000}
 rates=(${RATES:-10 100 200 400})
@@ -65,20 +54,11 @@ for rep in $(seq 1 "$repeats"); do
   start_gatewire 2 broadcast
   measure gatewire "$PUBLIC_URL" "$rep" "$GW_PID" "$WORKER_PID"
   stop_gatewire
-  port=$(free_port)
-  "$root/benches/peers/tokio-broadcast/target/release/tokio-broadcast" "127.0.0.1:$port" 2>/dev/null &
-  peer=$!
-  sleep 1
-  measure tokio-tungstenite "ws://127.0.0.1:$port/" "$rep" "$peer"
-  kill "$peer"; wait "$peer" 2>/dev/null || true
-  if [ -d "$root/benches/peers/node-ws/node_modules" ] && command -v node >/dev/null; then
-    port=$(free_port)
-    node "$root/benches/peers/node-ws/server.js" "127.0.0.1:$port" 2>/dev/null &
-    peer=$!
-    sleep 1
-    measure node-ws "ws://127.0.0.1:$port/" "$rep" "$peer"
-    kill "$peer"; wait "$peer" 2>/dev/null || true
-  fi
+  for peer in $(peer_names); do
+    start_peer "$peer"
+    measure "$peer" "$PEER_URL" "$rep" "$PEER_PID"
+    stop_peer
+  done
 done
 
 echo "## peers: $clients clients, 64 B, broadcast from 1 publisher; medians of $repeats repeats"
