@@ -112,6 +112,9 @@ fn parse_cpus(text: &str) -> Result<Cpus, String> {
     Ok(Cpus(cpus))
 }
 
+/// How long after the first load thread ends the ones still running are reported.
+const LAG_REPORT_AFTER: Duration = Duration::from_secs(30);
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // No transparent huge pages: the heap asks for them, and with a million sockets' small
@@ -206,7 +209,7 @@ fn run(args: Args) -> Result<(), String> {
         groups: args.groups.max(1),
         ping_at_end: args.ping_at_end,
     });
-    let shared = Arc::new(Shared::new(config.groups));
+    let shared = Arc::new(Shared::new(config.groups, threads));
     stop_on_signal(shared.clone());
     let rss_before = args.server_pid.and_then(rss_bytes);
     let started = Instant::now();
@@ -226,8 +229,26 @@ fn run(args: Args) -> Result<(), String> {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
+    let mut first_done: Option<Instant> = None;
+    let mut lag_reported = false;
     while handles.iter().any(|h| !h.is_finished()) {
         std::thread::sleep(Duration::from_millis(50));
+        // A thread far behind the others that have ended is named, with where it is.
+        if first_done.is_none() && handles.iter().any(|h| h.is_finished()) {
+            first_done = Some(Instant::now());
+        }
+        if !lag_reported && first_done.is_some_and(|t| t.elapsed() >= LAG_REPORT_AFTER) {
+            lag_reported = true;
+            for (i, h) in handles.iter().enumerate() {
+                if !h.is_finished() {
+                    eprintln!(
+                        "loadgen: thread {i} is still {} {} s after the first thread ended",
+                        shared.phase(i).name(),
+                        LAG_REPORT_AFTER.as_secs()
+                    );
+                }
+            }
+        }
         if ramp_seconds.is_none() {
             if let Some(at) = shared.measure_start.get() {
                 ramp_seconds = Some(at.duration_since(started).as_secs_f64());

@@ -16,7 +16,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::conn::{self, Conn, ConnectFailure};
 use crate::plan::SourcePlan;
 use crate::receive::{ALIVE, MARK, Receiver};
-use crate::shared::Shared;
+use crate::shared::{Phase, Shared};
 use crate::stats::{Live, ThreadStats, thread_cpu_seconds};
 
 /// Connects in flight across all threads during the ramp (each thread takes its share, at
@@ -114,6 +114,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         .collect();
 
     ramp(&mine, &config, &shared, &stats, &conns, &receiver).await;
+    shared.enter(index, Phase::WaitingForTheOthers);
 
     shared.ramped.fetch_add(1, Ordering::SeqCst);
     while shared.ramped.load(Ordering::SeqCst) < config.threads {
@@ -129,6 +130,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
             glommio::timer::sleep(Duration::from_millis(5)).await;
         }
     }
+    shared.enter(index, Phase::Sending);
     let start = *shared.measure_start.get_or_init(Instant::now);
     let end = start + config.duration;
 
@@ -181,12 +183,15 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
             .store(shared.now_ns(), Ordering::SeqCst);
         shared.measured.store(true, Ordering::SeqCst);
     }
+    shared.enter(index, Phase::Draining);
     glommio::timer::sleep(DRAIN).await;
     if config.ping_at_end {
+        shared.enter(index, Phase::Pinging);
         let everyone = conns.borrow().clone();
         let alive = receiver.borrow().alive.clone();
         ping_everyone(&everyone, &alive, &stats).await;
     }
+    shared.enter(index, Phase::Closing);
     let mut result = std::mem::take(&mut *stats.borrow_mut());
     result.cpu_seconds = thread_cpu_seconds();
     let received = match Rc::try_unwrap(receiver) {
@@ -194,6 +199,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         Err(_) => ThreadStats::default(),
     };
     drop(conns);
+    shared.enter(index, Phase::Done);
     vec![result, received]
 }
 

@@ -2,7 +2,7 @@
 //! load threads and their receivers meet on.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::stats::Live;
@@ -26,11 +26,53 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// When the measurement actually ended (ns since `epoch`).
     pub measure_end_ns: AtomicU64,
+    /// Where each load thread is (a [`Phase`] as a byte), for the report of a thread that lags.
+    pub phases: Vec<AtomicU8>,
+}
+
+/// The steps of a load thread, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Connecting,
+    WaitingForTheOthers,
+    Sending,
+    Draining,
+    Pinging,
+    Closing,
+    Done,
+}
+
+impl Phase {
+    const ALL: [Phase; 7] = [
+        Phase::Connecting,
+        Phase::WaitingForTheOthers,
+        Phase::Sending,
+        Phase::Draining,
+        Phase::Pinging,
+        Phase::Closing,
+        Phase::Done,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Connecting => "connecting",
+            Phase::WaitingForTheOthers => "waiting for the other threads' ramps",
+            Phase::Sending => "sending",
+            Phase::Draining => "draining",
+            Phase::Pinging => "pinging",
+            Phase::Closing => "closing",
+            Phase::Done => "done",
+        }
+    }
 }
 
 impl Shared {
-    pub fn new(groups: u64) -> Shared {
+    pub fn new(groups: u64, threads: usize) -> Shared {
         Shared {
+            phases: (0..threads)
+                .map(|_| AtomicU8::new(Phase::Connecting as u8))
+                .collect(),
             group_members: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             joined: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -42,6 +84,22 @@ impl Shared {
             measured: AtomicBool::new(false),
             last_delivery_ns: AtomicU64::new(0),
         }
+    }
+
+    /// Thread `index` is now at `phase`.
+    pub fn enter(&self, index: usize, phase: Phase) {
+        if let Some(p) = self.phases.get(index) {
+            p.store(phase as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// Where thread `index` is.
+    pub fn phase(&self, index: usize) -> Phase {
+        let byte = self
+            .phases
+            .get(index)
+            .map_or(0, |p| p.load(Ordering::Relaxed));
+        Phase::ALL[usize::from(byte).min(Phase::ALL.len() - 1)]
     }
 
     /// Nanoseconds since the run's epoch.
