@@ -192,12 +192,12 @@ register_address = "127.0.0.1:$register_port"
 app = "$mode"
 $extra
 TOML
-  GATEWIRE_LOG=warn "$bin/gatewire" start --single-process -c "$work/gatewire.toml" --role register,gateway \
+  GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "$bin/gatewire" start --single-process -c "$work/gatewire.toml" --role register,gateway \
     2>"$work/gatewire.log" &
   GW_PID=$!
   sleep 1
   WORKER_METRICS=127.0.0.1:$(free_port)
-  GATEWIRE_LOG=warn "${WORKER_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role worker \
+  GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "${WORKER_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role worker \
     --set metrics.listen="$WORKER_METRICS" 2>"$work/worker.log" &
   WORKER_PID=$!
   sleep 1

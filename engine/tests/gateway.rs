@@ -728,3 +728,45 @@ fn group_id_lists_keep_creation_order() {
         expected
     );
 }
+
+/// A worker too busy to read its link for a while (its receive window closed) is slow, not
+/// dead: its link stays, and every event queued meanwhile reaches it once it reads again. (The
+/// kernel's TCP_USER_TIMEOUT, which the link timeout once used, aborts a connection whose window
+/// stays closed that long: a million clients connecting at 22,000/s starved the one worker
+/// thread of a 2-core box, and every shard dropped its worker link and refused clients.)
+#[test]
+fn a_worker_that_stops_reading_for_a_while_keeps_its_link() {
+    let gw = Gatewire::start(Setup {
+        extra: "link_timeout = 1".into(),
+        metrics: true,
+        ..Setup::default()
+    });
+    let inner = gw.inner(0);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // A small receive buffer: the window closes after a few events.
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&inner.into()).unwrap();
+    let mut worker = TestWorker::over(socket.into(), inner, "Slow:0", "");
+    let (mut ws, _) = client(&gw, &mut worker, "/");
+
+    // The worker reads nothing while a client sends 4 MB: its window closes, the gateway's
+    // socket fills, the rest waits in the link's queue (under send_to_worker_buffer_size).
+    let message = "x".repeat(1000);
+    let sent = 4000;
+    for _ in 0..sent {
+        ws.send(tungstenite::Message::text(message.clone()))
+            .unwrap();
+    }
+    ws.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+
+    let mut received = 0;
+    while received < sent {
+        match worker.try_next() {
+            Some(p) if p.header.cmd == Cmd::OnMessage => received += 1,
+            Some(_) => {}
+            None => panic!("the link closed after {received} of {sent} messages"),
+        }
+    }
+    assert_eq!(gw.metric("gatewire_worker_buffer_drops_total"), 0);
+}

@@ -53,8 +53,12 @@ impl Peer for LinkPeer {
         }
     }
 
-    fn on_closed(&mut self, _reason: CloseReason) {
-        self.shard.borrow_mut().link_closed(self.link_id);
+    fn on_closed(&mut self, reason: CloseReason) {
+        let mut shard = self.shard.borrow_mut();
+        if let Some(worker) = shard.link_worker_key(self.link_id) {
+            tracing::warn!(%worker, reason = %reason.describe(), "worker link closed");
+        }
+        shard.link_closed(self.link_id);
     }
 }
 

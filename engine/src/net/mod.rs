@@ -1,6 +1,6 @@
 //! Connection plumbing shared by the roles and independent of the runtime: the bounded output
 //! queue every connection writes from ([`Outbox`]), reconnect backoff, dead-peer detection on
-//! inner links, who holds a port, and TLS configuration. The runtime itself (executors, sockets,
+//! inner links (a sweep task on each executor thread that has links), who holds a port, and TLS configuration. The runtime itself (executors, sockets,
 //! the connection driver) is behind [`crate::rt`].
 
 mod backoff;

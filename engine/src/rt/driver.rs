@@ -46,6 +46,22 @@ pub enum CloseReason {
     Error(io::ErrorKind),
 }
 
+impl CloseReason {
+    /// A few words for a log line.
+    pub fn describe(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            CloseReason::PeerClosed => "closed by the other end".into(),
+            CloseReason::Flushed => "closed on request after its output was written".into(),
+            CloseReason::Destroyed => "closed on request".into(),
+            CloseReason::Gone => "no longer known".into(),
+            CloseReason::Error(std::io::ErrorKind::TimedOut) => {
+                "timed out (data unacknowledged past link_timeout)".into()
+            }
+            CloseReason::Error(kind) => format!("socket error: {kind}").into(),
+        }
+    }
+}
+
 /// The protocol side of a connection.
 pub trait Peer {
     /// Runs `f` on this connection's outbox; `None` when the owner has dropped the connection.

@@ -324,11 +324,13 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                 rt::sleep(CONFIRM_WAIT).await;
                 late.confirm(&late_address);
             });
+            let ended = Rc::new(RefCell::new(None));
             let peer = LinkPeer {
                 worker: worker.clone(),
                 address: address.clone(),
                 outbox,
                 decoder: PacketDecoder::new(worker.max_packet_size),
+                ended: ended.clone(),
             };
             let opened = Instant::now();
             rt::drive(stream, peer).await;
@@ -352,7 +354,11 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
                     ),
                 );
             } else {
-                warn!(%address, "gateway link lost; retrying every second while listed");
+                let reason = ended.borrow_mut().take().map_or_else(
+                    || "unknown".to_owned(),
+                    |r: CloseReason| r.describe().into_owned(),
+                );
+                warn!(%address, %reason, "gateway link lost; retrying every second while listed");
             }
         }
         rt::sleep(delay).await;
@@ -364,6 +370,8 @@ struct LinkPeer<A> {
     address: String,
     outbox: Rc<RefCell<Outbox>>,
     decoder: PacketDecoder,
+    /// Why the link ended, for the log line.
+    ended: Rc<RefCell<Option<CloseReason>>>,
 }
 
 impl<A: Events> Peer for LinkPeer<A> {
@@ -397,7 +405,9 @@ impl<A: Events> Peer for LinkPeer<A> {
         }
     }
 
-    fn on_closed(&mut self, _reason: CloseReason) {}
+    fn on_closed(&mut self, reason: CloseReason) {
+        *self.ended.borrow_mut() = Some(reason);
+    }
 }
 
 /// What this worker knows about a client's stored session.

@@ -295,7 +295,12 @@ impl TestWorker {
     /// Connects, sends CMD_WORKER_CONNECT, and waits until the gateway routes to it (a first
     /// client would otherwise race the registration).
     pub fn connect(addr: SocketAddr, worker_key: &str, secret: &str) -> TestWorker {
-        let stream = TcpStream::connect(addr).unwrap();
+        TestWorker::over(TcpStream::connect(addr).unwrap(), addr, worker_key, secret)
+    }
+
+    /// [`TestWorker::connect`] over a socket the caller connected to `addr` itself (to set its
+    /// options first).
+    pub fn over(stream: TcpStream, addr: SocketAddr, worker_key: &str, secret: &str) -> TestWorker {
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
         let mut w = TestWorker {
