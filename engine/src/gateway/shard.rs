@@ -256,7 +256,7 @@ async fn run_shard(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    net::fail_dead_peer_after(&stream, link_timeout);
+                    rt::fail_dead_peer_after(&stream, link_timeout);
                     let link_id = links.borrow_mut().link_opened(peer);
                     let peer = LinkPeer::new(links.clone(), link_id, linked_holdings.clone());
                     rt::spawn(rt::drive(stream, peer));

@@ -1,14 +1,11 @@
 //! Connection plumbing shared by the roles and independent of the runtime: the bounded output
-//! queue every connection writes from ([`Outbox`]), reconnect backoff, dead-peer detection on
-//! inner links (a sweep task on each executor thread that has links), who holds a port, and TLS configuration. The runtime itself (executors, sockets,
+//! queue every connection writes from ([`Outbox`]), reconnect backoff, who holds a port, and TLS configuration. The runtime itself (executors, sockets,
 //! the connection driver) is behind [`crate::rt`].
 
 mod backoff;
-mod liveness;
 mod outbox;
 pub mod port_owner;
 pub mod tls;
 
 pub use backoff::Backoff;
-pub use liveness::fail_dead_peer_after;
 pub use outbox::{Closing, Outbox};

@@ -52,7 +52,7 @@ pub async fn keep_registered<L: RegisterLink>(
             }
             Ok(stream) => {
                 debug!(%addr, "connected to register");
-                net::fail_dead_peer_after(&stream, link_timeout);
+                rt::fail_dead_peer_after(&stream, link_timeout);
                 let outbox = Rc::new(RefCell::new(Outbox::default()));
                 outbox.borrow_mut().push(Bytes::from(link.borrow().hello()));
                 let pinger = ping.then(|| {

@@ -174,7 +174,7 @@ pub async fn serve(listener: rt::TcpListener, config: RegisterConfig, stats: Arc
         let Ok(remote) = stream.peer_addr() else {
             continue;
         };
-        crate::net::fail_dead_peer_after(&stream, config.link_timeout);
+        crate::rt::fail_dead_peer_after(&stream, config.link_timeout);
         let id = {
             let mut b = book.borrow_mut();
             b.next_id += 1;

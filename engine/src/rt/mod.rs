@@ -11,7 +11,9 @@
 //!   socket, a protocol [`Peer`] and its [`Outbox`](crate::net::Outbox); [`send_parked`] and
 //!   [`write_now`] write an outbox to a bare descriptor;
 //! - [`readiness`]: a [`ReadinessSet`] of idle sockets watched without a task each (epoll and a
-//!   helper thread), reporting [`ReadyIds`].
+//!   helper thread), reporting [`ReadyIds`];
+//! - [`liveness`]: [`fail_dead_peer_after`], dead-peer detection on inner links (keepalive, and
+//!   a sweep task per thread that tells a dead peer from a slow one).
 //!
 //! The write path owns what it writes: an outbox holds reference-counted `Bytes` frames, and a
 //! frame leaves it only once the kernel took it. A completion-based backend (raw io_uring with
@@ -22,12 +24,14 @@
 
 pub mod driver;
 pub mod executor;
+pub mod liveness;
 pub mod readiness;
 pub mod sockets;
 pub mod task;
 
 pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
 pub use executor::{Cpu, Executor, ExecutorError, ExecutorSpec, start};
+pub use liveness::fail_dead_peer_after;
 pub use readiness::{ReadinessSet, ReadyIds};
 pub use sockets::{
     TcpListener, TcpStream, UnixStream, connect, listen, listen_after_restart, somaxconn,

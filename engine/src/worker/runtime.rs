@@ -296,7 +296,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
         };
         if let Some(stream) = connected {
             let _ = stream.set_nodelay(true);
-            net::fail_dead_peer_after(&stream, worker.link_timeout);
+            rt::fail_dead_peer_after(&stream, worker.link_timeout);
             let outbox = Rc::new(RefCell::new(Outbox::default()));
             let hello = Packet::new(
                 Header::for_connection(Cmd::WorkerConnect, 0, Flags::SCALAR),
