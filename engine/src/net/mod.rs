@@ -1,6 +1,7 @@
 //! Connection plumbing shared by the roles and independent of the runtime: the bounded output
-//! queue every connection writes from ([`Outbox`]), reconnect backoff, who holds a port, and TLS configuration. The runtime itself (executors, sockets,
-//! the connection driver) is behind [`crate::rt`].
+//! queue every connection writes from ([`Outbox`]), reconnect backoff, who holds a port, and TLS
+//! configuration. The runtime itself (executors, sockets, the connection driver, dead-peer
+//! detection) is behind [`crate::rt`].
 
 mod backoff;
 mod outbox;

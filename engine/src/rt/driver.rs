@@ -55,7 +55,7 @@ impl CloseReason {
             CloseReason::Destroyed => "closed on request".into(),
             CloseReason::Gone => "no longer known".into(),
             CloseReason::Error(std::io::ErrorKind::TimedOut) => {
-                "timed out (data unacknowledged past link_timeout)".into()
+                "timed out (the peer answered no keepalive probe)".into()
             }
             CloseReason::Error(kind) => format!("socket error: {kind}").into(),
         }

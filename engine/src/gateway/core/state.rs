@@ -523,12 +523,12 @@ impl Shard {
         id
     }
 
-    /// An inner connection is gone; a worker stops being a routing target.
     /// The worker key link `link_id` registered, when it is a worker's.
     pub fn link_worker_key(&self, link_id: u64) -> Option<Rc<str>> {
         self.links.get(&link_id)?.worker_key.clone()
     }
 
+    /// An inner connection is gone; a worker stops being a routing target.
     pub fn link_closed(&mut self, link_id: u64) {
         let Some(link) = self.links.remove(&link_id) else {
             return;
