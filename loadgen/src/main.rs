@@ -112,6 +112,9 @@ fn parse_cpus(text: &str) -> Result<Cpus, String> {
     Ok(Cpus(cpus))
 }
 
+/// How often each load thread's executor is nudged awake (see `run::spawn`).
+const NUDGE_EVERY: Duration = Duration::from_millis(250);
+
 /// How long after the first load thread ends the ones still running are reported.
 const LAG_REPORT_AFTER: Duration = Duration::from_secs(30);
 
@@ -213,10 +216,12 @@ fn run(args: Args) -> Result<(), String> {
     stop_on_signal(shared.clone());
     let rss_before = args.server_pid.and_then(rss_bytes);
     let started = Instant::now();
-    let handles: Vec<_> = (0..threads)
+    let started_threads: Vec<_> = (0..threads)
         .map(|i| run::spawn(i, config.clone(), shared.clone()))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("cannot start a thread: {e}"))?;
+    let (handles, nudges): (Vec<_>, Vec<_>) = started_threads.into_iter().unzip();
+    let mut last_nudge = Instant::now();
 
     let mut rss_after = None;
     let mut loadgen_rss = None;
@@ -233,6 +238,15 @@ fn run(args: Args) -> Result<(), String> {
     let mut lag_reported = false;
     while handles.iter().any(|h| !h.is_finished()) {
         std::thread::sleep(Duration::from_millis(50));
+        if last_nudge.elapsed() >= NUDGE_EVERY {
+            last_nudge = Instant::now();
+            for (h, mut nudge) in handles.iter().zip(&nudges) {
+                if !h.is_finished() {
+                    // A full socket already holds a nudge: nothing is lost by not writing.
+                    let _ = std::io::Write::write(&mut nudge, &[0]);
+                }
+            }
+        }
         // A thread far behind the others that have ended is named, with where it is.
         if first_done.is_none() && handles.iter().any(|h| h.is_finished()) {
             first_done = Some(Instant::now());
