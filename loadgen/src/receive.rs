@@ -309,6 +309,7 @@ impl Counter<'_> {
             }
             Frame::Pong(payload) if payload == ALIVE => {
                 self.alive.fetch_add(1, Ordering::Relaxed);
+                self.shared.pongs.fetch_add(1, Ordering::Relaxed);
             }
             Frame::Pong(_) | Frame::Close | Frame::Other => {}
         }

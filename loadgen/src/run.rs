@@ -214,7 +214,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         shared.enter(index, Phase::Pinging);
         let everyone = conns.borrow().clone();
         let alive = receiver.borrow().alive.clone();
-        ping_everyone(&everyone, &alive, &stats).await;
+        ping_everyone(&everyone, &alive, &shared.pongs, &stats).await;
     }
     shared.enter(index, Phase::Closing);
     let mut result = std::mem::take(&mut *stats.borrow_mut());
@@ -228,15 +228,21 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
     vec![result, received]
 }
 
-/// The liveness check ends when every client has answered, or when no answer has come for this
-/// long (a server wakes parked clients at its own pace; a million can take a while).
+/// The liveness check ends when every client has answered, or when no answer has come to any
+/// thread for this long (a server wakes parked clients at its own pace, one shard after another;
+/// a million can take a while).
 const PING_WAIT: Duration = Duration::from_secs(5);
 /// ... and it ends after this long in any case.
 const PING_LIMIT: Duration = Duration::from_secs(60);
 
-/// Pings every client of this thread and waits until each has answered, until answers stop
-/// coming for [`PING_WAIT`], or for [`PING_LIMIT`] at most.
-async fn ping_everyone(conns: &[(u64, Conn)], alive: &AtomicU64, stats: &RefCell<ThreadStats>) {
+/// Pings every client of this thread and waits until each has answered (`alive`), until answers
+/// stop coming to every thread (`pongs`) for [`PING_WAIT`], or for [`PING_LIMIT`] at most.
+async fn ping_everyone(
+    conns: &[(u64, Conn)],
+    alive: &AtomicU64,
+    pongs: &AtomicU64,
+    stats: &RefCell<ThreadStats>,
+) {
     let mut frame = BytesMut::new();
     encode_masked_frame(OpCode::Ping, ALIVE, [2, 4, 6, 8], &mut frame);
     let mut sent = 0u64;
@@ -254,7 +260,7 @@ async fn ping_everyone(conns: &[(u64, Conn)], alive: &AtomicU64, stats: &RefCell
         && started.elapsed() < PING_LIMIT
     {
         glommio::timer::sleep(Duration::from_millis(10)).await;
-        let now = alive.load(Ordering::Relaxed);
+        let now = pongs.load(Ordering::Relaxed);
         if now > heard {
             (heard, last_news) = (now, Instant::now());
         }

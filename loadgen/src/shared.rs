@@ -26,6 +26,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// When the measurement actually ended (ns since `epoch`).
     pub measure_end_ns: AtomicU64,
+    /// Answers to the liveness check, across all threads.
+    pub pongs: AtomicU64,
     /// Where each load thread is (a [`Phase`] as a byte), for the report of a thread that lags.
     pub phases: Vec<AtomicU8>,
 }
@@ -70,6 +72,7 @@ impl Phase {
 impl Shared {
     pub fn new(groups: u64, threads: usize) -> Shared {
         Shared {
+            pongs: AtomicU64::new(0),
             phases: (0..threads)
                 .map(|_| AtomicU8::new(Phase::Connecting as u8))
                 .collect(),
