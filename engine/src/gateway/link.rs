@@ -56,7 +56,14 @@ impl Peer for LinkPeer {
     fn on_closed(&mut self, reason: CloseReason) {
         let mut shard = self.shard.borrow_mut();
         if let Some(worker) = shard.link_worker_key(self.link_id) {
-            tracing::warn!(%worker, reason = %reason.describe(), "worker link closed");
+            // A worker that stops or reloads closes its links: routine. A socket error (a
+            // silent peer's keepalive timing out, a reset) is worth a warning.
+            match reason {
+                CloseReason::Error(_) => {
+                    tracing::warn!(%worker, reason = %reason.describe(), "worker link closed");
+                }
+                _ => tracing::info!(%worker, reason = %reason.describe(), "worker link closed"),
+            }
         }
         shard.link_closed(self.link_id);
     }
