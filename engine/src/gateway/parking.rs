@@ -16,6 +16,8 @@ use tracing::warn;
 use crate::gateway::core::state::Shard;
 use crate::rt::{self, ReadinessSet, ReadyIds};
 
+/// Parked clients written between two looks at whether the executor wants to run other tasks.
+const WRITE_SLICE: usize = 64;
 /// Parks since the last heap collection that make the next one worth its cost.
 const COLLECT_AFTER_PARKS: u64 = 1024;
 
@@ -42,7 +44,7 @@ impl ParkingLot {
         let Some(fd) = self.sockets.fd(id) else {
             return;
         };
-        let Some(outbox) = shard.client_outbox(id) else {
+        let Some(outbox) = shard.parked_output_to_write(id) else {
             return;
         };
         match rt::send_parked(fd, outbox) {
@@ -96,6 +98,9 @@ pub async fn serve(
     resume: impl Fn(u32, OwnedFd),
 ) {
     let mut readable = Vec::new();
+    // The round being written: the ids that had output when it began, written from `next` on.
+    let mut round: Vec<u32> = Vec::new();
+    let mut next = 0;
     let wake_one = |id: u32| {
         let Some(socket) = lot.borrow_mut().sockets.take(id) else {
             return;
@@ -106,15 +111,31 @@ pub async fn serve(
     };
     std::future::poll_fn(|cx| {
         loop {
-            let Some(work) = shard.borrow_mut().take_parking_work(cx.waker()) else {
-                return Poll::Ready(());
-            };
-            let idle = work.dirty.is_empty() && work.wake.is_empty();
-            for id in work.dirty {
-                lot.borrow_mut().flush(&mut shard.borrow_mut(), id);
+            let mut idle = true;
+            if next == round.len() {
+                let Some(work) = shard.borrow_mut().take_parking_work(cx.waker()) else {
+                    return Poll::Ready(());
+                };
+                idle = work.dirty.is_empty() && work.wake.is_empty();
+                (round, next) = (work.dirty, 0);
+                for id in work.wake {
+                    wake_one(id);
+                }
             }
-            for id in work.wake {
-                wake_one(id);
+            // A round to many clients takes a while (a broadcast to 15,000 parked clients, tens
+            // of milliseconds): a slice at a time, letting the executor look at its I/O between
+            // slices. Messages read meanwhile join the writes of the clients not reached yet.
+            while next < round.len() {
+                idle = false;
+                let end = (next + WRITE_SLICE).min(round.len());
+                for &id in &round[next..end] {
+                    lot.borrow_mut().flush(&mut shard.borrow_mut(), id);
+                }
+                next = end;
+                if next < round.len() && rt::should_yield() {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
             }
             match ready.poll_ids(cx, &mut readable) {
                 Poll::Ready(false) => return Poll::Ready(()),

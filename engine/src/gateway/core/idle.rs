@@ -58,16 +58,19 @@ impl Shard {
     pub fn take_parking_work(&mut self, waker: &Waker) -> Option<ParkingWork> {
         let requests = self.parking.as_mut()?;
         requests.waker = Some(waker.clone());
-        let work = ParkingWork {
+        Some(ParkingWork {
             dirty: std::mem::take(&mut requests.dirty),
             wake: std::mem::take(&mut requests.wake),
-        };
-        for id in &work.dirty {
-            if let Some(client) = self.clients.get_mut(id) {
-                client.flush_pending = false;
-            }
-        }
-        Some(work)
+        })
+    }
+
+    /// The output of parked client `id`, for the lot to write now. Until this is asked, more
+    /// output for the client joins the same write instead of asking for another: a round that
+    /// yields half-way (to read new messages) gives them to the clients it has not reached yet.
+    pub fn parked_output_to_write(&mut self, id: u32) -> Option<&mut crate::net::Outbox> {
+        let client = self.clients.get_mut(&id)?;
+        client.flush_pending = false;
+        Some(&mut client.outbox)
     }
 
     /// A parked client has new output: the lot writes it on its next round.

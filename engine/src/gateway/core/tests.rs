@@ -520,6 +520,36 @@ fn parking_is_asked_for_by_id_and_a_gone_parked_client_is_handed_back() {
 }
 
 #[test]
+fn output_for_a_parked_client_joins_the_write_its_round_has_not_reached_yet() {
+    let mut c = core();
+    c.shard.enable_parking();
+    let w = c.worker("W:0");
+    let (a, b) = (c.accept(), c.accept());
+    for id in [a, b] {
+        c.shard.sweep_idle();
+        c.shard.sweep_idle();
+        assert!(c.shard.parked(id));
+    }
+    let waker = std::task::Waker::noop();
+    c.command(w, Cmd::SendToAll, 0, "", "one");
+    let round = c.shard.take_parking_work(waker).unwrap().dirty;
+    assert_eq!(round, [a, b]);
+    // The lot writes `a`, then (having yielded half-way) reads another broadcast.
+    take(c.shard.parked_output_to_write(a).unwrap());
+    c.command(w, Cmd::SendToAll, 0, "", "two");
+    assert_eq!(
+        c.shard.take_parking_work(waker).unwrap().dirty,
+        [a],
+        "`b` has both messages written when its turn comes; only `a` needs another round"
+    );
+    assert_eq!(
+        c.client_bytes(b),
+        [framed(b"one"), framed(b"two")].concat(),
+        "both in one write"
+    );
+}
+
+#[test]
 fn unread_query_replies_close_the_link_at_the_cap() {
     let mut c = core_with(|g| g.send_to_worker_buffer_size = 64);
     c.worker("W:0");
