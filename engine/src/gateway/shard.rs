@@ -259,7 +259,7 @@ async fn run_shard(
                     rt::fail_dead_peer_after(&stream, link_timeout);
                     let link_id = links.borrow_mut().link_opened(peer);
                     let peer = LinkPeer::new(links.clone(), link_id, linked_holdings.clone());
-                    rt::spawn_prompt(rt::drive(stream, peer));
+                    rt::spawn(rt::drive(stream, peer));
                 }
                 Err(e) => {
                     warn!(error = %e, "inner accept failed");

@@ -3,10 +3,6 @@
 
 use std::future::Future;
 
-/// How long an executor runs ready tasks before it looks at its I/O again (glommio's default is
-/// 100 ms: a shard writing a broadcast to thousands of clients read no new message meanwhile).
-const RUN_BEFORE_IO: std::time::Duration = std::time::Duration::from_millis(2);
-
 /// Where an executor thread runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cpu {
@@ -85,7 +81,6 @@ where
     };
     let mut builder = glommio::LocalExecutorBuilder::new(placement)
         .name(&spec.name)
-        .preempt_timer(RUN_BEFORE_IO)
         .io_memory(spec.io_memory);
     if let Some(entries) = spec.ring_depth {
         builder = builder.ring_depth(entries);

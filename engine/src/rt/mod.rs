@@ -37,4 +37,4 @@ pub use sockets::{
     TcpListener, TcpStream, UnixStream, connect, listen, listen_after_restart, somaxconn,
     tcp_stream, unix_stream,
 };
-pub use task::{Task, should_yield, sleep, spawn, spawn_cancellable, spawn_prompt};
+pub use task::{Task, should_yield, sleep, spawn, spawn_cancellable};
