@@ -168,3 +168,17 @@ fn io_uring_refused() -> Option<String> {
     unsafe { libc::close(fd as i32) };
     None
 }
+
+/// CPU time the calling thread has used: how long it has really run, whatever the kernel gave
+/// the other threads meanwhile (a wall clock counts their turns too).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the kernel to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}

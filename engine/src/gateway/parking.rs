@@ -2,8 +2,10 @@
 //! client record in the core and its socket. Its task and stream are dropped, and the socket waits
 //! in the shard's [`ReadinessSet`](crate::rt::ReadinessSet), owned by the [`ParkingLot`]; the set's
 //! helper thread reports readable sockets and the shard gives each a new task. Output for a
-//! parked client is written straight from the lot; only a full socket or a close request wakes it
-//! up. What to park, flush and wake the core decides (`core::idle`), as ids.
+//! parked client is written straight from the lot, a round of clients at a time, stepping aside
+//! every 2 ms of CPU time so the shard reads its links meanwhile (docs/architecture.md,
+//! scheduling within a shard); only a full socket or a close request wakes a parked client up.
+//! What to park, flush and wake the core decides (`core::idle`), as ids.
 
 use std::cell::RefCell;
 use std::os::fd::OwnedFd;
@@ -15,9 +17,14 @@ use tracing::warn;
 
 use crate::gateway::core::state::Shard;
 use crate::rt::{self, ReadinessSet, ReadyIds};
+use crate::system;
 
-/// Parked clients written between two looks at whether the executor wants to run other tasks.
+/// Parked clients written between two looks at the clock.
 const WRITE_SLICE: usize = 64;
+/// How long the lot writes a round before it steps aside for the shard to read its links: CPU
+/// time of the shard's thread, so a shard that shares its core with many (64 shards on two cores
+/// for a million clients) does not step aside after every slice.
+const READ_EVERY: Duration = Duration::from_millis(2);
 /// Parks since the last heap collection that make the next one worth its cost.
 const COLLECT_AFTER_PARKS: u64 = 1024;
 
@@ -101,6 +108,15 @@ pub async fn serve(
     // The round being written: the ids that had output when it began, written from `next` on.
     let mut round: Vec<u32> = Vec::new();
     let mut next = 0;
+    // Stepping aside while a round is written, so the shard reads its links meanwhile.
+    let mut step_aside = match rt::YieldToIo::new() {
+        Ok(step_aside) => Some(step_aside),
+        Err(e) => {
+            warn!(error = %e, "parked clients' rounds will be written without a pause");
+            None
+        }
+    };
+    let (mut stepping_aside, mut since) = (false, system::thread_cpu_time());
     let wake_one = |id: u32| {
         let Some(socket) = lot.borrow_mut().sockets.take(id) else {
             return;
@@ -111,21 +127,30 @@ pub async fn serve(
     };
     std::future::poll_fn(|cx| {
         loop {
+            if stepping_aside {
+                if let Some(step_aside) = step_aside.as_mut() {
+                    if step_aside.poll_after_io(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                (stepping_aside, since) = (false, system::thread_cpu_time());
+            }
             let mut idle = true;
             if next == round.len() {
                 let Some(work) = shard.borrow_mut().take_parking_work(cx.waker()) else {
                     return Poll::Ready(());
                 };
                 idle = work.dirty.is_empty() && work.wake.is_empty();
-                (round, next) = (work.dirty, 0);
+                (round, next, since) = (work.dirty, 0, system::thread_cpu_time());
                 for id in work.wake {
                     wake_one(id);
                 }
             }
-            // A round to many clients takes a while (a broadcast to 15,000 parked clients with
-            // both ends on two cores, over 100 ms): a slice at a time, yielding when the executor
-            // wants to look at its I/O (glommio's preempt timer, 100 ms). Messages read meanwhile
-            // join the writes of the clients not reached yet.
+            // A round to many clients takes a while (a broadcast to 5,000 parked clients, tens of
+            // milliseconds; to 15,000 with both ends on two cores, over 100 ms): a slice at a
+            // time, stepping aside every READ_EVERY of running until the executor has looked at
+            // its I/O.
+            // Messages read meanwhile join the writes of the clients not reached yet.
             while next < round.len() {
                 idle = false;
                 let end = (next + WRITE_SLICE).min(round.len());
@@ -133,10 +158,16 @@ pub async fn serve(
                     lot.borrow_mut().flush(&mut shard.borrow_mut(), id);
                 }
                 next = end;
-                if next < round.len() && rt::should_yield() {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
+                if next < round.len()
+                    && step_aside.is_some()
+                    && system::thread_cpu_time().saturating_sub(since) >= READ_EVERY
+                {
+                    stepping_aside = true;
+                    break;
                 }
+            }
+            if stepping_aside {
+                continue;
             }
             match ready.poll_ids(cx, &mut readable) {
                 Poll::Ready(false) => return Poll::Ready(()),

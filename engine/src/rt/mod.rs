@@ -12,6 +12,8 @@
 //!   [`write_now`] write an outbox to a bare descriptor;
 //! - [`readiness`]: a [`ReadinessSet`] of idle sockets watched without a task each (epoll and a
 //!   helper thread), reporting [`ReadyIds`];
+//! - [`yield_to_io`]: [`YieldToIo`], for a long-running task to step aside until the executor
+//!   has looked at its I/O (and run the tasks it woke);
 //! - [`liveness`]: [`fail_dead_peer_after`], dead-peer detection on inner links (keepalive, and
 //!   a sweep task per thread that tells a dead peer from a slow one).
 //!
@@ -28,6 +30,7 @@ pub mod liveness;
 pub mod readiness;
 pub mod sockets;
 pub mod task;
+pub mod yield_to_io;
 
 pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
 pub use executor::{Cpu, Executor, ExecutorError, ExecutorSpec, start};
@@ -37,4 +40,5 @@ pub use sockets::{
     TcpListener, TcpStream, UnixStream, connect, listen, listen_after_restart, somaxconn,
     tcp_stream, unix_stream,
 };
-pub use task::{Task, should_yield, sleep, spawn, spawn_cancellable};
+pub use task::{Task, sleep, spawn, spawn_cancellable};
+pub use yield_to_io::YieldToIo;

@@ -36,12 +36,6 @@ pub fn spawn_cancellable<T: 'static>(future: impl Future<Output = T> + 'static) 
     Task(glommio::spawn_local(future))
 }
 
-/// Whether the current task has run long enough that it should yield (wake itself and return
-/// `Pending`) so the executor can look at its I/O and run the other tasks.
-pub fn should_yield() -> bool {
-    glommio::executor().need_preempt()
-}
-
 /// Resolves after `duration`.
 pub async fn sleep(duration: Duration) {
     glommio::timer::sleep(duration).await;
