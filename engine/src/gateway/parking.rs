@@ -128,10 +128,11 @@ pub async fn serve(
     std::future::poll_fn(|cx| {
         loop {
             if stepping_aside {
-                if let Some(step_aside) = step_aside.as_mut() {
-                    if step_aside.poll_after_io(cx).is_pending() {
-                        return Poll::Pending;
-                    }
+                if step_aside
+                    .as_mut()
+                    .is_some_and(|s| s.poll_after_io(cx).is_pending())
+                {
+                    return Poll::Pending;
                 }
                 (stepping_aside, since) = (false, system::thread_cpu_time());
             }
@@ -149,8 +150,7 @@ pub async fn serve(
             // A round to many clients takes a while (a broadcast to 5,000 parked clients, tens of
             // milliseconds; to 15,000 with both ends on two cores, over 100 ms): a slice at a
             // time, stepping aside every READ_EVERY of running until the executor has looked at
-            // its I/O.
-            // Messages read meanwhile join the writes of the clients not reached yet.
+            // its I/O. Messages read meanwhile join the writes of the clients not reached yet.
             while next < round.len() {
                 idle = false;
                 let end = (next + WRITE_SLICE).min(round.len());

@@ -24,17 +24,9 @@ use super::sockets::{UnixStream, unix_stream};
 pub struct YieldToIo {
     tx: std::os::unix::net::UnixStream,
     rx: UnixStream,
-    state: State,
+    /// A byte was written and a read for it found nothing yet: it comes through the ring.
+    waiting: bool,
     buf: [u8; 64],
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    Idle,
-    /// A byte is on its way; not read for yet.
-    Written,
-    /// A read for it found nothing yet: it comes through the ring.
-    Waiting,
 }
 
 impl YieldToIo {
@@ -46,7 +38,7 @@ impl YieldToIo {
         Ok(YieldToIo {
             tx,
             rx: unix_stream(OwnedFd::from(rx)),
-            state: State::Idle,
+            waiting: false,
             buf: [0; 64],
         })
     }
@@ -57,24 +49,20 @@ impl YieldToIo {
         // At most two bytes: the runtime reads at once when no readiness poll is armed yet (the
         // first time); after that read it arms one, and the next byte comes through the ring.
         for _ in 0..2 {
-            if self.state == State::Idle {
+            if !self.waiting {
                 // One byte in flight at most: the pair never fills.
                 let _ = self.tx.write(&[1]);
-                self.state = State::Written;
             }
             match Pin::new(&mut self.rx).poll_read(cx, &mut self.buf) {
                 Poll::Pending => {
-                    self.state = State::Waiting;
+                    self.waiting = true;
                     return Poll::Pending;
                 }
-                Poll::Ready(Ok(_)) if self.state == State::Waiting => {
-                    self.state = State::Idle;
-                    return Poll::Ready(());
-                }
-                Poll::Ready(Ok(_)) => self.state = State::Idle,
-                // Not expected on a socket pair we own: let the caller go on.
-                Poll::Ready(Err(_)) => {
-                    self.state = State::Idle;
+                // Read at once, without the ring: does not count, go again.
+                Poll::Ready(Ok(_)) if !self.waiting => {}
+                // Came through the ring; or an error, not expected on a pair we own: go on.
+                Poll::Ready(_) => {
+                    self.waiting = false;
                     return Poll::Ready(());
                 }
             }
