@@ -292,6 +292,10 @@ impl Peer for ClientPeer {
         }
     }
 
+    fn paced(&self) -> bool {
+        true
+    }
+
     fn on_closed(&mut self, reason: CloseReason) {
         let mut shard = self.shard.borrow_mut();
         let requested = shard.requested_close(self.id);

@@ -2,9 +2,10 @@
 //! client record in the core and its socket. Its task and stream are dropped, and the socket waits
 //! in the shard's [`ReadinessSet`](crate::rt::ReadinessSet), owned by the [`ParkingLot`]; the set's
 //! helper thread reports readable sockets and the shard gives each a new task. Output for a
-//! parked client is written straight from the lot, a round of clients at a time, stepping aside
-//! every 2 ms of CPU time so the shard reads its links meanwhile (docs/architecture.md,
-//! scheduling within a shard); only a full socket or a close request wakes a parked client up.
+//! parked client is written straight from the lot, a round of clients at a time, each write
+//! taking its turn with the shard's I/O like a client task's ([`rt::poll_turn`]), so the shard
+//! reads its links meanwhile (docs/architecture.md, scheduling within a shard); only a full
+//! socket or a close request wakes a parked client up.
 //! What to park, flush and wake the core decides (`core::idle`), as ids.
 
 use std::cell::RefCell;
@@ -17,14 +18,7 @@ use tracing::warn;
 
 use crate::gateway::core::state::Shard;
 use crate::rt::{self, ReadinessSet, ReadyIds};
-use crate::system;
 
-/// Parked clients written between two looks at the clock.
-const WRITE_SLICE: usize = 64;
-/// How long the lot writes a round before it steps aside for the shard to read its links: CPU
-/// time of the shard's thread, so a shard that shares its core with many (64 shards on two cores
-/// for a million clients) does not step aside after every slice.
-const READ_EVERY: Duration = Duration::from_millis(2);
 /// Parks since the last heap collection that make the next one worth its cost.
 const COLLECT_AFTER_PARKS: u64 = 1024;
 
@@ -108,15 +102,7 @@ pub async fn serve(
     // The round being written: the ids that had output when it began, written from `next` on.
     let mut round: Vec<u32> = Vec::new();
     let mut next = 0;
-    // Stepping aside while a round is written, so the shard reads its links meanwhile.
-    let mut step_aside = match rt::YieldToIo::new() {
-        Ok(step_aside) => Some(step_aside),
-        Err(e) => {
-            warn!(error = %e, "parked clients' rounds will be written without a pause");
-            None
-        }
-    };
-    let (mut stepping_aside, mut since) = (false, system::thread_cpu_time());
+    let mut turn = rt::Turn::batch();
     let wake_one = |id: u32| {
         let Some(socket) = lot.borrow_mut().sockets.take(id) else {
             return;
@@ -127,47 +113,28 @@ pub async fn serve(
     };
     std::future::poll_fn(|cx| {
         loop {
-            if stepping_aside {
-                if step_aside
-                    .as_mut()
-                    .is_some_and(|s| s.poll_after_io(cx).is_pending())
-                {
-                    return Poll::Pending;
-                }
-                (stepping_aside, since) = (false, system::thread_cpu_time());
-            }
             let mut idle = true;
             if next == round.len() {
                 let Some(work) = shard.borrow_mut().take_parking_work(cx.waker()) else {
                     return Poll::Ready(());
                 };
                 idle = work.dirty.is_empty() && work.wake.is_empty();
-                (round, next, since) = (work.dirty, 0, system::thread_cpu_time());
+                (round, next) = (work.dirty, 0);
                 for id in work.wake {
                     wake_one(id);
                 }
             }
             // A round to many clients takes a while (a broadcast to 5,000 parked clients, tens of
-            // milliseconds; to 15,000 with both ends on two cores, over 100 ms): a slice at a
-            // time, stepping aside every READ_EVERY of running until the executor has looked at
-            // its I/O. Messages read meanwhile join the writes of the clients not reached yet.
+            // milliseconds; to 15,000 with both ends on two cores, over 100 ms): each write takes
+            // its turn with the executor's I/O, like a client task's. Messages read during a
+            // pause join the writes of the clients not reached yet.
             while next < round.len() {
                 idle = false;
-                let end = (next + WRITE_SLICE).min(round.len());
-                for &id in &round[next..end] {
-                    lot.borrow_mut().flush(&mut shard.borrow_mut(), id);
+                if rt::poll_turn(cx, &mut turn).is_pending() {
+                    return Poll::Pending;
                 }
-                next = end;
-                if next < round.len()
-                    && step_aside.is_some()
-                    && system::thread_cpu_time().saturating_sub(since) >= READ_EVERY
-                {
-                    stepping_aside = true;
-                    break;
-                }
-            }
-            if stepping_aside {
-                continue;
+                lot.borrow_mut().flush(&mut shard.borrow_mut(), round[next]);
+                next += 1;
             }
             match ready.poll_ids(cx, &mut readable) {
                 Poll::Ready(false) => return Poll::Ready(()),

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
+use super::pacing;
 use crate::net::{Closing, Outbox};
 
 /// Reads done in one wake-up before yielding to other connections.
@@ -83,6 +84,12 @@ pub trait Peer {
     fn parkable(&self) -> bool {
         false
     }
+    /// Whether this connection's output is fanout that takes turns with the executor's I/O
+    /// ([`super::pacing`]): a client's yes, an inner link's no (the link is what the turns are
+    /// for).
+    fn paced(&self) -> bool {
+        false
+    }
 }
 
 /// How a connection's task ended.
@@ -121,9 +128,17 @@ async fn drive_with<P: Peer>(
     mut tls: Option<Box<Tls>>,
 ) -> Option<OwnedFd> {
     let mut input = BytesMut::new();
-    let ending =
-        poll_fn(|cx| poll_connection(&mut stream, &mut input, &mut peer, tls.as_deref_mut(), cx))
-            .await;
+    let mut turn = peer.paced().then(pacing::Turn::default);
+    let ending = poll_fn(|cx| {
+        let io = Io {
+            stream: &mut stream,
+            input: &mut input,
+            tls: tls.as_deref_mut(),
+            turn: turn.as_mut(),
+        };
+        poll_connection(io, &mut peer, cx)
+    })
+    .await;
     match ending {
         Ending::Closed(reason) => {
             peer.on_closed(reason);
@@ -146,13 +161,22 @@ async fn drive_with<P: Peer>(
     }
 }
 
-fn poll_connection<P: Peer>(
-    stream: &mut TcpStream,
-    input: &mut BytesMut,
-    peer: &mut P,
-    mut tls: Option<&mut Tls>,
-    cx: &mut Context<'_>,
-) -> Poll<Ending> {
+/// A connection's side of the driver between polls.
+struct Io<'a> {
+    stream: &'a mut TcpStream,
+    input: &'a mut BytesMut,
+    tls: Option<&'a mut Tls>,
+    /// A paced connection's place in the turns of fanout writers ([`Peer::paced`]).
+    turn: Option<&'a mut pacing::Turn>,
+}
+
+fn poll_connection<P: Peer>(io: Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> Poll<Ending> {
+    let Io {
+        stream,
+        input,
+        mut tls,
+        mut turn,
+    } = io;
     let closed = |reason| Poll::Ready(Ending::Closed(reason));
     let fd = stream.as_raw_fd();
     let cap = peer.output_cap();
@@ -160,7 +184,16 @@ fn poll_connection<P: Peer>(
     loop {
         let flushed = peer.with_outbox(|outbox| {
             outbox.set_waker(cx.waker());
+            // A paced connection writes when its turn comes (it is woken then); it reads
+            // meanwhile.
+            let my_turn = match turn.as_deref_mut() {
+                Some(turn) if !outbox.is_empty() && !outbox.is_held() => {
+                    pacing::poll_turn(cx, turn).is_ready()
+                }
+                _ => true,
+            };
             let result = match tls.as_deref_mut() {
+                _ if !my_turn => Ok(false),
                 Some(tls) => flush_tls(fd, stream, outbox, tls, cx),
                 None => flush(fd, stream, outbox, cx),
             };
@@ -168,7 +201,9 @@ fn poll_connection<P: Peer>(
                 && tls
                     .as_deref()
                     .is_none_or(|t| t.written == t.pending.len() && !t.conn.wants_write());
-            let park = outbox.take_park_request();
+            // A park request waits until the output is written (a paced client's output may
+            // wait for its turn when the request comes).
+            let park = drained && outbox.take_park_request();
             // The socket is full (a writability wake-up is armed) and half the cap is queued:
             // the peer has stopped reading.
             let backed_up = matches!(result, Ok(true)) && outbox.queued_bytes() >= cap / 2;

@@ -14,6 +14,8 @@
 //!   helper thread), reporting [`ReadyIds`];
 //! - [`yield_to_io`]: [`YieldToIo`], for a long-running task to step aside until the executor
 //!   has looked at its I/O (and run the tasks it woke);
+//! - [`pacing`]: [`poll_turn`], how writers of fanout (client tasks, the parking lot) take turns
+//!   with the executor's I/O, so a link's next message is read while a broadcast is written;
 //! - [`liveness`]: [`fail_dead_peer_after`], dead-peer detection on inner links (keepalive, and
 //!   a sweep task per thread that tells a dead peer from a slow one).
 //!
@@ -27,6 +29,7 @@
 pub mod driver;
 pub mod executor;
 pub mod liveness;
+pub mod pacing;
 pub mod readiness;
 pub mod sockets;
 pub mod task;
@@ -35,6 +38,7 @@ pub mod yield_to_io;
 pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
 pub use executor::{Cpu, Executor, ExecutorError, ExecutorSpec, start};
 pub use liveness::fail_dead_peer_after;
+pub use pacing::{Turn, poll_turn};
 pub use readiness::{ReadinessSet, ReadyIds};
 pub use sockets::{
     TcpListener, TcpStream, UnixStream, connect, listen, listen_after_restart, somaxconn,

@@ -13,12 +13,12 @@ impl Shard {
         self.parking = Some(ParkingRequests::default());
     }
 
-    /// Asks every client that sent nothing since the previous sweep to park.
+    /// Asks every client that sent nothing since the previous sweep to park (its task parks it
+    /// once its output is written).
     pub fn sweep_idle(&mut self) {
         for client in self.clients.values_mut() {
             if !client.active
                 && !client.parked
-                && client.outbox.is_empty()
                 && client.outbox.closing().is_none()
                 && !client.outbox.is_held()
             {

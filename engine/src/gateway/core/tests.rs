@@ -520,6 +520,22 @@ fn parking_is_asked_for_by_id_and_a_gone_parked_client_is_handed_back() {
 }
 
 #[test]
+fn an_idle_client_whose_output_waits_for_its_turn_is_still_asked_to_park() {
+    // Under a steady broadcast a paced client's outbox is seldom empty when the sweep comes; it
+    // parks once its task has written it.
+    let mut c = core();
+    c.shard.enable_parking();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    c.shard.sweep_idle();
+    c.command(w, Cmd::SendToOne, id, "", "waiting for its turn");
+    c.shard.sweep_idle();
+    let client = c.shard.clients.get_mut(&id).unwrap();
+    assert!(!client.outbox.is_empty());
+    assert!(client.outbox.take_park_request());
+}
+
+#[test]
 fn output_for_a_parked_client_joins_the_write_its_round_has_not_reached_yet() {
     let mut c = core();
     c.shard.enable_parking();
