@@ -28,8 +28,9 @@ use crate::system;
 const RUN_FOR: Duration = Duration::from_millis(2);
 /// Turns between two looks at the thread's CPU clock (a system call).
 const CHECK_EVERY: u32 = 16;
-/// A gap with no turn asked for this long (wall time) means the thread went idle, and an idle
-/// executor reaps its ring: the run starts over.
+/// Off the CPU this long between two looks at the clocks, the thread was most likely idle, and
+/// an idle executor reaps its ring: the run starts over. (It may also have waited for its core;
+/// then the pause comes later, as without pacing.)
 const IDLE_GAP: Duration = Duration::from_millis(1);
 /// Waiting writers let go at once after a pause; the pacer runs again after them, so a pause
 /// that begins meanwhile keeps the rest in their places. (16 against 4 and 64 at 10,000 clients
@@ -40,7 +41,7 @@ const RELEASE_BATCH: usize = 16;
 /// writer to one connection, [`Turn::batch`] for one that writes for many.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Turn {
-    /// Its ticket while queued (tickets start at 1).
+    /// Its ticket from the time it first waits until it writes (tickets start at 1).
     ticket: u64,
     batch: bool,
 }
@@ -62,56 +63,81 @@ impl Turn {
 struct Pacer {
     /// The thread's CPU time when the current run began.
     since: Duration,
-    /// Wall time of the last look at the clocks.
-    last_check: Instant,
+    /// Wall and CPU time of the last look at the clocks.
+    last_check: (Instant, Duration),
     turns: u32,
     pausing: bool,
+    /// Pauses so far.
+    pauses: u64,
     /// The writers waiting, by ticket.
     waiting: VecDeque<(u64, Waker)>,
     next_ticket: u64,
-    /// Every ticket below this one has been let go.
-    released_below: u64,
+    /// The tickets of the last batch let go, until they write.
+    released: Vec<u64>,
     /// The pacer task's waker, to start a pause.
     task: Option<Waker>,
 }
 
 impl Pacer {
     fn poll_turn(&mut self, cx: &mut Context<'_>, turn: &mut Turn) -> Poll<()> {
-        if turn.ticket != 0 {
-            if turn.ticket >= self.released_below {
-                return Poll::Pending; // still in the queue
-            }
-            turn.ticket = 0;
-        } else if self.pausing || (!self.waiting.is_empty() && !turn.batch) {
-            self.enqueue(cx, turn);
+        if turn.ticket != 0 && self.still_waiting(turn.ticket) {
             return Poll::Pending;
         }
-        if self.pausing {
-            self.enqueue(cx, turn);
+        let queue_first = turn.ticket == 0 && !turn.batch && !self.waiting.is_empty();
+        if self.pausing || queue_first || self.run_is_over() {
+            self.wait(cx, turn);
             return Poll::Pending;
         }
+        turn.ticket = 0;
+        Poll::Ready(())
+    }
+
+    /// Whether the writer holding `ticket` has not been let go yet.
+    fn still_waiting(&self, ticket: u64) -> bool {
+        !self.released.contains(&ticket)
+            && self
+                .waiting
+                .front()
+                .is_some_and(|&(first, _)| first <= ticket)
+    }
+
+    /// Queues the writer: a new one at the back; one that was let go but met a pause before it
+    /// wrote, back in its place (it is older than every writer queued after it).
+    fn wait(&mut self, cx: &mut Context<'_>, turn: &mut Turn) {
+        let waker = cx.waker().clone();
+        if turn.ticket == 0 {
+            self.next_ticket += 1;
+            turn.ticket = self.next_ticket;
+            self.waiting.push_back((turn.ticket, waker));
+        } else {
+            self.released.retain(|&t| t != turn.ticket);
+            let at = self.waiting.partition_point(|&(t, _)| t < turn.ticket);
+            self.waiting.insert(at, (turn.ticket, waker));
+        }
+    }
+
+    /// Counts a turn; every [`CHECK_EVERY`] turns, whether the run has lasted [`RUN_FOR`] (a
+    /// pause begins then).
+    fn run_is_over(&mut self) -> bool {
         self.turns += 1;
         if self.turns < CHECK_EVERY {
-            return Poll::Ready(());
+            return false;
         }
         self.turns = 0;
         let (now, cpu) = (Instant::now(), system::thread_cpu_time());
-        if now.duration_since(self.last_check) >= IDLE_GAP {
+        let (then, cpu_then) = std::mem::replace(&mut self.last_check, (now, cpu));
+        let off_cpu = now
+            .duration_since(then)
+            .saturating_sub(cpu.saturating_sub(cpu_then));
+        if off_cpu >= IDLE_GAP {
             self.since = cpu;
         }
-        self.last_check = now;
         if cpu.saturating_sub(self.since) < RUN_FOR {
-            return Poll::Ready(());
+            return false;
         }
         self.pausing = true;
-        self.enqueue(cx, turn);
-        Poll::Pending
-    }
-
-    fn enqueue(&mut self, cx: &mut Context<'_>, turn: &mut Turn) {
-        self.next_ticket += 1;
-        turn.ticket = self.next_ticket;
-        self.waiting.push_back((turn.ticket, cx.waker().clone()));
+        self.pauses += 1;
+        true
     }
 }
 
@@ -163,12 +189,13 @@ fn start() {
     };
     PACER.set(State::On(Box::new(Pacer {
         since: system::thread_cpu_time(),
-        last_check: Instant::now(),
+        last_check: (Instant::now(), system::thread_cpu_time()),
         turns: 0,
         pausing: false,
+        pauses: 0,
         waiting: VecDeque::new(),
         next_ticket: 0,
-        released_below: 1,
+        released: Vec::with_capacity(RELEASE_BATCH),
         task: None,
     })));
     let mut batch = Vec::with_capacity(RELEASE_BATCH);
@@ -185,11 +212,14 @@ fn start() {
                 pacer.pausing = false;
                 pacer.turns = 0;
                 pacer.since = system::thread_cpu_time();
-                pacer.last_check = Instant::now();
+                pacer.last_check = (Instant::now(), pacer.since);
             }
+            // The batch before has written by now (it ran before this task), or met a pause and
+            // is queued again; a ticket left here belongs to a task that ended meanwhile.
+            pacer.released.clear();
             let n = pacer.waiting.len().min(RELEASE_BATCH);
             for (ticket, waker) in pacer.waiting.drain(..n) {
-                pacer.released_below = ticket + 1;
+                pacer.released.push(ticket);
                 batch.push(waker);
             }
             if !pacer.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
@@ -206,4 +236,115 @@ fn start() {
         }
         Poll::Pending
     }));
+}
+
+/// Pauses this thread's pacer has made so far.
+#[cfg(test)]
+fn pauses() -> u64 {
+    PACER.with_borrow(|state| match state {
+        State::On(pacer) => pacer.pauses,
+        _ => 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::future::poll_fn;
+    use std::io::Write as _;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use futures_lite::AsyncReadExt;
+
+    use super::{Turn, poll_turn};
+    use crate::rt::{self, Cpu, ExecutorSpec};
+    use crate::system;
+
+    /// Spends `work` of the thread's CPU time (a write to a client, made long).
+    fn burn(work: Duration) {
+        let start = system::thread_cpu_time();
+        while system::thread_cpu_time().saturating_sub(start) < work {}
+    }
+
+    /// Spawns `writers` tasks that each take a turn, then write (spend `work`); records the
+    /// order in which they wrote. They start as a wave: all ready at once, as a broadcast wakes
+    /// its clients' tasks.
+    fn spawn_writers(writers: usize, work: Duration, wrote: &Rc<RefCell<Vec<usize>>>) {
+        for i in 0..writers {
+            let wrote = wrote.clone();
+            rt::spawn(async move {
+                // glommio polls a task at once when it is spawned: the wave begins at the next
+                // poll.
+                let mut woken = false;
+                poll_fn(|cx| {
+                    if std::mem::replace(&mut woken, true) {
+                        return std::task::Poll::Ready(());
+                    }
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                })
+                .await;
+                let mut turn = Turn::default();
+                poll_fn(|cx| poll_turn(cx, &mut turn)).await;
+                burn(work);
+                wrote.borrow_mut().push(i);
+            });
+        }
+    }
+
+    #[test]
+    fn writers_that_wait_for_their_turn_write_in_the_order_they_came() {
+        let spec = ExecutorSpec::new("pacing-order-test", Cpu::Any);
+        let (wrote, pauses) = rt::start(spec, || async {
+            let wrote = Rc::new(RefCell::new(Vec::new()));
+            // 200 writes of 100 µs: 20 ms of writing, so several pauses of 2 ms.
+            spawn_writers(200, Duration::from_micros(100), &wrote);
+            while wrote.borrow().len() < 200 {
+                rt::sleep(Duration::from_millis(1)).await;
+            }
+            (wrote.take(), super::pauses())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        assert!(pauses >= 1, "the writers paused");
+        assert_eq!(wrote, (0..200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_task_woken_by_io_runs_while_writers_wait_for_their_turn() {
+        let spec = ExecutorSpec::new("pacing-io-test", Cpu::Any);
+        let written_before_read = rt::start(spec, || async {
+            let (theirs, mut ours) = std::os::unix::net::UnixStream::pair().unwrap();
+            theirs.set_nonblocking(true).unwrap();
+            let mut reader = rt::unix_stream(theirs.into());
+            let wrote = Rc::new(RefCell::new(Vec::new()));
+            let written_before_read = Rc::new(Cell::new(None));
+            // The reader (an inner link) waits on the executor's ring for its next message.
+            let (counted, seen) = (wrote.clone(), written_before_read.clone());
+            rt::spawn(async move {
+                let mut byte = [0u8; 1];
+                reader.read_exact(&mut byte).await.unwrap();
+                seen.set(Some(counted.borrow().len()));
+            });
+            rt::sleep(Duration::from_millis(10)).await;
+            ours.write_all(b"x").unwrap();
+            // A broadcast's wave: 1,000 writes of 50 µs, 50 ms in all (glommio alone would run
+            // them all before it looks at its ring).
+            spawn_writers(1000, Duration::from_micros(50), &wrote);
+            while wrote.borrow().len() < 1000 {
+                rt::sleep(Duration::from_millis(1)).await;
+            }
+            written_before_read.get()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        let written = written_before_read.expect("the reader read its byte");
+        assert!(
+            written < 500,
+            "the reader ran at a pause, after {written} of 1000 writes"
+        );
+    }
 }
