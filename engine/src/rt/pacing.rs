@@ -13,7 +13,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,10 @@ const CHECK_EVERY: u32 = 16;
 /// an idle executor reaps its ring: the run starts over. (It may also have waited for its core;
 /// then the pause comes later, as without pacing.)
 const IDLE_GAP: Duration = Duration::from_millis(1);
+/// A pause whose read has not come back after this long (wall time) ends by a timer: writers
+/// must not wait on one lost report (a million-client run had a shard whose queued writers never
+/// wrote again, its pongs unanswered; the timer then ended 5 pauses in 64 shards).
+const PAUSE_AT_MOST: Duration = Duration::from_millis(200);
 /// Waiting writers let go at once after a pause; the pacer runs again after them, so a pause
 /// that begins meanwhile keeps the rest in their places. (16 against 4 and 64 at 10,000 clients
 /// and 1M deliveries/s: the lowest p99 of the three; docs/benchmarks.md.)
@@ -69,6 +74,8 @@ struct Pacer {
     pausing: bool,
     /// Pauses so far.
     pauses: u64,
+    /// Pauses ended by the timer after [`PAUSE_AT_MOST`].
+    overdue_pauses: u64,
     /// The writers waiting, by ticket.
     waiting: VecDeque<(u64, Waker)>,
     next_ticket: u64,
@@ -79,6 +86,22 @@ struct Pacer {
 }
 
 impl Pacer {
+    fn new() -> Pacer {
+        let (now, cpu) = (Instant::now(), system::thread_cpu_time());
+        Pacer {
+            since: cpu,
+            last_check: (now, cpu),
+            turns: 0,
+            pausing: false,
+            pauses: 0,
+            overdue_pauses: 0,
+            waiting: VecDeque::new(),
+            next_ticket: 0,
+            released: Vec::with_capacity(RELEASE_BATCH),
+            task: None,
+        }
+    }
+
     fn poll_turn(&mut self, cx: &mut Context<'_>, turn: &mut Turn) -> Poll<()> {
         if turn.ticket != 0 && self.still_waiting(turn.ticket) {
             return Poll::Pending;
@@ -139,6 +162,27 @@ impl Pacer {
         self.pauses += 1;
         true
     }
+
+    /// The pause is over: a new run begins.
+    fn end_pause(&mut self) {
+        self.pausing = false;
+        self.turns = 0;
+        self.since = system::thread_cpu_time();
+        self.last_check = (Instant::now(), self.since);
+    }
+
+    /// Lets the next batch of waiting writers go (into `batch`); true when more wait.
+    fn release(&mut self, batch: &mut Vec<Waker>) -> bool {
+        // The batch before has written by now (it ran before the pacer), or met a pause and is
+        // queued again; a ticket left here belongs to a task that ended meanwhile.
+        self.released.clear();
+        let n = self.waiting.len().min(RELEASE_BATCH);
+        for (ticket, waker) in self.waiting.drain(..n) {
+            self.released.push(ticket);
+            batch.push(waker);
+        }
+        !self.waiting.is_empty()
+    }
 }
 
 enum State {
@@ -187,46 +231,45 @@ fn start() {
             return;
         }
     };
-    PACER.set(State::On(Box::new(Pacer {
-        since: system::thread_cpu_time(),
-        last_check: (Instant::now(), system::thread_cpu_time()),
-        turns: 0,
-        pausing: false,
-        pauses: 0,
-        waiting: VecDeque::new(),
-        next_ticket: 0,
-        released: Vec::with_capacity(RELEASE_BATCH),
-        task: None,
-    })));
+    PACER.set(State::On(Box::new(Pacer::new())));
     let mut batch = Vec::with_capacity(RELEASE_BATCH);
+    let mut overdue: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
     super::spawn(poll_fn(move |cx| -> Poll<()> {
         let pausing = PACER.with_borrow(|state| matches!(state, State::On(p) if p.pausing));
-        if pausing && step_aside.poll_after_io(cx).is_pending() {
-            return Poll::Pending;
+        let mut late = false;
+        if pausing {
+            let timer = overdue.get_or_insert_with(|| Box::pin(super::sleep(PAUSE_AT_MOST)));
+            if step_aside.poll_after_io(cx).is_pending() {
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                late = true;
+            }
+            overdue = None;
         }
-        let more = PACER.with_borrow_mut(|state| {
+        let (more, overdue_pauses) = PACER.with_borrow_mut(|state| {
             let State::On(pacer) = state else {
-                return false;
+                return (false, 0);
             };
             if pausing {
-                pacer.pausing = false;
-                pacer.turns = 0;
-                pacer.since = system::thread_cpu_time();
-                pacer.last_check = (Instant::now(), pacer.since);
-            }
-            // The batch before has written by now (it ran before this task), or met a pause and
-            // is queued again; a ticket left here belongs to a task that ended meanwhile.
-            pacer.released.clear();
-            let n = pacer.waiting.len().min(RELEASE_BATCH);
-            for (ticket, waker) in pacer.waiting.drain(..n) {
-                pacer.released.push(ticket);
-                batch.push(waker);
+                pacer.end_pause();
+                pacer.overdue_pauses += u64::from(late);
             }
             if !pacer.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
                 pacer.task = Some(cx.waker().clone());
             }
-            !pacer.waiting.is_empty()
+            (pacer.release(&mut batch), pacer.overdue_pauses)
         });
+        if late {
+            crate::log_limit::warn_limited(
+                "overdue fanout pause",
+                &format!(
+                    "a pause for I/O lasted over {PAUSE_AT_MOST:?} without the executor reporting \
+                     the pacer's read; ended by its timer ({overdue_pauses} such pauses on this \
+                     thread)"
+                ),
+            );
+        }
         for waker in batch.drain(..) {
             waker.wake();
         }

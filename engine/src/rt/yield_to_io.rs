@@ -1,8 +1,8 @@
-//! Stepping aside until the executor has looked at its I/O. A task that works through a long
-//! list (the parking lot writing a broadcast to thousands of parked clients) would otherwise keep
-//! its thread until the list ends: waking itself does not help, as the executor runs ready tasks
-//! before it looks at its rings (glommio: for up to 100 ms), so an inner link's new packets wait
-//! for the whole list. Here the task writes a byte into a socket pair of its own and waits to
+//! Stepping aside until the executor has looked at its I/O. Work that runs long (a broadcast's
+//! writes, see [`super::pacing`], whose pauses are made with this) would otherwise keep its
+//! thread until it ends: waking itself does not help, as the executor runs ready tasks before it
+//! looks at its rings (glommio: for up to 100 ms), so an inner link's new packets wait for all of
+//! it. Here the task writes a byte into a socket pair of its own and waits to
 //! read it back through the executor's ring: it runs again once the executor has reaped its
 //! completions, and every task they woke (an inner link with packets) has had its turn too.
 //!
