@@ -86,7 +86,7 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             .map(|s| (format!("shard=\"{}\"", s.index), value(s)))
             .collect()
     };
-    let families: [ShardFamily; 16] = [
+    let families: [ShardFamily; 18] = [
         ("connections", "gauge", "Client connections open.", |s| {
             s.connections
         }),
@@ -176,6 +176,18 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             "counter",
             "Parked clients given a task again (input, a full socket, a close).",
             |s| s.stats.unparked,
+        ),
+        (
+            "fanout_pauses_total",
+            "counter",
+            "Pauses of the shard's fanout writers for its I/O (one per 2 ms of writing).",
+            |s| s.fanout_pauses,
+        ),
+        (
+            "overdue_fanout_pauses_total",
+            "counter",
+            "Fanout pauses ended by their 200 ms timer: the runtime did not report the pause's read.",
+            |s| s.overdue_fanout_pauses,
         ),
     ];
     for (name, kind, help, value) in families {
@@ -458,6 +470,27 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shards_fanout_pauses_are_exported() {
+        let snapshot = ShardSnapshot {
+            index: 3,
+            fanout_pauses: 120,
+            overdue_fanout_pauses: 2,
+            ..ShardSnapshot::default()
+        };
+        let mut text = Exposition::default();
+        gateway(&mut text, &[snapshot], &[]);
+        let text = text.finish();
+        assert!(
+            text.contains("gatewire_fanout_pauses_total{shard=\"3\"} 120\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatewire_overdue_fanout_pauses_total{shard=\"3\"} 2\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn merging_keeps_one_header_per_family_and_every_sample() {

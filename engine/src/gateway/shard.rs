@@ -285,7 +285,12 @@ async fn run_shard(
             let snapshot = {
                 let s = publishing.borrow();
                 warnings.check(s.stats(), index, std::time::Instant::now());
-                s.snapshot(index)
+                let pacing = rt::pacing::counts();
+                ShardSnapshot {
+                    fanout_pauses: pacing.pauses,
+                    overdue_fanout_pauses: pacing.overdue_pauses,
+                    ..s.snapshot(index)
+                }
             };
             if let Ok(mut slot) = published.lock() {
                 *slot = snapshot;

@@ -281,12 +281,22 @@ fn start() {
     }));
 }
 
-/// Pauses this thread's pacer has made so far.
-#[cfg(test)]
-fn pauses() -> u64 {
+/// What this thread's pacer has done so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub pauses: u64,
+    /// Pauses ended by the timer ([`PAUSE_AT_MOST`]).
+    pub overdue_pauses: u64,
+}
+
+/// This thread's pacer's counts (zero on a thread that never wrote fanout).
+pub fn counts() -> Counts {
     PACER.with_borrow(|state| match state {
-        State::On(pacer) => pacer.pauses,
-        _ => 0,
+        State::On(pacer) => Counts {
+            pauses: pacer.pauses,
+            overdue_pauses: pacer.overdue_pauses,
+        },
+        _ => Counts::default(),
     })
 }
 
@@ -346,7 +356,7 @@ mod tests {
             while wrote.borrow().len() < 200 {
                 rt::sleep(Duration::from_millis(1)).await;
             }
-            (wrote.take(), super::pauses())
+            (wrote.take(), super::counts().pauses)
         })
         .unwrap()
         .join()

@@ -225,6 +225,7 @@ impl Shard {
             connections: self.clients.len() as u64,
             worker_links: self.workers.len() as u64,
             worker_keys: self.workers.keys().map(|k| k.to_string()).collect(),
+            ..ShardSnapshot::default()
         }
     }
 

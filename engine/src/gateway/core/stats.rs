@@ -179,6 +179,10 @@ pub struct ShardSnapshot {
     pub worker_links: u64,
     /// The keys of the workers linked to this shard (`ip:name:index`).
     pub worker_keys: Vec<String>,
+    /// The I/O side's: pauses of the shard's fanout writers for its I/O (`rt::pacing`), and
+    /// those ended by the timer because the runtime did not report the pause's read.
+    pub fanout_pauses: u64,
+    pub overdue_fanout_pauses: u64,
 }
 
 /// A question for a running shard, answered on its next publishing tick (at most
