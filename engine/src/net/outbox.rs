@@ -28,6 +28,9 @@ pub struct Outbox {
     held: bool,
     /// The owner asks the connection's task to park it (see [`crate::net::Peer::parkable`]).
     park_requested: bool,
+    /// The writer waits for its turn to write (`rt::pacing`) and is woken when it comes: a new
+    /// frame need not wake it (every message of a broadcast would poll it for nothing).
+    awaiting_turn: bool,
 }
 
 impl Outbox {
@@ -46,7 +49,14 @@ impl Outbox {
         }
         self.queued_bytes += frame.len();
         self.queue.push_back(frame);
-        self.wake();
+        if !self.awaiting_turn {
+            self.wake();
+        }
+    }
+
+    /// Whether the writer waits for its turn to write (then new frames do not wake it).
+    pub fn set_awaiting_turn(&mut self, awaiting: bool) {
+        self.awaiting_turn = awaiting;
     }
 
     /// Puts `frame` before everything queued (the 101 response ahead of early messages).

@@ -192,6 +192,7 @@ fn poll_connection<P: Peer>(io: Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> P
                 }
                 _ => true,
             };
+            outbox.set_awaiting_turn(!my_turn);
             let result = match tls.as_deref_mut() {
                 _ if !my_turn => Ok(false),
                 Some(tls) => flush_tls(fd, stream, outbox, tls, cx),
