@@ -3,8 +3,8 @@
 //! in the shard's [`ReadinessSet`](crate::rt::ReadinessSet), owned by the [`ParkingLot`]; the set's
 //! helper thread reports readable sockets and the shard gives each a new task. Output for a
 //! parked client is written straight from the lot, a round of clients at a time, each write
-//! taking its turn with the shard's I/O like a client task's ([`rt::poll_turn`]), so the shard
-//! reads its links meanwhile (docs/architecture.md, scheduling within a shard); only a full
+//! taking its turn with the shard's I/O as a batch writer ([`rt::poll_turn`], [`rt::Turn::batch`]),
+//! so the shard reads its links meanwhile (docs/architecture.md, scheduling within a shard); only a full
 //! socket or a close request wakes a parked client up.
 //! What to park, flush and wake the core decides (`core::idle`), as ids.
 
@@ -126,8 +126,8 @@ pub async fn serve(
             }
             // A round to many clients takes a while (a broadcast to 5,000 parked clients, tens of
             // milliseconds; to 15,000 with both ends on two cores, over 100 ms): each write takes
-            // its turn with the executor's I/O, like a client task's. Messages read during a
-            // pause join the writes of the clients not reached yet.
+            // its turn with the executor's I/O (as a batch writer: it waits only through pauses).
+            // Messages read during a pause join the writes of the clients not reached yet.
             while next < round.len() {
                 idle = false;
                 if rt::poll_turn(cx, &mut turn).is_pending() {
