@@ -200,21 +200,24 @@ thread_local! {
 /// `Ready` when the caller may write now; `Pending` when it waits for its turn (its waker is kept
 /// and woken when the turn comes). Call on an executor thread, with the same `turn` each time.
 pub fn poll_turn(cx: &mut Context<'_>, turn: &mut Turn) -> Poll<()> {
-    if PACER.with_borrow(|state| matches!(state, State::Unset)) {
-        start();
-    }
-    // Wakers are woken outside the borrow (glommio may run a task it is given at once).
-    let (poll, start_pause) = PACER.with_borrow_mut(|state| {
-        let State::On(pacer) = state else {
-            return (Poll::Ready(()), None);
-        };
-        let was_pausing = pacer.pausing;
-        let poll = pacer.poll_turn(cx, turn);
-        let start_pause = (!was_pausing && pacer.pausing)
-            .then(|| pacer.task.clone())
-            .flatten();
-        (poll, start_pause)
+    // One look at the thread's pacer per turn (this runs for every write); wakers are woken
+    // outside the borrow (glommio may run a task it is given at once).
+    let (poll, start_pause, unset) = PACER.with_borrow_mut(|state| match state {
+        State::Unset => (Poll::Ready(()), None, true),
+        State::Off => (Poll::Ready(()), None, false),
+        State::On(pacer) => {
+            let was_pausing = pacer.pausing;
+            let poll = pacer.poll_turn(cx, turn);
+            let start_pause = (!was_pausing && pacer.pausing)
+                .then(|| pacer.task.clone())
+                .flatten();
+            (poll, start_pause, false)
+        }
     });
+    if unset {
+        start(); // leaves the state On or Off
+        return poll_turn(cx, turn);
+    }
     if let Some(task) = start_pause {
         task.wake();
     }
