@@ -160,6 +160,46 @@ stop_peer() {
   wait "$PEER_PID" 2>/dev/null || true
 }
 
+# process_ticks PID...: user+system clock ticks so far of these processes and their children
+# (a workerman master forks its workers).
+process_ticks() {
+  local total=0 pid
+  for pid in "$@" $(for pid in "$@"; do pgrep -P "$pid"; done); do
+    [ -r "/proc/$pid/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
+# measure_rates SERVER URL REPEAT PID...: one loadgen run against URL per rate in $rates (the
+# array the caller set), with $clients clients and the scenario arguments in the array
+# $scenario_args, for DURATION (default 5) seconds; a JSON line per run into the file $results,
+# with the CPU time the PIDs used. benches/side_by_side.py makes the table.
+measure_rates() {
+  local server=$1 url=$2 rep=$3
+  shift 3
+  local rate json before after
+  for rate in "${rates[@]}"; do
+    json=$(mktemp)
+    before=$(process_ticks "$@")
+    "$bin/loadgen" "$(loadgen_cpus)" --url "$url" --clients "$clients" "${scenario_args[@]}" \
+      --rate "$rate" --payload 64 --duration "${DURATION:-5}" \
+      --source-ips 127.1.0.1-127.1.0.8 --json "$json" >/dev/null 2>&1 || true
+    after=$(process_ticks "$@")
+    python3 - "$json" "$server" "$rate" "$rep" "$((after - before))" "$(getconf CLK_TCK)" \
+      >>"$results" <<'PY'
+import json, sys
+path, server, rate, rep, ticks, hz = sys.argv[1:]
+try:
+    run = json.load(open(path))
+except Exception:
+    run = None
+print(json.dumps({"server": server, "rate": float(rate), "rep": int(rep), "run": run,
+                  "server_cpu_s": int(ticks) / int(hz)}))
+PY
+    rm -f "$json"
+  done
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
