@@ -158,6 +158,12 @@ fn an_unreachable_gateway_makes_answers_partial_not_hung() {
     assert!(started.elapsed() < std::time::Duration::from_secs(6));
 }
 
+/// A process's state letter from `/proc/PID/stat` (`T` when stopped).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 /// Resumes a stopped process when dropped, so it can exit with the test.
 struct Frozen(u32);
 
@@ -198,15 +204,26 @@ fn a_frozen_gateway_makes_answers_partial_after_the_timeout() {
     // Made after the register lists both, so its one-second address cache holds both.
     let client = GatewayClient::new(vec![gw.register], "");
     let pid = second.role_pid("gateway");
+    let listener = gatewire::net::port_owner::listener_on(second.inner(0));
     // SAFETY: a pid of a process this test started (through the supervisor).
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let _resume = Frozen(pid);
+    // The stop takes effect when each of its threads next enters the kernel: wait for it, so
+    // the query below meets a gateway that cannot answer.
+    eventually("the second gateway is stopped", || {
+        process_state(pid) == Some('T')
+    });
 
     let started = std::time::Instant::now();
     let count = client.get_all_client_id_count();
     let took = started.elapsed();
     assert_eq!(count.value, 1, "the live gateway's client is counted");
-    assert_eq!(count.unreachable.len(), 1, "{:?}", count.unreachable);
+    assert_eq!(
+        count.unreachable.len(),
+        1,
+        "{:?}; stopped pid {pid}, the listener on the second gateway's inner port: {listener:?}",
+        count.unreachable
+    );
     assert!(
         count.unreachable[0]
             .to_string()
