@@ -25,7 +25,7 @@ repeats=${REPEATS:-2}
 php=${PHP:-php}
 results=$(mktemp)
 scenario_args=(--scenario echo)
-export DURATION=${DURATION:-6}
+DURATION=${DURATION:-6}
 
 servers=(gatewire)
 if [ -n "${GATEWAYWORKER_DIR:-}" ] && [ -f "$GATEWAYWORKER_DIR/vendor/autoload.php" ]; then

@@ -208,7 +208,7 @@ fn a_frozen_gateway_makes_answers_partial_after_the_timeout() {
     // SAFETY: a pid of a process this test started (through the supervisor).
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let _resume = Frozen(pid);
-    // The stop takes effect when each of its threads next enters the kernel: wait for it, so
+    // The stop takes effect as each of its threads handles the signal: wait for it, so
     // the query below meets a gateway that cannot answer.
     eventually("the second gateway is stopped", || {
         process_state(pid) == Some('T')
