@@ -66,6 +66,12 @@ struct Args {
     /// Seconds to measure after the ramp.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Microseconds a sender thread waits at least between two wake-ups; each wake-up sends
+    /// every message due by then (each still timed from its intended send time). 0 wakes for
+    /// every message, which at tens of thousands of messages per second costs loadgen's threads
+    /// more than the sends (docs/loadgen.md).
+    #[arg(long, default_value_t = 250)]
+    send_tick_us: u64,
     /// Source addresses, e.g. 127.1.0.1-127.1.0.200 (default: the kernel picks).
     #[arg(long)]
     source_ips: Option<String>,
@@ -208,6 +214,7 @@ fn run(args: Args) -> Result<(), String> {
         rate: args.rate,
         payload: args.payload,
         duration: Duration::from_secs_f64(args.duration),
+        send_tick: Duration::from_micros(args.send_tick_us),
         plan,
         groups: args.groups.max(1),
         ping_at_end: args.ping_at_end,
