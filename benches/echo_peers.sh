@@ -13,14 +13,15 @@
 # core, as gatewire runs one shard per core).
 #
 # Usage: benches/echo_peers.sh [CLIENTS]   (default 10000)
-# RATES (echoes/s offered across all clients, default "20000 40000 60000 80000"), REPEATS
+# RATES (echoes/s offered across all clients, default 20000 to 100000 in steps of 10000 up to
+# 80000: the steady rate is only as fine as this list), REPEATS
 # (default 2), DURATION (default 6). The steady rate is the highest offered rate at which every
 # repeat answered every echo with p99 <= STEADY_P99_MS (default 100).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_setup "$0" "$@"
 clients=${1:-10000}
-rates=(${RATES:-20000 40000 60000 80000})
+rates=(${RATES:-20000 30000 40000 50000 60000 70000 80000 100000})
 repeats=${REPEATS:-2}
 php=${PHP:-php}
 results=$(mktemp)
