@@ -299,11 +299,15 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 eprintln!("gatewire: {why}");
                 return ExitCode::from(2);
             }
-            if let Some(why) = crate::system::runtime_unavailable() {
-                eprintln!("gatewire: {why}");
-                return ExitCode::from(1);
-            }
+            let backend = match crate::rt::select(loaded.run.backend) {
+                Ok(selection) => selection,
+                Err(why) => {
+                    eprintln!("gatewire: {why}");
+                    return ExitCode::from(1);
+                }
+            };
             init_logging(&loaded.log_filter(&roles));
+            tracing::info!(backend = %backend.backend, why = %backend.why, "runtime backend");
             // The chat app runs on this machine with no static_dir: the gateway serves its page.
             let chat_page = custom.is_none()
                 && roles.contains(&Role::Worker)
@@ -402,7 +406,7 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             action: TuneAction::Check { config, clients },
         } => match config.load() {
             Ok(c) => {
-                let findings = crate::tune::check(&crate::tune::Host::read(), &c, clients);
+                let findings = crate::tune::check(&crate::tune::Host::read(&c), &c, clients);
                 let (text, blocked) = crate::tune::report(&findings, clients);
                 print!("{text}");
                 if blocked {

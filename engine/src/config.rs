@@ -110,6 +110,9 @@ pub struct RunConfig {
     /// idle client then costs its bytes, not its share of a 2 MiB page (see
     /// [`crate::system::set_transparent_huge_pages`]).
     pub transparent_huge_pages: bool,
+    /// The runtime backend of every executor thread: `auto` (io_uring where the kernel allows
+    /// it, else epoll, with one log line saying why), `io_uring`, `epoll` or `glommio`.
+    pub backend: crate::rt::BackendChoice,
 }
 
 impl Default for RunConfig {
@@ -121,6 +124,7 @@ impl Default for RunConfig {
             log: "info".into(),
             allow_insecure: false,
             transparent_huge_pages: false,
+            backend: crate::rt::BackendChoice::Auto,
         }
     }
 }

@@ -112,63 +112,6 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The smallest locked-memory limit the runtime starts with: glommio locks memory for each
-/// executor's io_uring (measured: 256 KiB fails, 512 KiB works, also with 8 shards).
-pub const MIN_MEMLOCK: u64 = 512 * 1024;
-
-/// Why io_uring-based roles cannot start on this host, with the fix; `None` when they can.
-pub fn runtime_unavailable() -> Option<String> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0
-        && limit.rlim_cur != libc::RLIM_INFINITY
-        && limit.rlim_cur < MIN_MEMLOCK
-    {
-        return Some(format!(
-            "the locked-memory limit is {} KiB and gatewire needs at least {} KiB (its io_uring \
-             rings lock memory). Raise it before starting: `ulimit -l {}` in the shell (the hard \
-             limit may need root: /etc/security/limits.conf), `LimitMEMLOCK={}K` in a systemd \
-             unit, `--ulimit memlock={}` with Docker",
-            limit.rlim_cur / 1024,
-            MIN_MEMLOCK / 1024,
-            MIN_MEMLOCK / 1024 * 2,
-            MIN_MEMLOCK / 1024 * 2,
-            MIN_MEMLOCK * 2
-        ));
-    }
-    io_uring_refused().map(|why| {
-        format!(
-            "io_uring is not available here ({why}). gatewire runs on io_uring: allow it with \
-             `sysctl kernel.io_uring_disabled=0`, or in a container with a seccomp profile that \
-             permits io_uring_setup/io_uring_enter/io_uring_register (Docker: \
-             `--security-opt seccomp=<profile>`)"
-        )
-    })
-}
-
-/// Whether the kernel refuses to set up an io_uring for this process, and why.
-fn io_uring_refused() -> Option<String> {
-    if let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
-        if text.trim() == "2" {
-            return Some("kernel.io_uring_disabled = 2".into());
-        }
-    }
-    // A one-entry ring: refused by the sysctl, a seccomp filter or an old kernel.
-    let mut params = [0u8; 120]; // struct io_uring_params
-    // SAFETY: io_uring_setup writes at most sizeof(struct io_uring_params) into `params`.
-    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return Some(format!("io_uring_setup failed: {e}"));
-    }
-    // SAFETY: closing the ring we just created.
-    unsafe { libc::close(fd as i32) };
-    None
-}
-
 /// CPU time the calling thread has used: how long it has really run, whatever the kernel gave
 /// the other threads meanwhile (a wall clock counts their turns too).
 pub fn thread_cpu_time() -> std::time::Duration {

@@ -36,8 +36,10 @@ pub struct Host {
     pub syn_backlog: Option<u64>,
     pub mem_available: Option<u64>,
     pub conntrack_max: Option<u64>,
-    /// Why the io_uring runtime cannot start here (locked-memory limit, io_uring refused), with
-    /// the fix; `None` when it can.
+    /// The runtime backend `run.backend` resolves to here, and why (`auto`: io_uring where the
+    /// kernel allows it, epoll where not).
+    pub runtime: String,
+    /// Why the backend `run.backend` names cannot start here, with the fix; `None` when it can.
     pub runtime_blocked: Option<String>,
 }
 
@@ -52,7 +54,8 @@ fn read_u64(path: &str) -> Option<u64> {
 
 impl Host {
     /// Reads this machine.
-    pub fn read() -> Host {
+    pub fn read(config: &Config) -> Host {
+        let backend = crate::rt::backend::resolve(config.run.backend);
         let mut limit = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -73,7 +76,11 @@ impl Host {
             syn_backlog: read_u64("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
             mem_available,
             conntrack_max: read_u64("/proc/sys/net/netfilter/nf_conntrack_max"),
-            runtime_blocked: crate::system::runtime_unavailable(),
+            runtime: backend
+                .as_ref()
+                .map(|s| format!("{} ({})", s.backend, s.why))
+                .unwrap_or_else(|_| "blocked".into()),
+            runtime_blocked: backend.err().map(|e| e.0),
         }
     }
 }
@@ -172,17 +179,9 @@ pub fn check(host: &Host, config: &Config, clients: u64) -> Vec<Finding> {
         ));
     }
     out.push(finding(
-        "io_uring runtime (RLIMIT_MEMLOCK, io_uring allowed)",
-        if host.runtime_blocked.is_some() {
-            "blocked"
-        } else {
-            "ok"
-        }
-        .to_owned(),
-        format!(
-            "io_uring allowed, locked memory >= {} KiB",
-            crate::system::MIN_MEMLOCK / 1024
-        ),
+        "runtime backend (run.backend)",
+        host.runtime.clone(),
+        "a backend that starts here".to_owned(),
         host.runtime_blocked.clone(),
     ));
 
@@ -252,6 +251,7 @@ mod tests {
             syn_backlog: Some(4096),
             mem_available: Some(22 << 30),
             conntrack_max: None,
+            runtime: "io_uring (io_uring works here)".into(),
             runtime_blocked: None,
         }
     }
@@ -259,6 +259,7 @@ mod tests {
     #[test]
     fn a_blocked_runtime_blocks_with_its_fix() {
         let blocked = Host {
+            runtime: "blocked".into(),
             runtime_blocked: Some("the locked-memory limit is 64 KiB … ulimit -l 1024".into()),
             ..host()
         };

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -326,8 +325,16 @@ async fn run_shard(
             Ok((lot, woken)) => {
                 let (resuming, lot_for_resumed) = (shard.clone(), lot.clone());
                 let resume = move |id, socket: std::os::fd::OwnedFd| {
-                    // SAFETY: the descriptor is a connected TCP socket we own and hand over.
-                    let stream = unsafe { rt::TcpStream::from_raw_fd(socket.into_raw_fd()) };
+                    let stream = match rt::tcp_stream(socket) {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            warn!(error = %e, "a parked client's socket could not be resumed");
+                            resuming
+                                .borrow_mut()
+                                .destroy_client(id, crate::gateway::CloseCause::Peer);
+                            return;
+                        }
+                    };
                     let peer = ClientPeer::resume(resuming.clone(), id);
                     spawn_client(&resuming, Some(&lot_for_resumed), id, stream, peer);
                 };

@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::line::LineDecoder;
 use gatewire_proto::register::{RegisterMessage, ping_line};
-use rt::TcpStream;
 use tracing::{debug, warn};
 
 use crate::net::{self, Closing, Outbox};
@@ -44,7 +43,7 @@ pub async fn keep_registered<L: RegisterLink>(
     let mut backoff = net::Backoff::default();
     loop {
         let mut delay = RECONNECT_AFTER;
-        match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
+        match rt::connect(addr, CONNECT_TIMEOUT).await {
             // With nobody listening, a dial to a port in the ephemeral range can connect to
             // itself and squat the register's port; let it go at once.
             Ok(stream) if stream.local_addr().ok() == Some(addr) => {

@@ -5,15 +5,15 @@
 
 use std::future::poll_fn;
 use std::io::{self, Read as _, Write as _};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 
 use super::pacing;
+use super::sockets::TcpStream;
 use crate::net::{Closing, Outbox};
 
 /// Reads done in one wake-up before yielding to other connections.
@@ -144,20 +144,13 @@ async fn drive_with<P: Peer>(
             peer.on_closed(reason);
             None
         }
-        Ending::Parked => {
-            // glommio's stream cannot give its fd away: keep a duplicate, close the original.
-            // SAFETY: dup of a descriptor we own; the result is owned by the OwnedFd.
-            let copy = unsafe { libc::dup(stream.as_raw_fd()) };
-            drop(stream);
-            if copy < 0 {
-                let e = io::Error::last_os_error();
+        Ending::Parked => match stream.into_fd() {
+            Ok(socket) => Some(socket),
+            Err(e) => {
                 peer.on_closed(CloseReason::Error(e.kind()));
                 None
-            } else {
-                // SAFETY: `copy` is a fresh descriptor nobody else owns.
-                Some(unsafe { OwnedFd::from_raw_fd(copy) })
             }
-        }
+        },
     }
 }
 
@@ -345,7 +338,7 @@ fn flush(
         match err.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => {
-                // Let glommio arm a writability wake-up (it may also manage to write a little).
+                // Let the runtime arm a writability wake-up (it may also manage to write a little).
                 let polled = {
                     let first = outbox.pending_slices(1).next().unwrap_or_default();
                     Pin::new(&mut *stream).poll_write(cx, first)

@@ -26,9 +26,11 @@
 //! readiness loop and `sendmsg`. Either is a sibling of this folder with the same names; see
 //! docs/architecture.md.
 
+pub mod backend;
 pub mod driver;
 pub mod executor;
 pub mod liveness;
+pub mod own;
 pub mod pacing;
 pub mod readiness;
 pub mod sockets;
@@ -36,6 +38,7 @@ pub mod task;
 pub mod yield_to_io;
 
 pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, write_now};
+pub use backend::{Backend, BackendChoice, Selection, Unavailable, select};
 pub use executor::{Cpu, Executor, ExecutorError, ExecutorSpec, start};
 pub use liveness::fail_dead_peer_after;
 pub use pacing::{Turn, poll_turn};

@@ -50,7 +50,7 @@ impl ReadinessSet {
             sockets: HashMap::new(),
         };
         let ids = ReadyIds {
-            stream: unix_stream(OwnedFd::from(ready_rx)),
+            stream: unix_stream(OwnedFd::from(ready_rx))?,
             buf: [0; 4096],
             held: 0,
         };

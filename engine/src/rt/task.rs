@@ -1,16 +1,29 @@
-//! Tasks and timers on the current executor thread.
+//! Tasks and timers on the current executor thread, of whichever backend runs it.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use super::backend::{self, Backend};
+use super::own;
 
 /// A task that can be cancelled (dropping it cancels it too).
 #[allow(missing_debug_implementations)]
-pub struct Task<T>(glommio::Task<T>);
+pub struct Task<T>(Inner<T>);
+
+enum Inner<T> {
+    Glommio(glommio::Task<T>),
+    Own(own::Task<T>),
+}
 
 impl<T> Task<T> {
     /// Stops the task at its next await point.
     pub fn cancel(self) {
-        drop(self.0.cancel());
+        match self.0 {
+            Inner::Glommio(task) => drop(task.cancel()),
+            Inner::Own(task) => task.cancel(),
+        }
     }
 }
 
@@ -18,25 +31,36 @@ impl<T> Task<T> {
 impl<T> Future for Task<T> {
     type Output = T;
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<T> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match &mut self.0 {
+            Inner::Glommio(task) => Pin::new(task).poll(cx),
+            Inner::Own(task) => Pin::new(task).poll(cx),
+        }
     }
 }
 
 /// Runs `future` on this thread's executor, on its own (its result is dropped).
 pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) {
-    glommio::spawn_local(future).detach();
+    match backend::current() {
+        Backend::Glommio => drop(glommio::spawn_local(future).detach()),
+        Backend::IoUring | Backend::Epoll => own::spawn(future).detach(),
+    }
 }
 
 /// Runs `future` on this thread's executor; the returned [`Task`] can cancel it.
 pub fn spawn_cancellable<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
-    Task(glommio::spawn_local(future))
+    Task(match backend::current() {
+        Backend::Glommio => Inner::Glommio(glommio::spawn_local(future)),
+        Backend::IoUring | Backend::Epoll => Inner::Own(own::spawn(future)),
+    })
 }
 
 /// Resolves after `duration`.
 pub async fn sleep(duration: Duration) {
-    glommio::timer::sleep(duration).await;
+    match backend::current() {
+        Backend::Glommio => {
+            glommio::timer::sleep(duration).await;
+        }
+        Backend::IoUring | Backend::Epoll => own::sleep(duration).await,
+    }
 }

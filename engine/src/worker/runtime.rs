@@ -19,7 +19,6 @@ use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::php::{Value, serialize, unserialize};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
 use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, PacketDecoder};
-use rt::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::context::Context;
@@ -288,7 +287,7 @@ async fn keep_linked<A: Events>(worker: Rc<Worker<A>>, address: String) {
         }
         let target: Option<SocketAddr> = address.parse().ok();
         let connected = match target {
-            Some(t) => TcpStream::connect_timeout(t, CONNECT_TIMEOUT).await.ok(),
+            Some(t) => rt::connect(t, CONNECT_TIMEOUT).await.ok(),
             None => {
                 warn!(%address, "gateway address is not ip:port");
                 None

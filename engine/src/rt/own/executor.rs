@@ -1,0 +1,510 @@
+//! gatewire's own executor: one per thread, tasks in a FIFO, timers in an ordered map, and a
+//! [`Reactor`] (io_uring or epoll) that it asks for I/O between batches of tasks.
+//!
+//! One turn of the loop:
+//! 1. run the tasks the last look at the I/O woke, then the tasks that were ready when the turn
+//!    began (at most [`BATCH`]); what they wake waits for the next turn, so a wave of writers
+//!    cannot keep the loop from its I/O, and what the I/O woke does not queue behind the wave;
+//! 2. wake the timers that are due;
+//! 3. reap I/O: without waiting when tasks are ready, else parked in the reactor until the next
+//!    timer (one system call: `epoll_wait`, or `io_uring_enter` with its timeout argument);
+//! 4. take the tasks other threads woke.
+//!
+//! So the loop looks at its I/O after every batch by design: no preempt timer, no pacing, no
+//! nudge. A task's waker may be used from any thread: a foreign wake queues the task on its
+//! home's remote list and writes the home's eventfd, which the reactor watches.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use super::reactor::{Reactor, Readiness, Sources};
+
+/// Tasks run in one turn before the loop looks at its I/O again.
+pub(super) const BATCH: usize = 1024;
+/// The reactor token of the home's eventfd (source tokens have a generation ≥ 1 in their high
+/// half, so they never equal it).
+const NOTIFY_TOKEN: u64 = u64::MAX - 1;
+
+/// What other threads see of an executor: where they queue the tasks they wake.
+struct Home {
+    remote: Mutex<Vec<Arc<Header>>>,
+    /// The eventfd has been written and not yet read.
+    notified: AtomicBool,
+    eventfd: OwnedFd,
+}
+
+impl Home {
+    fn notify(&self) {
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writing 8 bytes from a live buffer to our eventfd.
+            unsafe { libc::write(self.eventfd.as_raw_fd(), one.as_ptr().cast(), 8) };
+        }
+    }
+}
+
+/// A task as its wakers know it: where it lives, and whether it is queued already.
+struct Header {
+    slot: u32,
+    generation: u32,
+    queued: AtomicBool,
+    home: Arc<Home>,
+}
+
+impl Wake for Header {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let at_home = HOME.with(|h| std::ptr::eq(h.get(), Arc::as_ptr(&self.home)));
+        if at_home {
+            with_local(|local| {
+                let queue = if local.reaping.get() {
+                    &local.io_ready
+                } else {
+                    &local.ready
+                };
+                queue.borrow_mut().push_back(self.clone());
+            });
+        } else {
+            self.home
+                .remote
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.clone());
+            self.home.notify();
+        }
+    }
+}
+
+type BoxedFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// A task's place in the executor.
+struct Slot {
+    generation: u32,
+    /// `None` while the task is being polled, and after it ended.
+    future: Option<BoxedFuture>,
+    waker: Option<Waker>,
+    /// Cancelled while it was being polled: dropped when the poll returns.
+    cancelled: bool,
+}
+
+/// One thread's executor state.
+pub(super) struct Local {
+    home: Arc<Home>,
+    slots: RefCell<Vec<Slot>>,
+    free: RefCell<Vec<u32>>,
+    ready: RefCell<VecDeque<Arc<Header>>>,
+    /// Tasks woken by the last look at the I/O: they run first in the next turn, so a link's
+    /// next message is read after at most one batch of a broadcast's writers, not all of them.
+    io_ready: RefCell<VecDeque<Arc<Header>>>,
+    /// The loop is handing out I/O edges (wakes go to `io_ready`).
+    reaping: Cell<bool>,
+    timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
+    timer_seq: Cell<u64>,
+    pub(super) reactor: RefCell<Reactor>,
+    pub(super) sources: RefCell<Sources>,
+}
+
+thread_local! {
+    static LOCAL: Cell<*const Local> = const { Cell::new(std::ptr::null()) };
+    static HOME: Cell<*const Home> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Whether this thread runs gatewire's own executor now.
+pub(super) fn on_executor() -> bool {
+    !LOCAL.with(Cell::get).is_null()
+}
+
+/// Runs `f` on this thread's executor. Panics off an executor thread of this backend (the
+/// callers are `rt::` functions, which dispatch by the thread's backend first).
+pub(super) fn with_local<R>(f: impl FnOnce(&Local) -> R) -> R {
+    let local = LOCAL.with(Cell::get);
+    assert!(
+        !local.is_null(),
+        "not on a thread of gatewire's own executor"
+    );
+    // SAFETY: the pointer is set by `run` to an `Rc<Local>` that outlives every task and is
+    // reset before that `Rc` is dropped; only this thread reads it.
+    f(unsafe { &*local })
+}
+
+/// A task that can be cancelled; awaiting it gives its result.
+pub struct Task<T> {
+    header: Arc<Header>,
+    state: Rc<RefCell<JoinState<T>>>,
+}
+
+impl<T> std::fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").field("slot", &self.header.slot).finish()
+    }
+}
+
+struct JoinState<T> {
+    result: Option<T>,
+    waiter: Option<Waker>,
+    detached: bool,
+}
+
+impl<T> Task<T> {
+    /// Stops the task: its future is dropped now (or when its current poll returns).
+    pub fn cancel(self) {
+        // Drop does it.
+    }
+
+    /// Lets the task run on unwatched; its result is dropped.
+    pub fn detach(self) {
+        self.state.borrow_mut().detached = true;
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        let state = self.state.borrow();
+        if state.detached || state.result.is_some() {
+            return;
+        }
+        drop(state);
+        if on_executor() {
+            cancel(&self.header);
+        }
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut state = self.state.borrow_mut();
+        match state.result.take() {
+            Some(result) => {
+                // Ended: nothing left to cancel on drop.
+                state.detached = true;
+                Poll::Ready(result)
+            }
+            None => {
+                state.waiter = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Runs `future` on this thread's executor.
+pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
+    let state = Rc::new(RefCell::new(JoinState {
+        result: None,
+        waiter: None,
+        detached: false,
+    }));
+    let filled = state.clone();
+    let wrapped = async move {
+        let result = future.await;
+        let mut state = filled.borrow_mut();
+        if !state.detached {
+            state.result = Some(result);
+        }
+        if let Some(waiter) = state.waiter.take() {
+            drop(state);
+            waiter.wake();
+        }
+    };
+    let header = with_local(|local| local.insert(Box::pin(wrapped)));
+    Task { header, state }
+}
+
+fn cancel(header: &Arc<Header>) {
+    let dropped = with_local(|local| {
+        let mut slots = local.slots.borrow_mut();
+        let slot = &mut slots[header.slot as usize];
+        if slot.generation != header.generation {
+            return None;
+        }
+        match slot.future.take() {
+            Some(future) => {
+                slot.waker = None;
+                slot.generation = slot.generation.wrapping_add(1).max(1);
+                local.free.borrow_mut().push(header.slot);
+                Some(future)
+            }
+            None => {
+                slot.cancelled = true;
+                None
+            }
+        }
+    });
+    // Dropped outside the borrow: its destructors may spawn or cancel.
+    drop(dropped);
+}
+
+/// Resolves after `duration`.
+pub async fn sleep(duration: Duration) {
+    Sleep {
+        deadline: Instant::now() + duration,
+        key: None,
+    }
+    .await
+}
+
+struct Sleep {
+    deadline: Instant,
+    key: Option<(Instant, u64)>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            if let Some(key) = self.key.take() {
+                with_local(|local| local.timers.borrow_mut().remove(&key));
+            }
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        let key = *self.key.get_or_insert_with(|| {
+            with_local(|local| {
+                let seq = local.timer_seq.get();
+                local.timer_seq.set(seq + 1);
+                (deadline, seq)
+            })
+        });
+        with_local(|local| {
+            let mut timers = local.timers.borrow_mut();
+            match timers.get_mut(&key) {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                Some(waker) => *waker = cx.waker().clone(),
+                None => {
+                    timers.insert(key, cx.waker().clone());
+                }
+            }
+        });
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            // A thread that is tearing down its executor may drop sleeps after it is gone.
+            if !LOCAL.with(Cell::get).is_null() {
+                with_local(|local| local.timers.borrow_mut().remove(&key));
+            }
+        }
+    }
+}
+
+impl Local {
+    fn insert(&self, future: BoxedFuture) -> Arc<Header> {
+        let mut slots = self.slots.borrow_mut();
+        let index = match self.free.borrow_mut().pop() {
+            Some(index) => index,
+            None => {
+                slots.push(Slot {
+                    generation: 1,
+                    future: None,
+                    waker: None,
+                    cancelled: false,
+                });
+                (slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut slots[index as usize];
+        let header = Arc::new(Header {
+            slot: index,
+            generation: slot.generation,
+            queued: AtomicBool::new(true),
+            home: self.home.clone(),
+        });
+        slot.future = Some(future);
+        slot.waker = Some(Waker::from(header.clone()));
+        slot.cancelled = false;
+        self.ready.borrow_mut().push_back(header.clone());
+        header
+    }
+
+    /// Polls one queued task.
+    fn run(&self, header: &Arc<Header>) {
+        header.queued.store(false, Ordering::Release);
+        let taken = {
+            let mut slots = self.slots.borrow_mut();
+            let slot = &mut slots[header.slot as usize];
+            if slot.generation != header.generation {
+                return;
+            }
+            slot.future.take().zip(slot.waker.clone())
+        };
+        let Some((mut future, waker)) = taken else {
+            return;
+        };
+        let done = future
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready();
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[header.slot as usize];
+        if done || slot.cancelled {
+            slot.generation = slot.generation.wrapping_add(1).max(1);
+            slot.waker = None;
+            slot.cancelled = false;
+            self.free.borrow_mut().push(header.slot);
+            drop(slots);
+            drop(future);
+        } else {
+            slot.future = Some(future);
+        }
+    }
+
+    /// Wakes the timers that are due; the time until the next one.
+    fn fire_timers(&self) -> Option<Duration> {
+        let now = Instant::now();
+        loop {
+            let due = {
+                let mut timers = self.timers.borrow_mut();
+                match timers.first_key_value() {
+                    Some((&(at, _), _)) if at <= now => timers.pop_first().map(|(_, w)| w),
+                    Some((&(at, _), _)) => return Some(at - now),
+                    None => return None,
+                }
+            };
+            if let Some(waker) = due {
+                waker.wake();
+            }
+        }
+    }
+
+    fn take_remote(&self) {
+        self.home.notified.store(false, Ordering::Release);
+        let mut buf = [0u8; 8];
+        // SAFETY: reading 8 bytes into a live buffer from our non-blocking eventfd.
+        unsafe { libc::read(self.home.eventfd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        let woken = std::mem::take(
+            &mut *self
+                .home
+                .remote
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        self.ready.borrow_mut().extend(woken);
+    }
+
+    /// Reaps I/O, waiting at most `timeout` (`None`: until something happens).
+    fn reap(&self, timeout: Option<Duration>, events: &mut Vec<(u64, Readiness)>) {
+        events.clear();
+        if let Err(e) = self.reactor.borrow_mut().wait(timeout, events) {
+            crate::log_limit::warn_limited("reactor", &format!("waiting for I/O failed: {e}"));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut remote = false;
+        self.reaping.set(true);
+        for &(token, readiness) in events.iter() {
+            if token == NOTIFY_TOKEN {
+                remote = true;
+                continue;
+            }
+            let wakers = self.sources.borrow_mut().ready(token, readiness);
+            for waker in wakers.into_iter().flatten() {
+                waker.wake();
+            }
+        }
+        self.reaping.set(false);
+        if remote {
+            self.take_remote();
+        }
+    }
+}
+
+/// Runs `main` (and what it spawns) on this thread with `reactor` until `main` ends.
+pub fn block_on<T: 'static>(
+    reactor: Reactor,
+    main: impl Future<Output = T> + 'static,
+) -> std::io::Result<T> {
+    // SAFETY: a plain syscall creating a descriptor we own at once.
+    let eventfd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if eventfd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `eventfd` is a fresh descriptor.
+    let eventfd = unsafe { OwnedFd::from_raw_fd(eventfd) };
+    let mut reactor = reactor;
+    reactor.register(eventfd.as_raw_fd(), NOTIFY_TOKEN)?;
+    let home = Arc::new(Home {
+        remote: Mutex::new(Vec::new()),
+        notified: AtomicBool::new(false),
+        eventfd,
+    });
+    let local = Rc::new(Local {
+        home: home.clone(),
+        slots: RefCell::new(Vec::new()),
+        free: RefCell::new(Vec::new()),
+        ready: RefCell::new(VecDeque::new()),
+        io_ready: RefCell::new(VecDeque::new()),
+        reaping: Cell::new(false),
+        timers: RefCell::new(BTreeMap::new()),
+        timer_seq: Cell::new(0),
+        reactor: RefCell::new(reactor),
+        sources: RefCell::new(Sources::default()),
+    });
+    LOCAL.with(|l| l.set(Rc::as_ptr(&local)));
+    HOME.with(|h| h.set(Arc::as_ptr(&home)));
+    let output = Rc::new(RefCell::new(None));
+    let out = output.clone();
+    spawn(async move {
+        let result = main.await;
+        *out.borrow_mut() = Some(result);
+    })
+    .detach();
+    let mut events = Vec::with_capacity(1024);
+    let result = loop {
+        loop {
+            let Some(header) = local.io_ready.borrow_mut().pop_front() else {
+                break;
+            };
+            local.run(&header);
+        }
+        let batch = local.ready.borrow().len().min(BATCH);
+        for _ in 0..batch {
+            let Some(header) = local.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            local.run(&header);
+        }
+        if let Some(result) = output.borrow_mut().take() {
+            break result;
+        }
+        let next_timer = local.fire_timers();
+        let timeout = if local.ready.borrow().is_empty() && local.io_ready.borrow().is_empty() {
+            next_timer
+        } else {
+            Some(Duration::ZERO)
+        };
+        local.reap(timeout, &mut events);
+    };
+    // Drop every task while the executor is still reachable (their sockets deregister).
+    let futures: Vec<_> = local
+        .slots
+        .borrow_mut()
+        .iter_mut()
+        .filter_map(|s| s.future.take())
+        .collect();
+    drop(futures);
+    local.ready.borrow_mut().clear();
+    local.io_ready.borrow_mut().clear();
+    local.timers.borrow_mut().clear();
+    LOCAL.with(|l| l.set(std::ptr::null()));
+    HOME.with(|h| h.set(std::ptr::null()));
+    Ok(result)
+}

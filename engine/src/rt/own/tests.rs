@@ -1,0 +1,225 @@
+//! The own executor on both reactors: tasks, timers, foreign wakes, sockets, and that its I/O is
+//! looked at between batches of tasks (what glommio needed pacing for).
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io::{Read as _, Write as _};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use crate::rt::{self, Backend, Cpu, ExecutorSpec};
+
+const BACKENDS: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
+
+fn on<T: Send + 'static, Fut: std::future::Future<Output = T> + 'static>(
+    backend: Backend,
+    main: impl FnOnce() -> Fut + Send + 'static,
+) -> T {
+    let spec = ExecutorSpec::new(format!("own-test-{backend}"), Cpu::Any).backend(backend);
+    rt::start(spec, main).unwrap().join().unwrap()
+}
+
+#[test]
+fn tasks_run_timers_fire_in_order_and_cancelled_tasks_stop() {
+    for backend in BACKENDS {
+        let (order, cancelled_ran) = on(backend, || async {
+            let order = Rc::new(RefCell::new(Vec::new()));
+            for (i, ms) in [(2, 30u64), (0, 10), (1, 20)] {
+                let order = order.clone();
+                rt::spawn(async move {
+                    rt::sleep(Duration::from_millis(ms)).await;
+                    order.borrow_mut().push(i);
+                });
+            }
+            let ran = Rc::new(Cell::new(false));
+            let flag = ran.clone();
+            let task = rt::spawn_cancellable(async move {
+                rt::sleep(Duration::from_millis(20)).await;
+                flag.set(true);
+            });
+            task.cancel();
+            let joined = rt::spawn_cancellable(async { 7 }).await;
+            assert_eq!(joined, 7);
+            rt::sleep(Duration::from_millis(60)).await;
+            (order.take(), ran.get())
+        });
+        assert_eq!(order, [0, 1, 2], "{backend}");
+        assert!(!cancelled_ran, "{backend}");
+    }
+}
+
+#[test]
+fn a_waker_used_from_another_thread_wakes_the_task() {
+    for backend in BACKENDS {
+        let woke = on(backend, || async {
+            let started = Instant::now();
+            let mut sent = false;
+            poll_fn(|cx| {
+                if sent {
+                    return Poll::Ready(());
+                }
+                sent = true;
+                let waker = cx.waker().clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    waker.wake();
+                });
+                Poll::Pending
+            })
+            .await;
+            started.elapsed()
+        });
+        // Parked with no timer: only the foreign wake can have ended the wait.
+        assert!(woke >= Duration::from_millis(20), "{backend}");
+    }
+}
+
+#[test]
+fn sockets_connect_accept_echo_and_refuse() {
+    for backend in BACKENDS {
+        let (echoed, refused) = on(backend, || async {
+            let listener = rt::listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
+            let addr = listener.local_addr().unwrap();
+            rt::spawn(async move {
+                let mut stream = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    stream.write_all(&buf[..n]).await.unwrap();
+                }
+            });
+            let mut client = rt::connect(addr, Duration::from_secs(2)).await.unwrap();
+            // More than a socket buffer holds: the writes and reads wait for readiness.
+            let sent: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+            let mut back = vec![0u8; sent.len()];
+            let writing = {
+                let sent = sent.clone();
+                let mut writer = rt::tcp_stream(dup(&client)).unwrap();
+                rt::spawn_cancellable(async move { writer.write_all(&sent).await })
+            };
+            client.read_exact(&mut back).await.unwrap();
+            writing.await.unwrap();
+            // A closed port refuses.
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let gone = closed.local_addr().unwrap();
+            drop(closed);
+            let refused = rt::connect(gone, Duration::from_secs(2)).await.is_err();
+            (back == sent, refused)
+        });
+        assert!(echoed, "{backend}");
+        assert!(refused, "{backend}");
+    }
+}
+
+fn dup(stream: &rt::TcpStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: dup of an open descriptor; the copy is owned by the result.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(libc::dup(stream.as_raw_fd())) }
+}
+
+#[test]
+fn a_socket_handed_over_keeps_its_bytes_and_works_on_its_own() {
+    for backend in BACKENDS {
+        on(backend, || async {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut theirs_rt = rt::unix_stream(theirs.into()).unwrap();
+            let mut ours = ours;
+            ours.write_all(b"ab").unwrap();
+            let mut one = [0u8; 1];
+            theirs_rt.read_exact(&mut one).await.unwrap();
+            assert_eq!(&one, b"a");
+            // Dropping the runtime's stream closes it: the other end sees the end.
+            drop(theirs_rt);
+            let mut rest = Vec::new();
+            ours.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = ours.read_to_end(&mut rest);
+        });
+    }
+}
+
+/// Runs `steps` of a task that wakes itself after each, while a reader waits for a byte that
+/// the first step writes; returns how many steps ran before the reader had its byte.
+fn self_waking_steps_before_the_reader_ran(backend: Backend) -> usize {
+    on(backend, || async {
+        let (theirs, mut ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut reader = rt::unix_stream(theirs.into()).unwrap();
+        let read = Rc::new(Cell::new(false));
+        let reader_read = read.clone();
+        rt::spawn(async move {
+            let mut byte = [0u8; 1];
+            reader.read_exact(&mut byte).await.unwrap();
+            reader_read.set(true);
+        });
+        rt::sleep(Duration::from_millis(10)).await;
+        let mut steps = 0;
+        poll_fn(|cx| {
+            if steps == 0 {
+                ours.write_all(b"x").unwrap();
+            }
+            if read.get() || steps == 1000 {
+                return Poll::Ready(());
+            }
+            steps += 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await;
+        steps
+    })
+}
+
+#[test]
+fn a_task_that_wakes_itself_does_not_keep_the_loop_from_its_io() {
+    for backend in BACKENDS {
+        assert!(
+            self_waking_steps_before_the_reader_ran(backend) <= 2,
+            "{backend}: the reader runs at the next turn"
+        );
+    }
+}
+
+#[test]
+fn a_reader_woken_during_a_wave_of_writers_runs_after_one_batch_not_the_wave() {
+    for backend in BACKENDS {
+        let (written_before_read, total) = on(backend, || async {
+            let (theirs, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut reader = rt::unix_stream(theirs.into()).unwrap();
+            let wrote = Rc::new(Cell::new(0usize));
+            let seen = Rc::new(Cell::new(None));
+            let (counted, seen_by_reader) = (wrote.clone(), seen.clone());
+            rt::spawn(async move {
+                let mut byte = [0u8; 1];
+                reader.read_exact(&mut byte).await.unwrap();
+                seen_by_reader.set(Some(counted.get()));
+            });
+            rt::sleep(Duration::from_millis(10)).await;
+            // A broadcast's wave: 5,000 writers all ready at once; the first one's write is
+            // the link's next message.
+            let ours = Rc::new(RefCell::new(ours));
+            for i in 0..5000 {
+                let (wrote, ours) = (wrote.clone(), ours.clone());
+                rt::spawn(async move {
+                    if i == 0 {
+                        ours.borrow_mut().write_all(b"x").unwrap();
+                    }
+                    wrote.set(wrote.get() + 1);
+                });
+            }
+            while wrote.get() < 5000 || seen.get().is_none() {
+                rt::sleep(Duration::from_millis(1)).await;
+            }
+            (seen.get().unwrap(), wrote.get())
+        });
+        assert_eq!(total, 5000);
+        assert!(
+            written_before_read <= super::executor::BATCH + 1,
+            "{backend}: the reader waited for {written_before_read} writers"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The io_uring reactor: a multishot poll per descriptor reports its readiness edges, and the
+//! thread parks in one `io_uring_enter` that waits with a timeout argument (no timer request to
+//! arm and cancel around every park, no `membarrier`). Reads and writes stay plain non-blocking
+//! system calls, as the epoll reactor does them, so both run the same I/O code.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use super::reactor::Readiness;
+
+/// `user_data` of requests whose completion means nothing to us (poll removals).
+const IGNORED: u64 = 0;
+
+/// The events a descriptor's poll asks for.
+const MASK: u32 = (libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP)
+    as u32;
+
+/// A ring, and the descriptors whose polls it keeps armed.
+#[allow(missing_debug_implementations)]
+pub struct Uring {
+    ring: IoUring,
+    /// Registered descriptors by token: a poll that ends (the kernel may end a multishot poll)
+    /// is armed again.
+    armed: HashMap<u64, RawFd>,
+    rearm: Vec<u64>,
+}
+
+impl Uring {
+    /// A ring of `entries` submission slots; fails where io_uring is refused, or lacks the
+    /// timeout argument of `io_uring_enter` (kernels before 5.11).
+    pub fn new(entries: u32) -> io::Result<Uring> {
+        let ring = IoUring::builder().build(entries)?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this kernel's io_uring_enter takes no timeout argument (Linux 5.11 or later \
+                 needed)",
+            ));
+        }
+        Ok(Uring {
+            ring,
+            armed: HashMap::new(),
+            rearm: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: poll and poll-remove requests reference no user memory.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return Ok(());
+            }
+            // The submission queue is full: hand it to the kernel and try again.
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.drain(&mut Vec::new()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn arm(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        let poll = opcode::PollAdd::new(types::Fd(fd), MASK)
+            .multi(true)
+            .build()
+            .user_data(token);
+        self.push(poll)
+    }
+
+    pub fn register(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.armed.insert(token, fd);
+        self.arm(fd, token)
+    }
+
+    pub fn deregister(&mut self, token: u64) {
+        if self.armed.remove(&token).is_some() {
+            let remove = opcode::PollRemove::new(token).build().user_data(IGNORED);
+            let _ = self.push(remove);
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<(u64, Readiness)>) {
+        for cqe in self.ring.completion() {
+            let token = cqe.user_data();
+            if token == IGNORED {
+                continue;
+            }
+            let result = cqe.result();
+            if !cqueue::more(cqe.flags()) {
+                // The poll ended (cancelled, or ended by the kernel): armed again if still ours.
+                self.rearm.push(token);
+            }
+            let readiness = if result < 0 {
+                // The poll failed or was cancelled: let the owner find out with a system call.
+                Readiness {
+                    readable: true,
+                    writable: true,
+                }
+            } else {
+                let mask = result as u32;
+                let failed = mask & (libc::POLLERR | libc::POLLHUP) as u32 != 0;
+                Readiness {
+                    readable: mask & (libc::POLLIN | libc::POLLRDHUP) as u32 != 0 || failed,
+                    writable: mask & libc::POLLOUT as u32 != 0 || failed,
+                }
+            };
+            out.push((token, readiness));
+        }
+    }
+
+    pub fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<(u64, Readiness)>,
+    ) -> io::Result<()> {
+        let waited = match timeout {
+            Some(t) if t.is_zero() => {
+                // Completions are posted without our asking (the kernel runs the poll's task
+                // work on our next return from any system call): only submissions need a call.
+                if self.ring.submission().is_empty() {
+                    Ok(0)
+                } else {
+                    self.ring.submit()
+                }
+            }
+            Some(t) => {
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submitter().submit_and_wait(1),
+        };
+        match waited {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(e) => return Err(e),
+        }
+        self.drain(out);
+        for token in std::mem::take(&mut self.rearm) {
+            if let Some(&fd) = self.armed.get(&token) {
+                self.arm(fd, token)?;
+            }
+        }
+        Ok(())
+    }
+}
