@@ -123,7 +123,9 @@ pub fn resolve(choice: BackendChoice) -> Result<Selection, Unavailable> {
             backend: Backend::Epoll,
             why: format!("io_uring is not available here ({why}); epoll instead"),
         }),
-        (BackendChoice::Auto, None) if AUTO_URING == Backend::Glommio && memlock_short.is_some() => {
+        (BackendChoice::Auto, None)
+            if AUTO_URING == Backend::Glommio && memlock_short.is_some() =>
+        {
             Ok(Selection {
                 backend: Backend::IoUring,
                 why: "io_uring works; the locked-memory limit is too low for glommio".into(),

@@ -113,7 +113,9 @@ macro_rules! async_io {
             fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match &mut self.0 {
                     Stream::Glommio(g, _) => Pin::new(g).poll_close(cx),
-                    Stream::Own(_) => Poll::Ready(self.0.sock().shutdown(std::net::Shutdown::Write)),
+                    Stream::Own(_) => {
+                        Poll::Ready(self.0.sock().shutdown(std::net::Shutdown::Write))
+                    }
                 }
             }
         }
@@ -195,9 +197,9 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStrea
         Backend::Glommio => glommio::net::TcpStream::connect_timeout(addr, timeout)
             .await
             .map(|s| {
-                    let fd = s.as_raw_fd();
-                    TcpStream(Stream::Glommio(s, fd))
-                })
+                let fd = s.as_raw_fd();
+                TcpStream(Stream::Glommio(s, fd))
+            })
             .map_err(io::Error::from),
         Backend::IoUring | Backend::Epoll => own_io::connect(addr, timeout)
             .await

@@ -5,6 +5,7 @@
 
 pub mod process;
 pub mod redis;
+pub mod seccomp;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -78,6 +79,13 @@ pub struct Setup {
     pub lan_ip: Ipv4Addr,
     /// Send the processes' log lines to `gatewire.log` in the temp dir (see [`Gatewire::log`]).
     pub capture_log: bool,
+    /// `GATEWIRE_LOG` for the processes.
+    pub log: &'static str,
+    /// Run under a seccomp filter that refuses io_uring (as a default container does).
+    pub block_io_uring: bool,
+    /// `run.backend` (through `GATEWIRE_RUN_BACKEND`); `None` leaves the environment's (CI
+    /// runs the suites once per reactor that way).
+    pub backend: Option<&'static str>,
 }
 
 impl Default for Setup {
@@ -94,6 +102,9 @@ impl Default for Setup {
             metrics: false,
             lan_ip: Ipv4Addr::LOCALHOST,
             capture_log: false,
+            log: "warn",
+            block_io_uring: false,
+            backend: None,
         }
     }
 }
@@ -130,16 +141,22 @@ impl Gatewire {
             true => Stdio::from(std::fs::File::create(dir.path().join("gatewire.log")).unwrap()),
             false => Stdio::inherit(),
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gatewire"));
+        command
             .args(["start", "-c"])
             .arg(&path)
             .args(["--role", setup.roles])
             .current_dir(dir.path())
-            .env("GATEWIRE_LOG", "warn")
+            .env("GATEWIRE_LOG", setup.log)
             .stdin(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+            .stderr(stderr);
+        if let Some(backend) = setup.backend {
+            command.env("GATEWIRE_RUN_BACKEND", backend);
+        }
+        if setup.block_io_uring {
+            seccomp::block_io_uring(&mut command);
+        }
+        let child = command.spawn().unwrap();
         let gw = Gatewire {
             child,
             dir,

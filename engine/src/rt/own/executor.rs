@@ -149,7 +149,9 @@ pub struct Task<T> {
 
 impl<T> std::fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Task").field("slot", &self.header.slot).finish()
+        f.debug_struct("Task")
+            .field("slot", &self.header.slot)
+            .finish()
     }
 }
 
@@ -391,13 +393,8 @@ impl Local {
         let mut buf = [0u8; 8];
         // SAFETY: reading 8 bytes into a live buffer from our non-blocking eventfd.
         unsafe { libc::read(self.home.eventfd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-        let woken = std::mem::take(
-            &mut *self
-                .home
-                .remote
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let woken =
+            std::mem::take(&mut *self.home.remote.lock().unwrap_or_else(|e| e.into_inner()));
         self.ready.borrow_mut().extend(woken);
     }
 

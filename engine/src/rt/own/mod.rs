@@ -30,9 +30,9 @@ const DEFAULT_RING: u32 = 256;
 /// Makes the reactor of `kind` for the calling thread.
 pub fn reactor(kind: ReactorKind, ring_depth: Option<usize>) -> std::io::Result<Reactor> {
     Ok(match kind {
-        ReactorKind::Uring => Reactor::Uring(uring::Uring::new(
+        ReactorKind::Uring => Reactor::Uring(Box::new(uring::Uring::new(
             ring_depth.map_or(DEFAULT_RING, |d| d as u32),
-        )?),
+        )?)),
         ReactorKind::Epoll => Reactor::Epoll(epoll::Epoll::new()?),
     })
 }

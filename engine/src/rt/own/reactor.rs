@@ -21,7 +21,7 @@ pub struct Readiness {
 /// One of the two reactors; chosen when the executor starts.
 #[allow(missing_debug_implementations)]
 pub enum Reactor {
-    Uring(Uring),
+    Uring(Box<Uring>),
     Epoll(Epoll),
 }
 

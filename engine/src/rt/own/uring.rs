@@ -16,8 +16,8 @@ use super::reactor::Readiness;
 const IGNORED: u64 = 0;
 
 /// The events a descriptor's poll asks for.
-const MASK: u32 = (libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP)
-    as u32;
+const MASK: u32 =
+    (libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) as u32;
 
 /// A ring, and the descriptors whose polls it keeps armed.
 #[allow(missing_debug_implementations)]
@@ -139,7 +139,11 @@ impl Uring {
         };
         match waited {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
             Err(e) => return Err(e),
         }
         self.drain(out);

@@ -1,0 +1,90 @@
+//! The runtime backends end to end: each serves clients through a worker, `auto` falls back to
+//! epoll where io_uring is refused (a seccomp filter like a default container's) and says why,
+//! and naming io_uring there stops with the cause and the fix.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn echo(backend: Option<&'static str>, block_io_uring: bool) -> Setup {
+    Setup {
+        roles: "register,gateway,worker",
+        app: "echo",
+        shards: 2,
+        capture_log: true,
+        log: "info",
+        backend,
+        block_io_uring,
+        ..Setup::default()
+    }
+}
+
+fn round_trips(gw: &Gatewire) {
+    let mut clients: Vec<Ws> = (0..4)
+        .map(|_| ws_connect_when_served(gw.public, "/"))
+        .collect();
+    for round in 0..3 {
+        for (i, ws) in clients.iter_mut().enumerate() {
+            let text = format!("client {i} round {round}");
+            ws.send(tungstenite::Message::text(text.clone())).unwrap();
+            assert_eq!(ws_read(ws), text);
+        }
+    }
+}
+
+#[test]
+fn every_backend_serves_clients_through_a_worker() {
+    for backend in ["io_uring", "epoll", "glommio"] {
+        let gw = Gatewire::start(echo(Some(backend), false));
+        round_trips(&gw);
+        let log = gw.log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("runtime backend") && l.contains(&format!("backend={backend}"))),
+            "{backend}: no start-up line naming the backend in:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn auto_runs_on_epoll_where_a_seccomp_filter_refuses_io_uring_and_says_why() {
+    let gw = Gatewire::start(echo(Some("auto"), true));
+    round_trips(&gw);
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("runtime backend"))
+        .unwrap_or_else(|| panic!("no backend line in:\n{log}"));
+    assert!(line.contains("backend=epoll"), "{line}");
+    assert!(line.contains("seccomp"), "the cause is named: {line}");
+}
+
+#[test]
+fn naming_io_uring_where_it_is_refused_stops_with_the_cause_and_the_fix() {
+    for backend in ["io_uring", "glommio"] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!("[gateway]\nlisten = \"websocket://127.0.0.1:{port}\"\n");
+        std::fs::write(dir.path().join("gatewire.toml"), config).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gatewire"));
+        command
+            .args(["start", "--single-process", "-c", "gatewire.toml"])
+            .current_dir(dir.path())
+            .env("GATEWIRE_RUN_BACKEND", backend)
+            .stdin(Stdio::null());
+        common::seccomp::block_io_uring(&mut command);
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{backend}: {stderr}");
+        assert!(
+            stderr.contains("io_uring is not available here") && stderr.contains("seccomp"),
+            "{backend}: the cause: {stderr}"
+        );
+        assert!(
+            stderr.contains("seccomp-io_uring.json") && stderr.contains("\"epoll\""),
+            "{backend}: the fix: {stderr}"
+        );
+    }
+}
