@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The runtime backends side by side: echo through a worker (client → gateway → worker → gateway
+# → client) with 2 shards and one worker thread, the same loadgen in the same private namespace,
+# each backend in turn, REPEATS rounds. Reports per backend and rate every repeat's gateway CPU
+# per echo (loadgen's --server-pid over the measurement), p50/p99 and losses, and their medians.
+#
+# Usage: benches/backends.sh [CLIENTS]   (default 10000)
+# BACKENDS (default "glommio io_uring epoll"), RATES (echoes/s offered, default 20000),
+# REPEATS (default 3), DURATION (default 10).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup "$0" "$@"
+clients=${1:-10000}
+backends=(${BACKENDS:-glommio io_uring epoll})
+rates=(${RATES:-20000})
+repeats=${REPEATS:-3}
+results=$(mktemp)
+
+for rep in $(seq 1 "$repeats"); do
+  for backend in "${backends[@]}"; do
+    export GATEWIRE_RUN_BACKEND=$backend
+    start_gatewire 2 echo
+    for rate in "${rates[@]}"; do
+      json=$(mktemp)
+      "$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario echo \
+        --rate "$rate" --payload 64 --duration "${DURATION:-10}" \
+        --source-ips 127.1.0.1-127.1.0.8 --server-pid "$GW_PID" --json "$json" >/dev/null 2>&1 || true
+      python3 - "$json" "$backend" "$rate" "$rep" >>"$results" <<'PY'
+import json, sys
+path, backend, rate, rep = sys.argv[1:]
+try:
+    run = json.load(open(path))
+except Exception:
+    run = None
+print(json.dumps({"backend": backend, "rate": float(rate), "rep": int(rep), "run": run}))
+PY
+      rm -f "$json"
+    done
+    stop_gatewire
+    unset GATEWIRE_RUN_BACKEND
+  done
+done
+
+echo "## echo through a worker by runtime backend: $clients clients, 64 B, 2 shards, 1 worker thread"
+python3 - "$results" <<'PY'
+import json, statistics, sys
+from collections import defaultdict
+rows = defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    rows[(r["rate"], r["backend"])].append(r)
+print(f'{"rate":>7} {"backend":<9} {"rep":>3} {"echoes/s":>9} {"lost":>6} {"p50_ms":>7} '
+      f'{"p99_ms":>7} {"gw_cpu":>7} {"us/echo":>8}')
+for (rate, backend), runs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    per_echo, p50s, p99s = [], [], []
+    for r in sorted(runs, key=lambda r: r["rep"]):
+        run = r["run"]
+        if not run or run.get("server_cpu_seconds") is None:
+            print(f'{rate:>7.0f} {backend:<9} {r["rep"]:>3}  (no result)')
+            continue
+        echoes = run["deliveries_per_sec"] * run["measure_seconds"]
+        us = run["server_cpu_seconds"] / max(echoes, 1) * 1e6
+        cpu = run["server_cpu_seconds"] / max(run["measure_seconds"], 1e-9)
+        per_echo.append(us)
+        p50s.append(run["latency_ms"]["p50"])
+        p99s.append(run["latency_ms"]["p99"])
+        print(f'{rate:>7.0f} {backend:<9} {r["rep"]:>3} {run["deliveries_per_sec"]:>9.0f} '
+              f'{run["deliveries_lost"]:>6} {run["latency_ms"]["p50"]:>7.2f} '
+              f'{run["latency_ms"]["p99"]:>7.2f} {cpu * 100:>6.0f}% {us:>8.1f}')
+    if per_echo:
+        print(f'{rate:>7.0f} {backend:<9} med {"":>9} {"":>6} {statistics.median(p50s):>7.2f} '
+              f'{statistics.median(p99s):>7.2f} {"":>7} {statistics.median(per_echo):>8.1f}')
+PY
+rm -f "$results"
