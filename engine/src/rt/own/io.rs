@@ -84,11 +84,19 @@ impl Registered {
         })
     }
 
+    /// A read that got less than it asked for emptied the socket: the next read waits for
+    /// the next edge instead of making a system call to hear `EAGAIN` (an edge comes for every
+    /// arrival after this read). That is one system call less per message on every socket.
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Direction::Read, |fd| {
+        let want = buf.len();
+        let read = self.poll_io(cx, Direction::Read, |fd| {
             // SAFETY: `buf` is a live, writable buffer of its length.
             cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
-        })
+        });
+        if matches!(read, Poll::Ready(Ok(n)) if n > 0 && n < want) {
+            with_local(|local| local.sources.borrow_mut().drained(self.token, Direction::Read));
+        }
+        read
     }
 
     pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {

@@ -137,6 +137,17 @@ impl Sources {
         }
     }
 
+    /// A system call showed the descriptor empty (or full) without failing: the next attempt
+    /// waits for an edge.
+    pub fn drained(&mut self, token: u64, direction: Direction) {
+        if let Some(source) = self.get(token) {
+            match direction {
+                Direction::Read => source.readiness.readable = false,
+                Direction::Write => source.readiness.writable = false,
+            }
+        }
+    }
+
     /// An edge came: the wakers to call (after the borrow ends).
     pub fn ready(&mut self, token: u64, readiness: Readiness) -> [Option<Waker>; 2] {
         let Some(source) = self.get(token) else {

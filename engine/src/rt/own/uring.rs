@@ -33,7 +33,18 @@ impl Uring {
     /// A ring of `entries` submission slots; fails where io_uring is refused, or lacks the
     /// timeout argument of `io_uring_enter` (kernels before 5.11).
     pub fn new(entries: u32) -> io::Result<Uring> {
-        let ring = IoUring::builder().build(entries)?;
+        // Completions wait for our next look at the ring (coop task run) instead of interrupting
+        // whatever system call the thread is in; the flag tells a look that some are pending.
+        // Kernels before 5.19 know neither: a plain ring there.
+        let ring = match IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(entries)
+        {
+            Ok(ring) => ring,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder().build(entries)?,
+            Err(e) => return Err(e),
+        };
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -120,12 +131,14 @@ impl Uring {
     ) -> io::Result<()> {
         let waited = match timeout {
             Some(t) if t.is_zero() => {
-                // Completions are posted without our asking (the kernel runs the poll's task
-                // work on our next return from any system call): only submissions need a call.
-                if self.ring.submission().is_empty() {
+                // A look without waiting needs a system call only for submissions, or for
+                // completions the kernel holds until we ask (the task-run flag).
+                let mut submission = self.ring.submission();
+                if submission.is_empty() && !submission.taskrun() {
                     Ok(0)
                 } else {
-                    self.ring.submit()
+                    drop(submission);
+                    self.ring.submitter().submit_and_wait(0)
                 }
             }
             Some(t) => {
