@@ -5,9 +5,11 @@
 # same loadgen in the same private namespace, runs alternated, median of REPEATS.
 # Usage: benches/peers.sh [CLIENTS]   (default 10000)
 # RATES (messages/s, default "10 100 200 400"), REPEATS (default 2), DURATION (default 5).
+# BACKENDS (default "auto") runs gatewire once per runtime backend named (e.g. "glommio io_uring
+# epoll"), each its own row (gatewire-BACKEND); NO_PEERS=1 runs gatewire alone.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-build_peers
+[ "${NO_PEERS:-0}" = 1 ] || build_peers
 bench_setup "$0" "$@"
 clients=${1:-10000}
 rates=(${RATES:-10 100 200 400})
@@ -15,11 +17,17 @@ repeats=${REPEATS:-2}
 results=$(mktemp)
 scenario_args=(--scenario broadcast --publishers 1)
 
+backends=(${BACKENDS:-auto})
+peers=$([ "${NO_PEERS:-0}" = 1 ] || peer_names)
 for rep in $(seq 1 "$repeats"); do
-  start_gatewire 2 broadcast
-  measure_rates gatewire "$PUBLIC_URL" "$rep" "$GW_PID" "$WORKER_PID"
-  stop_gatewire
-  for peer in $(peer_names); do
+  for backend in "${backends[@]}"; do
+    name=gatewire
+    [ "${#backends[@]}" -gt 1 ] && name=gatewire-$backend
+    GATEWIRE_RUN_BACKEND=$backend start_gatewire 2 broadcast
+    measure_rates "$name" "$PUBLIC_URL" "$rep" "$GW_PID" "$WORKER_PID"
+    stop_gatewire
+  done
+  for peer in $peers; do
     start_peer "$peer"
     measure_rates "$peer" "$PEER_URL" "$rep" "$PEER_PID"
     stop_peer

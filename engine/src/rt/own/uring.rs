@@ -133,7 +133,7 @@ impl Uring {
             Some(t) if t.is_zero() => {
                 // A look without waiting needs a system call only for submissions, or for
                 // completions the kernel holds until we ask (the task-run flag).
-                let mut submission = self.ring.submission();
+                let submission = self.ring.submission();
                 if submission.is_empty() && !submission.taskrun() {
                     Ok(0)
                 } else {
