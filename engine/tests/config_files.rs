@@ -69,7 +69,12 @@ fn the_example_configuration_is_the_defaults_with_every_key() {
 #[test]
 fn the_deployment_examples_pass_config_check() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    for name in ["register+gateway.toml", "worker.toml", "gateway-only.toml"] {
+    for name in [
+        "register+gateway.toml",
+        "worker.toml",
+        "gateway-only.toml",
+        "container/gatewire.toml",
+    ] {
         let out = gatewire(&deploy, &["config", "check", "-c", name]);
         assert!(out.status.success(), "{name}: {out:?}");
     }

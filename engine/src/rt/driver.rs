@@ -129,6 +129,10 @@ async fn drive_with<P: Peer>(
 ) -> Option<OwnedFd> {
     let mut input = BytesMut::new();
     let mut turn = peer.paced().then(pacing::Turn::default);
+    if turn.is_none() {
+        // An inner link (not a fanout writer): it goes before a broadcast's wave.
+        super::task::prefer_current();
+    }
     let ending = poll_fn(|cx| {
         let io = Io {
             stream: &mut stream,

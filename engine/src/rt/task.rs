@@ -64,3 +64,13 @@ pub async fn sleep(duration: Duration) {
         Backend::IoUring | Backend::Epoll => own::sleep(duration).await,
     }
 }
+
+/// Marks the current task as one that feeds many others (an inner link): on the own backends it
+/// runs before a broadcast's wave of writers when woken. glommio has one queue (its writers take
+/// turns instead: `rt::pacing`).
+pub fn prefer_current() {
+    match backend::current() {
+        Backend::Glommio => {}
+        Backend::IoUring | Backend::Epoll => own::prefer_current(),
+    }
+}

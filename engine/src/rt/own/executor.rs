@@ -56,6 +56,8 @@ struct Header {
     slot: u32,
     generation: u32,
     queued: AtomicBool,
+    /// Runs before the ordinary queue when woken ([`prefer_current`]: inner links).
+    urgent: AtomicBool,
     home: Arc<Home>,
 }
 
@@ -71,7 +73,7 @@ impl Wake for Header {
         let at_home = HOME.with(|h| std::ptr::eq(h.get(), Arc::as_ptr(&self.home)));
         if at_home {
             with_local(|local| {
-                let queue = if local.reaping.get() {
+                let queue = if local.reaping.get() || self.urgent.load(Ordering::Relaxed) {
                     &local.io_ready
                 } else {
                     &local.ready
@@ -107,9 +109,12 @@ pub(super) struct Local {
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<u32>>,
     ready: RefCell<VecDeque<Arc<Header>>>,
-    /// Tasks woken by the last look at the I/O: they run first in the next turn, so a link's
-    /// next message is read after at most one batch of a broadcast's writers, not all of them.
+    /// Tasks woken by the last look at the I/O, and urgent tasks ([`prefer_current`]): they
+    /// run first in the next turn, so a link's next message is read (and a link's queued events
+    /// are written) after at most one batch of a broadcast's writers, not all of them.
     io_ready: RefCell<VecDeque<Arc<Header>>>,
+    /// The task being polled.
+    running: Cell<*const Header>,
     /// The loop is handing out I/O edges (wakes go to `io_ready`).
     reaping: Cell<bool>,
     timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
@@ -252,6 +257,20 @@ fn cancel(header: &Arc<Header>) {
     drop(dropped);
 }
 
+/// Marks the task being polled as urgent: from now on, when woken it runs before the ordinary
+/// queue (with the tasks the I/O woke). For tasks that feed many others (an inner link: its
+/// events, and the commands that start a broadcast's wave), never for the wave's writers.
+pub fn prefer_current() {
+    with_local(|local| {
+        let running = local.running.get();
+        if !running.is_null() {
+            // SAFETY: `running` points at the header of the task being polled, which the
+            // executor holds (its `Arc`) for the whole poll.
+            unsafe { &*running }.urgent.store(true, Ordering::Relaxed);
+        }
+    });
+}
+
 /// Resolves after `duration`.
 pub async fn sleep(duration: Duration) {
     Sleep {
@@ -329,6 +348,7 @@ impl Local {
             slot: index,
             generation: slot.generation,
             queued: AtomicBool::new(true),
+            urgent: AtomicBool::new(false),
             home: self.home.clone(),
         });
         slot.future = Some(future);
@@ -352,10 +372,12 @@ impl Local {
         let Some((mut future, waker)) = taken else {
             return;
         };
+        self.running.set(Arc::as_ptr(header));
         let done = future
             .as_mut()
             .poll(&mut Context::from_waker(&waker))
             .is_ready();
+        self.running.set(std::ptr::null());
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[header.slot as usize];
         if done || slot.cancelled {
@@ -450,6 +472,7 @@ pub fn block_on<T: 'static>(
         ready: RefCell::new(VecDeque::new()),
         io_ready: RefCell::new(VecDeque::new()),
         reaping: Cell::new(false),
+        running: Cell::new(std::ptr::null()),
         timers: RefCell::new(BTreeMap::new()),
         timer_seq: Cell::new(0),
         reactor: RefCell::new(reactor),

@@ -14,7 +14,7 @@ mod tests;
 
 use std::future::Future;
 
-pub use executor::{Task, sleep, spawn};
+pub use executor::{Task, prefer_current, sleep, spawn};
 use reactor::Reactor;
 
 /// Which reactor an executor thread runs.

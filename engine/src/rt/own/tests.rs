@@ -223,3 +223,48 @@ fn a_reader_woken_during_a_wave_of_writers_runs_after_one_batch_not_the_wave() {
         );
     }
 }
+
+#[test]
+fn an_urgent_task_woken_by_a_writer_runs_before_the_rest_of_the_wave() {
+    for backend in BACKENDS {
+        let ran_after = on(backend, || async {
+            let wrote = Rc::new(Cell::new(0usize));
+            let seen = Rc::new(Cell::new(None));
+            let waker: Rc<RefCell<Option<std::task::Waker>>> = Rc::new(RefCell::new(None));
+            // The link: urgent, waits until the first writer wakes it (queues events for it).
+            let (counted, seen_by_link, parked) = (wrote.clone(), seen.clone(), waker.clone());
+            rt::spawn(async move {
+                rt::task::prefer_current();
+                let mut waited = false;
+                poll_fn(|cx| {
+                    if waited {
+                        return Poll::Ready(());
+                    }
+                    waited = true;
+                    *parked.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                })
+                .await;
+                seen_by_link.set(Some(counted.get()));
+            });
+            rt::sleep(Duration::from_millis(10)).await;
+            for i in 0..5000 {
+                let (wrote, waker) = (wrote.clone(), waker.clone());
+                rt::spawn(async move {
+                    if i == 0 {
+                        waker.borrow_mut().take().unwrap().wake();
+                    }
+                    wrote.set(wrote.get() + 1);
+                });
+            }
+            while wrote.get() < 5000 || seen.get().is_none() {
+                rt::sleep(Duration::from_millis(1)).await;
+            }
+            seen.get().unwrap()
+        });
+        assert!(
+            ran_after <= super::executor::BATCH,
+            "{backend}: the urgent task waited for {ran_after} writers"
+        );
+    }
+}
