@@ -59,6 +59,12 @@ fn auto_runs_on_epoll_where_a_seccomp_filter_refuses_io_uring_and_says_why() {
         .unwrap_or_else(|| panic!("no backend line in:\n{log}"));
     assert!(line.contains("backend=epoll"), "{line}");
     assert!(line.contains("seccomp"), "the cause is named: {line}");
+    // The same profiles refuse unshare: the shards share one fd table, and say so once.
+    assert_eq!(
+        log.matches("unshare(CLONE_FILES) is refused here").count(),
+        1,
+        "{log}"
+    );
 }
 
 #[test]

@@ -193,9 +193,22 @@ async fn run_shard(
         stopping,
         feed,
     } = outside;
-    if let Err(e) = system::unshare_fd_table() {
-        let _ = ready.send((index, Err(format!("unshare(CLONE_FILES): {e}"))));
-        return;
+    match system::unshare_fd_table() {
+        Ok(()) => {}
+        // Docker's and containerd's default seccomp profiles refuse `unshare` to a container
+        // without CAP_SYS_ADMIN: the shards then share the process's fd table (and its
+        // RLIMIT_NOFILE), which serves as many clients as that limit allows.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            if index == 0 {
+                warn!(
+                    "unshare(CLONE_FILES) is refused here (a seccomp profile): the shards share                      one fd table, so RLIMIT_NOFILE bounds the clients of all shards together                      (docs/deployment.md, Containers)"
+                );
+            }
+        }
+        Err(e) => {
+            let _ = ready.send((index, Err(format!("unshare(CLONE_FILES): {e}"))));
+            return;
+        }
     }
     let mut settings = ShardSettings::new(&config, index, public.port());
     settings.record_holdings = feed.is_some();

@@ -1,13 +1,19 @@
 //! A seccomp filter that makes io_uring_setup, io_uring_enter and io_uring_register fail with
-//! EPERM, as the default profiles of Docker ≥ 25 and containerd 2.0 do; installed in a child
-//! before exec, so a test runs `gatewire` as it runs in a default container, without Docker.
+//! EPERM, as the default profiles of Docker ≥ 25 and containerd 2.0 do, and `unshare` too (those
+//! profiles allow it only with CAP_SYS_ADMIN, which a container lacks by default); installed in
+//! a child before exec, so a test runs `gatewire` as it runs in a default container, without
+//! Docker.
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// io_uring_setup, io_uring_enter, io_uring_register: the same numbers on x86_64 and aarch64
-/// (new system calls share one table since Linux 5.1).
-const IO_URING_CALLS: [u32; 3] = [425, 426, 427];
+/// The refused calls, by this architecture's numbers.
+const REFUSED: [u32; 4] = [
+    libc::SYS_io_uring_setup as u32,
+    libc::SYS_io_uring_enter as u32,
+    libc::SYS_io_uring_register as u32,
+    libc::SYS_unshare as u32,
+];
 
 const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
 const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
@@ -36,8 +42,8 @@ fn jump_if(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 /// Runs `command` under the filter.
 pub fn block_io_uring(command: &mut Command) -> &mut Command {
     let mut program = vec![statement(BPF_LD_W_ABS, 0)]; // seccomp_data.nr
-    let calls = IO_URING_CALLS.len() as u8;
-    for (i, call) in IO_URING_CALLS.iter().enumerate() {
+    let calls = REFUSED.len() as u8;
+    for (i, call) in REFUSED.iter().enumerate() {
         // Matched: jump to the refusal after the remaining checks and the allow.
         program.push(jump_if(*call, calls - i as u8, 0));
     }

@@ -94,7 +94,12 @@ impl Registered {
             cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
         });
         if matches!(read, Poll::Ready(Ok(n)) if n > 0 && n < want) {
-            with_local(|local| local.sources.borrow_mut().drained(self.token, Direction::Read));
+            with_local(|local| {
+                local
+                    .sources
+                    .borrow_mut()
+                    .drained(self.token, Direction::Read)
+            });
         }
         read
     }

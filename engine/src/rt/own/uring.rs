@@ -42,7 +42,9 @@ impl Uring {
             .build(entries)
         {
             Ok(ring) => ring,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder().build(entries)?,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                IoUring::builder().build(entries)?
+            }
             Err(e) => return Err(e),
         };
         if !ring.params().is_feature_ext_arg() {
