@@ -5,8 +5,9 @@
 //!   profiles of Docker ≥ 25 and containerd 2.0, `kernel.io_uring_disabled`);
 //! - `glommio`: glommio 0.9's executor (io_uring, with its locked memory).
 //!
-//! `auto` (the default) probes io_uring once at start and takes [`AUTO_URING`] where it works,
-//! epoll where it does not, and says why in one line.
+//! `auto` (the default) probes io_uring once at start and takes [`AUTO_URING`] where it works
+//! (the own io_uring reactor where glommio's locked-memory limit is not met), epoll where io_uring
+//! does not work, and says why in one line.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -33,9 +34,11 @@ pub enum Backend {
     Glommio,
 }
 
-/// The io_uring backend `auto` takes where io_uring works (docs/benchmarks.md has the A/B that
-/// chose it).
-pub const AUTO_URING: Backend = Backend::IoUring;
+/// The io_uring backend `auto` takes where io_uring works. glommio still, because the own
+/// io_uring reactor, though it spends half the CPU per echo, is not yet as good on every figure:
+/// its broadcast p50/p99 at 10,000 clients are 10-25 % higher (docs/benchmarks.md, the runtime
+/// backends side by side). Where glommio cannot lock its memory, `auto` takes the own reactor.
+pub const AUTO_URING: Backend = Backend::Glommio;
 
 impl Backend {
     pub fn name(self) -> &'static str {
@@ -128,7 +131,7 @@ pub fn resolve(choice: BackendChoice) -> Result<Selection, Unavailable> {
         {
             Ok(Selection {
                 backend: Backend::IoUring,
-                why: "io_uring works; the locked-memory limit is too low for glommio".into(),
+                why: "io_uring works; the locked-memory limit is below glommio's 512 KiB".into(),
             })
         }
         (BackendChoice::Auto, None) => Ok(Selection {
