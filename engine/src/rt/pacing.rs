@@ -49,6 +49,8 @@ pub struct Turn {
     /// Its ticket from the time it first waits until it writes (tickets start at 1).
     ticket: u64,
     batch: bool,
+    /// Own backends: a batch writer's writes since it last stepped aside.
+    since_yield: u32,
 }
 
 impl Turn {
@@ -60,9 +62,14 @@ impl Turn {
         Turn {
             ticket: 0,
             batch: true,
+            since_yield: 0,
         }
     }
 }
+
+/// Writes a batch writer makes between two steps aside on the own backends (a few hundred
+/// microseconds of a parking lot's round).
+const BATCH_WRITES: u32 = 64;
 
 /// The pacer of one executor thread.
 struct Pacer {
@@ -200,8 +207,19 @@ thread_local! {
 /// `Ready` when the caller may write now; `Pending` when it waits for its turn (its waker is kept
 /// and woken when the turn comes). Call on an executor thread, with the same `turn` each time.
 pub fn poll_turn(cx: &mut Context<'_>, turn: &mut Turn) -> Poll<()> {
-    // gatewire's own executor reaps its I/O between batches of tasks by design: no turns.
+    // gatewire's own executor reaps its I/O between batches of tasks by design: a single
+    // writer needs no turn. A batch writer (the parking lot: thousands of writes in one task)
+    // steps aside every BATCH_WRITES writes, so the loop looks at its I/O and runs the links
+    // (urgent) before the round goes on.
     if super::backend::current() != super::Backend::Glommio {
+        if turn.batch {
+            turn.since_yield += 1;
+            if turn.since_yield > BATCH_WRITES {
+                turn.since_yield = 0;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
         return Poll::Ready(());
     }
     // One look at the thread's pacer per turn (this runs for every write); wakers are woken

@@ -268,3 +268,45 @@ fn an_urgent_task_woken_by_a_writer_runs_before_the_rest_of_the_wave() {
         );
     }
 }
+
+#[test]
+fn a_batch_writer_steps_aside_every_few_dozen_writes() {
+    for backend in BACKENDS {
+        let writes_before_the_reader = on(backend, || async {
+            let (theirs, mut ours) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut reader = rt::unix_stream(theirs.into()).unwrap();
+            let seen = Rc::new(Cell::new(None));
+            let wrote = Rc::new(Cell::new(0usize));
+            let (seen_by_reader, counted) = (seen.clone(), wrote.clone());
+            rt::spawn(async move {
+                let mut byte = [0u8; 1];
+                reader.read_exact(&mut byte).await.unwrap();
+                seen_by_reader.set(Some(counted.get()));
+            });
+            rt::sleep(Duration::from_millis(10)).await;
+            // A parking lot's round: 5,000 writes in one task, the first one the link's news.
+            let mut turn = rt::Turn::batch();
+            poll_fn(|cx| {
+                while wrote.get() < 5000 {
+                    if rt::poll_turn(cx, &mut turn).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if wrote.get() == 0 {
+                        ours.write_all(b"x").unwrap();
+                    }
+                    wrote.set(wrote.get() + 1);
+                }
+                Poll::Ready(())
+            })
+            .await;
+            while seen.get().is_none() {
+                rt::sleep(Duration::from_millis(1)).await;
+            }
+            seen.get().unwrap()
+        });
+        assert!(
+            writes_before_the_reader <= 65,
+            "{backend}: the reader waited for {writes_before_the_reader} writes"
+        );
+    }
+}
