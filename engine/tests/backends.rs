@@ -68,6 +68,22 @@ fn auto_runs_on_epoll_where_a_seccomp_filter_refuses_io_uring_and_says_why() {
 }
 
 #[test]
+fn auto_runs_on_the_own_io_uring_reactor_where_glommio_cannot_lock_its_memory() {
+    let gw = Gatewire::start(Setup {
+        memlock: Some(256 * 1024),
+        ..echo(Some("auto"), false)
+    });
+    round_trips(&gw);
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("runtime backend"))
+        .unwrap_or_else(|| panic!("no backend line in:\n{log}"));
+    assert!(line.contains("backend=io_uring"), "{line}");
+    assert!(line.contains("locked-memory"), "the cause is named: {line}");
+}
+
+#[test]
 fn naming_io_uring_where_it_is_refused_stops_with_the_cause_and_the_fix() {
     for backend in ["io_uring", "glommio"] {
         let dir = tempfile::tempdir().unwrap();

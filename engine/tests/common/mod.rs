@@ -86,6 +86,8 @@ pub struct Setup {
     /// `run.backend` (through `GATEWIRE_RUN_BACKEND`); `None` leaves the environment's (CI
     /// runs the suites once per reactor that way).
     pub backend: Option<&'static str>,
+    /// A locked-memory limit (bytes) for the processes.
+    pub memlock: Option<u64>,
 }
 
 impl Default for Setup {
@@ -105,6 +107,7 @@ impl Default for Setup {
             log: "warn",
             block_io_uring: false,
             backend: None,
+            memlock: None,
         }
     }
 }
@@ -155,6 +158,22 @@ impl Gatewire {
         }
         if setup.block_io_uring {
             seccomp::block_io_uring(&mut command);
+        }
+        if let Some(bytes) = setup.memlock {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit only, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = command.spawn().unwrap();
         let gw = Gatewire {
