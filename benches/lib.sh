@@ -209,7 +209,8 @@ free_port() {
 # memory is measured alone; EXTRA_TOML (e.g. a [store] section) is appended to their configuration.
 # Sets GW_PID, WORKER_PID, PUBLIC_URL and WORKER_METRICS (the worker's /metrics address).
 # WORKER_BIN runs the worker from another binary built on gatewire::run (a user's app);
-# GATEWAY_EXTRA adds keys to the [gateway] section; WORKER_THREADS sets worker.count (default 1).
+# GATEWAY_EXTRA adds keys to the [gateway] section; WORKER_THREADS sets worker.count (default 1);
+# WORKER_BACKEND runs the worker on another runtime backend than the gateway.
 start_gatewire() {
   local shards=$1 mode=$2 extra=${3:-}
   work=${work:-$(mktemp -d)}
@@ -238,7 +239,8 @@ TOML
   sleep 1
   WORKER_METRICS=127.0.0.1:$(free_port)
   GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "${WORKER_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role worker \
-    --set metrics.listen="$WORKER_METRICS" 2>"$work/worker.log" &
+    --set metrics.listen="$WORKER_METRICS" ${WORKER_BACKEND:+--set run.backend="$WORKER_BACKEND"} \
+    2>"$work/worker.log" &
   WORKER_PID=$!
   sleep 1
   PUBLIC_URL="ws://127.0.0.1:$public_port/"

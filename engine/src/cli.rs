@@ -307,7 +307,11 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 }
             };
             init_logging(&loaded.log_filter(&roles));
-            tracing::info!(backend = %backend.backend, why = %backend.why, "runtime backend");
+            // Once per start: the supervisor says it; the role processes it starts resolve the
+            // same choice on the same host.
+            if !supervised {
+                tracing::info!(backend = %backend.backend, why = %backend.why, "runtime backend");
+            }
             // The chat app runs on this machine with no static_dir: the gateway serves its page.
             let chat_page = custom.is_none()
                 && roles.contains(&Role::Worker)
