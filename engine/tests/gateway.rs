@@ -658,7 +658,9 @@ fn parked_clients_keep_working() {
     for _ in 0..256 {
         assert_eq!(ws_read(&mut a).len(), big.len());
     }
-    assert!(gw.metric("gatewire_unparked_total") >= 1);
+    // Metrics are published by the shard on a timer: under load the count may come a
+    // publication later.
+    eventually("a unparked", || gw.metric("gatewire_unparked_total") >= 1);
     eventually("a parked again", || {
         gw.metric("gatewire_parked_total") > parked
     });

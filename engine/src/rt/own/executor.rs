@@ -29,9 +29,6 @@ use super::reactor::{Reactor, Readiness, Sources};
 
 /// Tasks run in one turn before the loop looks at its I/O again.
 pub(super) const BATCH: usize = 1024;
-/// The reactor token of the home's eventfd (source tokens have a generation ≥ 1 in their high
-/// half, so they never equal it).
-const NOTIFY_TOKEN: u64 = u64::MAX - 1;
 
 /// What other threads see of an executor: where they queue the tasks they wake.
 struct Home {
@@ -121,6 +118,8 @@ pub(super) struct Local {
     timer_seq: Cell<u64>,
     pub(super) reactor: RefCell<Reactor>,
     pub(super) sources: RefCell<Sources>,
+    /// The reactor token of the home's eventfd (a source like any other).
+    notify_token: u64,
 }
 
 thread_local! {
@@ -430,7 +429,7 @@ impl Local {
         let mut remote = false;
         self.reaping.set(true);
         for &(token, readiness) in events.iter() {
-            if token == NOTIFY_TOKEN {
+            if token == self.notify_token {
                 remote = true;
                 continue;
             }
@@ -459,7 +458,9 @@ pub fn block_on<T: 'static>(
     // SAFETY: `eventfd` is a fresh descriptor.
     let eventfd = unsafe { OwnedFd::from_raw_fd(eventfd) };
     let mut reactor = reactor;
-    reactor.register(eventfd.as_raw_fd(), NOTIFY_TOKEN)?;
+    let mut sources = Sources::default();
+    let notify_token = sources.insert();
+    reactor.register(eventfd.as_raw_fd(), notify_token)?;
     let home = Arc::new(Home {
         remote: Mutex::new(Vec::new()),
         notified: AtomicBool::new(false),
@@ -476,7 +477,8 @@ pub fn block_on<T: 'static>(
         timers: RefCell::new(BTreeMap::new()),
         timer_seq: Cell::new(0),
         reactor: RefCell::new(reactor),
-        sources: RefCell::new(Sources::default()),
+        sources: RefCell::new(sources),
+        notify_token,
     });
     LOCAL.with(|l| l.set(Rc::as_ptr(&local)));
     HOME.with(|h| h.set(Arc::as_ptr(&home)));

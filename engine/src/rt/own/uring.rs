@@ -3,7 +3,6 @@
 //! arm and cancel around every park, no `membarrier`). Reads and writes stay plain non-blocking
 //! system calls, as the epoll reactor does them, so both run the same I/O code.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -23,9 +22,10 @@ const MASK: u32 =
 #[allow(missing_debug_implementations)]
 pub struct Uring {
     ring: IoUring,
-    /// Registered descriptors by token: a poll that ends (the kernel may end a multishot poll)
-    /// is armed again.
-    armed: HashMap<u64, RawFd>,
+    /// Registered descriptors, by the slot half of their token: `(generation, fd)`, so a poll
+    /// that ends (the kernel may end a multishot poll) is armed again. 8 bytes a slot; a
+    /// generation of 0 marks a free one.
+    armed: Vec<(u32, RawFd)>,
     rearm: Vec<u64>,
 }
 
@@ -56,7 +56,7 @@ impl Uring {
         }
         Ok(Uring {
             ring,
-            armed: HashMap::new(),
+            armed: Vec::new(),
             rearm: Vec::new(),
         })
     }
@@ -86,12 +86,27 @@ impl Uring {
     }
 
     pub fn register(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
-        self.armed.insert(token, fd);
+        let slot = token as u32 as usize;
+        if self.armed.len() <= slot {
+            self.armed.resize(slot + 1, (0, -1));
+        }
+        self.armed[slot] = ((token >> 32) as u32, fd);
         self.arm(fd, token)
     }
 
+    /// The descriptor registered under `token`, if it still is.
+    fn armed_fd(&self, token: u64) -> Option<RawFd> {
+        match self.armed.get(token as u32 as usize) {
+            Some(&(generation, fd)) if generation != 0 && generation == (token >> 32) as u32 => {
+                Some(fd)
+            }
+            _ => None,
+        }
+    }
+
     pub fn deregister(&mut self, token: u64) {
-        if self.armed.remove(&token).is_some() {
+        if self.armed_fd(token).is_some() {
+            self.armed[token as u32 as usize] = (0, -1);
             let remove = opcode::PollRemove::new(token).build().user_data(IGNORED);
             let _ = self.push(remove);
         }
@@ -163,7 +178,7 @@ impl Uring {
         }
         self.drain(out);
         for token in std::mem::take(&mut self.rearm) {
-            if let Some(&fd) = self.armed.get(&token) {
+            if let Some(fd) = self.armed_fd(token) {
                 self.arm(fd, token)?;
             }
         }
