@@ -49,3 +49,14 @@ pub use sockets::{
 };
 pub use task::{Task, sleep, spawn, spawn_cancellable};
 pub use yield_to_io::YieldToIo;
+
+/// Held by the runtime's unit tests that measure a thread's CPU time (pacing) or run busy
+/// executors (the own backend's waves): run side by side on two cores, they would take each
+/// other's CPU and a pacer would see an idle gap where there was none.
+#[cfg(test)]
+pub(crate) static EXCLUSIVE_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[cfg(test)]
+pub(crate) fn exclusive_test() -> std::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE_TEST.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -373,6 +373,7 @@ mod tests {
 
     #[test]
     fn writers_that_wait_for_their_turn_write_in_the_order_they_came() {
+        let _alone = rt::exclusive_test();
         let spec = ExecutorSpec::new("pacing-order-test", Cpu::Any).backend(Backend::Glommio);
         let (wrote, pauses) = rt::start(spec, || async {
             let wrote = Rc::new(RefCell::new(Vec::new()));
@@ -392,6 +393,7 @@ mod tests {
 
     #[test]
     fn a_task_woken_by_io_runs_while_writers_wait_for_their_turn() {
+        let _alone = rt::exclusive_test();
         let spec = ExecutorSpec::new("pacing-io-test", Cpu::Any).backend(Backend::Glommio);
         let written_before_read = rt::start(spec, || async {
             let (theirs, mut ours) = std::os::unix::net::UnixStream::pair().unwrap();

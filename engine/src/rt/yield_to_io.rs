@@ -86,6 +86,7 @@ mod tests {
     /// Runs a task that works in steps, with `step_aside` between steps, while a byte waits on
     /// a socket another task reads; returns how many steps ran before that task had its byte.
     fn steps_before_the_reader_ran(step_aside: bool) -> usize {
+        let _alone = rt::exclusive_test();
         // Stepping aside is glommio's work-around (the own executor reaps its I/O every turn).
         let spec = ExecutorSpec::new("yield-to-io-test", Cpu::Any).backend(Backend::Glommio);
         rt::start(spec, move || async move {

@@ -18,6 +18,7 @@ fn on<T: Send + 'static, Fut: std::future::Future<Output = T> + 'static>(
     backend: Backend,
     main: impl FnOnce() -> Fut + Send + 'static,
 ) -> T {
+    let _alone = rt::exclusive_test();
     let spec = ExecutorSpec::new(format!("own-test-{backend}"), Cpu::Any).backend(backend);
     rt::start(spec, main).unwrap().join().unwrap()
 }
