@@ -21,6 +21,13 @@ fn echo(backend: Option<&'static str>, block_io_uring: bool) -> Setup {
     }
 }
 
+/// The start-up line that names the backend and why.
+fn backend_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("runtime backend"))
+        .unwrap_or_else(|| panic!("no backend line in:\n{log}"))
+}
+
 fn round_trips(gw: &Gatewire) {
     let mut clients: Vec<Ws> = (0..4)
         .map(|_| ws_connect_when_served(gw.public, "/"))
@@ -53,10 +60,7 @@ fn auto_runs_on_epoll_where_a_seccomp_filter_refuses_io_uring_and_says_why() {
     let gw = Gatewire::start(echo(Some("auto"), true));
     round_trips(&gw);
     let log = gw.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("runtime backend"))
-        .unwrap_or_else(|| panic!("no backend line in:\n{log}"));
+    let line = backend_line(&log);
     assert!(line.contains("backend=epoll"), "{line}");
     assert!(line.contains("seccomp"), "the cause is named: {line}");
     // The same profiles refuse unshare: the shards share one fd table, and say so once.
@@ -75,10 +79,7 @@ fn auto_runs_on_the_own_io_uring_reactor_where_glommio_cannot_lock_its_memory() 
     });
     round_trips(&gw);
     let log = gw.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("runtime backend"))
-        .unwrap_or_else(|| panic!("no backend line in:\n{log}"));
+    let line = backend_line(&log);
     assert!(line.contains("backend=io_uring"), "{line}");
     assert!(line.contains("locked-memory"), "the cause is named: {line}");
 }

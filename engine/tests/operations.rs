@@ -442,7 +442,6 @@ fn clients_reconnecting_to_a_restarted_gateway_are_served_on_the_first_try() {
 #[test]
 fn a_low_locked_memory_limit_is_reported_with_the_fix() {
     // Only the glommio backend locks memory for its rings; the own backends start anyway.
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gatewire.toml"), "").unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatewire"));
@@ -451,19 +450,7 @@ fn a_low_locked_memory_limit_is_reported_with_the_fix() {
         .current_dir(dir.path())
         .env("GATEWIRE_RUN_BACKEND", "glommio")
         .stdin(Stdio::null());
-    // SAFETY: setrlimit only, between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 256 * 1024,
-                rlim_max: 256 * 1024,
-            };
-            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    limit_memlock(&mut command, 256 * 1024);
     let out = command.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -160,20 +160,7 @@ impl Gatewire {
             seccomp::block_io_uring(&mut command);
         }
         if let Some(bytes) = setup.memlock {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit only, between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: bytes,
-                        rlim_max: bytes,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_memlock(&mut command, bytes);
         }
         let child = command.spawn().unwrap();
         let gw = Gatewire {
@@ -279,6 +266,24 @@ impl Drop for Gatewire {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Runs `command` with a locked-memory limit of `bytes` (soft and hard).
+pub fn limit_memlock(command: &mut Command, bytes: u64) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
     }
 }
 

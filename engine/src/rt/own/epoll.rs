@@ -8,7 +8,7 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::reactor::Readiness;
+use super::edge::Readiness;
 
 /// An epoll set and the buffer its events are read into.
 #[allow(missing_debug_implementations)]

@@ -31,7 +31,7 @@ fn cvt(result: isize) -> io::Result<usize> {
 impl Registered {
     /// Makes `fd` non-blocking and watches it (on the current executor thread).
     pub fn new(fd: OwnedFd) -> io::Result<Registered> {
-        set_nonblocking(fd.as_raw_fd())?;
+        socket2::SockRef::from(&fd).set_nonblocking(true)?;
         with_local(|local| {
             let token = local.sources.borrow_mut().insert();
             match local.reactor.borrow_mut().register(fd.as_raw_fd(), token) {
@@ -190,21 +190,6 @@ impl Drop for Registered {
             self.deregister();
         }
     }
-}
-
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor the caller owns.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if flags & libc::O_NONBLOCK == 0 {
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Connects a TCP socket to `addr`, giving up after `timeout`.

@@ -3,6 +3,7 @@
 //! where it does not. Sockets are [`io::Registered`] descriptors; reads and writes are plain
 //! non-blocking system calls in both.
 
+pub mod edge;
 pub mod epoll;
 pub mod executor;
 pub mod io;

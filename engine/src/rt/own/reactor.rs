@@ -9,14 +9,8 @@ use std::os::fd::RawFd;
 use std::task::Waker;
 use std::time::Duration;
 
+pub use super::edge::Readiness;
 use super::{epoll::Epoll, uring::Uring};
-
-/// What an edge said of a descriptor.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Readiness {
-    pub readable: bool,
-    pub writable: bool,
-}
 
 /// One of the two reactors; chosen when the executor starts.
 #[allow(missing_debug_implementations)]

@@ -125,53 +125,73 @@ fn dup(stream: &rt::TcpStream) -> std::os::fd::OwnedFd {
 }
 
 #[test]
-fn a_socket_handed_over_keeps_its_bytes_and_works_on_its_own() {
+fn a_dropped_socket_is_closed_and_a_handed_over_one_keeps_its_bytes() {
     for backend in BACKENDS {
-        on(backend, || async {
-            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-            let mut theirs_rt = rt::unix_stream(theirs.into()).unwrap();
-            let mut ours = ours;
-            ours.write_all(b"ab").unwrap();
-            let mut one = [0u8; 1];
-            theirs_rt.read_exact(&mut one).await.unwrap();
-            assert_eq!(&one, b"a");
-            // Dropping the runtime's stream closes it: the other end sees the end.
-            drop(theirs_rt);
-            let mut rest = Vec::new();
+        let (closed, handed_over) = on(backend, || async {
+            // Dropping the runtime's stream closes it: the other end reads its end at once.
+            let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            drop(rt::unix_stream(theirs.into()).unwrap());
             ours.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let _ = ours.read_to_end(&mut rest);
+            let closed = ours.read(&mut [0u8; 8]).map_err(|e| e.kind());
+            // A TCP stream handed over (as to the parking lot) stays open, out of the reactor,
+            // with its unread bytes.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let stream = rt::connect(listener.local_addr().unwrap(), Duration::from_secs(2))
+                .await
+                .unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.write_all(b"kept").unwrap();
+            let mut plain = std::net::TcpStream::from(stream.into_fd().unwrap());
+            plain.set_nonblocking(false).unwrap();
+            plain
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut kept = [0u8; 4];
+            plain.read_exact(&mut kept).unwrap();
+            (closed, kept)
         });
+        assert_eq!(closed, Ok(0), "{backend}: the other end saw the close");
+        assert_eq!(&handed_over, b"kept", "{backend}");
     }
+}
+
+/// A task waiting on a socket pair for one byte: returns our end (write to it to wake the
+/// reader) and what `count` said when the reader had its byte. Call on an executor thread.
+fn waiting_reader(
+    count: Rc<Cell<usize>>,
+) -> (std::os::unix::net::UnixStream, Rc<Cell<Option<usize>>>) {
+    let (theirs, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut reader = rt::unix_stream(theirs.into()).unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let seen_by_reader = seen.clone();
+    rt::spawn(async move {
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte).await.unwrap();
+        seen_by_reader.set(Some(count.get()));
+    });
+    (ours, seen)
 }
 
 /// Runs `steps` of a task that wakes itself after each, while a reader waits for a byte that
 /// the first step writes; returns how many steps ran before the reader had its byte.
 fn self_waking_steps_before_the_reader_ran(backend: Backend) -> usize {
     on(backend, || async {
-        let (theirs, mut ours) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut reader = rt::unix_stream(theirs.into()).unwrap();
-        let read = Rc::new(Cell::new(false));
-        let reader_read = read.clone();
-        rt::spawn(async move {
-            let mut byte = [0u8; 1];
-            reader.read_exact(&mut byte).await.unwrap();
-            reader_read.set(true);
-        });
+        let steps = Rc::new(Cell::new(0usize));
+        let (mut ours, seen) = waiting_reader(steps.clone());
         rt::sleep(Duration::from_millis(10)).await;
-        let mut steps = 0;
         poll_fn(|cx| {
-            if steps == 0 {
+            if steps.get() == 0 {
                 ours.write_all(b"x").unwrap();
             }
-            if read.get() || steps == 1000 {
+            if seen.get().is_some() || steps.get() == 1000 {
                 return Poll::Ready(());
             }
-            steps += 1;
+            steps.set(steps.get() + 1);
             cx.waker().wake_by_ref();
             Poll::Pending
         })
         .await;
-        steps
+        steps.get()
     })
 }
 
@@ -189,16 +209,8 @@ fn a_task_that_wakes_itself_does_not_keep_the_loop_from_its_io() {
 fn a_reader_woken_during_a_wave_of_writers_runs_after_one_batch_not_the_wave() {
     for backend in BACKENDS {
         let (written_before_read, total) = on(backend, || async {
-            let (theirs, ours) = std::os::unix::net::UnixStream::pair().unwrap();
-            let mut reader = rt::unix_stream(theirs.into()).unwrap();
             let wrote = Rc::new(Cell::new(0usize));
-            let seen = Rc::new(Cell::new(None));
-            let (counted, seen_by_reader) = (wrote.clone(), seen.clone());
-            rt::spawn(async move {
-                let mut byte = [0u8; 1];
-                reader.read_exact(&mut byte).await.unwrap();
-                seen_by_reader.set(Some(counted.get()));
-            });
+            let (ours, seen) = waiting_reader(wrote.clone());
             rt::sleep(Duration::from_millis(10)).await;
             // A broadcast's wave: 5,000 writers all ready at once; the first one's write is
             // the link's next message.
@@ -274,16 +286,8 @@ fn an_urgent_task_woken_by_a_writer_runs_before_the_rest_of_the_wave() {
 fn a_batch_writer_steps_aside_every_few_dozen_writes() {
     for backend in BACKENDS {
         let writes_before_the_reader = on(backend, || async {
-            let (theirs, mut ours) = std::os::unix::net::UnixStream::pair().unwrap();
-            let mut reader = rt::unix_stream(theirs.into()).unwrap();
-            let seen = Rc::new(Cell::new(None));
             let wrote = Rc::new(Cell::new(0usize));
-            let (seen_by_reader, counted) = (seen.clone(), wrote.clone());
-            rt::spawn(async move {
-                let mut byte = [0u8; 1];
-                reader.read_exact(&mut byte).await.unwrap();
-                seen_by_reader.set(Some(counted.get()));
-            });
+            let (mut ours, seen) = waiting_reader(wrote.clone());
             rt::sleep(Duration::from_millis(10)).await;
             // A parking lot's round: 5,000 writes in one task, the first one the link's news.
             let mut turn = rt::Turn::batch();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use super::reactor::Readiness;
+use super::edge::Readiness;
 
 /// `user_data` of requests whose completion means nothing to us (poll removals).
 const IGNORED: u64 = 0;
