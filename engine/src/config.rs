@@ -447,6 +447,9 @@ pub struct WorkerConfig {
     /// this has its link dropped (and re-established), as GatewayWorker's
     /// `sendToGatewayBufferSize`.
     pub send_to_gateway_buffer_size: usize,
+    /// The most gateway shards one worker thread links to: a register's list beyond this is
+    /// ignored (logged, counted in `gatewire_worker_gateway_cap_hits_total`).
+    pub max_gateways: usize,
     /// Seconds a retiring worker waits for every gateway to confirm it takes no new events
     /// (reload, `stop -g`) before it stops anyway.
     pub drain_timeout: f64,
@@ -475,6 +478,7 @@ impl Default for WorkerConfig {
             app: AppName::Chat,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             send_to_gateway_buffer_size: 10_240_000,
+            max_gateways: 1024,
             drain_timeout: 10.0,
             ready_timeout: 30.0,
             link_timeout: 10.0,
@@ -960,6 +964,9 @@ impl Config {
         }
         if g.register_address.is_empty() {
             return Err("gateway.register_address is empty".into());
+        }
+        if w.max_gateways == 0 {
+            return Err("worker.max_gateways must be at least 1".into());
         }
         for (key, level) in [
             ("run.log", Some(&self.run.log)),

@@ -281,6 +281,24 @@ pub fn worker(text: &mut Exposition, control: &WorkerControl) {
             .iter()
             .map(|t| (key(t), t.link_overflows.load(Ordering::Relaxed))),
     );
+    text.family(
+        "worker_gateways_over_cap",
+        "gauge",
+        "Gateway shards of the newest register list each worker ignores (beyond worker.max_gateways).",
+        control
+            .threads
+            .iter()
+            .map(|t| (key(t), t.gateways_over_cap.load(Ordering::Relaxed))),
+    );
+    text.family(
+        "worker_gateway_cap_hits_total",
+        "counter",
+        "Register lists that named more gateway shards than worker.max_gateways.",
+        control
+            .threads
+            .iter()
+            .map(|t| (key(t), t.gateway_cap_hits.load(Ordering::Relaxed))),
+    );
     let mut samples = Vec::new();
     for t in &control.threads {
         let labels = key(t);

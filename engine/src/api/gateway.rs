@@ -145,7 +145,7 @@ impl Gateway {
     /// Every gateway address the registers announced.
     pub(super) fn known(&self) -> Vec<String> {
         match &self.transport {
-            Transport::Links(links) => links.borrow().known.clone(),
+            Transport::Links(links) => links.borrow().known.iter().cloned().collect(),
             Transport::Direct(directory) => directory.addresses(),
         }
     }

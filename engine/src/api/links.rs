@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use indexmap::IndexSet;
 use tracing::warn;
 
 use crate::net::Outbox;
@@ -21,8 +22,9 @@ pub struct LinkHandle {
 #[derive(Debug, Default)]
 pub struct Links {
     pub connected: HashMap<String, LinkHandle>,
-    /// Every address the registers announced (queries go to all of them).
-    pub known: Vec<String>,
+    /// The gateway shards the newest register list named, in its order, up to
+    /// `worker.max_gateways` (queries go to all of them).
+    pub known: IndexSet<String>,
     /// Bytes one link may hold queued (`worker.send_to_gateway_buffer_size`).
     pub output_cap: usize,
     /// Links dropped because their gateway left more than `output_cap` unread.

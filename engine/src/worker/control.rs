@@ -21,6 +21,10 @@ pub struct ThreadStats {
     pub listed: AtomicU64,
     /// Links the gateway has confirmed (or that stayed up past the confirmation wait).
     pub linked: AtomicU64,
+    /// Addresses of the newest list beyond `worker.max_gateways` (not linked).
+    pub gateways_over_cap: AtomicU64,
+    /// Lists that named more gateway shards than `worker.max_gateways`.
+    pub gateway_cap_hits: AtomicU64,
     /// Links dropped because their gateway left more than `send_to_gateway_buffer_size` unread.
     pub link_overflows: AtomicU64,
     /// A register has sent this thread a gateway list.

@@ -67,6 +67,8 @@ pub struct Setup {
     pub extra: String,
     /// Lines added to `[run]`.
     pub run_extra: String,
+    /// Appended to `[worker]`.
+    pub worker_extra: String,
     pub roles: &'static str,
     pub register_port: Option<u16>,
     /// The public listener's scheme: websocket, text, frame, tcp.
@@ -97,6 +99,7 @@ impl Default for Setup {
             secret: "",
             extra: String::new(),
             run_extra: String::new(),
+            worker_extra: String::new(),
             roles: "register,gateway",
             register_port: None,
             scheme: "websocket",
@@ -124,7 +127,7 @@ impl Gatewire {
              shards = {shards}\nregister_address = \"127.0.0.1:{register_port}\"\n\
              secret_key = \"{secret}\"\n{extra}\n\n\
              [worker]\ncount = 1\nregister_address = \"127.0.0.1:{register_port}\"\n\
-             secret_key = \"{secret}\"\napp = \"{app}\"\n",
+             secret_key = \"{secret}\"\napp = \"{app}\"\n{worker_extra}\n",
             secret = setup.secret,
             scheme = setup.scheme,
             lan_ip = setup.lan_ip,
@@ -132,6 +135,7 @@ impl Gatewire {
             shards = setup.shards,
             extra = setup.extra,
             run_extra = setup.run_extra,
+            worker_extra = setup.worker_extra,
         );
         let metrics = setup.metrics.then(free_port);
         let config = match metrics {
