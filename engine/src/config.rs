@@ -179,6 +179,9 @@ pub struct RegisterConfig {
     /// Seconds a member's connection may go unacknowledged (data or keepalive probes) before
     /// it is dropped, with the gateways it announced; 0 leaves the kernel's defaults.
     pub link_timeout: f64,
+    /// Most connections (gateway shards, worker threads, GatewayClients, not yet identified)
+    /// the register holds at once; one more is closed at accept and counted.
+    pub max_members: usize,
     /// Log level of the register role (default: `[run] log`).
     pub log: Option<String>,
 }
@@ -189,6 +192,7 @@ impl Default for RegisterConfig {
             listen: "127.0.0.1:1236".parse().expect("literal address"),
             secret_key: String::new(),
             link_timeout: 10.0,
+            max_members: 10_000,
             log: None,
         }
     }
@@ -964,6 +968,9 @@ impl Config {
         }
         if g.register_address.is_empty() {
             return Err("gateway.register_address is empty".into());
+        }
+        if self.register.max_members == 0 {
+            return Err("register.max_members must be at least 1".into());
         }
         if w.max_gateways == 0 {
             return Err("worker.max_gateways must be at least 1".into());

@@ -68,6 +68,12 @@ pub fn register(text: &mut Exposition, stats: &RegisterStats) {
         "Register connections refused (bad line, wrong key, first-line timeout).",
         one(stats.refused.load(Ordering::Relaxed)),
     );
+    text.family(
+        "register_member_cap_hits_total",
+        "counter",
+        "Register connections closed at accept because register.max_members were open.",
+        one(stats.member_cap_hits.load(Ordering::Relaxed)),
+    );
 }
 
 /// A per-shard family: name, type, help, and how to read it from a snapshot.

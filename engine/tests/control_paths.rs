@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::process::cpu_seconds;
 use common::*;
+use gatewire_proto::register::{RegisterMessage, gateway_connect_line};
 
 /// A register that answers every worker with the list the test sets (and sends the new list to
 /// every connected worker when it changes).
@@ -35,8 +36,13 @@ impl FakeRegister {
     }
 
     fn set(&self, addresses: &[String]) {
+        self.say(list_line(addresses));
+    }
+
+    /// From now on, says `text` to every worker instead of a list.
+    fn say(&self, text: String) {
         let mut list = self.list.lock().unwrap();
-        *list = (list.0 + 1, list_line(addresses));
+        *list = (list.0 + 1, text);
     }
 }
 
@@ -128,4 +134,160 @@ fn a_worker_fed_a_huge_gateway_list_stays_light_and_recovers_when_it_shrinks() {
         "the list over worker.max_gateways is counted"
     );
     assert_eq!(worker.metric("gatewire_worker_gateways_over_cap"), 0);
+}
+
+/// A worker's view of a register: every list it was sent, as address counts.
+struct Follower {
+    lists: Arc<Mutex<Vec<usize>>>,
+    stream: TcpStream,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Follower {
+    fn join(register: SocketAddr) -> Follower {
+        let mut stream = TcpStream::connect(register).unwrap();
+        stream
+            .write_all(gatewire_proto::register::worker_connect_line("").as_bytes())
+            .unwrap();
+        let lists = Arc::new(Mutex::new(Vec::new()));
+        let seen = lists.clone();
+        let reader = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).split(b'\n') {
+                let Ok(line) = line else { return };
+                if let Ok(RegisterMessage::BroadcastAddresses { addresses }) =
+                    RegisterMessage::parse(&line)
+                {
+                    seen.lock().unwrap().push(addresses.len());
+                }
+            }
+        });
+        Follower { lists, stream }
+    }
+
+    /// Waits up to `wait` for a list of `n` addresses; false if none came.
+    fn sees(&self, n: usize, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if self.lists.lock().unwrap().last() == Some(&n) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn received(&self) -> usize {
+        self.lists.lock().unwrap().len()
+    }
+}
+
+#[test]
+fn a_register_flooded_with_announcements_stays_bounded_and_serves_afterwards() {
+    let register = Gatewire::start(Setup {
+        roles: "register",
+        metrics: true,
+        ..Setup::default()
+    });
+    let pid = register.role_pid("register");
+    let follower = Follower::join(register.register);
+    assert!(follower.sees(0, Duration::from_secs(5)), "the empty list");
+    let cpu_before = cpu_seconds(pid);
+
+    const ANNOUNCERS: usize = 5_000;
+    let announcers: Vec<TcpStream> = (0..ANNOUNCERS)
+        .map(|i| {
+            let mut s = TcpStream::connect(register.register).unwrap();
+            let address = format!("127.0.0.1:{}", 30_000 + i);
+            s.write_all(gateway_connect_line(&address, "").as_bytes())
+                .unwrap();
+            s
+        })
+        .collect();
+    assert!(
+        follower.sees(ANNOUNCERS, Duration::from_secs(20)),
+        "the follower never got the list of {ANNOUNCERS} (last: {:?})",
+        follower.lists.lock().unwrap().last()
+    );
+    let rss = rss_bytes(pid);
+    drop(announcers);
+    assert!(
+        follower.sees(0, Duration::from_secs(20)),
+        "the list never emptied after the announcers left"
+    );
+    let busy = cpu_seconds(pid) - cpu_before;
+    assert!(
+        busy < 5.0,
+        "{ANNOUNCERS} announcers cost the register {busy:.1} s of CPU"
+    );
+    assert!(rss < 100 << 20, "the register grew to {} MB", rss >> 20);
+    let lists = follower.received();
+    assert!(
+        lists < 200,
+        "the follower was sent {lists} lists for {ANNOUNCERS} joins and leaves (not coalesced)"
+    );
+
+    // Normal service afterwards: a gateway announced now reaches the follower at once.
+    let mut gateway = TcpStream::connect(register.register).unwrap();
+    gateway
+        .write_all(gateway_connect_line("127.0.0.1:2900", "").as_bytes())
+        .unwrap();
+    assert!(follower.sees(1, Duration::from_secs(1)));
+}
+
+#[test]
+fn a_register_holds_at_most_max_members_connections() {
+    let register = Gatewire::start(Setup {
+        roles: "register",
+        metrics: true,
+        register_extra: "max_members = 50".into(),
+        ..Setup::default()
+    });
+    let followers: Vec<Follower> = (0..60).map(|_| Follower::join(register.register)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let served = followers
+        .iter()
+        .filter(|f| f.sees(0, Duration::from_millis(50)))
+        .count();
+    let refused = register.metric("gatewire_register_member_cap_hits_total");
+    // The harness's own start-up probe may still hold a place.
+    assert!(
+        (48..=50).contains(&served) && served as u64 + refused == 60,
+        "{served} of 60 served, {refused} refused at max_members = 50"
+    );
+    drop(followers);
+    let late = Follower::join(register.register);
+    assert!(
+        late.sees(0, Duration::from_secs(2)),
+        "served again once members left"
+    );
+}
+
+#[test]
+fn a_register_that_sends_garbage_is_closed_and_logged_once_per_interval() {
+    let register = FakeRegister::start(&[]);
+    register.say("this is not json\n".repeat(20_000));
+    let worker = Gatewire::start(Setup {
+        roles: "worker",
+        register_port: Some(register.address.port()),
+        worker_extra: "ready_timeout = 1".into(),
+        capture_log: true,
+        ..Setup::default()
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let log = worker.log();
+    let garbage = log.matches("not a register message").count();
+    assert!(
+        (1..=3).contains(&garbage),
+        "the garbage was logged {garbage} times in 5 s:\n{log}"
+    );
+    assert!(
+        !log.contains("secret_key"),
+        "garbage is not a wrong secret:\n{log}"
+    );
 }

@@ -274,7 +274,10 @@ async fn run_shard(
                     rt::spawn(rt::drive(stream, peer));
                 }
                 Err(e) => {
-                    warn!(error = %e, "inner accept failed");
+                    crate::log_limit::warn_limited(
+                        "inner accept failed",
+                        &format!("inner accept failed: {e}"),
+                    );
                     rt::sleep(Duration::from_millis(10)).await;
                 }
             }

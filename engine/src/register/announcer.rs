@@ -2,7 +2,9 @@
 //! each register, say hello on every (re)connect, pass on what the register says, ping every 25 s
 //! unless the register is on 127.0.0.1, and reconnect 1 s after a drop. A register that closes
 //! the connection at once without a word has refused us (wrong secret_key): that is logged and
-//! retried with a doubling delay up to 30 s.
+//! retried with a doubling delay up to 30 s. A register that sends what is not the register
+//! protocol (a line that is not JSON, a line over 10 MiB) has its link closed by us and retried
+//! the same way, logged once per interval under its own cause; an unknown event is skipped.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::line::LineDecoder;
-use gatewire_proto::register::{RegisterMessage, ping_line};
+use gatewire_proto::register::{RegisterError, RegisterMessage, ping_line};
 use tracing::{debug, warn};
 
 use crate::net::{self, Closing, Outbox};
@@ -66,11 +68,14 @@ pub async fn keep_registered<L: RegisterLink>(
                     })
                 });
                 let answered = Rc::new(std::cell::Cell::new(false));
+                let garbled = Rc::new(std::cell::Cell::new(None));
                 let peer = AnnouncerPeer {
+                    addr,
                     outbox,
                     link: link.clone(),
                     lines: LineDecoder::new(MAX_LINE),
                     answered: answered.clone(),
+                    garbled: garbled.clone(),
                 };
                 let opened = std::time::Instant::now();
                 rt::drive(stream, peer).await;
@@ -78,7 +83,17 @@ pub async fn keep_registered<L: RegisterLink>(
                     task.cancel();
                 }
                 let accepted = answered.get() || opened.elapsed() >= ACCEPTED_AFTER;
-                if let Some(refused) = backoff.after_connection(accepted) {
+                if let Some(cause) = garbled.get() {
+                    // We closed it: the register spoke, but not the register protocol.
+                    delay = backoff.after_connection(false).unwrap_or(RECONNECT_AFTER);
+                    crate::log_limit::warn_limited(
+                        cause,
+                        &format!(
+                            "register {addr}: {cause}; closed the link, reconnecting in {}s",
+                            delay.as_secs()
+                        ),
+                    );
+                } else if let Some(refused) = backoff.after_connection(accepted) {
                     delay = refused;
                     crate::log_limit::warn_limited(
                         "register refused us",
@@ -99,11 +114,25 @@ pub async fn keep_registered<L: RegisterLink>(
 }
 
 struct AnnouncerPeer<L> {
+    addr: SocketAddr,
     outbox: Rc<RefCell<Outbox>>,
     link: Rc<RefCell<L>>,
     lines: LineDecoder,
-    /// The register has said something (it accepted us).
+    /// The register has said something readable (it accepted us).
     answered: Rc<std::cell::Cell<bool>>,
+    /// Why we closed the link: the register sent what is not the register protocol.
+    garbled: Rc<std::cell::Cell<Option<&'static str>>>,
+}
+
+impl<L> AnnouncerPeer<L> {
+    /// Closes a link whose register does not speak the protocol (once: the rest of the input is
+    /// dropped unread).
+    fn garbled(&mut self, cause: &'static str, input: &mut BytesMut) {
+        debug!(addr = %self.addr, cause, "closing the register link");
+        self.garbled.set(Some(cause));
+        input.clear();
+        self.outbox.borrow_mut().close(Closing::Now);
+    }
 }
 
 impl<L: RegisterLink> Peer for AnnouncerPeer<L> {
@@ -119,14 +148,24 @@ impl<L: RegisterLink> Peer for AnnouncerPeer<L> {
                         self.answered.set(true);
                         self.link.borrow_mut().on_message(message);
                     }
-                    Err(e) => warn!(error = %e, "register said something unreadable"),
+                    // A newer register may know events we do not: skip them, as PHP does.
+                    Err(RegisterError::UnknownEvent(event)) => {
+                        self.answered.set(true);
+                        crate::log_limit::warn_limited(
+                            "unknown register event",
+                            &format!("register {}: unknown event {event:?}, ignored", self.addr),
+                        );
+                    }
+                    Err(_) => {
+                        return self.garbled(
+                            "the register sent a line that is not a register message",
+                            input,
+                        );
+                    }
                 },
                 Ok(None) => return,
-                Err(e) => {
-                    warn!(error = %e, "register line too long");
-                    input.clear();
-                    self.outbox.borrow_mut().close(Closing::Now);
-                    return;
+                Err(_) => {
+                    return self.garbled("the register sent a line over 10 MiB", input);
                 }
             }
         }

@@ -1,5 +1,6 @@
-//! The Register server: JSON lines, a 10 s first-line timeout, the secret check, and the gateway
-//! list broadcast to every worker whenever a gateway comes or goes. A refused connection is
+//! The Register server: JSON lines, a 10 s first-line timeout, the secret check, at most
+//! `register.max_members` connections, and the gateway list sent to every worker after gateways
+//! come or go (once per 100 ms tick however many did; each join or leave costs O(1)). A refused connection is
 //! closed without a word, as PHP's register does (its clients take any answer for data); the
 //! reason is logged here, naming the peer, once per cause per interval.
 
@@ -13,7 +14,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::line::LineDecoder;
 use gatewire_proto::register::{RegisterMessage, broadcast_addresses_line};
-use tracing::{info, warn};
+use indexmap::IndexMap;
+use tracing::{debug, info};
 
 use crate::config::RegisterConfig;
 use crate::log_limit::warn_limited;
@@ -51,6 +53,8 @@ pub struct RegisterStats {
     pub workers: AtomicU64,
     /// Connections refused (bad line, wrong key, timeout).
     pub refused: AtomicU64,
+    /// Connections closed at accept because `register.max_members` were open.
+    pub member_cap_hits: AtomicU64,
     /// Every member, for `gatewire status`.
     pub members: std::sync::Mutex<Vec<Member>>,
 }
@@ -65,25 +69,89 @@ pub struct Member {
     pub since: std::time::SystemTime,
 }
 
+/// How long the register gathers list changes before it sends workers the new list: a burst of
+/// announcements (a cluster starting, or a flood) costs one broadcast per tick, not one each.
+const BROADCAST_TICK: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Default)]
 struct Book {
     secret: String,
     connections: HashMap<u64, Connection>,
     next_id: u64,
+    /// Every announced gateway address, in the order it was first announced, with the number of
+    /// connections announcing it (a restarted gateway may briefly overlap its old connection).
+    gateways: IndexMap<String, u32>,
+    /// Connections that joined as workers (or GatewayClients); published at once.
+    workers: u64,
+    /// The newest list as a line, built once per change.
+    line: Option<Bytes>,
+    /// The list changed since the workers last got it.
+    list_changed: bool,
+    /// A flush is scheduled for the end of the tick.
+    flush_scheduled: bool,
     stats: Arc<RegisterStats>,
 }
 
 impl Book {
-    fn publish(&self) {
-        let workers = self
-            .connections
-            .values()
-            .filter(|c| c.role == Membership::Worker)
-            .count();
+    /// The list as `broadcast_addresses` line.
+    fn line(&mut self) -> Bytes {
+        let gateways = &self.gateways;
+        self.line
+            .get_or_insert_with(|| {
+                let addresses: Vec<String> = gateways.keys().cloned().collect();
+                Bytes::from(broadcast_addresses_line(&addresses))
+            })
+            .clone()
+    }
+
+    fn announce(&mut self, address: String) {
+        let count = self.gateways.entry(address).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.list_changed();
+        }
+    }
+
+    fn withdraw(&mut self, address: &str) {
+        let Some(count) = self.gateways.get_mut(address) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            // O(gateways), once per address that leaves; the order of the rest is kept.
+            self.gateways.shift_remove(address);
+            self.list_changed();
+        }
+    }
+
+    fn count_workers(&mut self, change: i64) {
+        self.workers = self.workers.saturating_add_signed(change);
+        self.stats.workers.store(self.workers, Ordering::Relaxed);
+    }
+
+    fn list_changed(&mut self) {
+        self.line = None;
+        self.list_changed = true;
         self.stats
             .gateways
-            .store(self.addresses().len() as u64, Ordering::Relaxed);
-        self.stats.workers.store(workers as u64, Ordering::Relaxed);
+            .store(self.gateways.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Sends the workers the list if it changed, and publishes the members.
+    fn flush(&mut self) {
+        self.flush_scheduled = false;
+        if std::mem::take(&mut self.list_changed) {
+            let line = self.line();
+            for c in self.connections.values_mut() {
+                if c.role == Membership::Worker {
+                    c.outbox.push(line.clone());
+                }
+            }
+        }
+        self.publish_members();
+    }
+
+    fn publish_members(&self) {
         let mut members: Vec<(u64, Member)> = self
             .connections
             .iter()
@@ -106,35 +174,20 @@ impl Book {
             *published = members.into_iter().map(|(_, m)| m).collect();
         }
     }
+}
 
-    /// Gateway addresses in announcement order, each once.
-    fn addresses(&self) -> Vec<String> {
-        let mut gateways: Vec<(u64, &String)> = self
-            .connections
-            .iter()
-            .filter_map(|(id, c)| match &c.role {
-                Membership::Gateway(a) => Some((*id, a)),
-                _ => None,
-            })
-            .collect();
-        gateways.sort_unstable_by_key(|(id, _)| *id);
-        let mut out: Vec<String> = Vec::with_capacity(gateways.len());
-        for (_, a) in gateways {
-            if !out.contains(a) {
-                out.push(a.clone());
-            }
-        }
-        out
+/// Flushes `book` (borrowed as `b`) at the end of the current tick, once however many changes
+/// come meanwhile.
+fn flush_soon(b: &mut Book, book: &Rc<RefCell<Book>>) {
+    if b.flush_scheduled {
+        return;
     }
-
-    fn broadcast_to_workers(&mut self) {
-        let line = Bytes::from(broadcast_addresses_line(&self.addresses()));
-        for c in self.connections.values_mut() {
-            if c.role == Membership::Worker {
-                c.outbox.push(line.clone());
-            }
-        }
-    }
+    b.flush_scheduled = true;
+    let book = book.clone();
+    rt::spawn(async move {
+        rt::sleep(BROADCAST_TICK).await;
+        book.borrow_mut().flush();
+    });
 }
 
 /// A gateway may announce only an address of the host it connects from (the same ip; any
@@ -166,7 +219,10 @@ pub async fn serve(listener: rt::TcpListener, config: RegisterConfig, stats: Arc
         let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "register accept failed");
+                warn_limited(
+                    "register accept failed",
+                    &format!("register accept failed: {e}"),
+                );
                 rt::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -174,6 +230,19 @@ pub async fn serve(listener: rt::TcpListener, config: RegisterConfig, stats: Arc
         let Ok(remote) = stream.peer_addr() else {
             continue;
         };
+        if book.borrow().connections.len() >= config.max_members {
+            let stats = book.borrow().stats.clone();
+            stats.member_cap_hits.fetch_add(1, Ordering::Relaxed);
+            warn_limited(
+                "register.max_members",
+                &format!(
+                    "register: {} connections are open (register.max_members); closing the one \
+                     from {remote}",
+                    config.max_members
+                ),
+            );
+            continue;
+        }
         crate::rt::fail_dead_peer_after(&stream, config.link_timeout);
         let id = {
             let mut b = book.borrow_mut();
@@ -259,21 +328,32 @@ impl RegisterPeer {
                 if let Err(why) = announced_from_its_own_host(&address, self.remote) {
                     return self.refuse(book, "register foreign gateway address", &why);
                 }
-                conn.role = Membership::Gateway(address);
-                book.broadcast_to_workers();
-                book.publish();
+                let previous =
+                    std::mem::replace(&mut conn.role, Membership::Gateway(address.clone()));
+                match previous {
+                    Membership::Gateway(old) => book.withdraw(&old),
+                    Membership::Worker => book.count_workers(-1),
+                    Membership::Unknown => {}
+                }
+                book.announce(address);
+                flush_soon(book, &self.book);
             }
             RegisterMessage::WorkerConnect { secret_key } => {
                 if secret_key != book.secret {
                     let why = "secret key mismatch (a worker or GatewayClient)";
                     return self.refuse(book, "register secret key mismatch", why);
                 }
-                conn.role = Membership::Worker;
-                book.publish();
-                let line = broadcast_addresses_line(&book.addresses());
-                if let Some(c) = book.connections.get_mut(&self.id) {
-                    c.outbox.push(Bytes::from(line));
+                match std::mem::replace(&mut conn.role, Membership::Worker) {
+                    Membership::Gateway(old) => book.withdraw(&old),
+                    Membership::Worker => book.count_workers(-1),
+                    Membership::Unknown => {}
                 }
+                book.count_workers(1);
+                let line = book.line();
+                if let Some(c) = book.connections.get_mut(&self.id) {
+                    c.outbox.push(line);
+                }
+                flush_soon(book, &self.book);
             }
             RegisterMessage::Ping => {}
             RegisterMessage::BroadcastAddresses { .. } => {
@@ -307,12 +387,17 @@ impl Peer for RegisterPeer {
 
     fn on_closed(&mut self, _reason: CloseReason) {
         let mut book = self.book.borrow_mut();
-        if let Some(conn) = book.connections.remove(&self.id) {
-            if let Membership::Gateway(address) = conn.role {
-                info!(%address, "register: gateway left");
-                book.broadcast_to_workers();
+        let Some(conn) = book.connections.remove(&self.id) else {
+            return;
+        };
+        match conn.role {
+            Membership::Gateway(address) => {
+                debug!(%address, "register: gateway left");
+                book.withdraw(&address);
             }
-            book.publish();
+            Membership::Worker => book.count_workers(-1),
+            Membership::Unknown => return,
         }
+        flush_soon(&mut book, &self.book);
     }
 }

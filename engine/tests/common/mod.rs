@@ -69,6 +69,8 @@ pub struct Setup {
     pub run_extra: String,
     /// Appended to `[worker]`.
     pub worker_extra: String,
+    /// Appended to `[register]`.
+    pub register_extra: String,
     pub roles: &'static str,
     pub register_port: Option<u16>,
     /// The public listener's scheme: websocket, text, frame, tcp.
@@ -100,6 +102,7 @@ impl Default for Setup {
             extra: String::new(),
             run_extra: String::new(),
             worker_extra: String::new(),
+            register_extra: String::new(),
             roles: "register,gateway",
             register_port: None,
             scheme: "websocket",
@@ -122,7 +125,7 @@ impl Gatewire {
         let public_port = free_port();
         let start_port = free_port_range(setup.shards);
         let config = format!(
-            "[run]\ndir = \"run\"\n{run_extra}\n\n[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n\n\
+            "[run]\ndir = \"run\"\n{run_extra}\n\n[register]\nlisten = \"127.0.0.1:{register_port}\"\nsecret_key = \"{secret}\"\n{register_extra}\n\n\
              [gateway]\nlisten = \"{scheme}://127.0.0.1:{public_port}\"\nstart_port = {start_port}\nlan_ip = \"{lan_ip}\"\n\
              shards = {shards}\nregister_address = \"127.0.0.1:{register_port}\"\n\
              secret_key = \"{secret}\"\n{extra}\n\n\
@@ -136,6 +139,7 @@ impl Gatewire {
             extra = setup.extra,
             run_extra = setup.run_extra,
             worker_extra = setup.worker_extra,
+            register_extra = setup.register_extra,
         );
         let metrics = setup.metrics.then(free_port);
         let config = match metrics {

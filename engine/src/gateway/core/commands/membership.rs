@@ -3,16 +3,18 @@
 
 use gatewire_proto::command::Membership;
 use gatewire_proto::php::Key;
-use tracing::warn;
 
 use crate::gateway::core::state::Shard;
 
 /// A uid or group name that PHP would take: an empty or falsy one ("", "0") is refused.
 fn usable(name: Key, what: &str) -> Option<Key> {
     if !name.to_value().is_truthy() {
-        warn!(
-            "{what} {:?} is empty and was refused",
-            String::from_utf8_lossy(&name.to_bytes())
+        crate::log_limit::warn_limited(
+            "empty uid or group",
+            &format!(
+                "{what} {:?} is empty and was refused",
+                String::from_utf8_lossy(&name.to_bytes())
+            ),
         );
         return None;
     }

@@ -12,7 +12,6 @@ use gatewire_proto::auth::Auth;
 use gatewire_proto::command::{Command, CommandError, Control};
 use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::{Cmd, Header, Packet};
-use tracing::warn;
 
 use crate::gateway::core::state::Shard;
 use crate::log_limit::warn_limited;
@@ -98,12 +97,24 @@ impl Shard {
             Ok(Command::Control(Control::Drain)) => self.worker_drain(link_id),
             Ok(Command::Control(Control::Confirm)) => self.echo_signal(link_id, CMD_WORKER_CONFIRM),
             Err(CommandError::Ext(e)) => {
-                warn!(cmd = u8::from(cmd), error = %e, "bad ext from an inner link, closing it");
+                crate::log_limit::warn_limited(
+                    "bad ext from an inner link",
+                    &format!(
+                        "bad ext in command {} from {peer}: {e}; closing the link",
+                        u8::from(cmd)
+                    ),
+                );
                 self.stats.bad_inner_packets += 1;
                 self.close_link(link_id);
             }
             Err(CommandError::NotACommand(_)) => {
-                warn!(%peer, cmd = u8::from(cmd), "gateway inner pack err");
+                crate::log_limit::warn_limited(
+                    "not a command from an inner link",
+                    &format!(
+                        "gateway inner pack err: command {} from {peer} is not one a gateway takes; ignored",
+                        u8::from(cmd)
+                    ),
+                );
                 self.stats.bad_inner_packets += 1;
             }
         }

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use gatewire_proto::command::{Message, Send};
 use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
-use tracing::warn;
 
 use crate::gateway::core::encode::client_frame;
 use crate::gateway::core::state::Shard;
@@ -38,7 +37,12 @@ impl Shard {
         match client_frame(self.settings.protocol, message.flag, &message.body) {
             Ok(frame) => Some(frame),
             Err(e) => {
-                warn!(error = %e, "message not sent");
+                crate::log_limit::warn_limited(
+                    "message not sent",
+                    &format!(
+                        "a message could not be framed for this shard's clients ({e}); not sent"
+                    ),
+                );
                 None
             }
         }

@@ -3,7 +3,6 @@
 
 use gatewire_proto::command::Session;
 use gatewire_proto::php::merge_session;
-use tracing::warn;
 
 use crate::gateway::core::state::Shard;
 
@@ -28,9 +27,10 @@ impl Shard {
                 match merge_session(&client.session, &update) {
                     Some(merged) => client.session = merged.into(),
                     None => {
-                        warn!(
-                            "UPDATE_SESSION with an update that is not a serialized array: ignored"
-                        )
+                        crate::log_limit::warn_limited(
+                            "bad session update",
+                            "UPDATE_SESSION with an update that is not a serialized array: ignored",
+                        );
                     }
                 }
             }
