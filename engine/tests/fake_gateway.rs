@@ -37,12 +37,19 @@ impl FakeGateway {
                 gatewire_proto::register::gateway_connect_line(&address.to_string(), "").as_bytes(),
             )
             .unwrap();
-        FakeGateway {
+        let gateway = FakeGateway {
             listener,
             address,
             _register: register,
             _announce: announce,
-        }
+        };
+        // The register lists the address once a query there is answered.
+        let mut check = gateway.accept();
+        assert_eq!(read_query(&mut check).header.cmd, Cmd::IsOnline);
+        let mut reply = BytesMut::new();
+        query_reply::encode(b"i:0;", &mut reply).unwrap();
+        check.write_all(&reply).unwrap();
+        gateway
     }
 
     fn worker_config(&self) -> WorkerConfig {
@@ -104,6 +111,18 @@ impl FakeGateway {
     }
 }
 
+/// The request on a query connection, past its hello (CMD_GATEWAY_CLIENT_CONNECT).
+fn read_query(stream: &mut TcpStream) -> Packet {
+    let mut buf = BytesMut::new();
+    let first = read_packet(stream, &mut buf);
+    assert_eq!(
+        first.header.cmd,
+        Cmd::GatewayClientConnect,
+        "a query starts with a hello"
+    );
+    read_packet(stream, &mut buf)
+}
+
 /// The next packet on a blocking inner connection.
 fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Packet {
     let mut decoder = PacketDecoder::default();
@@ -143,7 +162,7 @@ fn a_query_from_a_worker_waits_for_a_slow_gateway() {
     for (delay, id) in [(Duration::from_millis(200), 1), (Duration::from_secs(3), 2)] {
         link.write_all(&gateway.message(id, "hi")).unwrap();
         let mut query = gateway.accept();
-        let asked = read_packet(&mut query, &mut BytesMut::new());
+        let asked = read_query(&mut query);
         assert_eq!(asked.header.cmd, Cmd::IsOnline);
         assert_eq!(asked.header.connection_id, id);
         std::thread::sleep(delay);
@@ -202,7 +221,7 @@ fn a_nonblocking_query_leaves_the_worker_serving_other_events() {
     let (mut link, mut link_buf) = gateway.accept_worker();
     link.write_all(&gateway.message(1, "ask")).unwrap();
     let mut query = gateway.accept();
-    let asked = read_packet(&mut query, &mut BytesMut::new());
+    let asked = read_query(&mut query);
     assert_eq!(asked.header.cmd, Cmd::IsOnline);
     // The query is pending: another client's event is still handled.
     link.write_all(&gateway.message(2, "ping")).unwrap();

@@ -93,6 +93,52 @@ fn announced_sizes_reserve_nothing_on_client_or_inner_ports() {
     drop((warm, clients));
 }
 
+#[test]
+fn without_a_secret_inner_links_are_bounded_before_their_hello_and_closed_when_silent() {
+    let gw = Gatewire::start(Setup {
+        metrics: true,
+        ..Setup::default()
+    });
+    // An oversized first packet is refused at its header, secret or not.
+    let mut strangers: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(gw.inner(0)).unwrap();
+            let mut head = (10 * MIB as u32).to_be_bytes().to_vec();
+            head.extend_from_slice(&[0; 24]);
+            s.write_all(&head).unwrap();
+            s
+        })
+        .collect();
+    for s in &mut strangers {
+        assert!(
+            closed_within(s, Duration::from_secs(2)),
+            "an oversized packet before a hello closes the link"
+        );
+    }
+    // Connections that say nothing are closed after the hello timeout (5 s).
+    let mut silent: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(gw.inner(0)).unwrap())
+        .collect();
+    let opened = Instant::now();
+    for s in &mut silent {
+        let left = Duration::from_secs(8).saturating_sub(opened.elapsed());
+        assert!(closed_within(s, left), "a silent inner link is closed");
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_secs(4),
+        "not before the timeout"
+    );
+    assert_eq!(
+        gw.metric("gatewire_limit_hits_total{limit=\"inner_hello_timeout\"}"),
+        300
+    );
+    // PHP's GatewayClient sends no hello without a secret: its commands still work.
+    assert_eq!(
+        query_text(gw.inner(0), Cmd::GetGroupIdList, 0, ""),
+        "a:0:{}"
+    );
+}
+
 /// Whether the peer closed `stream` within `wait` (anything it sends is read and ignored).
 fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;

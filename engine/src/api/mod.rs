@@ -21,4 +21,4 @@ pub use gateway::{Answer, Gateway};
 pub use links::{LinkHandle, Links};
 pub use message::{Binary, Message};
 pub use queries::Queries;
-pub use transport::QueryError;
+pub use transport::{QueryError, ask_async};

@@ -71,16 +71,16 @@ fn request_bytes(addr: &str, secret: &str, packet: &Packet) -> Result<BytesMut, 
     Ok(request)
 }
 
+/// The hello every request starts with, secret or not: a gateway bounds what a connection sends
+/// before its hello to 64 KiB (PHP gateways take an empty secret's hello too).
 fn auth_prefix(secret: &str) -> BytesMut {
     let mut request = BytesMut::new();
-    if !secret.is_empty() {
-        let auth = Packet::new(
-            Header::for_connection(Cmd::GatewayClientConnect, 0, Flags::SCALAR),
-            "",
-            gateway_client_connect_body(secret),
-        );
-        let _ = auth.encode(&mut request);
-    }
+    let auth = Packet::new(
+        Header::for_connection(Cmd::GatewayClientConnect, 0, Flags::SCALAR),
+        "",
+        gateway_client_connect_body(secret),
+    );
+    let _ = auth.encode(&mut request);
     request
 }
 

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::config::{ClientProtocol, GatewayConfig};
 use crate::gateway::client::ClientPeer;
 use crate::gateway::core::router::Router;
-use crate::gateway::core::state::{Shard, ShardSettings};
+use crate::gateway::core::state::{INNER_HELLO_TIMEOUT, Shard, ShardSettings};
 use crate::gateway::core::stats::{Inspect, ShardSnapshot};
 use crate::gateway::holdings::Holdings;
 use crate::gateway::link::LinkPeer;
@@ -272,6 +272,11 @@ async fn run_shard(
                     let link_id = links.borrow_mut().link_opened(peer);
                     let peer = LinkPeer::new(links.clone(), link_id, linked_holdings.clone());
                     rt::spawn(rt::drive(stream, peer));
+                    let hello_due = links.clone();
+                    rt::spawn(async move {
+                        rt::sleep(INNER_HELLO_TIMEOUT).await;
+                        hello_due.borrow_mut().link_hello_due(link_id);
+                    });
                 }
                 Err(e) => {
                     crate::log_limit::warn_limited(

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use gatewire_proto::line::LineDecoder;
 use gatewire_proto::register::{RegisterMessage, broadcast_addresses_line};
+use gatewire_proto::{Cmd, Flags, Header, Packet};
 use indexmap::IndexMap;
 use tracing::{debug, info};
 
@@ -40,6 +41,8 @@ struct Connection {
 enum Membership {
     #[default]
     Unknown,
+    /// Announced this gateway address; listed once it answers there ([`prove`]).
+    Announcing(String),
     Gateway(String),
     Worker,
 }
@@ -124,6 +127,38 @@ impl Book {
         }
     }
 
+    /// A connection gives up `role` (it closed, or said something else).
+    fn left(&mut self, role: Membership) {
+        match role {
+            Membership::Gateway(address) => {
+                debug!(%address, "register: gateway left");
+                self.withdraw(&address);
+            }
+            Membership::Worker => self.count_workers(-1),
+            Membership::Announcing(_) | Membership::Unknown => {}
+        }
+    }
+
+    /// The gateway announcing `address` on connection `id` answered on that address: list it.
+    fn proven(&mut self, id: u64, address: &str) -> bool {
+        let Some(c) = self.connections.get_mut(&id) else {
+            return false;
+        };
+        if !matches!(&c.role, Membership::Announcing(a) if a == address) {
+            return false;
+        }
+        c.role = Membership::Gateway(address.to_owned());
+        self.announce(address.to_owned());
+        true
+    }
+
+    /// Whether connection `id` still announces `address` without having proven it.
+    fn announcing(&self, id: u64, address: &str) -> bool {
+        self.connections
+            .get(&id)
+            .is_some_and(|c| matches!(&c.role, Membership::Announcing(a) if a == address))
+    }
+
     fn count_workers(&mut self, change: i64) {
         self.workers = self.workers.saturating_add_signed(change);
         self.stats.workers.store(self.workers, Ordering::Relaxed);
@@ -157,7 +192,7 @@ impl Book {
             .iter()
             .filter_map(|(id, c)| {
                 let announces = match &c.role {
-                    Membership::Unknown => return None,
+                    Membership::Unknown | Membership::Announcing(_) => return None,
                     Membership::Gateway(a) => Some(a.clone()),
                     Membership::Worker => None,
                 };
@@ -173,6 +208,43 @@ impl Book {
         if let Ok(mut published) = self.stats.members.lock() {
             *published = members.into_iter().map(|(_, m)| m).collect();
         }
+    }
+}
+
+/// How long the register waits before it asks an announced gateway that did not answer again.
+const PROVE_RETRY: Duration = Duration::from_secs(2);
+
+/// Lists the gateway announced as `address` on connection `id` once it answers a query there
+/// (a hello and an IS_ONLINE, which PHP gateways answer too), asking every [`PROVE_RETRY`] while
+/// the announcement stands: an address where no gateway serves — the register's own port, a
+/// closed one — is never handed to workers.
+async fn prove(book: Rc<RefCell<Book>>, id: u64, address: String) {
+    let secret = book.borrow().secret.clone();
+    let probe = Packet::new(
+        Header::for_connection(Cmd::IsOnline, 0, Flags::SCALAR),
+        "",
+        "",
+    );
+    while book.borrow().announcing(id, &address) {
+        match crate::api::ask_async(&address, &secret, &probe).await {
+            Ok(_) => {
+                let mut b = book.borrow_mut();
+                if b.proven(id, &address) {
+                    info!(%address, "register: gateway listed");
+                    flush_soon(&mut b, &book);
+                }
+                return;
+            }
+            Err(e) => warn_limited(
+                "announced gateway does not answer",
+                &format!(
+                    "register: a gateway announced {address} but does not answer there ({e}); \
+                     not listed, asking again every {} s",
+                    PROVE_RETRY.as_secs()
+                ),
+            ),
+        }
+        rt::sleep(PROVE_RETRY).await;
     }
 }
 
@@ -305,16 +377,18 @@ impl RegisterPeer {
         }
     }
 
-    fn on_line(&mut self, line: &[u8]) {
+    /// Applies one line; returns a gateway address it announced, to be proven.
+    fn on_line(&mut self, line: &[u8]) -> Option<String> {
         let mut book = self.book.borrow_mut();
         let book = &mut *book;
-        let Some(conn) = book.connections.get_mut(&self.id) else {
-            return;
-        };
+        let conn = book.connections.get_mut(&self.id)?;
         conn.spoke = true;
         let message = match RegisterMessage::parse(line) {
             Ok(m) => m,
-            Err(e) => return self.refuse(book, "register bad line", &format!("bad line ({e})")),
+            Err(e) => {
+                self.refuse(book, "register bad line", &format!("bad line ({e})"));
+                return None;
+            }
         };
         match message {
             RegisterMessage::GatewayConnect {
@@ -323,31 +397,27 @@ impl RegisterPeer {
             } => {
                 if secret_key != book.secret {
                     let why = format!("secret key mismatch (a gateway announcing {address})");
-                    return self.refuse(book, "register secret key mismatch", &why);
+                    self.refuse(book, "register secret key mismatch", &why);
+                    return None;
                 }
                 if let Err(why) = announced_from_its_own_host(&address, self.remote) {
-                    return self.refuse(book, "register foreign gateway address", &why);
+                    self.refuse(book, "register foreign gateway address", &why);
+                    return None;
                 }
                 let previous =
-                    std::mem::replace(&mut conn.role, Membership::Gateway(address.clone()));
-                match previous {
-                    Membership::Gateway(old) => book.withdraw(&old),
-                    Membership::Worker => book.count_workers(-1),
-                    Membership::Unknown => {}
-                }
-                book.announce(address);
+                    std::mem::replace(&mut conn.role, Membership::Announcing(address.clone()));
+                book.left(previous);
                 flush_soon(book, &self.book);
+                return Some(address);
             }
             RegisterMessage::WorkerConnect { secret_key } => {
                 if secret_key != book.secret {
                     let why = "secret key mismatch (a worker or GatewayClient)";
-                    return self.refuse(book, "register secret key mismatch", why);
+                    self.refuse(book, "register secret key mismatch", why);
+                    return None;
                 }
-                match std::mem::replace(&mut conn.role, Membership::Worker) {
-                    Membership::Gateway(old) => book.withdraw(&old),
-                    Membership::Worker => book.count_workers(-1),
-                    Membership::Unknown => {}
-                }
+                let previous = std::mem::replace(&mut conn.role, Membership::Worker);
+                book.left(previous);
                 book.count_workers(1);
                 let line = book.line();
                 if let Some(c) = book.connections.get_mut(&self.id) {
@@ -361,6 +431,7 @@ impl RegisterPeer {
                 self.refuse(book, "register bad line", why);
             }
         }
+        None
     }
 }
 
@@ -373,7 +444,11 @@ impl Peer for RegisterPeer {
     fn on_input(&mut self, input: &mut BytesMut) {
         loop {
             match self.lines.decode(input) {
-                Ok(Some(line)) => self.on_line(&line),
+                Ok(Some(line)) => {
+                    if let Some(address) = self.on_line(&line) {
+                        rt::spawn(prove(self.book.clone(), self.id, address));
+                    }
+                }
                 Ok(None) => return,
                 Err(e) => {
                     input.clear();
@@ -390,14 +465,10 @@ impl Peer for RegisterPeer {
         let Some(conn) = book.connections.remove(&self.id) else {
             return;
         };
-        match conn.role {
-            Membership::Gateway(address) => {
-                debug!(%address, "register: gateway left");
-                book.withdraw(&address);
-            }
-            Membership::Worker => book.count_workers(-1),
-            Membership::Unknown => return,
+        if conn.role == Membership::Unknown {
+            return;
         }
+        book.left(conn.role);
         flush_soon(&mut book, &self.book);
     }
 }

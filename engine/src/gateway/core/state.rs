@@ -23,6 +23,10 @@ use crate::gateway::core::stats::{ClientRow, CloseCause, Inspection, ShardSnapsh
 /// The largest packet an inner link may send before it authenticates: a hello or a query, never
 /// a client's message, so an unauthenticated peer cannot make the shard buffer megabytes.
 pub const MAX_PACKET_BEFORE_AUTH: usize = 64 * 1024;
+
+/// An inner connection must identify itself (its first packet complete) within this time.
+pub const INNER_HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+use crate::log_limit::warn_limited;
 use crate::net::{Closing, Outbox};
 use crate::store::HoldingChanges;
 
@@ -137,6 +141,10 @@ impl Client {
 pub struct Link {
     pub peer: SocketAddr,
     pub authorized: bool,
+    /// Sent its hello (or, with no secret, a first valid command: PHP's GatewayClient sends no
+    /// hello then). Until then its packets are bounded by [`MAX_PACKET_BEFORE_AUTH`], and it is
+    /// closed if that takes longer than [`INNER_HELLO_TIMEOUT`].
+    pub identified: bool,
     /// Set for workers (`"<ip>:<name>:<index>"`): a routing target.
     pub worker_key: Option<Rc<str>>,
     pub outbox: Outbox,
@@ -271,12 +279,33 @@ impl Shard {
     }
 
     /// The largest packet inner link `link_id` may send now: `max_packet_size` once it has
-    /// authenticated, at most [`MAX_PACKET_BEFORE_AUTH`] before.
+    /// identified itself, at most [`MAX_PACKET_BEFORE_AUTH`] before, whatever the secret.
     pub fn link_max_packet(&self, link_id: u64) -> usize {
         match self.links.get(&link_id) {
-            Some(link) if link.authorized => self.settings.max_packet_size,
+            Some(link) if link.identified => self.settings.max_packet_size,
             _ => MAX_PACKET_BEFORE_AUTH.min(self.settings.max_packet_size),
         }
+    }
+
+    /// [`INNER_HELLO_TIMEOUT`] after inner link `link_id` opened: closed (and counted) if it has
+    /// not identified itself yet.
+    pub fn link_hello_due(&mut self, link_id: u64) {
+        let Some(link) = self.links.get(&link_id) else {
+            return;
+        };
+        if link.identified {
+            return;
+        }
+        let peer = link.peer;
+        self.stats.inner_hello_timeouts += 1;
+        warn_limited(
+            "inner hello timeout",
+            &format!(
+                "{peer} sent no hello on the inner port within {} s, closing",
+                INNER_HELLO_TIMEOUT.as_secs()
+            ),
+        );
+        self.close_link(link_id);
     }
 
     /// Inner link `link_id` sent bytes that are no packet: counted, and the link closed.
@@ -516,6 +545,7 @@ impl Shard {
             Link {
                 peer,
                 authorized: self.settings.secret_key.is_empty(),
+                identified: false,
                 worker_key: None,
                 outbox: Outbox::default(),
                 staging: BytesMut::new(),

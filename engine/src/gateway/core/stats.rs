@@ -50,10 +50,15 @@ pub struct Stats {
     pub inner_reply_overflows: u64,
     /// Clients closed for not finishing their handshake in time.
     pub handshake_timeouts: u64,
+    /// Inner connections closed for sending no hello in time.
+    pub inner_hello_timeouts: u64,
     /// Idle clients handed to the parking lot, and woken from it.
     pub parked: u64,
     pub unparked: u64,
 }
+
+/// How many bounds [`Stats::limit_hits`] reports.
+pub const LIMITS: usize = 7;
 
 /// One bound a peer can run into: its label in `gatewire_limit_hits_total{limit=…}`, the key that
 /// sets it, and what a hit means.
@@ -67,7 +72,7 @@ pub struct Limit {
 impl Stats {
     /// Every bound with its hit count: the metrics family and the periodic warnings both read
     /// this one table.
-    pub fn limit_hits(&self) -> [(Limit, u64); 6] {
+    pub fn limit_hits(&self) -> [(Limit, u64); LIMITS] {
         let limit = |label, key, what| Limit { label, key, what };
         [
             (
@@ -118,6 +123,14 @@ impl Stats {
                 ),
                 self.handshake_timeouts,
             ),
+            (
+                limit(
+                    "inner_hello_timeout",
+                    "(fixed: 5 s)",
+                    "inner connections closed for sending no hello within 5 s",
+                ),
+                self.inner_hello_timeouts,
+            ),
         ]
     }
 
@@ -143,8 +156,8 @@ const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// the hot path only counts).
 #[derive(Debug, Default)]
 pub struct LimitWarnings {
-    reported: [u64; 6],
-    logged_at: [Option<std::time::Instant>; 6],
+    reported: [u64; LIMITS],
+    logged_at: [Option<std::time::Instant>; LIMITS],
 }
 
 impl LimitWarnings {

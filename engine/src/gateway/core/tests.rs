@@ -395,6 +395,48 @@ fn an_unauthenticated_link_is_closed_when_a_secret_is_set() {
 }
 
 #[test]
+fn packets_before_a_hello_are_bounded_whatever_the_secret() {
+    use crate::gateway::core::state::MAX_PACKET_BEFORE_AUTH;
+    for secret in ["", "k"] {
+        let mut c = core_with(|g| g.secret_key = secret.into());
+        let max = c.shard.settings.max_packet_size;
+        let link = c.shard.link_opened("127.0.0.1:50002".parse().unwrap());
+        assert_eq!(c.shard.link_max_packet(link), MAX_PACKET_BEFORE_AUTH);
+        let hello = Packet::new(
+            Header::command(Cmd::GatewayClientConnect),
+            "",
+            gateway_client_connect_body(secret),
+        );
+        c.shard.link_packet(link, hello);
+        assert_eq!(c.shard.link_max_packet(link), max, "secret {secret:?}");
+        let worker = c.worker("w");
+        assert_eq!(c.shard.link_max_packet(worker), max);
+    }
+    // No secret: PHP's GatewayClient sends its command without a hello; a valid one identifies
+    // the link.
+    let mut c = core();
+    let php_client = c.shard.link_opened("127.0.0.1:50003".parse().unwrap());
+    c.command(php_client, Cmd::GetGroupIdList, 0, "", "");
+    assert_eq!(c.replies(php_client), ["a:0:{}"]);
+    assert_eq!(
+        c.shard.link_max_packet(php_client),
+        c.shard.settings.max_packet_size
+    );
+}
+
+#[test]
+fn an_inner_link_that_sends_no_hello_in_time_is_closed() {
+    let mut c = core();
+    let silent = c.shard.link_opened("127.0.0.1:50004".parse().unwrap());
+    let worker = c.worker("w");
+    c.shard.link_hello_due(silent);
+    c.shard.link_hello_due(worker);
+    assert_eq!(c.shard.links[&silent].outbox.closing(), Some(Closing::Now));
+    assert_eq!(c.shard.links[&worker].outbox.closing(), None);
+    assert_eq!(c.shard.stats.inner_hello_timeouts, 1);
+}
+
+#[test]
 fn heartbeat_pings_silent_clients_and_drops_them_after_twice_the_limit() {
     let mut c = core_with(|g| {
         g.ping_interval = 10.0;

@@ -31,6 +31,9 @@ impl Shard {
                 let worker = cmd == Cmd::WorkerConnect;
                 match Auth::parse(&packet.body, worker) {
                     Ok(auth) if auth.secret_matches(&self.settings.secret_key) => {
+                        if let Some(link) = self.links.get_mut(&link_id) {
+                            link.identified = true;
+                        }
                         if let Some(name) = auth.worker_key.filter(|_| worker) {
                             let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
                             if !self.register_worker(link_id, key.clone()) {
@@ -87,7 +90,12 @@ impl Shard {
                 self.close_link(link_id);
                 return;
             }
-            _ => {}
+            // No secret: PHP's GatewayClient sends its command without a hello.
+            _ => {
+                if let Some(link) = self.links.get_mut(&link_id) {
+                    link.identified = true;
+                }
+            }
         }
         match Command::from_packet(&packet) {
             Ok(Command::Send(c)) => self.apply_send(c),
