@@ -83,7 +83,20 @@ impl LinkPeer {
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    warn_limited("bad inner packet", &format!("closing inner link: {e}"));
+                    let identified = self.shard.borrow().link_identified(self.link_id);
+                    if identified {
+                        warn_limited("bad inner packet", &format!("closing inner link: {e}"));
+                    } else {
+                        warn_limited(
+                            "inner packet before a hello",
+                            &format!(
+                                "closing inner link: {e}; until a connection's hello \
+                                 (CMD_WORKER_CONNECT or CMD_GATEWAY_CLIENT_CONNECT) packets are \
+                                 bounded to 64 KiB. PHP's GatewayClient sends its hello only when \
+                                 a secret_key is set: set one to send larger commands from it"
+                            ),
+                        );
+                    }
                     input.clear();
                     self.shard.borrow_mut().bad_inner_stream(self.link_id);
                     return;

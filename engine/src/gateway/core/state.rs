@@ -287,6 +287,11 @@ impl Shard {
         }
     }
 
+    /// Whether inner link `link_id` has identified itself (see [`Link::identified`]).
+    pub fn link_identified(&self, link_id: u64) -> bool {
+        self.links.get(&link_id).is_some_and(|l| l.identified)
+    }
+
     /// [`INNER_HELLO_TIMEOUT`] after inner link `link_id` opened: closed (and counted) if it has
     /// not identified itself yet.
     pub fn link_hello_due(&mut self, link_id: u64) {
