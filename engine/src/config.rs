@@ -362,6 +362,11 @@ pub struct GatewayConfig {
     pub slow_client_policy: SlowClientPolicy,
     /// Largest client message (bytes).
     pub max_message_size: usize,
+    /// Bytes of incomplete client messages one shard holds at most; over it the client with
+    /// the largest incomplete message is closed (WebSocket 1009) and counted.
+    pub max_pending_input_bytes: usize,
+    /// Seconds a client has to finish a message once its first byte arrived; 0 waits forever.
+    pub message_timeout: f64,
     /// Largest inner packet (bytes); when unset, at least `max_message_size` plus room for the
     /// header and a session.
     pub max_packet_size: usize,
@@ -398,6 +403,8 @@ impl Default for GatewayConfig {
             send_to_worker_buffer_size: 10_240_000,
             slow_client_policy: SlowClientPolicy::Drop,
             max_message_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
+            max_pending_input_bytes: 128 << 20,
+            message_timeout: 30.0,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             router: RouterMode::LeastConnections,
             log: None,
@@ -898,6 +905,7 @@ impl Config {
             ("gateway.worker_ping_interval", g.worker_ping_interval),
             ("gateway.park_after", g.park_after),
             ("gateway.handshake_timeout", g.handshake_timeout),
+            ("gateway.message_timeout", g.message_timeout),
             ("gateway.link_timeout", g.link_timeout),
             ("register.link_timeout", self.register.link_timeout),
             ("worker.link_timeout", w.link_timeout),
@@ -968,6 +976,13 @@ impl Config {
         }
         if g.register_address.is_empty() {
             return Err("gateway.register_address is empty".into());
+        }
+        if g.max_pending_input_bytes < g.max_message_size.min(1 << 20) {
+            return Err(format!(
+                "gateway.max_pending_input_bytes ({}) must hold at least one message of 1 MiB \
+                 (or max_message_size, if smaller)",
+                g.max_pending_input_bytes
+            ));
         }
         if self.register.max_members == 0 {
             return Err("register.max_members must be at least 1".into());

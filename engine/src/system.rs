@@ -125,3 +125,11 @@ pub fn thread_cpu_time() -> std::time::Duration {
     }
     std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
+
+/// Gives the pages this thread's heap holds free back to the OS (mimalloc keeps freed pages
+/// for reuse until it purges them, and an idle thread may not purge for a long time). Walks the
+/// thread's heap: call it after large frees, not on every tick.
+pub fn give_back_freed_memory() {
+    // SAFETY: mi_collect only walks and purges the calling thread's heap.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}

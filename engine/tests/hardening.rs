@@ -139,6 +139,95 @@ fn without_a_secret_inner_links_are_bounded_before_their_hello_and_closed_when_s
     );
 }
 
+/// Writes `n` bytes of masked payload (zeros masked with 1,2,3,4) in 64 KiB writes.
+fn write_payload(stream: &mut TcpStream, n: u64) -> std::io::Result<()> {
+    let chunk = vec![0u8; 64 * 1024];
+    let mut left = n;
+    while left > 0 {
+        let now = left.min(chunk.len() as u64) as usize;
+        stream.write_all(&chunk[..now])?;
+        left -= now as u64;
+    }
+    Ok(())
+}
+
+#[test]
+fn half_received_messages_stay_within_the_shards_budget_and_memory_returns() {
+    let gw = Gatewire::start(Setup {
+        metrics: true,
+        extra: "max_pending_input_bytes = 67108864".into(),
+        ..Setup::default()
+    });
+    let _events = drain_events(gw.workers("Halves", "").remove(0));
+    let pid = gw.role_pid("gateway");
+    let warm: Vec<TcpStream> = (0..10).map(|_| raw_websocket(&gw)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_bytes(pid);
+
+    // 50 clients each send 9 MiB of a 10 MiB message and stop.
+    let mut writers = Vec::new();
+    for _ in 0..50 {
+        let mut c = raw_websocket(&gw);
+        writers.push(std::thread::spawn(move || {
+            c.write_all(&announcing_header(10 * MIB - 16)).unwrap();
+            let _ = write_payload(&mut c, 9 * MIB);
+            c
+        }));
+    }
+    let mut clients: Vec<TcpStream> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    // What the refused clients held goes back on the shard's next publishing tick.
+    std::thread::sleep(Duration::from_secs(1));
+    let grown = rss_bytes(pid).saturating_sub(before);
+    assert!(
+        grown < (64 + 16) * MIB,
+        "the gateway grew by {} MiB holding half-received messages (budget 64 MiB)",
+        grown >> 20
+    );
+    let refused = gw.metric("gatewire_limit_hits_total{limit=\"pending_input\"}");
+    assert!(refused >= 40, "only {refused} clients closed at the budget");
+    let mut closed = 0;
+    for c in &mut clients {
+        if closed_within(c, Duration::from_millis(100)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed as u64, refused, "each refused client was closed");
+
+    // Once they are gone, the memory goes back.
+    drop(clients);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss_bytes(pid).saturating_sub(before);
+    assert!(
+        after < 16 * MIB,
+        "{} MiB still held 3 s after the clients closed",
+        after >> 20
+    );
+    drop(warm);
+}
+
+#[test]
+fn a_message_not_finished_in_time_closes_its_client() {
+    let gw = Gatewire::start(Setup {
+        metrics: true,
+        extra: "message_timeout = 2".into(),
+        ..Setup::default()
+    });
+    let _events = drain_events(gw.workers("Slow", "").remove(0));
+    let mut slow = raw_websocket(&gw);
+    slow.write_all(&announcing_header(1000)).unwrap();
+    slow.write_all(&[0u8; 10]).unwrap();
+    let started = Instant::now();
+    assert!(closed_within(&mut slow, Duration::from_secs(5)), "closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "not before the timeout"
+    );
+    assert_eq!(
+        gw.metric("gatewire_limit_hits_total{limit=\"message_timeout\"}"),
+        1
+    );
+}
+
 /// Whether the peer closed `stream` within `wait` (anything it sends is read and ignored).
 fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;

@@ -51,6 +51,10 @@ pub struct ClientPeer {
     shard: Rc<RefCell<Shard>>,
     id: u32,
     codec: Codec,
+    /// Bytes of an incomplete message last reported to the shard's budget.
+    reported_pending: usize,
+    /// A message was handed to the shard during the current input.
+    completed: bool,
 }
 
 impl ClientPeer {
@@ -84,7 +88,13 @@ impl ClientPeer {
             ClientProtocol::Frame => Codec::Frame(LengthFrameDecoder::new(max)),
             ClientProtocol::Raw => Codec::Raw,
         };
-        ClientPeer { shard, id, codec }
+        ClientPeer {
+            shard,
+            id,
+            codec,
+            reported_pending: 0,
+            completed: false,
+        }
     }
 
     /// Refuses this client: `last_words` are written, then the connection closes.
@@ -219,8 +229,26 @@ impl ClientPeer {
         }
     }
 
+    /// Tells the shard how much of an incomplete message this client holds now (only when that
+    /// changed, or a new message began): the shard's budget and message deadline count it.
+    fn report_pending(&mut self, input: &BytesMut) {
+        let held = match &self.codec {
+            Codec::WebSocket(decoder) => input.len() + decoder.partial_len(),
+            Codec::Text(_) | Codec::Frame(_) => input.len(),
+            Codec::Handshake(_) | Codec::Raw | Codec::Done => 0,
+        };
+        let completed = std::mem::take(&mut self.completed);
+        if held != self.reported_pending || (held > 0 && completed) {
+            self.reported_pending = held;
+            self.shard
+                .borrow_mut()
+                .client_pending_input(self.id, held, completed);
+        }
+    }
+
     /// Hands a message to the shard; false when the client is gone (no worker took it).
     fn forward(&mut self, message: Bytes, binary: bool) -> bool {
+        self.completed = true;
         self.shard
             .borrow_mut()
             .client_message(self.id, message, binary);
@@ -256,6 +284,9 @@ impl Peer for ClientPeer {
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
+        if !matches!(self.codec, Codec::Done) && self.shard.borrow().client_closing(self.id) {
+            self.codec = Codec::Done;
+        }
         if let Codec::Handshake(remote) = self.codec {
             self.handshake(remote, input);
         }
@@ -278,6 +309,7 @@ impl Peer for ClientPeer {
             }
             Codec::Done => input.clear(),
         }
+        self.report_pending(input);
     }
 
     fn output_cap(&self) -> usize {

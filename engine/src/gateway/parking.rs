@@ -80,8 +80,7 @@ pub fn start(
             if parked >= parked_before + COLLECT_AFTER_PARKS {
                 // The tasks and streams of the clients parked since the last sweep are freed:
                 // give their pages back to the OS instead of keeping them in this thread's heap.
-                // SAFETY: mi_collect only walks and purges the calling thread's heap.
-                unsafe { libmimalloc_sys::mi_collect(true) };
+                crate::system::give_back_freed_memory();
                 parked_before = parked;
             }
         }

@@ -30,6 +30,10 @@ const WORKER_WAIT_POLL: Duration = Duration::from_millis(20);
 /// How often a shard publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
+/// Freed input (large messages finished or abandoned) after which a shard gives its free pages
+/// back to the OS on the next publishing tick.
+const GIVE_BACK_AFTER: usize = 8 << 20;
+
 /// A running shard's thread and its published counters.
 #[derive(Debug)]
 pub struct ShardHandle {
@@ -302,6 +306,10 @@ async fn run_shard(
             if let Some(holdings) = &holdings {
                 holdings.flush(&mut publishing.borrow_mut());
             }
+            let released = publishing.borrow_mut().take_released_input();
+            if released + rt::take_freed_input() >= GIVE_BACK_AFTER {
+                crate::system::give_back_freed_memory();
+            }
             let snapshot = {
                 let s = publishing.borrow();
                 warnings.check(s.stats(), index, std::time::Instant::now());
@@ -328,6 +336,15 @@ async fn run_shard(
             loop {
                 rt::sleep(Duration::from_secs_f64(period)).await;
                 beating.borrow_mut().heartbeat_tick();
+            }
+        });
+    }
+    if let Some(period) = shard.borrow().message_check_period() {
+        let checking = shard.clone();
+        rt::spawn(async move {
+            loop {
+                rt::sleep(period).await;
+                checking.borrow_mut().sweep_messages();
             }
         });
     }

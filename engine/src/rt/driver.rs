@@ -29,6 +29,42 @@ thread_local! {
     static READ_BUFFER: std::cell::RefCell<Box<[u8]>> =
         std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
 }
+thread_local! {
+    /// Capacity of large input buffers (a big message's) freed on this thread since the last
+    /// [`take_freed_input`]: the owner may then give the pages back to the OS.
+    static FREED_INPUT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// An input buffer at least this large counts as freed memory worth returning.
+const LARGE_INPUT: usize = 1 << 20;
+
+/// Notes that `buffer` is about to be freed.
+fn note_freed(buffer: &BytesMut) {
+    if buffer.capacity() >= LARGE_INPUT {
+        FREED_INPUT.set(FREED_INPUT.get() + buffer.capacity());
+    }
+}
+
+/// Makes room for `n` more bytes in `input`. Small buffers double (as `BytesMut` does); a large
+/// one (a big message arriving) grows by a quarter, so a half-received message holds at most a
+/// quarter more than its bytes, not up to twice as much.
+fn grow(input: &mut BytesMut, n: usize) {
+    let len = input.len();
+    if len < LARGE_INPUT {
+        input.reserve(n);
+        return;
+    }
+    let mut bigger = BytesMut::with_capacity(len + (len / 4).max(n));
+    bigger.extend_from_slice(input);
+    note_freed(input);
+    *input = bigger;
+}
+
+/// Bytes of large input buffers freed on this thread since the last call.
+pub fn take_freed_input() -> usize {
+    FREED_INPUT.replace(0)
+}
+
 /// Frames gathered into one `sendmsg`.
 const MAX_IOV: usize = 64;
 
@@ -143,6 +179,8 @@ async fn drive_with<P: Peer>(
         poll_connection(io, &mut peer, cx)
     })
     .await;
+    note_freed(&input);
+    drop(input);
     match ending {
         Ending::Closed(reason) => {
             peer.on_closed(reason);
@@ -235,7 +273,12 @@ fn poll_connection<P: Peer>(io: Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> P
             if let Poll::Ready(Ok(n)) = read {
                 if n > 0 {
                     match tls.as_deref_mut() {
-                        None => input.extend_from_slice(&chunk[..n]),
+                        None => {
+                            if input.capacity() - input.len() < n {
+                                grow(input, n);
+                            }
+                            input.extend_from_slice(&chunk[..n]);
+                        }
                         Some(tls) => return (read, Some(decrypt(tls, &chunk[..n], input))),
                     }
                 }
@@ -262,6 +305,7 @@ fn poll_connection<P: Peer>(io: Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> P
                 peer.on_input(input);
                 if input.is_empty() && input.capacity() > 0 {
                     // Idle connections keep no read buffer: the next burst allocates afresh.
+                    note_freed(input);
                     *input = BytesMut::new();
                 }
             }

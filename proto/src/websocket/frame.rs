@@ -155,6 +155,12 @@ impl FrameDecoder {
         self.partial.is_some()
     }
 
+    /// Bytes of a half-received fragmented message held here (frames not yet whole stay in the
+    /// caller's buffer).
+    pub fn partial_len(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.data.len())
+    }
+
     /// The next message or control frame off `buf`, or `Ok(None)` until one is complete.
     /// Intermediate fragments are consumed without returning.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, WsError> {

@@ -13,6 +13,7 @@ pub mod heartbeat;
 pub mod idle;
 pub mod member_index;
 pub mod parking_requests;
+pub mod pending_input;
 pub mod router;
 pub mod state;
 pub mod stats;

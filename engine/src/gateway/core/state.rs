@@ -17,6 +17,7 @@ use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
 use crate::gateway::core::client_table::ClientTable;
 use crate::gateway::core::member_index::MemberIndex;
 use crate::gateway::core::parking_requests::ParkingRequests;
+use crate::gateway::core::pending_input::PendingInput;
 use crate::gateway::core::router::Router;
 use crate::gateway::core::stats::{ClientRow, CloseCause, Inspection, ShardSnapshot, Stats};
 
@@ -44,6 +45,8 @@ pub struct ShardSettings {
     pub slow_client_policy: SlowClientPolicy,
     pub max_message_size: usize,
     pub max_packet_size: usize,
+    pub max_pending_input_bytes: usize,
+    pub message_timeout: f64,
     pub ping_interval: f64,
     pub ping_not_response_limit: u32,
     pub ping_data: Bytes,
@@ -68,6 +71,8 @@ impl ShardSettings {
             slow_client_policy: config.slow_client_policy,
             max_message_size: config.max_message_size,
             max_packet_size: config.max_packet_size,
+            max_pending_input_bytes: config.max_pending_input_bytes,
+            message_timeout: config.message_timeout,
             ping_interval: config.ping_interval,
             ping_not_response_limit: config.ping_not_response_limit,
             ping_data: Bytes::from(config.ping_data.clone().into_bytes()),
@@ -168,6 +173,8 @@ pub struct Shard {
     pub(in crate::gateway::core) stats: Stats,
     /// Set when idle clients are parked (`gateway.park_after` > 0).
     pub(in crate::gateway::core) parking: Option<ParkingRequests>,
+    /// Incomplete client messages, against the shard's budget and time limit.
+    pub(in crate::gateway::core) pending_input: PendingInput,
 }
 
 impl Shard {
@@ -191,6 +198,7 @@ impl Shard {
             router,
             stats: Stats::default(),
             parking: None,
+            pending_input: PendingInput::default(),
         }
     }
 
@@ -235,6 +243,14 @@ impl Shard {
             worker_keys: self.workers.keys().map(|k| k.to_string()).collect(),
             ..ShardSnapshot::default()
         }
+    }
+
+    /// Whether client `id` is gone or being closed: what it sends from then on is ignored (as
+    /// workerman pauses reading a connection it closes).
+    pub fn client_closing(&self, id: u32) -> bool {
+        self.clients
+            .get(&id)
+            .is_none_or(|c| c.outbox.closing().is_some())
     }
 
     pub fn has_client(&self, id: u32) -> bool {
@@ -431,6 +447,7 @@ impl Shard {
         let Some(client) = self.clients.remove(&id) else {
             return;
         };
+        self.forget_pending_input(id);
         if let Some(worker) = &client.worker {
             self.router.released(worker);
         }

@@ -52,13 +52,17 @@ pub struct Stats {
     pub handshake_timeouts: u64,
     /// Inner connections closed for sending no hello in time.
     pub inner_hello_timeouts: u64,
+    /// Clients closed because the shard's incomplete messages went over their budget.
+    pub pending_input_closes: u64,
+    /// Clients closed for not finishing a message in time.
+    pub message_timeouts: u64,
     /// Idle clients handed to the parking lot, and woken from it.
     pub parked: u64,
     pub unparked: u64,
 }
 
 /// How many bounds [`Stats::limit_hits`] reports.
-pub const LIMITS: usize = 7;
+pub const LIMITS: usize = 9;
 
 /// One bound a peer can run into: its label in `gatewire_limit_hits_total{limit=…}`, the key that
 /// sets it, and what a hit means.
@@ -130,6 +134,22 @@ impl Stats {
                     "inner connections closed for sending no hello within 5 s",
                 ),
                 self.inner_hello_timeouts,
+            ),
+            (
+                limit(
+                    "pending_input",
+                    "gateway.max_pending_input_bytes",
+                    "clients closed because the shard's incomplete messages went over their budget",
+                ),
+                self.pending_input_closes,
+            ),
+            (
+                limit(
+                    "message_timeout",
+                    "gateway.message_timeout",
+                    "clients closed for not finishing a message in time",
+                ),
+                self.message_timeouts,
             ),
         ]
     }

@@ -437,6 +437,45 @@ fn an_inner_link_that_sends_no_hello_in_time_is_closed() {
 }
 
 #[test]
+fn over_the_pending_input_budget_the_largest_incomplete_message_is_closed() {
+    let mut c = core_with(|g| g.max_pending_input_bytes = 100);
+    c.worker("w");
+    let (a, b, d) = (c.accept(), c.accept(), c.accept());
+    c.shard.client_pending_input(a, 40, false);
+    c.shard.client_pending_input(b, 50, false);
+    c.shard.client_pending_input(d, 5, false);
+    assert_eq!(c.shard.stats.pending_input_closes, 0, "95 of 100");
+    c.shard.client_pending_input(a, 60, false);
+    assert_eq!(c.shard.stats.pending_input_closes, 1);
+    assert!(c.shard.client_closing(a), "the largest (60) is closed");
+    assert!(!c.shard.client_closing(b) && !c.shard.client_closing(d));
+    // A closing client's input no longer counts; a finished message frees its share.
+    c.shard.client_pending_input(a, 90, false);
+    c.shard.client_pending_input(b, 0, true);
+    c.shard.client_pending_input(d, 90, false);
+    assert_eq!(c.shard.stats.pending_input_closes, 1, "90 of 100");
+}
+
+#[test]
+fn an_incomplete_message_times_out_but_a_stream_of_whole_ones_does_not() {
+    let mut c = core_with(|g| g.message_timeout = 4.0);
+    c.worker("w");
+    let (stuck, streaming) = (c.accept(), c.accept());
+    c.shard.client_pending_input(stuck, 10, false);
+    c.shard.client_pending_input(streaming, 10, false);
+    for _ in 0..4 {
+        c.shard.sweep_messages();
+        // Each batch finishes a message and starts the next.
+        c.shard.client_pending_input(streaming, 10, true);
+    }
+    assert_eq!(c.shard.stats.message_timeouts, 0, "within the timeout");
+    c.shard.sweep_messages();
+    assert_eq!(c.shard.stats.message_timeouts, 1);
+    assert!(c.shard.client_closing(stuck));
+    assert!(!c.shard.client_closing(streaming));
+}
+
+#[test]
 fn heartbeat_pings_silent_clients_and_drops_them_after_twice_the_limit() {
     let mut c = core_with(|g| {
         g.ping_interval = 10.0;
