@@ -228,6 +228,50 @@ fn a_message_not_finished_in_time_closes_its_client() {
     );
 }
 
+#[test]
+fn a_message_larger_than_its_worker_accepts_closes_the_client_visibly() {
+    // The gateway host accepts 16 MiB messages; the worker host runs from its own config, with
+    // the default bounds (packets up to 10 MiB + 64 KiB).
+    let gw = Gatewire::start(Setup {
+        metrics: true,
+        extra: "max_message_size = 16777216".into(),
+        ..Setup::default()
+    });
+    let _worker = Gatewire::start(Setup {
+        roles: "worker",
+        register_port: Some(gw.register.port()),
+        app: "echo",
+        ..Setup::default()
+    });
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    let fits = "a".repeat(500_000);
+    ws.send(tungstenite::Message::text(fits.clone())).unwrap();
+    assert_eq!(
+        ws_read(&mut ws),
+        fits,
+        "a message the worker accepts is served"
+    );
+    ws.send(tungstenite::Message::text("b".repeat(11 << 20)))
+        .unwrap();
+    let code = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert_eq!(code, Some(1009), "refused as too big, not lost silently");
+    assert_eq!(
+        gw.metric("gatewire_limit_hits_total{limit=\"worker_packet\"}"),
+        1
+    );
+    // The worker kept its link: the next client is served.
+    let mut next = ws_connect_when_served(gw.public, "/");
+    next.send(tungstenite::Message::text("still linked"))
+        .unwrap();
+    assert_eq!(ws_read(&mut next), "still linked");
+}
+
 /// Whether the peer closed `stream` within `wait` (anything it sends is read and ignored).
 fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;

@@ -23,6 +23,9 @@ pub struct Auth {
     pub worker_key: Option<String>,
     /// The secret (missing counts as `""`; a non-string never matches a configured key).
     pub secret_key: Option<String>,
+    /// The largest packet the worker accepts (`"max_packet_size"`, a gatewire extension PHP
+    /// workers do not send and PHP gateways ignore).
+    pub max_packet_size: Option<u64>,
 }
 
 impl Auth {
@@ -41,9 +44,11 @@ impl Auth {
                 None => Some(String::new()),
                 Some(v) => v.as_str().map(str::to_owned),
             };
+            let max_packet_size = doc.get("max_packet_size").and_then(|v| v.as_u64());
             Ok(Auth {
                 worker_key,
                 secret_key,
+                max_packet_size,
             })
         })
         .map_err(|e| e.unwrap_or(AuthError::NotJson))
@@ -62,6 +67,20 @@ pub fn worker_connect_body(worker_key: &str, secret_key: &str) -> String {
     out.push_str(",\"secret_key\":");
     json_out::push_str(&mut out, secret_key);
     out.push('}');
+    out
+}
+
+/// [`worker_connect_body`] with the largest packet the worker accepts: a gatewire gateway then
+/// forwards nothing larger to it (the client is closed with 1009 instead of the packet being
+/// lost at the worker); a PHP gateway ignores the extra member.
+pub fn worker_connect_body_with_limit(
+    worker_key: &str,
+    secret_key: &str,
+    max_packet_size: usize,
+) -> String {
+    let mut out = worker_connect_body(worker_key, secret_key);
+    out.pop();
+    out.push_str(&format!(",\"max_packet_size\":{max_packet_size}}}"));
     out
 }
 

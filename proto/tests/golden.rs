@@ -4,7 +4,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::{Bytes, BytesMut};
-use gatewire_proto::auth::{Auth, gateway_client_connect_body, worker_connect_body};
+use gatewire_proto::auth::{
+    Auth, gateway_client_connect_body, worker_connect_body, worker_connect_body_with_limit,
+};
 use gatewire_proto::ext::{
     Select, SelectField, SelectWhere, SendToAllTarget, SendToGroup, key_list_ext, parse_key_list,
 };
@@ -967,4 +969,18 @@ fn binary_messages_arrive_as_raw_bytes() {
         message,
         Message::Binary(Bytes::from_static(b"\x00\x01binary"))
     );
+}
+
+#[test]
+fn a_gatewire_worker_states_its_packet_limit_in_its_hello() {
+    let body = worker_connect_body_with_limit("W:0", "k", 1_114_140);
+    assert_eq!(
+        body,
+        r#"{"worker_key":"W:0","secret_key":"k","max_packet_size":1114140}"#
+    );
+    let auth = Auth::parse(body.as_bytes(), true).unwrap();
+    assert_eq!(auth.max_packet_size, Some(1_114_140));
+    assert_eq!(auth.worker_key.as_deref(), Some("W:0"));
+    let php = Auth::parse(worker_connect_body("W:0", "").as_bytes(), true).unwrap();
+    assert_eq!(php.max_packet_size, None, "PHP workers say nothing");
 }

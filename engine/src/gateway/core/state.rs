@@ -150,6 +150,8 @@ pub struct Link {
     /// hello then). Until then its packets are bounded by [`MAX_PACKET_BEFORE_AUTH`], and it is
     /// closed if that takes longer than [`INNER_HELLO_TIMEOUT`].
     pub identified: bool,
+    /// The largest packet the worker on this link accepts, when it said (gatewire workers do).
+    pub max_packet: Option<usize>,
     /// Set for workers (`"<ip>:<name>:<index>"`): a routing target.
     pub worker_key: Option<Rc<str>>,
     pub outbox: Outbox,
@@ -568,6 +570,7 @@ impl Shard {
                 peer,
                 authorized: self.settings.secret_key.is_empty(),
                 identified: false,
+                max_packet: None,
                 worker_key: None,
                 outbox: Outbox::default(),
                 staging: BytesMut::new(),
@@ -704,6 +707,23 @@ impl Shard {
         let Some(link) = self.links.get_mut(&link_id) else {
             return false;
         };
+        if link
+            .max_packet
+            .is_some_and(|max| HEADER_LEN + session.len() + body.len() > max)
+        {
+            // The worker would drop its link over it: refuse the message here, visibly.
+            self.stats.worker_packet_refusals += 1;
+            let last_words = if self.settings.protocol.has_handshake() {
+                gatewire_proto::websocket::close_frame(
+                    gatewire_proto::websocket::CloseCode::TOO_BIG,
+                    "message larger than its worker accepts",
+                )
+            } else {
+                Bytes::new()
+            };
+            self.close_client_with(id, last_words, CloseCause::BadInput);
+            return true;
+        }
         if link.outbox.queued_bytes() > cap {
             // Counted; logged per interval from the counter (LimitWarnings).
             self.stats.worker_buffer_drops += 1;

@@ -56,13 +56,16 @@ pub struct Stats {
     pub pending_input_closes: u64,
     /// Clients closed for not finishing a message in time.
     pub message_timeouts: u64,
+    /// Client messages refused (their client closed) because the packet would exceed what the
+    /// worker said it accepts.
+    pub worker_packet_refusals: u64,
     /// Idle clients handed to the parking lot, and woken from it.
     pub parked: u64,
     pub unparked: u64,
 }
 
 /// How many bounds [`Stats::limit_hits`] reports.
-pub const LIMITS: usize = 9;
+pub const LIMITS: usize = 10;
 
 /// One bound a peer can run into: its label in `gatewire_limit_hits_total{limit=…}`, the key that
 /// sets it, and what a hit means.
@@ -150,6 +153,14 @@ impl Stats {
                     "clients closed for not finishing a message in time",
                 ),
                 self.message_timeouts,
+            ),
+            (
+                limit(
+                    "worker_packet",
+                    "worker.max_packet_size (on the worker's host)",
+                    "clients closed because their message was larger than their worker accepts",
+                ),
+                self.worker_packet_refusals,
             ),
         ]
     }

@@ -33,6 +33,9 @@ impl Shard {
                     Ok(auth) if auth.secret_matches(&self.settings.secret_key) => {
                         if let Some(link) = self.links.get_mut(&link_id) {
                             link.identified = true;
+                            link.max_packet = auth
+                                .max_packet_size
+                                .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
                         }
                         if let Some(name) = auth.worker_key.filter(|_| worker) {
                             let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
