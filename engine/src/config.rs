@@ -362,6 +362,10 @@ pub struct GatewayConfig {
     pub slow_client_policy: SlowClientPolicy,
     /// Largest client message (bytes).
     pub max_message_size: usize,
+    /// Most clients this gateway process holds, spread evenly over its shards; one more is
+    /// refused at accept (503 on WebSocket listeners) and counted. 0: as many as each shard's
+    /// descriptor limit allows, less a reserve for links and files.
+    pub max_connections: usize,
     /// Bytes of incomplete client messages one shard holds at most; over it the client with
     /// the largest incomplete message is closed (WebSocket 1009) and counted.
     pub max_pending_input_bytes: usize,
@@ -403,6 +407,7 @@ impl Default for GatewayConfig {
             send_to_worker_buffer_size: 10_240_000,
             slow_client_policy: SlowClientPolicy::Drop,
             max_message_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
+            max_connections: 0,
             max_pending_input_bytes: 128 << 20,
             message_timeout: 30.0,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,

@@ -23,6 +23,22 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// Descriptors a process keeps for what is not a client: inner links, listeners, files.
+pub const FD_HEADROOM: u64 = 256;
+
+/// The soft `RLIMIT_NOFILE` now.
+pub fn fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_cur
+}
+
 /// Gives the calling thread its own copy of the fd table, so `RLIMIT_NOFILE` applies per thread
 /// and fd allocation does not contend across shards. Call before the thread opens sockets.
 pub fn unshare_fd_table() -> io::Result<()> {

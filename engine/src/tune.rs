@@ -11,7 +11,7 @@ const KERNEL_BYTES_PER_SOCKET: u64 = 4_100;
 /// Gateway user-space memory per idle client (measured, docs/benchmarks.md).
 const USER_BYTES_PER_CLIENT: u64 = 2_000;
 /// fds a shard needs besides its clients (listeners, links, io_uring, logs).
-const FD_HEADROOM: u64 = 256;
+use crate::system::FD_HEADROOM;
 
 /// One limit, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +105,22 @@ pub fn check(host: &Host, config: &Config, clients: u64) -> Vec<Finding> {
                  unit, and `sysctl -w fs.nr_open={}` if it is lower",
                 per_shard.max(1_048_576)
             )
+        }),
+    ));
+    let max_connections = config.gateway.max_connections as u64;
+    out.push(finding(
+        "gateway.max_connections",
+        if max_connections == 0 {
+            format!(
+                "0 (auto: {} per shard, what its fd table allows)",
+                host.nofile_hard.saturating_sub(FD_HEADROOM)
+            )
+        } else {
+            max_connections.to_string()
+        },
+        format!(">= {clients}"),
+        (max_connections > 0 && max_connections < clients).then(|| {
+            format!("set gateway.max_connections >= {clients} (or 0: as many as the fds allow)")
         }),
     ));
     if let Some(nr_open) = host.nr_open {
@@ -285,6 +301,31 @@ mod tests {
         assert!(fix.contains("gateway.shards >= 51"), "{fix}");
         config.gateway.shards = 64;
         assert!(check(&host(), &config, 1_000_000)[0].fix.is_none());
+    }
+
+    #[test]
+    fn a_connection_cap_below_the_target_blocks_with_its_key() {
+        let mut config = Config::default();
+        config.gateway.shards = 64;
+        config.gateway.max_connections = 500_000;
+        let findings = check(&host(), &config, 1_000_000);
+        let cap = findings
+            .iter()
+            .find(|f| f.name == "gateway.max_connections")
+            .unwrap();
+        assert!(
+            cap.fix
+                .as_deref()
+                .unwrap()
+                .contains("gateway.max_connections >= 1000000")
+        );
+        config.gateway.max_connections = 0;
+        let findings = check(&host(), &config, 1_000_000);
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.name != "gateway.max_connections" || !f.blocking)
+        );
     }
 
     #[test]

@@ -272,6 +272,99 @@ fn a_message_larger_than_its_worker_accepts_closes_the_client_visibly() {
     assert_eq!(ws_read(&mut next), "still linked");
 }
 
+/// Opens a raw WebSocket handshake on `gw`'s public port and returns the response's status line
+/// (empty when the connection closed without one).
+fn handshake_status(gw: &Gatewire) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(gw.public).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = stream.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => response.push(byte[0]),
+            _ => break,
+        }
+    }
+    (stream, String::from_utf8_lossy(&response).trim().to_owned())
+}
+
+#[test]
+fn over_max_connections_a_client_gets_503_and_the_next_is_served_once_room_is_made() {
+    let gw = Gatewire::start(Setup {
+        metrics: true,
+        extra: "max_connections = 20".into(),
+        ..Setup::default()
+    });
+    let _events = drain_events(gw.workers("Cap", "").remove(0));
+    let mut held: Vec<TcpStream> = (0..20).map(|_| raw_websocket(&gw)).collect();
+    let (_refused, status) = handshake_status(&gw);
+    assert!(status.starts_with("HTTP/1.1 503"), "got {status:?}");
+    assert_eq!(
+        gw.metric("gatewire_limit_hits_total{limit=\"max_connections\"}"),
+        1
+    );
+    drop(held.pop());
+    eventually("a place is free again", || {
+        handshake_status(&gw).1.starts_with("HTTP/1.1 101")
+    });
+}
+
+#[test]
+fn with_few_descriptors_the_gateway_refuses_cleanly_or_backs_off() {
+    // Auto (max_connections = 0): the shard keeps what its descriptor table allows, less a
+    // reserve, and refuses the rest with a 503 instead of running out.
+    let auto = Gatewire::start(Setup {
+        metrics: true,
+        nofile: Some(400),
+        ..Setup::default()
+    });
+    let _events = drain_events(auto.workers("Fds", "").remove(0));
+    let mut statuses = std::collections::HashMap::new();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let (stream, status) = handshake_status(&auto);
+        *statuses
+            .entry(status[..12.min(status.len())].to_owned())
+            .or_insert(0) += 1;
+        held.push(stream);
+    }
+    assert_eq!(statuses.get("HTTP/1.1 101"), Some(&144), "{statuses:?}");
+    assert_eq!(statuses.get("HTTP/1.1 503"), Some(&156), "{statuses:?}");
+    assert_eq!(
+        auto.metric("gatewire_limit_hits_total{limit=\"accept_no_fd\"}"),
+        0
+    );
+    drop(held);
+
+    // A cap above what the descriptors allow: accepts fail, and the shard backs off instead of
+    // spinning on its listener.
+    let over = Gatewire::start(Setup {
+        metrics: true,
+        nofile: Some(400),
+        extra: "max_connections = 1000".into(),
+        ..Setup::default()
+    });
+    let _events = drain_events(over.workers("Fds", "").remove(0));
+    let pid = over.role_pid("gateway");
+    let held: Vec<TcpStream> = (0..600)
+        .map(|_| TcpStream::connect(over.public).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu = common::process::cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let busy = common::process::cpu_seconds(pid) - cpu;
+    assert!(
+        busy < 0.5,
+        "the gateway spun {busy:.2} s of CPU in 3 s without descriptors"
+    );
+    assert!(over.metric("gatewire_limit_hits_total{limit=\"accept_no_fd\"}") > 0);
+    drop(held);
+}
+
 /// Whether the peer closed `stream` within `wait` (anything it sends is read and ignored).
 fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;

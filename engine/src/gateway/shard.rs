@@ -197,7 +197,9 @@ async fn run_shard(
         stopping,
         feed,
     } = outside;
-    match system::unshare_fd_table() {
+    let unshared = system::unshare_fd_table();
+    let own_fd_table = unshared.is_ok();
+    match unshared {
         Ok(()) => {}
         // Docker's and containerd's default seccomp profiles refuse `unshare` to a container
         // without CAP_SYS_ADMIN: the shards then share the process's fd table (and its
@@ -205,7 +207,9 @@ async fn run_shard(
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             if index == 0 {
                 warn!(
-                    "unshare(CLONE_FILES) is refused here (a seccomp profile): the shards share                      one fd table, so RLIMIT_NOFILE bounds the clients of all shards together                      (docs/deployment.md, Containers)"
+                    "unshare(CLONE_FILES) is refused here (a seccomp profile): the shards share \
+                     one fd table, so RLIMIT_NOFILE bounds the clients of all shards together \
+                     (docs/deployment.md, Containers)"
                 );
             }
         }
@@ -216,6 +220,7 @@ async fn run_shard(
     }
     let mut settings = ShardSettings::new(&config, index, public.port());
     settings.record_holdings = feed.is_some();
+    settings.max_clients = max_clients(&config, own_fd_table);
     let inner_addr = SocketAddr::from((settings.lan_ip, settings.inner_port));
     let public_listener = match rt::listen_after_restart(public, true).await {
         Ok(l) => l,
@@ -402,6 +407,8 @@ async fn run_shard(
     }
 
     let _ = ready.send((index, Ok(())));
+    let protocol = config.listen.protocol;
+    let mut out_of_fds = Duration::ZERO;
     loop {
         // No worker, nobody to serve: connections wait in the kernel's backlog (after a restart,
         // until the workers relink) instead of being accepted and dropped unanswered.
@@ -410,6 +417,15 @@ async fn run_shard(
         }
         match public_listener.accept().await {
             Ok(stream) => {
+                out_of_fds = Duration::ZERO;
+                if shard.borrow_mut().full() {
+                    crate::log_limit::warn_limited(
+                        "max_connections",
+                        "the shard holds its share of gateway.max_connections: refusing new clients",
+                    );
+                    refuse_connection(stream, protocol);
+                    continue;
+                }
                 let Ok(remote) = stream.peer_addr() else {
                     continue;
                 };
@@ -441,12 +457,63 @@ async fn run_shard(
                     }
                 }
             }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                // The listener stays readable: accepting again at once would spin. Back off,
+                // doubling up to a second, until a descriptor is free.
+                shard.borrow_mut().accept_without_fd();
+                out_of_fds =
+                    (out_of_fds * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+                crate::log_limit::warn_limited(
+                    "descriptors ran out",
+                    &format!(
+                        "accept failed: {e}; waiting {} ms (raise RLIMIT_NOFILE or lower \
+                         gateway.max_connections; see gatewire tune check)",
+                        out_of_fds.as_millis()
+                    ),
+                );
+                rt::sleep(out_of_fds).await;
+            }
             Err(e) => {
                 crate::log_limit::warn_limited("accept failed", &format!("accept failed: {e}"));
                 rt::sleep(Duration::from_millis(10)).await;
             }
         }
     }
+}
+
+/// How many clients one shard holds: its share of `gateway.max_connections`, or with 0 what
+/// its descriptor table allows (its own, or its share of the process's), less a reserve.
+fn max_clients(config: &GatewayConfig, own_fd_table: bool) -> usize {
+    let shards = config.shard_count().max(1);
+    if config.max_connections > 0 {
+        return config.max_connections.div_ceil(shards);
+    }
+    let room = system::fd_limit().saturating_sub(system::FD_HEADROOM) as usize;
+    if own_fd_table {
+        room.max(1)
+    } else {
+        (room / shards).max(1)
+    }
+}
+
+/// Refuses a connection over the limit: a 503 on WebSocket listeners (best effort, never
+/// waiting), then close.
+fn refuse_connection(stream: rt::TcpStream, protocol: crate::config::ClientProtocol) {
+    if protocol == crate::config::ClientProtocol::WebSocket {
+        const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\
+                              Connection: close\r\nRetry-After: 5\r\n\r\n";
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        // SAFETY: a non-blocking send of a static buffer on a socket we own.
+        let _ = unsafe {
+            libc::send(
+                fd,
+                BUSY.as_ptr().cast(),
+                BUSY.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+    }
+    drop(stream);
 }
 
 /// Runs client `id`'s connection in a task of its own; when the task ends idle, the parking lot

@@ -92,6 +92,8 @@ pub struct Setup {
     pub backend: Option<&'static str>,
     /// A locked-memory limit (bytes) for the processes.
     pub memlock: Option<u64>,
+    /// RLIMIT_NOFILE of the process (and so of each shard's fd table).
+    pub nofile: Option<u64>,
 }
 
 impl Default for Setup {
@@ -114,6 +116,7 @@ impl Default for Setup {
             block_io_uring: false,
             backend: None,
             memlock: None,
+            nofile: None,
         }
     }
 }
@@ -166,6 +169,9 @@ impl Gatewire {
         }
         if setup.block_io_uring {
             seccomp::block_io_uring(&mut command);
+        }
+        if let Some(n) = setup.nofile {
+            limit(&mut command, libc::RLIMIT_NOFILE, n);
         }
         if let Some(bytes) = setup.memlock {
             limit_memlock(&mut command, bytes);
@@ -279,15 +285,24 @@ impl Drop for Gatewire {
 
 /// Runs `command` with a locked-memory limit of `bytes` (soft and hard).
 pub fn limit_memlock(command: &mut Command, bytes: u64) -> &mut Command {
+    limit(command, libc::RLIMIT_MEMLOCK, bytes)
+}
+
+/// Sets resource limit `resource` (soft and hard) to `value` in the child `command` starts.
+pub fn limit(
+    command: &mut Command,
+    resource: libc::__rlimit_resource_t,
+    value: u64,
+) -> &mut Command {
     use std::os::unix::process::CommandExt;
     // SAFETY: setrlimit only, between fork and exec.
     unsafe {
         command.pre_exec(move || {
             let limit = libc::rlimit {
-                rlim_cur: bytes,
-                rlim_max: bytes,
+                rlim_cur: value,
+                rlim_max: value,
             };
-            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+            if libc::setrlimit(resource, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

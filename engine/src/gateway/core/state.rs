@@ -47,6 +47,9 @@ pub struct ShardSettings {
     pub max_packet_size: usize,
     pub max_pending_input_bytes: usize,
     pub message_timeout: f64,
+    /// Most clients this shard holds (`gateway.max_connections` over the shards, or what its
+    /// descriptor table allows); set by the I/O side once it knows its fd table.
+    pub max_clients: usize,
     pub ping_interval: f64,
     pub ping_not_response_limit: u32,
     pub ping_data: Bytes,
@@ -73,6 +76,7 @@ impl ShardSettings {
             max_packet_size: config.max_packet_size,
             max_pending_input_bytes: config.max_pending_input_bytes,
             message_timeout: config.message_timeout,
+            max_clients: usize::MAX,
             ping_interval: config.ping_interval,
             ping_not_response_limit: config.ping_not_response_limit,
             ping_data: Bytes::from(config.ping_data.clone().into_bytes()),
@@ -245,6 +249,21 @@ impl Shard {
             worker_keys: self.workers.keys().map(|k| k.to_string()).collect(),
             ..ShardSnapshot::default()
         }
+    }
+
+    /// Whether the shard holds `max_clients` already: a new connection is then refused (counted
+    /// here; the I/O side answers and closes it).
+    pub fn full(&mut self) -> bool {
+        let full = self.clients.len() >= self.settings.max_clients;
+        if full {
+            self.stats.connection_limit_refusals += 1;
+        }
+        full
+    }
+
+    /// An accept failed because descriptors ran out.
+    pub fn accept_without_fd(&mut self) {
+        self.stats.accepts_without_fd += 1;
     }
 
     /// Whether client `id` is gone or being closed: what it sends from then on is ignored (as

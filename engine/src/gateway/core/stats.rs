@@ -59,13 +59,17 @@ pub struct Stats {
     /// Client messages refused (their client closed) because the packet would exceed what the
     /// worker said it accepts.
     pub worker_packet_refusals: u64,
+    /// Connections refused at accept because the shard held `max_clients`.
+    pub connection_limit_refusals: u64,
+    /// Accepts that failed because descriptors ran out (EMFILE, ENFILE).
+    pub accepts_without_fd: u64,
     /// Idle clients handed to the parking lot, and woken from it.
     pub parked: u64,
     pub unparked: u64,
 }
 
 /// How many bounds [`Stats::limit_hits`] reports.
-pub const LIMITS: usize = 10;
+pub const LIMITS: usize = 12;
 
 /// One bound a peer can run into: its label in `gatewire_limit_hits_total{limit=…}`, the key that
 /// sets it, and what a hit means.
@@ -161,6 +165,22 @@ impl Stats {
                     "clients closed because their message was larger than their worker accepts",
                 ),
                 self.worker_packet_refusals,
+            ),
+            (
+                limit(
+                    "max_connections",
+                    "gateway.max_connections",
+                    "connections refused at accept because the shard holds its share of gateway.max_connections",
+                ),
+                self.connection_limit_refusals,
+            ),
+            (
+                limit(
+                    "accept_no_fd",
+                    "RLIMIT_NOFILE (see gatewire tune check)",
+                    "accepts that failed because descriptors ran out; the shard backs off",
+                ),
+                self.accepts_without_fd,
             ),
         ]
     }
