@@ -366,6 +366,10 @@ pub struct GatewayConfig {
     /// refused at accept (503 on WebSocket listeners) and counted. 0: as many as each shard's
     /// descriptor limit allows, less a reserve for links and files.
     pub max_connections: usize,
+    /// Seconds a gatewire worker may leave the shard's "are you reading?" unanswered before it
+    /// stops being a routing target and its clients move to live workers; 0 (the default) keeps
+    /// GatewayWorker's behaviour: clients wait for their worker.
+    pub worker_stall_timeout: f64,
     /// Bytes of incomplete client messages one shard holds at most; over it the client with
     /// the largest incomplete message is closed (WebSocket 1009) and counted.
     pub max_pending_input_bytes: usize,
@@ -408,6 +412,7 @@ impl Default for GatewayConfig {
             slow_client_policy: SlowClientPolicy::Drop,
             max_message_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             max_connections: 0,
+            worker_stall_timeout: 0.0,
             max_pending_input_bytes: 128 << 20,
             message_timeout: 30.0,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
@@ -911,6 +916,7 @@ impl Config {
             ("gateway.park_after", g.park_after),
             ("gateway.handshake_timeout", g.handshake_timeout),
             ("gateway.message_timeout", g.message_timeout),
+            ("gateway.worker_stall_timeout", g.worker_stall_timeout),
             ("gateway.link_timeout", g.link_timeout),
             ("register.link_timeout", self.register.link_timeout),
             ("worker.link_timeout", w.link_timeout),

@@ -365,6 +365,67 @@ fn with_few_descriptors_the_gateway_refuses_cleanly_or_backs_off() {
     drop(held);
 }
 
+/// Sends SIGCONT to a process this test stopped, when dropped (also when the test fails).
+struct Stopped(u32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        // SAFETY: signalling a worker process this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+#[test]
+fn with_worker_stall_timeout_a_stopped_workers_clients_move_to_a_live_one() {
+    let gw = Gatewire::start(Setup {
+        metrics: true,
+        extra: "worker_stall_timeout = 1".into(),
+        ..Setup::default()
+    });
+    let worker = |name: &str| {
+        Gatewire::start(Setup {
+            roles: "worker",
+            register_port: Some(gw.register.port()),
+            app: "echo",
+            worker_extra: format!("name = \"{name}\""),
+            ..Setup::default()
+        })
+    };
+    let (a, _b) = (worker("A"), worker("B"));
+    eventually("both workers linked", || {
+        gw.metric("gatewire_worker_links") == 2
+    });
+    let mut clients: Vec<Ws> = (0..10)
+        .map(|_| ws_connect_when_served(gw.public, "/"))
+        .collect();
+    for ws in &mut clients {
+        ws.send(tungstenite::Message::text("hi")).unwrap();
+        assert_eq!(ws_read(ws), "hi");
+    }
+    let _stopped = Stopped::stop(a.role_pid("worker"));
+    std::thread::sleep(Duration::from_secs(2));
+    for ws in &mut clients {
+        ws.send(tungstenite::Message::text("again")).unwrap();
+        assert_eq!(
+            ws_read(ws),
+            "again",
+            "every client is served while A is stopped"
+        );
+    }
+    assert_eq!(
+        gw.metric("gatewire_limit_hits_total{limit=\"worker_stall\"}"),
+        1
+    );
+}
+
 /// Whether the peer closed `stream` within `wait` (anything it sends is read and ignored).
 fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;

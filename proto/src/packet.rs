@@ -78,6 +78,12 @@ pub const CMD_WORKER_DRAIN: Cmd = Cmd::Unknown(240);
 /// fully linked (a reload waits for that). PHP gateways ignore it.
 pub const CMD_WORKER_CONFIRM: Cmd = Cmd::Unknown(241);
 
+/// gatewire extension, both ways on a worker's link: a gatewire gateway asks "are you reading?"
+/// (with `gateway.worker_stall_timeout` on) and a gatewire worker answers with the same cmd once
+/// it has handled everything sent before it. Sent only to workers that said `max_packet_size`
+/// in their hello (PHP workers do not), so PHP never sees it.
+pub const CMD_WORKER_ALIVE: Cmd = Cmd::Unknown(242);
+
 /// Every defined command with its numeric value; the one table both conversions use.
 const CMD_TABLE: [(Cmd, u8); 30] = [
     (Cmd::OnConnect, 1),

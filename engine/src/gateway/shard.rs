@@ -335,32 +335,23 @@ async fn run_shard(
         }
     });
 
-    if let Some(period) = shard.borrow().heartbeat_period() {
-        let beating = shard.clone();
-        rt::spawn(async move {
-            loop {
-                rt::sleep(Duration::from_secs_f64(period)).await;
-                beating.borrow_mut().heartbeat_tick();
-            }
-        });
-    }
-    if let Some(period) = shard.borrow().message_check_period() {
-        let checking = shard.clone();
-        rt::spawn(async move {
-            loop {
-                rt::sleep(period).await;
-                checking.borrow_mut().sweep_messages();
-            }
-        });
-    }
-    if let Some(period) = shard.borrow().handshake_check_period() {
-        let checking = shard.clone();
-        rt::spawn(async move {
-            loop {
-                rt::sleep(period).await;
-                checking.borrow_mut().sweep_handshakes();
-            }
-        });
+    // The core's timers: each runs only when its setting is on.
+    let timers: [(Option<Duration>, Tick); 4] = {
+        let s = shard.borrow();
+        [
+            (
+                s.heartbeat_period().map(Duration::from_secs_f64),
+                Shard::heartbeat_tick,
+            ),
+            (s.stall_check_period(), Shard::sweep_worker_stalls),
+            (s.message_check_period(), Shard::sweep_messages),
+            (s.handshake_check_period(), Shard::sweep_handshakes),
+        ]
+    };
+    for (period, tick) in timers {
+        if let Some(period) = period {
+            every(&shard, period, tick);
+        }
     }
     let lot = if config.park_after > 0.0 {
         let every = Duration::from_secs_f64(config.park_after);
@@ -479,6 +470,20 @@ async fn run_shard(
             }
         }
     }
+}
+
+/// One of the core's timer callbacks.
+type Tick = fn(&mut Shard);
+
+/// Runs `tick` on the shard every `period`, for the shard's life.
+fn every(shard: &Rc<RefCell<Shard>>, period: Duration, tick: Tick) {
+    let shard = shard.clone();
+    rt::spawn(async move {
+        loop {
+            rt::sleep(period).await;
+            tick(&mut shard.borrow_mut());
+        }
+    });
 }
 
 /// How many clients one shard holds: its share of `gateway.max_connections`, or with 0 what

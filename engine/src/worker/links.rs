@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use gatewire_proto::auth::worker_connect_body_with_limit;
 use gatewire_proto::command::{Command, Control};
-use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
+use gatewire_proto::packet::{CMD_WORKER_ALIVE, CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
 use gatewire_proto::{Cmd, Flags, Header, Packet, PacketDecoder};
 use indexmap::IndexSet;
@@ -209,6 +209,12 @@ impl<A: Events> Peer for LinkReader<A> {
                     CMD_WORKER_CONFIRM => self.worker.confirm(&self.address),
                     CMD_WORKER_DRAIN => {
                         self.worker.drain_pending.borrow_mut().remove(&self.address);
+                    }
+                    // The gateway asks whether we read: everything it sent before is handled.
+                    CMD_WORKER_ALIVE => {
+                        if let Ok(answer) = packet.to_bytes() {
+                            self.outbox.borrow_mut().push(answer);
+                        }
                     }
                     _ => dispatch::event(&self.worker, packet),
                 },

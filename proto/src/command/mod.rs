@@ -14,7 +14,9 @@ pub mod session;
 use bytes::Bytes;
 
 use crate::ext::ExtError;
-use crate::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN, Cmd, Flags, Header, Packet};
+use crate::packet::{
+    CMD_WORKER_ALIVE, CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN, Cmd, Flags, Header, Packet,
+};
 use crate::php::Key;
 
 pub use control::Control;
@@ -90,7 +92,7 @@ fn name(packet: &Packet) -> Key {
 }
 
 fn is_extension(cmd: Cmd) -> bool {
-    cmd == CMD_WORKER_DRAIN || cmd == CMD_WORKER_CONFIRM
+    cmd == CMD_WORKER_DRAIN || cmd == CMD_WORKER_CONFIRM || cmd == CMD_WORKER_ALIVE
 }
 
 impl From<Send> for Command {

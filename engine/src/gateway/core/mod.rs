@@ -19,3 +19,4 @@ pub mod state;
 pub mod stats;
 #[cfg(test)]
 mod tests;
+pub mod worker_stall;

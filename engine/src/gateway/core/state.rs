@@ -50,6 +50,7 @@ pub struct ShardSettings {
     /// Most clients this shard holds (`gateway.max_connections` over the shards, or what its
     /// descriptor table allows); set by the I/O side once it knows its fd table.
     pub max_clients: usize,
+    pub worker_stall_timeout: f64,
     pub ping_interval: f64,
     pub ping_not_response_limit: u32,
     pub ping_data: Bytes,
@@ -77,6 +78,7 @@ impl ShardSettings {
             max_pending_input_bytes: config.max_pending_input_bytes,
             message_timeout: config.message_timeout,
             max_clients: usize::MAX,
+            worker_stall_timeout: config.worker_stall_timeout,
             ping_interval: config.ping_interval,
             ping_not_response_limit: config.ping_not_response_limit,
             ping_data: Bytes::from(config.ping_data.clone().into_bytes()),
@@ -156,6 +158,12 @@ pub struct Link {
     pub identified: bool,
     /// The largest packet the worker on this link accepts, when it said (gatewire workers do).
     pub max_packet: Option<usize>,
+    /// A gatewire worker: it answers `CMD_WORKER_ALIVE` (see `worker_stall.rs`).
+    pub answers_probes: bool,
+    /// The stall sweep that asked `CMD_WORKER_ALIVE`, while unanswered.
+    pub asked_at: Option<u64>,
+    /// Taken out of routing for leaving the question unanswered.
+    pub stalled: bool,
     /// Set for workers (`"<ip>:<name>:<index>"`): a routing target.
     pub worker_key: Option<Rc<str>>,
     pub outbox: Outbox,
@@ -181,6 +189,8 @@ pub struct Shard {
     pub(in crate::gateway::core) parking: Option<ParkingRequests>,
     /// Incomplete client messages, against the shard's budget and time limit.
     pub(in crate::gateway::core) pending_input: PendingInput,
+    /// Stall sweeps so far (`worker_stall.rs`).
+    pub(in crate::gateway::core) stall_sweeps: u64,
 }
 
 impl Shard {
@@ -205,6 +215,7 @@ impl Shard {
             stats: Stats::default(),
             parking: None,
             pending_input: PendingInput::default(),
+            stall_sweeps: 0,
         }
     }
 
@@ -590,6 +601,9 @@ impl Shard {
                 authorized: self.settings.secret_key.is_empty(),
                 identified: false,
                 max_packet: None,
+                answers_probes: false,
+                asked_at: None,
+                stalled: false,
                 worker_key: None,
                 outbox: Outbox::default(),
                 staging: BytesMut::new(),

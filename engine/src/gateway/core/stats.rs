@@ -63,13 +63,17 @@ pub struct Stats {
     pub connection_limit_refusals: u64,
     /// Accepts that failed because descriptors ran out (EMFILE, ENFILE).
     pub accepts_without_fd: u64,
+    /// Workers taken out of routing for not reading their link (`gateway.worker_stall_timeout`).
+    pub worker_stalls: u64,
+    /// Clients bound to those workers when they were taken out (they move on their next event).
+    pub clients_moved_from_stalled: u64,
     /// Idle clients handed to the parking lot, and woken from it.
     pub parked: u64,
     pub unparked: u64,
 }
 
 /// How many bounds [`Stats::limit_hits`] reports.
-pub const LIMITS: usize = 12;
+pub const LIMITS: usize = 13;
 
 /// One bound a peer can run into: its label in `gatewire_limit_hits_total{limit=…}`, the key that
 /// sets it, and what a hit means.
@@ -181,6 +185,14 @@ impl Stats {
                     "accepts that failed because descriptors ran out; the shard backs off",
                 ),
                 self.accepts_without_fd,
+            ),
+            (
+                limit(
+                    "worker_stall",
+                    "gateway.worker_stall_timeout",
+                    "workers taken out of routing for not reading their link (their clients move)",
+                ),
+                self.worker_stalls,
             ),
         ]
     }

@@ -476,6 +476,59 @@ fn an_incomplete_message_times_out_but_a_stream_of_whole_ones_does_not() {
 }
 
 #[test]
+fn a_worker_that_leaves_the_alive_question_unanswered_stops_being_routed_to() {
+    use gatewire_proto::auth::worker_connect_body_with_limit;
+    use gatewire_proto::packet::CMD_WORKER_ALIVE;
+    let mut c = core_with(|g| g.worker_stall_timeout = 4.0);
+    let gatewire_worker = |c: &mut Core, name: &str| {
+        let link = c.shard.link_opened("127.0.0.1:50010".parse().unwrap());
+        let hello = Packet::new(
+            Header::command(Cmd::WorkerConnect),
+            "",
+            worker_connect_body_with_limit(name, "", 1 << 20),
+        );
+        c.shard.link_packet(link, hello);
+        link
+    };
+    let (a, b) = (gatewire_worker(&mut c, "a"), gatewire_worker(&mut c, "b"));
+    let php = c.worker("php");
+    let id = c.accept();
+    let bound = if c.link_packets(a).is_empty() { b } else { a };
+    let other = if bound == a { b } else { a };
+    c.link_packets(other);
+    c.shard.sweep_worker_stalls();
+    let asked = |c: &mut Core, link| {
+        c.link_packets(link)
+            .iter()
+            .any(|p| p.header.cmd == CMD_WORKER_ALIVE)
+    };
+    assert!(
+        asked(&mut c, a) && asked(&mut c, b),
+        "gatewire workers are asked"
+    );
+    assert!(!asked(&mut c, php), "PHP workers are not");
+    let alive = Packet::new(Header::command(CMD_WORKER_ALIVE), "", "");
+    for _ in 0..4 {
+        c.shard.sweep_worker_stalls();
+        c.shard.link_packet(other, alive.clone());
+    }
+    c.shard.sweep_worker_stalls();
+    assert_eq!(c.shard.stats.worker_stalls, 1, "only the silent one");
+    assert_eq!(c.shard.stats.clients_moved_from_stalled, 1);
+    c.shard
+        .client_message(id, Bytes::from_static(b"next"), false);
+    let moved = c
+        .link_packets(other)
+        .iter()
+        .chain(c.link_packets(php).iter())
+        .any(|p| p.header.cmd == Cmd::OnMessage);
+    assert!(moved, "the client's next event goes to a live worker");
+    // It answers at last: a routing target again.
+    c.shard.link_packet(bound, alive);
+    assert!(c.shard.workers.values().any(|&l| l == bound));
+}
+
+#[test]
 fn heartbeat_pings_silent_clients_and_drops_them_after_twice_the_limit() {
     let mut c = core_with(|g| {
         g.ping_interval = 10.0;

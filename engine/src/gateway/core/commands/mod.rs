@@ -36,6 +36,7 @@ impl Shard {
                             link.max_packet = auth
                                 .max_packet_size
                                 .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
+                            link.answers_probes = worker && auth.max_packet_size.is_some();
                         }
                         if let Some(name) = auth.worker_key.filter(|_| worker) {
                             let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
@@ -107,6 +108,7 @@ impl Shard {
             Ok(Command::Query(q)) => self.answer(link_id, q),
             Ok(Command::Control(Control::Drain)) => self.worker_drain(link_id),
             Ok(Command::Control(Control::Confirm)) => self.echo_signal(link_id, CMD_WORKER_CONFIRM),
+            Ok(Command::Control(Control::Alive)) => self.worker_alive(link_id),
             Err(CommandError::Ext(e)) => {
                 crate::log_limit::warn_limited(
                     "bad ext from an inner link",
