@@ -12,8 +12,13 @@
 //! | [`metrics`] | the Prometheus text endpoint |
 //! | [`process`] | one process running some roles: start, status, stop, drain |
 //! | [`supervisor`] | `gatewire start`: a process per role, restarts, reload, the control socket, `-d` |
-//! | [`net`] | listeners and the connection driver shared by every role |
+//! | [`api`] | the Gateway API (commands, queries) shared by workers and GatewayClient |
+//! | [`net`] | runtime-neutral plumbing: the outbox, backoff, TLS configuration |
+//! | [`rt`] | the runtime seam: executors, sockets, the connection driver, the backends |
 //! | [`config`] | `gatewire.toml`, its defaults and overrides |
+//! | [`placement`] | which CPUs shards and worker threads run on |
+//! | [`system`] | process-level knobs: fd limits and tables, huge pages, giving memory back |
+//! | [`log_limit`] | warnings logged once per cause per interval |
 //! | [`cli`] | the `gatewire` command line |
 //!
 //! The wire formats live in [`gatewire_proto`], re-exported as [`proto`].

@@ -404,6 +404,11 @@ pub fn routing(text: &mut Exposition) {
             "uid and group commands sent to every gateway because the store did not answer.",
             &routing.fallbacks,
         ),
+        (
+            "unencodable_commands_total",
+            "Commands not sent because their packet could not be built.",
+            &routing.unencodable,
+        ),
     ] {
         text.family(
             name,

@@ -158,7 +158,10 @@ impl Gateway {
         }
     }
 
-    fn to_address(&self, address: &str, packet: Bytes) -> bool {
+    fn to_address(&self, address: &str, packet: Option<Bytes>) -> bool {
+        let Some(packet) = packet else {
+            return false;
+        };
         match &self.transport {
             Transport::Links(links) => links.borrow_mut().push(address, packet),
             Transport::Direct(_) => match transport::send(address, &self.secret, &packet) {
@@ -172,18 +175,24 @@ impl Gateway {
     }
 
     /// Sends `packet` to the gateway owning `client`; false when it cannot be reached.
-    fn to_owner(&self, client: ClientId, packet: Bytes) -> bool {
+    fn to_owner(&self, client: ClientId, packet: Option<Bytes>) -> bool {
         self.to_address(&client.gateway().to_string(), packet)
     }
 
-    fn to_every_gateway(&self, packet: Bytes) {
+    fn to_every_gateway(&self, packet: Option<Bytes>) {
+        if packet.is_none() {
+            return;
+        }
         for address in self.command_targets() {
             self.to_address(&address, packet.clone());
         }
     }
 
     /// Sends `packet` to the gateways holding one of `names` (every gateway with the store off).
-    fn to_holders(&self, names: &[(Kind, Key)], packet: Bytes) {
+    fn to_holders(&self, names: &[(Kind, Key)], packet: Option<Bytes>) {
+        if packet.is_none() {
+            return;
+        }
         for address in self.gateways_for(Some(names), self.command_targets()) {
             self.to_address(&address, packet.clone());
         }
@@ -356,9 +365,20 @@ impl Gateway {
     }
 }
 
-/// The bytes of a command's packet.
-fn encode(command: impl Into<Command>) -> Bytes {
-    command.into().to_packet().to_bytes().unwrap_or_default()
+/// The bytes of a command's packet, or `None` (counted, logged once per interval) when it cannot
+/// be built: the command is then not sent, and a send that reports reports false.
+fn encode(command: impl Into<Command>) -> Option<Bytes> {
+    match command.into().to_packet().to_bytes() {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            ROUTING.unencodable.fetch_add(1, Ordering::Relaxed);
+            crate::log_limit::warn_limited(
+                "unencodable command",
+                &format!("a command was not sent: {e}"),
+            );
+            None
+        }
+    }
 }
 
 /// A uid or group name as PHP's array keys read it ("42" is the integer 42).

@@ -44,6 +44,8 @@ pub struct RoutingStats {
     pub lookups: AtomicU64,
     /// Commands sent to every gateway because the store did not answer.
     pub fallbacks: AtomicU64,
+    /// Commands not sent because their packet could not be built (a message over 4 GiB).
+    pub unencodable: AtomicU64,
 }
 
 /// This process's routing counters.
@@ -52,6 +54,7 @@ pub static ROUTING: RoutingStats = RoutingStats {
     packets: AtomicU64::new(0),
     lookups: AtomicU64::new(0),
     fallbacks: AtomicU64::new(0),
+    unencodable: AtomicU64::new(0),
 };
 
 /// The live holders of some uids or groups, and the shards that write to the store.
