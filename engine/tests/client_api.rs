@@ -109,6 +109,31 @@ fn gateway_client_queries_and_commands_span_every_shard() {
     assert!(client.send_to_client(bob_id, "for bob"));
     expect_line(&mut bob, "for bob");
 
+    // sendToAll with excludes, and to a list of clients, across both shards.
+    client.send_to_all_except("not for carol", &[carol_id]);
+    expect_line(&mut alice, "not for carol");
+    expect_line(&mut bob, "not for carol");
+    client.send_to_clients("for alice and carol", &[alice_id, carol_id]);
+    expect_line(&mut alice, "for alice and carol");
+    expect_line(&mut carol, "for alice and carol");
+    client.send_to_client(carol_id, "carol: nothing else came");
+    expect_line(&mut carol, "carol: nothing else came");
+    client.send_to_client(bob_id, "bob: nothing else came");
+    expect_line(&mut bob, "bob: nothing else came");
+
+    // setSession replaces the session, updateSession merges into it.
+    let mut session = gatewire_proto::php::Array::default();
+    session.insert("name", "alicia");
+    session.insert("level", 3i64);
+    assert!(client.set_session(alice_id, &session));
+    let mut update = gatewire_proto::php::Array::default();
+    update.insert("level", 4i64);
+    assert!(client.update_session(alice_id, &update));
+    let stored = client.get_session(alice_id).unwrap().unwrap();
+    use gatewire_proto::php::Value;
+    assert_eq!(stored.get(&"name".into()), Some(&Value::from("alicia")));
+    assert_eq!(stored.get(&"level".into()), Some(&Value::from(4i64)));
+
     // The command line does the same.
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
