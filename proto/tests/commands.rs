@@ -3,15 +3,15 @@
 
 use bytes::Bytes;
 use gatewire_proto::command::{
-    Command, CommandError, Control, Membership, Message, Query, Send, Session,
+    Command, CommandError, Control, Membership, Payload, Query, SendCommand, Session,
 };
 use gatewire_proto::ext::{Select, SelectField, SelectWhere, SendToAllTarget, SendToGroup};
 use gatewire_proto::packet::CMD_WORKER_DRAIN;
 use gatewire_proto::php::Key;
 use gatewire_proto::{Cmd, Flags, Header, Packet};
 
-fn text(body: &str) -> Message {
-    Message::new(Bytes::copy_from_slice(body.as_bytes()), false)
+fn text(body: &str) -> Payload {
+    Payload::new(Bytes::copy_from_slice(body.as_bytes()), false)
 }
 
 /// (command, cmd, connection id, flag, ext, body) as PHP writes them.
@@ -19,7 +19,7 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
     let scalar = Flags::SCALAR;
     vec![
         (
-            Send::ToOne {
+            SendCommand::ToOne {
                 connection_id: 7,
                 message: text("hi"),
             }
@@ -31,7 +31,7 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
             "hi",
         ),
         (
-            Send::ToAll {
+            SendCommand::ToAll {
                 target: SendToAllTarget::Everyone,
                 message: text("all"),
             }
@@ -43,7 +43,7 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
             "all",
         ),
         (
-            Send::ToAll {
+            SendCommand::ToAll {
                 target: SendToAllTarget::Except(vec![3]),
                 message: text("x"),
             }
@@ -55,7 +55,7 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
             "x",
         ),
         (
-            Send::ToAll {
+            SendCommand::ToAll {
                 target: SendToAllTarget::Only(vec![1, 2]),
                 message: text("x"),
             }
@@ -67,7 +67,7 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
             "x",
         ),
         (
-            Send::ToUid {
+            SendCommand::ToUid {
                 uids: vec![Key::from("alice"), Key::from(42u32)],
                 message: text("u"),
             }
@@ -79,12 +79,12 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
             "u",
         ),
         (
-            Send::ToGroup {
+            SendCommand::ToGroup {
                 target: SendToGroup {
                     groups: vec![Key::from("room")],
                     exclude: vec![],
                 },
-                message: Message::new(Bytes::from_static(b"\x00\xff"), true),
+                message: Payload::new(Bytes::from_static(b"\x00\xff"), true),
             }
             .into(),
             Cmd::SendToGroup,
@@ -94,7 +94,7 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
             "\u{0}\u{ff}",
         ),
         (
-            Send::Kick {
+            SendCommand::Kick {
                 connection_id: 9,
                 message: None,
             }
@@ -106,7 +106,7 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
             "N;",
         ),
         (
-            Send::Kick {
+            SendCommand::Kick {
                 connection_id: 9,
                 message: Some(text("bye")),
             }
@@ -118,7 +118,7 @@ fn cases() -> Vec<(Command, Cmd, u32, Flags, &'static str, &'static str)> {
             "bye",
         ),
         (
-            Send::Destroy { connection_id: 9 }.into(),
+            SendCommand::Destroy { connection_id: 9 }.into(),
             Cmd::Destroy,
             9,
             scalar,

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use gatewire_proto::ClientId;
-use gatewire_proto::command::{self, Command, Membership, Send, Session};
+use gatewire_proto::command::{self, Command, Membership, SendCommand, Session};
 use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
 use gatewire_proto::php::{Array, Key, Value, serialize};
 use tracing::warn;
@@ -205,7 +205,7 @@ impl Gateway {
     /// `sendToClient`: false when the owning gateway cannot be reached.
     pub fn send_to_client(&self, client: ClientId, message: impl Into<Message>) -> bool {
         let message = message.into().wire();
-        let command = Send::ToOne {
+        let command = SendCommand::ToOne {
             connection_id: client.connection_id,
             message,
         };
@@ -215,7 +215,7 @@ impl Gateway {
     /// `sendToAll($msg)`.
     pub fn send_to_all(&self, message: impl Into<Message>) {
         let message = message.into().wire();
-        self.to_every_gateway(encode(Send::ToAll {
+        self.to_every_gateway(encode(SendCommand::ToAll {
             target: SendToAllTarget::Everyone,
             message,
         }));
@@ -232,7 +232,7 @@ impl Gateway {
                 SendToAllTarget::Except(ids)
             };
             let message = message.clone();
-            self.to_address(&addr, encode(Send::ToAll { target, message }));
+            self.to_address(&addr, encode(SendCommand::ToAll { target, message }));
         }
     }
 
@@ -249,15 +249,15 @@ impl Gateway {
         for (addr, ids) in by_gateway {
             let target = SendToAllTarget::Only(ids);
             let message = message.clone();
-            self.to_address(&addr, encode(Send::ToAll { target, message }));
+            self.to_address(&addr, encode(SendCommand::ToAll { target, message }));
         }
     }
 
     /// `closeClient($id, $msg)`: the message (if any) is sent, then the connection closes.
     pub fn close_client(&self, client: ClientId, message: Option<&[u8]>) -> bool {
-        let command = Send::Kick {
+        let command = SendCommand::Kick {
             connection_id: client.connection_id,
-            message: message.map(|m| command::Message::new(Bytes::copy_from_slice(m), false)),
+            message: message.map(|m| command::Payload::new(Bytes::copy_from_slice(m), false)),
         };
         self.to_owner(client, encode(command))
     }
@@ -265,7 +265,7 @@ impl Gateway {
     /// `destoryClient($id)`: closes at once.
     pub fn destroy_client(&self, client: ClientId) -> bool {
         let connection_id = client.connection_id;
-        self.to_owner(client, encode(Send::Destroy { connection_id }))
+        self.to_owner(client, encode(SendCommand::Destroy { connection_id }))
     }
 
     /// `bindUid($id, $uid)`.
@@ -314,7 +314,7 @@ impl Gateway {
         let message = message.into().wire();
         let uids: Vec<Key> = uids.iter().map(|u| name(u)).collect();
         let names: Vec<(Kind, Key)> = uids.iter().map(|u| (Kind::Uid, u.clone())).collect();
-        self.to_holders(&names, encode(Send::ToUid { uids, message }));
+        self.to_holders(&names, encode(SendCommand::ToUid { uids, message }));
     }
 
     /// `sendToGroup($groups, $msg, $exclude)`.
@@ -333,7 +333,7 @@ impl Gateway {
                 exclude: ids_on(exclude, &addr),
             };
             let message = message.clone();
-            self.to_address(&addr, encode(Send::ToGroup { target, message }));
+            self.to_address(&addr, encode(SendCommand::ToGroup { target, message }));
         }
     }
 

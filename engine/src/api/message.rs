@@ -35,8 +35,8 @@ impl Message {
 
     /// The message as a command carries it: a scalar body, with gatewire's binary bit when
     /// binary.
-    pub(crate) fn wire(&self) -> command::Message {
-        command::Message::new(self.body.clone(), self.binary)
+    pub(crate) fn wire(&self) -> command::Payload {
+        command::Payload::new(self.body.clone(), self.binary)
     }
 }
 

@@ -22,13 +22,13 @@ use crate::php::Key;
 pub use control::Control;
 pub use membership::Membership;
 pub use query::Query;
-pub use send::{Message, Send};
+pub use send::{Payload, SendCommand};
 pub use session::Session;
 
 /// One command to a gateway.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Send(Send),
+    Send(SendCommand),
     Membership(Membership),
     Session(Session),
     Query(Query),
@@ -50,7 +50,7 @@ impl Command {
     /// Reads a packet received on a gateway's inner port (after the link's hello).
     pub fn from_packet(packet: &Packet) -> Result<Command, CommandError> {
         let cmd = packet.header.cmd;
-        if let Some(c) = Send::from_packet(packet)? {
+        if let Some(c) = SendCommand::from_packet(packet)? {
             return Ok(Command::Send(c));
         }
         if let Some(c) = Membership::from_packet(packet) {
@@ -95,8 +95,8 @@ fn is_extension(cmd: Cmd) -> bool {
     cmd == CMD_WORKER_DRAIN || cmd == CMD_WORKER_CONFIRM || cmd == CMD_WORKER_ALIVE
 }
 
-impl From<Send> for Command {
-    fn from(c: Send) -> Command {
+impl From<SendCommand> for Command {
+    fn from(c: SendCommand) -> Command {
         Command::Send(c)
     }
 }

@@ -11,22 +11,22 @@ use crate::php::{Key, Value};
 /// What a send carries: the body as the worker wrote it and the flags saying how to read it
 /// (scalar or serialized, binary WebSocket frame or text).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct Payload {
     pub flag: Flags,
     pub body: Bytes,
 }
 
-impl Message {
+impl Payload {
     /// A message of raw bytes (PHP's scalar body), as text or as a binary frame.
-    pub fn new(body: impl Into<Bytes>, binary: bool) -> Message {
-        Message {
+    pub fn new(body: impl Into<Bytes>, binary: bool) -> Payload {
+        Payload {
             flag: Flags::SCALAR.with_binary(binary),
             body: body.into(),
         }
     }
 
-    fn of(packet: &Packet) -> Message {
-        Message {
+    fn of(packet: &Packet) -> Payload {
+        Payload {
             flag: packet.header.flag,
             body: packet.body.clone(),
         }
@@ -34,71 +34,71 @@ impl Message {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Send {
+pub enum SendCommand {
     /// `sendToClient`: to one connection of this gateway.
     ToOne {
         connection_id: u32,
-        message: Message,
+        message: Payload,
     },
     /// `sendToAll`: to everyone, only some connections, or all but some.
     ToAll {
         target: SendToAllTarget,
-        message: Message,
+        message: Payload,
     },
     /// `sendToUid`: to every connection bound to one of the uids.
-    ToUid { uids: Vec<Key>, message: Message },
+    ToUid { uids: Vec<Key>, message: Payload },
     /// `sendToGroup`: to the members of each group (twice to a member of two), minus excluded.
     ToGroup {
         target: SendToGroup,
-        message: Message,
+        message: Payload,
     },
     /// `closeClient`: the message if there is one (a serialized null is none), then close once
     /// written.
     Kick {
         connection_id: u32,
-        message: Option<Message>,
+        message: Option<Payload>,
     },
     /// `destoryClient`: close at once.
     Destroy { connection_id: u32 },
 }
 
-impl Send {
-    pub(super) fn from_packet(packet: &Packet) -> Result<Option<Send>, ExtError> {
+impl SendCommand {
+    pub(super) fn from_packet(packet: &Packet) -> Result<Option<SendCommand>, ExtError> {
         let id = packet.header.connection_id;
         Ok(Some(match packet.header.cmd {
-            Cmd::SendToOne => Send::ToOne {
+            Cmd::SendToOne => SendCommand::ToOne {
                 connection_id: id,
-                message: Message::of(packet),
+                message: Payload::of(packet),
             },
-            Cmd::SendToAll => Send::ToAll {
+            Cmd::SendToAll => SendCommand::ToAll {
                 target: SendToAllTarget::parse(&packet.ext)?,
-                message: Message::of(packet),
+                message: Payload::of(packet),
             },
-            Cmd::SendToUid => Send::ToUid {
+            Cmd::SendToUid => SendCommand::ToUid {
                 uids: parse_key_list(&packet.ext)?,
-                message: Message::of(packet),
+                message: Payload::of(packet),
             },
-            Cmd::SendToGroup => Send::ToGroup {
+            Cmd::SendToGroup => SendCommand::ToGroup {
                 target: SendToGroup::parse(&packet.ext)?,
-                message: Message::of(packet),
+                message: Payload::of(packet),
             },
             Cmd::Kick => {
                 let flag = packet.header.flag;
                 let has_message =
                     flag.body_is_scalar() || decode_body(flag, &packet.body) != Value::Null;
-                Send::Kick {
+                SendCommand::Kick {
                     connection_id: id,
-                    message: has_message.then(|| Message::of(packet)),
+                    message: has_message.then(|| Payload::of(packet)),
                 }
             }
-            Cmd::Destroy => Send::Destroy { connection_id: id },
+            Cmd::Destroy => SendCommand::Destroy { connection_id: id },
             _ => return Ok(None),
         }))
     }
 
     pub(super) fn to_packet(&self) -> Packet {
         match self {
-            Send::ToOne {
+            SendCommand::ToOne {
                 connection_id,
                 message,
             } => packet(
@@ -108,14 +108,14 @@ impl Send {
                 "",
                 message.body.clone(),
             ),
-            Send::ToAll { target, message } => packet(
+            SendCommand::ToAll { target, message } => packet(
                 Cmd::SendToAll,
                 0,
                 message.flag,
                 target.to_ext(),
                 message.body.clone(),
             ),
-            Send::ToUid { uids, message } => {
+            SendCommand::ToUid { uids, message } => {
                 let names: Vec<String> = uids.iter().map(key_text).collect();
                 packet(
                     Cmd::SendToUid,
@@ -125,7 +125,7 @@ impl Send {
                     message.body.clone(),
                 )
             }
-            Send::ToGroup { target, message } => {
+            SendCommand::ToGroup { target, message } => {
                 let names: Vec<String> = target.groups.iter().map(key_text).collect();
                 packet(
                     Cmd::SendToGroup,
@@ -136,14 +136,14 @@ impl Send {
                 )
             }
             // PHP's closeClient without a message sends a serialized null.
-            Send::Kick {
+            SendCommand::Kick {
                 connection_id,
                 message,
             } => match message {
                 Some(m) => packet(Cmd::Kick, *connection_id, m.flag, "", m.body.clone()),
                 None => packet(Cmd::Kick, *connection_id, Flags::default(), "", "N;"),
             },
-            Send::Destroy { connection_id } => {
+            SendCommand::Destroy { connection_id } => {
                 packet(Cmd::Destroy, *connection_id, Flags::SCALAR, "", "")
             }
         }

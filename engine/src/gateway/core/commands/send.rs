@@ -3,7 +3,7 @@
 //! per-recipient work is a refcount bump and a queue push).
 
 use bytes::Bytes;
-use gatewire_proto::command::{Message, Send};
+use gatewire_proto::command::{Payload, SendCommand};
 use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
 
 use crate::gateway::core::encode::client_frame;
@@ -11,20 +11,20 @@ use crate::gateway::core::state::Shard;
 use crate::gateway::core::stats::CloseCause;
 
 impl Shard {
-    pub(super) fn apply_send(&mut self, command: Send) {
+    pub(super) fn apply_send(&mut self, command: SendCommand) {
         match command {
-            Send::ToOne {
+            SendCommand::ToOne {
                 connection_id,
                 message,
             } => self.send_to_one(connection_id, &message),
-            Send::ToAll { target, message } => self.send_to_all(target, &message),
-            Send::ToUid { uids, message } => self.send_to_uid(&uids, &message),
-            Send::ToGroup { target, message } => self.send_to_group(target, &message),
-            Send::Kick {
+            SendCommand::ToAll { target, message } => self.send_to_all(target, &message),
+            SendCommand::ToUid { uids, message } => self.send_to_uid(&uids, &message),
+            SendCommand::ToGroup { target, message } => self.send_to_group(target, &message),
+            SendCommand::Kick {
                 connection_id,
                 message,
             } => self.kick(connection_id, message.as_ref()),
-            Send::Destroy { connection_id } => {
+            SendCommand::Destroy { connection_id } => {
                 if self.clients.contains_key(&connection_id) {
                     self.destroy_client(connection_id, CloseCause::Worker);
                 }
@@ -33,7 +33,7 @@ impl Shard {
     }
 
     /// The body encoded for this shard's clients, or `None` (logged) when it cannot be sent.
-    fn frame_for(&mut self, message: &Message) -> Option<Bytes> {
+    fn frame_for(&mut self, message: &Payload) -> Option<Bytes> {
         match client_frame(self.settings.protocol, message.flag, &message.body) {
             Ok(frame) => Some(frame),
             Err(e) => {
@@ -48,7 +48,7 @@ impl Shard {
         }
     }
 
-    fn send_to_one(&mut self, id: u32, message: &Message) {
+    fn send_to_one(&mut self, id: u32, message: &Payload) {
         if !self.clients.contains_key(&id) {
             return;
         }
@@ -57,7 +57,7 @@ impl Shard {
         }
     }
 
-    fn send_to_all(&mut self, target: SendToAllTarget, message: &Message) {
+    fn send_to_all(&mut self, target: SendToAllTarget, message: &Payload) {
         let Some(frame) = self.frame_for(message) else {
             return;
         };
@@ -78,7 +78,7 @@ impl Shard {
         }
     }
 
-    fn send_to_uid(&mut self, uids: &[gatewire_proto::Key], message: &Message) {
+    fn send_to_uid(&mut self, uids: &[gatewire_proto::Key], message: &Payload) {
         let Some(frame) = self.frame_for(message) else {
             return;
         };
@@ -93,7 +93,7 @@ impl Shard {
         }
     }
 
-    fn send_to_group(&mut self, target: SendToGroup, message: &Message) {
+    fn send_to_group(&mut self, target: SendToGroup, message: &Payload) {
         let SendToGroup { groups, exclude } = target;
         let Some(frame) = self.frame_for(message) else {
             return;
@@ -113,7 +113,7 @@ impl Shard {
 
     /// Sends the last message (if any), then closes once the output is written. No WebSocket
     /// close frame, as in GatewayWorker.
-    fn kick(&mut self, id: u32, message: Option<&Message>) {
+    fn kick(&mut self, id: u32, message: Option<&Payload>) {
         if !self.clients.contains_key(&id) {
             return;
         }
