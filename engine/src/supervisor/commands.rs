@@ -97,7 +97,9 @@ impl Supervisor {
                 self.remove_files();
                 let _ = channel::send(&mut stream, "ok\nstopped\n");
                 tracing::info!(graceful, "stopped by command");
-                std::process::exit(0);
+                // The main thread's signal wait ends the process (its stop finds nothing left).
+                crate::system::raise_stop_signal();
+                return;
             }
             Err(e) => Err(e),
         };
