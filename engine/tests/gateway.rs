@@ -4,6 +4,7 @@
 mod common;
 
 use std::time::Duration;
+use tungstenite::stream::MaybeTlsStream;
 
 use common::*;
 use gatewire_proto::php::{Key, Value, unserialize};
@@ -650,6 +651,14 @@ fn parked_clients_keep_working() {
 
     // More than the socket buffers hold: the client gets a task to write the rest, and parks
     // again once idle.
+    // The burst must outgrow what the sockets hold: loopback receive buffers autotune up to
+    // tcp_rmem's maximum (32 MiB on some hosts), which swallowed all 16 MiB about one run in
+    // five and left nothing for the unpark path. A fixed small receive buffer keeps it full.
+    if let MaybeTlsStream::Plain(stream) = a.get_ref() {
+        socket2::SockRef::from(stream)
+            .set_recv_buffer_size(128 * 1024)
+            .unwrap();
+    }
     let parked = gw.metric("gatewire_parked_total");
     let big = "x".repeat(64 * 1024);
     for _ in 0..256 {
