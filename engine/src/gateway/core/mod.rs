@@ -11,6 +11,7 @@ pub mod encode;
 pub mod handshake_deadline;
 pub mod heartbeat;
 pub mod idle;
+pub mod input_bounds;
 pub mod member_index;
 pub mod parking_requests;
 pub mod pending_input;
