@@ -33,7 +33,7 @@ environment() {
 # restoring them all when done. Returns only in the re-run (or when no namespace can be made),
 # with IN_NETNS=1 or 0.
 in_private_netns() {
-  if [ "${GATEWIRE_IN_NETNS:-}" = 1 ]; then
+  if [ "${BENCH_IN_NETNS:-}" = 1 ]; then
     IN_NETNS=1
     ip link set lo up 2>/dev/null || true
     return 0
@@ -60,7 +60,7 @@ in_private_netns() {
         fi
       done
       local status=0
-      GATEWIRE_IN_NETNS=1 unshare -n "$@" || status=$?
+      BENCH_IN_NETNS=1 unshare -n "$@" || status=$?
       exit "$status"
     fi
     sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash"
@@ -91,7 +91,7 @@ tcp_counters() {
 # bench_setup SCRIPT ARGS...: builds and prints the environment once, then continues inside a
 # private network namespace when possible (see in_private_netns). Call before parsing arguments.
 bench_setup() {
-  if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
+  if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
     build
     environment
   fi
@@ -102,7 +102,7 @@ bench_setup() {
 # namespace: building needs the network) and prints their versions. The node `ws` peer is
 # skipped, with a line, when node or npm is missing.
 build_peers() {
-  [ "${GATEWIRE_IN_NETNS:-}" = 1 ] && return 0
+  [ "${BENCH_IN_NETNS:-}" = 1 ] && return 0
   (cd "$root/benches/peers/tokio-broadcast" && cargo build --release --quiet)
   echo "peers: tokio-tungstenite ($(grep -m1 -A1 'name = "tokio-tungstenite"' \
     "$root/benches/peers/tokio-broadcast/Cargo.lock" | tail -1 | tr -d ' '))"

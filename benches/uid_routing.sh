@@ -13,7 +13,7 @@ if ! command -v redis-server >/dev/null; then
   echo "uid_routing.sh needs redis-server (Debian: apt-get install redis-server)" >&2
   exit 1
 fi
-if [ "${GATEWIRE_IN_NETNS:-}" != 1 ]; then
+if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
   (cd "$root" && cargo build --release --quiet -p gatewire-benches --bin uid-app)
 fi
 bench_setup "$0" "$@"

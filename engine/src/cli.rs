@@ -510,6 +510,21 @@ fn with_client(
         &config.worker.secret_key,
     )
     .with_store(&config.store);
+    // Nothing to reach is an error, not an empty answer (or a send to nobody reported done).
+    match client.gateways() {
+        Ok(gateways) if gateways.is_empty() => {
+            eprintln!(
+                "gatewire: the register at {} (worker.register_address) lists no gateway",
+                registers(&config)
+            );
+            return ExitCode::from(3);
+        }
+        Ok(_) => {}
+        Err(why) => {
+            eprintln!("gatewire: {why} (worker.register_address)");
+            return ExitCode::from(3);
+        }
+    }
     match f(&client) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -521,6 +536,17 @@ fn with_client(
             ExitCode::from(1)
         }
     }
+}
+
+/// The registers a command-line client asks, for messages.
+fn registers(config: &crate::config::Config) -> String {
+    let list: Vec<String> = config
+        .worker
+        .register_address
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    list.join(", ")
 }
 
 fn query(gw: &crate::worker::Gateway, what: QueryWhat) -> Result<bool, String> {

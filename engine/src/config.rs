@@ -550,16 +550,56 @@ pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
     load_with(path, &from_env, overrides)
 }
 
-/// `GATEWIRE_GATEWAY_START_PORT=3000` → `gateway.start_port=3000`. `GATEWIRE_LOG` (the log
-/// filter) and unknown sections are not configuration.
+/// Keys whose values are never shown (`config check`, error messages).
+const SECRET_KEYS: [&str; 4] = [
+    "register.secret_key",
+    "gateway.secret_key",
+    "worker.secret_key",
+    "store.password",
+];
+
+/// `value` of `key` as it may be shown: secrets masked, a URL's password masked.
+fn shown_value(key: &str, value: &str) -> String {
+    if SECRET_KEYS.contains(&key) {
+        "********".to_owned()
+    } else if key == "store.redis_url" {
+        url_password_masked(value)
+    } else {
+        value.to_owned()
+    }
+}
+
+/// `scheme://user:password@host/…` with the password replaced by `********`.
+fn url_password_masked(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, password)) if !password.is_empty() => {
+            format!("{scheme}://{user}:********{}", &rest[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The sections of `gatewire.toml`.
+const SECTIONS: [&str; 6] = ["run", "register", "gateway", "worker", "metrics", "store"];
+
+/// `GATEWIRE_GATEWAY_START_PORT=3000` → `gateway.start_port=3000`. Every `GATEWIRE_<A>_<B>`
+/// is configuration, so a misspelled section (`GATEWIRE_GATWAY_SHARDS`) is refused like a
+/// misspelled key; only `GATEWIRE_LOG` (the log filter) is not.
 fn env_override(name: &str, value: &str) -> Option<String> {
     let rest = name.strip_prefix("GATEWIRE_")?;
     let (section, key) = rest.split_once('_')?;
-    let section = section.to_ascii_lowercase();
-    if !["run", "register", "gateway", "worker", "metrics", "store"].contains(&section.as_str()) {
-        return None;
-    }
-    Some(format!("{section}.{}={value}", key.to_ascii_lowercase()))
+    Some(format!(
+        "{}.{}={value}",
+        section.to_ascii_lowercase(),
+        key.to_ascii_lowercase()
+    ))
 }
 
 fn load_with(
@@ -600,7 +640,7 @@ fn load_with(
             .split_once('.')
             .ok_or_else(|| invalid(source, format!("{key:?} is not section.key")))?;
         let described = if source == "--set" {
-            format!("--set {item}")
+            format!("--set {key}={}", shown_value(key, value))
         } else {
             format!(
                 "environment variable GATEWIRE_{}_{}",
@@ -608,6 +648,15 @@ fn load_with(
                 field.to_ascii_uppercase()
             )
         };
+        if !SECTIONS.contains(&section) {
+            return Err(invalid(
+                &described,
+                format!(
+                    "unknown section {section:?} (sections: {})",
+                    SECTIONS.join(", ")
+                ),
+            ));
+        }
         sources.insert(key.to_owned(), described);
         // A value that parses as TOML keeps its type (numbers, arrays); anything else is a string.
         let value = format!("v = {value}")
@@ -829,9 +878,11 @@ impl Config {
         filter
     }
 
-    /// A copy to show people: every non-empty secret replaced by `********`.
+    /// A copy to show people: every non-empty secret replaced by `********`, also a password
+    /// inside `store.redis_url`.
     pub fn with_secrets_masked(&self) -> Config {
         let mut shown = self.clone();
+        shown.store.redis_url = url_password_masked(&shown.store.redis_url);
         for secret in [
             &mut shown.register.secret_key,
             &mut shown.gateway.secret_key,
@@ -1032,6 +1083,37 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_masked_in_values_and_in_where_they_came_from() {
+        let c = load_with(
+            None,
+            &[],
+            &[
+                "store.password=hunter2".into(),
+                "store.redis_url=redis://app:sekrit@10.0.0.5:6379/0".into(),
+            ],
+        )
+        .unwrap();
+        let shown =
+            format!("{:?}", c.origins) + &toml::to_string(&c.with_secrets_masked()).unwrap();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sekrit"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis://app:********@10.0.0.5:6379/0"),
+            "{shown}"
+        );
+        assert_eq!(
+            url_password_masked("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            url_password_masked("redis://:pw@h/0"),
+            "redis://:********@h/0"
+        );
+    }
+
+    #[test]
     fn environment_names_map_to_keys() {
         assert_eq!(
             env_override("GATEWIRE_GATEWAY_START_PORT", "3000").as_deref(),
@@ -1039,6 +1121,18 @@ mod tests {
         );
         assert_eq!(env_override("GATEWIRE_LOG", "debug"), None);
         assert_eq!(env_override("PATH", "/bin"), None);
+        // A misspelled section is configuration too, and refused naming the variable.
+        let typo = env_override("GATEWIRE_GATWAY_SHARDS", "3").unwrap();
+        let err = load_with(None, &[typo], &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("environment variable GATEWIRE_GATWAY_SHARDS")
+                && err.contains("\"gatway\""),
+            "{err}"
+        );
+        let err = load_with(None, &[], &["gatway.shards=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--set gatway.shards=3"), "{err}");
     }
 
     #[test]

@@ -159,3 +159,71 @@ fn cpu_lists_outside_the_affinity_mask_name_the_key() {
     let (code, message) = check("[gateway]\ncpus = [0]\n[worker]\ncpus = [0]\n", &[]);
     assert_eq!(code, 0, "{message}");
 }
+
+/// Runs `gatewire ARGS -c <file with toml>` with `env` set; exit code and everything printed.
+fn gatewire(toml: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(args)
+        .arg("-c")
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env("GATEWIRE_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn a_misspelled_section_in_the_environment_is_refused_naming_the_variable() {
+    let (code, message) = gatewire("", &["config", "check"], &[("GATEWIRE_GATWAY_SHARDS", "3")]);
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("GATEWIRE_GATWAY_SHARDS"), "{message}");
+    let (code, message) = gatewire("", &["config", "check", "--set", "gatway.shards=3"], &[]);
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("--set gatway.shards=3"), "{message}");
+}
+
+#[test]
+fn config_check_never_prints_a_secret_given_on_the_command_line() {
+    let (code, message) = gatewire(
+        "",
+        &[
+            "config",
+            "check",
+            "--set",
+            "store.password=hunter2",
+            "--set",
+            "store.redis_url=redis://app:sekrit@127.0.0.1:6379/0",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{message}");
+    assert!(
+        !message.contains("hunter2") && !message.contains("sekrit"),
+        "{message}"
+    );
+}
+
+#[test]
+fn send_and_query_with_no_register_to_reach_exit_3_naming_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = format!("[worker]\nregister_address = \"127.0.0.1:{port}\"\n");
+    for args in [&["query", "client-count"][..], &["send", "hello"][..]] {
+        let (code, message) = gatewire(&toml, args, &[]);
+        assert_eq!(code, 3, "{args:?}: {message}");
+        assert!(
+            message.contains(&format!("127.0.0.1:{port}")),
+            "{args:?}: {message}"
+        );
+    }
+}

@@ -31,23 +31,41 @@ impl Directory {
         }
     }
 
-    /// The current gateway addresses: from the cache, or from the first register that answers.
+    /// The current gateway addresses: from the cache, or from the first register that answers;
+    /// empty when none answers (logged).
     pub fn addresses(&self) -> Vec<String> {
+        self.lookup().unwrap_or_default()
+    }
+
+    /// [`Self::addresses`], or why there are none: which registers were tried and what each
+    /// said.
+    pub fn lookup(&self) -> Result<Vec<String>, String> {
         if let Some((at, list)) = self.cache.borrow().as_ref() {
             if at.elapsed() < CACHE_FOR {
-                return list.clone();
+                return Ok(list.clone());
             }
         }
+        let mut failures = Vec::new();
         for register in &self.registers {
             match ask_register(*register, &self.secret) {
                 Ok(list) => {
                     *self.cache.borrow_mut() = Some((Instant::now(), list.clone()));
-                    return list;
+                    return Ok(list);
                 }
-                Err(e) => warn!(%register, error = %e, "register did not answer"),
+                Err(e) => {
+                    warn!(%register, error = %e, "register did not answer");
+                    failures.push(format!("{register}: {e}"));
+                }
             }
         }
-        Vec::new()
+        Err(format!(
+            "no register answered (tried {})",
+            if failures.is_empty() {
+                "none: the register list is empty".to_owned()
+            } else {
+                failures.join("; ")
+            }
+        ))
     }
 }
 

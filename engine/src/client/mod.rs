@@ -13,6 +13,7 @@ use crate::config::StoreConfig;
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
     gateway: Gateway,
+    directory: Rc<Directory>,
 }
 
 impl GatewayClient {
@@ -21,8 +22,15 @@ impl GatewayClient {
     pub fn new(registers: Vec<SocketAddr>, secret: &str) -> GatewayClient {
         let directory = Rc::new(Directory::new(registers, secret));
         GatewayClient {
-            gateway: Gateway::direct(directory, secret),
+            gateway: Gateway::direct(directory.clone(), secret),
+            directory,
         }
+    }
+
+    /// The gateway addresses the registers list now, or why none could be learned (which
+    /// registers were tried, and what each said).
+    pub fn gateways(&self) -> Result<Vec<String>, String> {
+        self.directory.lookup()
     }
 
     /// The same client routing uid and group commands and queries through the store of

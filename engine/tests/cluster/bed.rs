@@ -110,8 +110,8 @@ impl Bed {
             ip(&["-n", &ns, "link", "set", "eth0", "up"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
         }
-        // GATEWIRE_CLUSTER_STORE=1 runs every scenario with the store on.
-        if std::env::var("GATEWIRE_CLUSTER_STORE").is_ok_and(|v| v == "1") {
+        // TEST_CLUSTER_STORE=1 runs every scenario with the store on.
+        if std::env::var("TEST_CLUSTER_STORE").is_ok_and(|v| v == "1") {
             if let Some(why) = bed.start_store() {
                 say(format!("SKIPPED {test}: {why}"));
                 return None;
