@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -609,4 +609,53 @@ fn the_grafana_dashboard_queries_metrics_that_exist() {
             "the dashboard queries {name}, which /metrics does not have"
         );
     }
+}
+
+/// Ctrl-C in the terminal sends SIGINT to the foreground process group: the supervisor stops
+/// the roles in order, and nobody warns about its peers vanishing.
+#[test]
+fn ctrl_c_stops_every_role_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (register, public, inner) = (free_port(), free_port(), free_port_range(2));
+    std::fs::write(
+        dir.path().join("gatewire.toml"),
+        format!(
+            "[run]\ndir = \"run\"\n[register]\nlisten = \"127.0.0.1:{register}\"\n\
+             [gateway]\nlisten = \"websocket://127.0.0.1:{public}\"\nstart_port = {inner}\n\
+             shards = 2\nregister_address = \"127.0.0.1:{register}\"\n\
+             [worker]\ncount = 2\nregister_address = \"127.0.0.1:{register}\"\napp = \"chat\"\n"
+        ),
+    )
+    .unwrap();
+    let mut start = Command::new(env!("CARGO_BIN_EXE_gatewire"));
+    start
+        .args(["start", "-c"])
+        .arg(dir.path().join("gatewire.toml"))
+        .env("GATEWIRE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut start, 0);
+    let child = start.spawn().unwrap();
+    let socket = dir.path().join("run/gatewire.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _client = ws_connect_when_served(SocketAddr::from(([127, 0, 0, 1], public)), "/");
+    // SAFETY: SIGINT to the process group this test started, as a terminal's Ctrl-C does.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "warnings on Ctrl-C:\n{}",
+        warnings.join("\n")
+    );
 }

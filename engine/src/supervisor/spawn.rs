@@ -77,6 +77,9 @@ fn spawn(command: &ChildCommand, role: Role, generation: u64) -> Result<(u32, Un
     if command.serve_chat_page {
         cmd.arg("--serve-chat-page");
     }
+    // A process group of its own: a Ctrl-C in the terminal reaches the supervisor alone, which
+    // stops the roles in order (workers first), so nobody logs its peers vanishing at once.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     // SAFETY: between fork and exec this only calls async-signal-safe functions (prctl, dup2,
     // fcntl) on values computed before the fork.
     unsafe {
