@@ -207,12 +207,17 @@ impl Running {
         }
         let deadline = Instant::now() + GOODBYE_WAIT;
         while Instant::now() < deadline {
-            let left: u64 = self
+            // Only snapshots taken after a shard told its clients count: an older one may miss
+            // a client that connected a moment before the stop.
+            let left: Option<u64> = self
                 .shards
                 .iter()
-                .filter_map(|s| s.snapshot.lock().ok().map(|s| s.connections))
+                .map(|s| {
+                    let snapshot = s.snapshot.lock().ok()?;
+                    snapshot.leaving.then_some(snapshot.connections)
+                })
                 .sum();
-            if left == 0 {
+            if left == Some(0) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -304,6 +304,29 @@ fn restarting_the_gateway_replaces_its_process() {
     round_trip(&mut ws, "after the restart");
 }
 
+/// Every client gets WebSocket close 1001 when its gateway restarts, also one that connected a
+/// moment before (before: its shard's last published count, taken before it connected, said
+/// nobody was left, and the process ended without telling it).
+#[test]
+fn a_client_connected_just_before_a_gateway_restart_gets_going_away() {
+    let gw = Gatewire::start(echo_setup());
+    let dir = gw.dir.path().to_owned();
+    for attempt in 0..3 {
+        let mut ws = ws_connect_when_served(gw.public, "/");
+        round_trip(&mut ws, "hello");
+        let out = gatewire(&dir, &["restart", "--role", "gateway"]);
+        assert!(out.status.success(), "{out:?}");
+        let code = loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(e) => panic!("attempt {attempt}: no close frame: {e}"),
+            }
+        };
+        assert_eq!(code, Some(1001), "attempt {attempt}");
+    }
+}
+
 #[test]
 fn bad_configurations_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();

@@ -301,11 +301,11 @@ async fn run_shard(
     let publishing = shard.clone();
     rt::spawn(async move {
         let mut warnings = crate::gateway::LimitWarnings::default();
-        let mut told = false;
         loop {
             rt::sleep(PUBLISH_EVERY).await;
-            if !told && stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                told = true;
+            // Every tick while stopping: clients accepted or upgraded since the last one are
+            // told too (a client is told once).
+            if stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 publishing.borrow_mut().going_away();
             }
             if let Some(holdings) = &holdings {
@@ -409,6 +409,11 @@ async fn run_shard(
         match public_listener.accept().await {
             Ok(stream) => {
                 out_of_fds = Duration::ZERO;
+                if shard.borrow().leaving() {
+                    // Going away: the restarted gateway (or another host) takes the client.
+                    refuse_connection(stream, protocol);
+                    continue;
+                }
                 if shard.borrow_mut().full() {
                     crate::log_limit::warn_limited(
                         "max_connections",

@@ -191,6 +191,8 @@ pub struct Shard {
     pub(in crate::gateway::core) pending_input: PendingInput,
     /// Stall sweeps so far (`worker_stall.rs`).
     pub(in crate::gateway::core) stall_sweeps: u64,
+    /// Going away: clients were told (close 1001) and new connections are refused.
+    leaving: bool,
 }
 
 impl Shard {
@@ -216,6 +218,7 @@ impl Shard {
             parking: None,
             pending_input: PendingInput::default(),
             stall_sweeps: 0,
+            leaving: false,
         }
     }
 
@@ -258,8 +261,14 @@ impl Shard {
             connections: self.clients.len() as u64,
             worker_links: self.workers.len() as u64,
             worker_keys: self.workers.keys().map(|k| k.to_string()).collect(),
+            leaving: self.leaving,
             ..ShardSnapshot::default()
         }
+    }
+
+    /// Whether the shard is going away (new connections are refused).
+    pub fn leaving(&self) -> bool {
+        self.leaving
     }
 
     /// Whether the shard holds `max_clients` already: a new connection is then refused (counted
@@ -500,6 +509,7 @@ impl Shard {
     /// 1001 "going away", after what was queued to it) and closed once its output is written. A
     /// client still in its WebSocket handshake is closed at once.
     pub fn going_away(&mut self) {
+        self.leaving = true;
         let websocket = matches!(
             self.settings.protocol,
             ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket

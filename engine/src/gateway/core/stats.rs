@@ -259,6 +259,8 @@ pub struct ShardSnapshot {
     /// those ended by the timer because the runtime did not report the pause's read.
     pub fanout_pauses: u64,
     pub overdue_fanout_pauses: u64,
+    /// The shard has told its clients it is going away (`connections` counts after that).
+    pub leaving: bool,
 }
 
 /// A question for a running shard, answered on its next publishing tick (at most
