@@ -753,12 +753,12 @@ fn load_with(
                 invalid(&place, in_words(key, &detail))
             })?;
     // A relative run directory is the configuration file's, wherever the command runs from.
-    if let (Some(dir), Some(file)) = (&config.run.dir, path) {
-        if dir.is_relative() {
-            let base = file.parent().filter(|p| !p.as_os_str().is_empty());
-            let base = base.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            config.run.dir = Some(std::path::absolute(base.join(dir)).unwrap_or(base.join(dir)));
-        }
+    if let (Some(dir), Some(file)) = (&config.run.dir, path)
+        && dir.is_relative()
+    {
+        let base = file.parent().filter(|p| !p.as_os_str().is_empty());
+        let base = base.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        config.run.dir = Some(std::path::absolute(base.join(dir)).unwrap_or(base.join(dir)));
     }
     // Unset packet bounds follow the message bound, so raising max_message_size alone works.
     let derived = config.gateway.max_message_size + MESSAGE_PACKET_OVERHEAD;

@@ -442,10 +442,10 @@ pub fn merge<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
                 if family.0.len() == 1 {
                     family.0.push(line);
                 }
-            } else if !line.is_empty() {
-                if let Some(name) = &current {
-                    families.entry(name.clone()).or_default().1.push(line);
-                }
+            } else if !line.is_empty()
+                && let Some(name) = &current
+            {
+                families.entry(name.clone()).or_default().1.push(line);
             }
         }
     }

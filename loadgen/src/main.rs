@@ -187,14 +187,14 @@ fn run(args: Args) -> Result<(), String> {
         .map(SourcePlan::parse)
         .transpose()?
         .map(|p| p.rotated(args.clients));
-    if let Some(plan) = &plan {
-        if plan.capacity() < args.clients {
-            return Err(format!(
-                "--source-ips gives room for {} clients, fewer than {}",
-                plan.capacity(),
-                args.clients
-            ));
-        }
+    if let Some(plan) = &plan
+        && plan.capacity() < args.clients
+    {
+        return Err(format!(
+            "--source-ips gives room for {} clients, fewer than {}",
+            plan.capacity(),
+            args.clients
+        ));
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args
@@ -270,11 +270,11 @@ fn run(args: Args) -> Result<(), String> {
                 }
             }
         }
-        if ramp_seconds.is_none() {
-            if let Some(at) = shared.measure_start.get() {
-                ramp_seconds = Some(at.duration_since(started).as_secs_f64());
-                cpu_at_start = args.server_pid.and_then(process_cpu_seconds);
-            }
+        if ramp_seconds.is_none()
+            && let Some(at) = shared.measure_start.get()
+        {
+            ramp_seconds = Some(at.duration_since(started).as_secs_f64());
+            cpu_at_start = args.server_pid.and_then(process_cpu_seconds);
         }
         if rss_after.is_none() && shared.measured.load(Ordering::SeqCst) {
             loadgen_rss = rss_bytes(std::process::id());

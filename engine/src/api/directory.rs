@@ -40,10 +40,10 @@ impl Directory {
     /// [`Self::addresses`], or why there are none: which registers were tried and what each
     /// said.
     pub fn lookup(&self) -> Result<Vec<String>, String> {
-        if let Some((at, list)) = self.cache.borrow().as_ref() {
-            if at.elapsed() < CACHE_FOR {
-                return Ok(list.clone());
-            }
+        if let Some((at, list)) = self.cache.borrow().as_ref()
+            && at.elapsed() < CACHE_FOR
+        {
+            return Ok(list.clone());
         }
         let mut failures = Vec::new();
         for register in &self.registers {

@@ -13,10 +13,10 @@ pub fn respond(
     builtin_page: Option<&str>,
     request: &HandshakeRequest,
 ) -> Bytes {
-    if static_dir.is_none() {
-        if let Some(page) = builtin_page.filter(|_| matches!(request.path(), "/" | "/index.html")) {
-            return response("200 OK", "text/html; charset=utf-8", page.as_bytes());
-        }
+    if static_dir.is_none()
+        && let Some(page) = builtin_page.filter(|_| matches!(request.path(), "/" | "/index.html"))
+    {
+        return response("200 OK", "text/html; charset=utf-8", page.as_bytes());
     }
     match static_dir.and_then(|dir| resolve(dir, request.path())) {
         Some(path) => match std::fs::read(&path) {

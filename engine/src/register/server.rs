@@ -335,15 +335,15 @@ pub async fn serve(listener: rt::TcpListener, config: RegisterConfig, stats: Arc
             rt::sleep(FIRST_LINE_TIMEOUT).await;
             let mut b = timeout_book.borrow_mut();
             let stats = b.stats.clone();
-            if let Some(c) = b.connections.get_mut(&id) {
-                if !c.spoke {
-                    warn_limited(
-                        "register first-line timeout",
-                        &format!("register: {remote} said nothing within 10 s, closing"),
-                    );
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                    c.outbox.close(Closing::Now);
-                }
+            if let Some(c) = b.connections.get_mut(&id)
+                && !c.spoke
+            {
+                warn_limited(
+                    "register first-line timeout",
+                    &format!("register: {remote} said nothing within 10 s, closing"),
+                );
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                c.outbox.close(Closing::Now);
             }
         });
         let peer = RegisterPeer {

@@ -270,17 +270,17 @@ fn poll_connection<P: Peer>(io: Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> P
         // callback), so every connection of the thread can share it.
         let read = READ_BUFFER.with_borrow_mut(|chunk| {
             let read = Pin::new(&mut *stream).poll_read(cx, chunk);
-            if let Poll::Ready(Ok(n)) = read {
-                if n > 0 {
-                    match tls.as_deref_mut() {
-                        None => {
-                            if input.capacity() - input.len() < n {
-                                grow(input, n);
-                            }
-                            input.extend_from_slice(&chunk[..n]);
+            if let Poll::Ready(Ok(n)) = read
+                && n > 0
+            {
+                match tls.as_deref_mut() {
+                    None => {
+                        if input.capacity() - input.len() < n {
+                            grow(input, n);
                         }
-                        Some(tls) => return (read, Some(decrypt(tls, &chunk[..n], input))),
+                        input.extend_from_slice(&chunk[..n]);
                     }
+                    Some(tls) => return (read, Some(decrypt(tls, &chunk[..n], input))),
                 }
             }
             (read, None)

@@ -123,11 +123,11 @@ where
     let handle = std::thread::Builder::new()
         .name(spec.name.clone())
         .spawn(move || {
-            if let Cpu::Fixed(cpu) = cpu {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                    let _ = ready_tx.send(Err(format!("cannot pin the thread to CPU {cpu}")));
-                    return Err(std::io::Error::other("not pinned"));
-                }
+            if let Cpu::Fixed(cpu) = cpu
+                && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+            {
+                let _ = ready_tx.send(Err(format!("cannot pin the thread to CPU {cpu}")));
+                return Err(std::io::Error::other("not pinned"));
             }
             let reactor = match own::reactor(kind, depth) {
                 Ok(reactor) => reactor,

@@ -160,10 +160,10 @@ impl Publisher {
                 Err(_) => break,
             }
         }
-        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take())
+            && thread.is_finished()
+        {
+            let _ = thread.join();
         }
     }
 }

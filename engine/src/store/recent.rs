@@ -26,10 +26,10 @@ impl RecentHoldings {
     /// `name` was bound or joined on the gateway at `gateway`, now.
     pub fn note(&mut self, kind: Kind, name: &[u8], gateway: String, now: Instant) {
         self.expire(now);
-        if self.order.len() >= CAP {
-            if let Some((_, oldest)) = self.order.pop_front() {
-                self.by_name.remove(&oldest);
-            }
+        if self.order.len() >= CAP
+            && let Some((_, oldest)) = self.order.pop_front()
+        {
+            self.by_name.remove(&oldest);
         }
         let key = (kind, name.to_vec());
         let on = self.by_name.entry(key.clone()).or_default();

@@ -55,10 +55,10 @@ impl Versions {
             version.superseded.clear();
             return Known::Event;
         }
-        if version.superseded.contains(&seen) {
-            if let Some(bytes) = &version.written {
-                return Known::Written(bytes.clone());
-            }
+        if version.superseded.contains(&seen)
+            && let Some(bytes) = &version.written
+        {
+            return Known::Written(bytes.clone());
         }
         *version = Version {
             current: seen,

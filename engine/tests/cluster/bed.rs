@@ -111,11 +111,11 @@ impl Bed {
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
         }
         // TEST_CLUSTER_STORE=1 runs every scenario with the store on.
-        if std::env::var("TEST_CLUSTER_STORE").is_ok_and(|v| v == "1") {
-            if let Some(why) = bed.start_store() {
-                say(format!("SKIPPED {test}: {why}"));
-                return None;
-            }
+        if std::env::var("TEST_CLUSTER_STORE").is_ok_and(|v| v == "1")
+            && let Some(why) = bed.start_store()
+        {
+            say(format!("SKIPPED {test}: {why}"));
+            return None;
         }
         Some(bed)
     }

@@ -142,10 +142,10 @@ impl Array {
     /// assignment semantics).
     pub fn insert(&mut self, key: impl Into<Key>, value: impl Into<Value>) {
         let key = key.into();
-        if let Key::Int(i) = key {
-            if i >= self.next_index {
-                self.next_index = i.saturating_add(1);
-            }
+        if let Key::Int(i) = key
+            && i >= self.next_index
+        {
+            self.next_index = i.saturating_add(1);
         }
         self.entries.insert(key, value.into());
     }
@@ -176,10 +176,10 @@ impl Array {
 
     /// The value at `key`, inserted as `make()` first when absent.
     pub fn entry_or_insert_with(&mut self, key: Key, make: impl FnOnce() -> Value) -> &mut Value {
-        if let Key::Int(i) = key {
-            if i >= self.next_index {
-                self.next_index = i.saturating_add(1);
-            }
+        if let Key::Int(i) = key
+            && i >= self.next_index
+        {
+            self.next_index = i.saturating_add(1);
         }
         match self.entries.entry(key) {
             Entry::Occupied(e) => e.into_mut(),

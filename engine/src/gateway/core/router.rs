@@ -34,10 +34,10 @@ impl Router {
         workers: &IndexMap<Rc<str>, u64>,
         binding: &mut Option<Rc<str>>,
     ) -> Option<(Rc<str>, u64)> {
-        if let Some(key) = binding.as_ref() {
-            if let Some(&link) = workers.get(key) {
-                return Some((key.clone(), link));
-            }
+        if let Some(key) = binding.as_ref()
+            && let Some(&link) = workers.get(key)
+        {
+            return Some((key.clone(), link));
         }
         if workers.is_empty() {
             return None;

@@ -632,11 +632,11 @@ impl Shard {
         let Some(link) = self.links.remove(&link_id) else {
             return;
         };
-        if let Some(key) = link.worker_key {
-            if self.workers.get(&key) == Some(&link_id) {
-                self.workers.shift_remove(&key);
-                self.router.worker_left(&key);
-            }
+        if let Some(key) = link.worker_key
+            && self.workers.get(&key) == Some(&link_id)
+        {
+            self.workers.shift_remove(&key);
+            self.router.worker_left(&key);
         }
     }
 
@@ -644,20 +644,19 @@ impl Shard {
     /// taken over: the newcomer is refused (false) and the holder is pinged, so a holder whose
     /// peer is gone fails its write and frees the key for the newcomer's next try.
     pub fn register_worker(&mut self, link_id: u64, key: Rc<str>) -> bool {
-        if let Some(old) = self.workers.get(&key).copied() {
-            if old != link_id {
-                if let Some(holder) = self.links.get_mut(&old) {
-                    if holder.outbox.closing().is_none() {
-                        if let Ok(ping) = Packet::new(Header::command(Cmd::Ping), "", "").to_bytes()
-                        {
-                            holder.outbox.push(ping);
-                        }
-                        self.stats.worker_key_conflicts += 1;
-                        return false;
-                    }
+        if let Some(old) = self.workers.get(&key).copied()
+            && old != link_id
+        {
+            if let Some(holder) = self.links.get_mut(&old)
+                && holder.outbox.closing().is_none()
+            {
+                if let Ok(ping) = Packet::new(Header::command(Cmd::Ping), "", "").to_bytes() {
+                    holder.outbox.push(ping);
                 }
-                self.workers.shift_remove(&key);
+                self.stats.worker_key_conflicts += 1;
+                return false;
             }
+            self.workers.shift_remove(&key);
         }
         if let Some(link) = self.links.get_mut(&link_id) {
             link.authorized = true;
