@@ -3,19 +3,11 @@
 use std::process::Command;
 
 fn check(toml: &str, extra: &[&str]) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gw.toml");
-    std::fs::write(&path, toml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gatewire"))
-        .args(["config", "check", "-c"])
-        .arg(&path)
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
-    )
+    let args: Vec<&str> = ["config", "check"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    gatewire(toml, &args, &[])
 }
 
 #[test]

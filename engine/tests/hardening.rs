@@ -41,6 +41,20 @@ fn announcing_header(len: u64) -> Vec<u8> {
     header
 }
 
+/// `n` connections to shard 0's inner port, each announcing a 10 MiB packet and sending none of
+/// it (before any hello).
+fn strangers_announcing_10_mib(gw: &Gatewire, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(gw.inner(0)).unwrap();
+            let mut head = (10 * MIB as u32).to_be_bytes().to_vec();
+            head.extend_from_slice(&[0; 24]);
+            s.write_all(&head).unwrap();
+            s
+        })
+        .collect()
+}
+
 /// Reads and discards a worker's events on a thread, so its link never backs up.
 fn drain_events(mut worker: TestWorker) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || while worker.try_next_any().is_some() {})
@@ -67,15 +81,7 @@ fn announced_sizes_reserve_nothing_on_client_or_inner_ports() {
         })
         .collect();
     // 200 strangers on the inner port announce a 10 MiB packet before authenticating.
-    let mut strangers: Vec<TcpStream> = (0..200)
-        .map(|_| {
-            let mut s = TcpStream::connect(gw.inner(0)).unwrap();
-            let mut head = (10 * MIB as u32).to_be_bytes().to_vec();
-            head.extend_from_slice(&[0; 24]);
-            s.write_all(&head).unwrap();
-            s
-        })
-        .collect();
+    let mut strangers = strangers_announcing_10_mib(&gw, 200);
     std::thread::sleep(Duration::from_millis(500));
     let grown = rss_bytes(pid).saturating_sub(before);
     // Unbounded, this costs hundreds of MB (2 MB and more per connection); allow 64 KiB each.
@@ -100,15 +106,7 @@ fn without_a_secret_inner_links_are_bounded_before_their_hello_and_closed_when_s
         ..Setup::default()
     });
     // An oversized first packet is refused at its header, secret or not.
-    let mut strangers: Vec<TcpStream> = (0..100)
-        .map(|_| {
-            let mut s = TcpStream::connect(gw.inner(0)).unwrap();
-            let mut head = (10 * MIB as u32).to_be_bytes().to_vec();
-            head.extend_from_slice(&[0; 24]);
-            s.write_all(&head).unwrap();
-            s
-        })
-        .collect();
+    let mut strangers = strangers_announcing_10_mib(&gw, 100);
     for s in &mut strangers {
         assert!(
             closed_within(s, Duration::from_secs(2)),
