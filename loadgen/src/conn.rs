@@ -1,26 +1,27 @@
 //! One WebSocket client connection: a socket bound to the (address, port) the plan chose, a
-//! non-blocking connect handed to glommio, the upgrade handshake; then the load thread writes on
-//! it (its sender tasks share the stream through a `RefCell`) and the thread's receiver reads it
-//! (see `receive`).
+//! non-blocking connect and the upgrade handshake on the load thread's executor (`rt::`, any
+//! backend); then the executor lets go of the socket: the load thread writes on it with plain
+//! non-blocking sends and the thread's receiver reads it (see `receive`).
 
-use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
-use std::pin::Pin;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_lite::AsyncWrite;
-use glommio::net::TcpStream;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use gatewire::rt;
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// A connected, upgraded client.
+/// How long a sender waits before trying a full socket again. A socket is full only while the
+/// server is not reading it; the message is timed from its intended send time all the same.
+const FULL_SOCKET_RETRY: Duration = Duration::from_millis(1);
+
+/// A connected, upgraded client (clones share the socket, closed with the last one).
 #[derive(Clone)]
 pub struct Conn {
-    stream: Rc<RefCell<TcpStream>>,
-    fd: std::os::fd::RawFd,
+    socket: Rc<OwnedFd>,
 }
 
 /// Why a client could not connect, for the failure counts.
@@ -72,20 +73,20 @@ pub async fn connect(
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(_) => return Err(ConnectFailure::Connect),
     }
-    let fd = socket.into_raw_fd();
-    // SAFETY: a TCP socket we own, connecting; glommio takes ownership of the fd.
-    let mut stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let mut stream = rt::tcp_stream(OwnedFd::from(socket)).map_err(|_| ConnectFailure::Connect)?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    futures_lite::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+    stream
+        .write_all(request.as_bytes())
         .await
         .map_err(|_| ConnectFailure::Connect)?;
     let mut head = BytesMut::new();
     loop {
         let mut chunk = [0u8; 512];
-        let n = read_once(&stream, fd, &mut chunk)
+        let n = stream
+            .read(&mut chunk)
             .await
             .map_err(|_| ConnectFailure::Handshake)?;
         if n == 0 {
@@ -98,9 +99,12 @@ pub async fn connect(
             }
             // Frames the server queued before the upgrade may follow the head at once.
             let leftover = head.split_off(end + 4);
+            // From here the receiver reads the socket: the executor stops watching it, so an
+            // arrival wakes only the receiver (a watched socket would wake the load thread too,
+            // for every delivery).
+            let socket = stream.into_fd().map_err(|_| ConnectFailure::Handshake)?;
             let conn = Conn {
-                stream: Rc::new(RefCell::new(stream)),
-                fd,
+                socket: Rc::new(socket),
             };
             return Ok((conn, leftover));
         }
@@ -114,62 +118,49 @@ impl Conn {
     /// Ends the connection (both directions); its reader sees the end of the stream.
     pub fn shutdown(&self) {
         // SAFETY: shutdown on a socket fd this connection owns; it stays open until dropped.
-        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        unsafe { libc::shutdown(self.fd(), libc::SHUT_RDWR) };
     }
 
     /// The socket's descriptor (in the load thread's fd table).
-    pub fn fd(&self) -> std::os::fd::RawFd {
-        self.fd
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
     }
 
-    /// Writes all of `data` at once if the socket takes it now; false otherwise (nothing or part
-    /// written, or an error).
-    pub fn try_write(&self, data: &[u8]) -> bool {
+    /// Sends what the socket takes of `data` now: the bytes taken (0 when it is full).
+    fn send_now(&self, data: &[u8]) -> io::Result<usize> {
         // SAFETY: sends from a live buffer on this connection's open socket.
         let n = unsafe {
             libc::send(
-                self.fd,
+                self.fd(),
                 data.as_ptr().cast(),
                 data.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
             )
         };
-        n == data.len() as isize
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        }
     }
 
-    /// Writes all of `data`.
+    /// Writes all of `data` at once if the socket takes it now; false otherwise (nothing or part
+    /// written, or an error).
+    pub fn try_write(&self, data: &[u8]) -> bool {
+        matches!(self.send_now(data), Ok(n) if n == data.len())
+    }
+
+    /// Writes all of `data`, waiting while the socket is full.
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
-            let n =
-                poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, data)).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+            match self.send_now(data)? {
+                0 => rt::sleep(FULL_SOCKET_RETRY).await,
+                n => data = &data[n..],
             }
-            data = &data[n..];
         }
         Ok(())
-    }
-}
-
-/// Reads what is available (at least one byte, 0 at end of stream), leaving nothing armed
-/// behind: glommio's own read, when it gets less than the buffer holds, arms a readiness poll on
-/// the socket for the next read. A connection's next reads are the receiver's, so that poll would
-/// only complete, at a cost on both sides, on each delivery (in a broadcast to 300,000 clients,
-/// loadgen's executors took 31 % of the samples with it, 1.4 % without). A one-shot peek waits
-/// for the data instead, and a plain `recv` takes what it saw.
-async fn read_once(
-    stream: &TcpStream,
-    fd: std::os::fd::RawFd,
-    buf: &mut [u8],
-) -> io::Result<usize> {
-    let n = stream.peek(buf).await?;
-    if n == 0 {
-        return Ok(0);
-    }
-    // SAFETY: reads at most `n` bytes into `buf` from this connection's open socket.
-    let taken = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), n, libc::MSG_DONTWAIT) };
-    match taken {
-        t if t >= 0 => Ok(t as usize),
-        _ => Err(io::Error::last_os_error()),
     }
 }

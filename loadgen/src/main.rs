@@ -1,5 +1,6 @@
 //! `loadgen`: a WebSocket load generator that holds very many clients on the same box as the
-//! server. Threads are glommio executors with their own fd tables; clients connect from source
+//! server. Threads are executors of the engine's runtime (`--backend`: glommio, or gatewire's own
+//! over io_uring or epoll) with their own fd tables; clients connect from source
 //! (address, port) pairs the plan chooses; latency is measured from each message's intended send
 //! time. It only ever targets loopback.
 
@@ -19,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use gatewire::rt;
 
 use crate::plan::SourcePlan;
 use crate::run::{RunConfig, Scenario};
@@ -92,9 +94,35 @@ struct Args {
     /// of every connection, through the server's own pong).
     #[arg(long)]
     ping_at_end: bool,
+    /// The runtime backend of the load threads, as gatewire's `run.backend`: auto (what
+    /// `gatewire start` picks: glommio where io_uring works, epoll where it is refused),
+    /// io_uring, epoll or glommio.
+    #[arg(long, value_enum, env = "LOADGEN_BACKEND", default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
     /// Write a self-contained HTML report (latency and connections over time) to this file.
     #[arg(long)]
     html: Option<std::path::PathBuf>,
+}
+
+/// `--backend`: the engine's `run.backend` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    Auto,
+    #[value(name = "io_uring")]
+    IoUring,
+    Epoll,
+    Glommio,
+}
+
+impl BackendArg {
+    fn choice(self) -> rt::BackendChoice {
+        match self {
+            BackendArg::Auto => rt::BackendChoice::Auto,
+            BackendArg::IoUring => rt::BackendChoice::IoUring,
+            BackendArg::Epoll => rt::BackendChoice::Epoll,
+            BackendArg::Glommio => rt::BackendChoice::Glommio,
+        }
+    }
 }
 
 /// CPUs given to `--cpus`.
@@ -118,7 +146,7 @@ fn parse_cpus(text: &str) -> Result<Cpus, String> {
     Ok(Cpus(cpus))
 }
 
-/// How often each load thread's executor is nudged awake (see `run::spawn`).
+/// How often each load thread's executor is nudged awake on glommio (see `run::spawn`).
 const NUDGE_EVERY: Duration = Duration::from_millis(250);
 
 /// How long after the first load thread ends the ones still running are reported.
@@ -170,6 +198,12 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    let selection = rt::select(args.backend.choice()).map_err(|e| e.to_string())?;
+    let why = match args.backend {
+        BackendArg::Auto => selection.why,
+        _ => "--backend".into(),
+    };
+    eprintln!("loadgen: runtime backend {} ({why})", selection.backend);
     let url = match (&args.url, args.calibrate) {
         (_, true) => {
             let echo = args.scenario == Scenario::Echo;
@@ -247,8 +281,10 @@ fn run(args: Args) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(50));
         if last_nudge.elapsed() >= NUDGE_EVERY {
             last_nudge = Instant::now();
-            for (h, mut nudge) in handles.iter().zip(&nudges) {
-                if !h.is_finished() {
+            for (h, nudge) in handles.iter().zip(&nudges) {
+                if let Some(mut nudge) = nudge.as_ref()
+                    && !h.is_finished()
+                {
                     // A full socket already holds a nudge: nothing is lost by not writing.
                     let _ = std::io::Write::write(&mut nudge, &[0]);
                 }

@@ -8,15 +8,15 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite};
+use gatewire::rt::{self, TcpListener, TcpStream};
 use gatewire_proto::websocket::{self, FrameDecoder, Message, OpCode};
-use glommio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Largest message the broadcaster takes.
@@ -47,15 +47,15 @@ pub fn start(echo: bool) -> Result<SocketAddr, String> {
         .ok()
         .and_then(|a| a.as_socket())
         .ok_or("reference broadcaster: no local address")?;
-    let fd = socket.into_raw_fd();
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name("reference")
-        .spawn(move || async move {
-            // SAFETY: a bound, listening TCP socket whose ownership passes to the listener.
-            let listener = unsafe { TcpListener::from_raw_fd(fd) };
-            serve(listener, echo).await;
-        })
-        .map_err(|e| format!("reference broadcaster: {e}"))?;
+    let socket = OwnedFd::from(socket);
+    let spec = rt::ExecutorSpec::new("reference", rt::Cpu::Any);
+    rt::start(spec, move || async move {
+        match rt::tcp_listener(socket) {
+            Ok(listener) => serve(listener, echo).await,
+            Err(e) => eprintln!("reference broadcaster: {e}"),
+        }
+    })
+    .map_err(|e| format!("reference broadcaster: {e}"))?;
     Ok(addr)
 }
 
@@ -63,7 +63,7 @@ async fn serve(listener: TcpListener, echo: bool) {
     let everyone: Everyone = Rc::default();
     while let Ok(stream) = listener.accept().await {
         let _ = stream.set_nodelay(true);
-        glommio::spawn_local(connection(stream, everyone.clone(), echo)).detach();
+        rt::spawn(connection(stream, everyone.clone(), echo));
     }
 }
 

@@ -1,4 +1,4 @@
-//! One load thread: its own glommio executor and fd table, its share of the clients, their
+//! One load thread: its own executor (`rt::`, the backend `--backend` chose) and fd table, its share of the clients, their
 //! readers and (for the broadcast and echo scenarios) their senders. Threads meet at the end of the
 //! ramp so every scenario measures with all clients connected.
 
@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use gatewire::rt;
 use gatewire_proto::websocket::{OpCode, encode_masked_frame};
-use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::conn::{self, Conn, ConnectFailure};
 use crate::plan::SourcePlan;
@@ -75,34 +75,47 @@ pub struct RunConfig {
 }
 
 /// Starts thread `index`; its result is the measurements of that thread and of its receiver.
-/// Also returns the thread's nudge: a byte written to it wakes the thread's executor (see
-/// [`nudged`]).
+/// On glommio it also returns the thread's nudge: a byte written to it wakes the thread's
+/// executor (see [`nudged`]); the own backends need none.
 pub fn spawn(
     index: usize,
     config: Arc<RunConfig>,
     shared: Arc<Shared>,
 ) -> std::io::Result<(
     std::thread::JoinHandle<Vec<ThreadStats>>,
-    std::os::unix::net::UnixStream,
+    Option<std::os::unix::net::UnixStream>,
 )> {
+    let backend = rt::backend::selected();
     // The thread's end stays open in this thread's fd table too (the load thread copies the
     // table when it unshares it): one descriptor per load thread until loadgen exits.
-    let (nudge, nudged_end) = std::os::unix::net::UnixStream::pair()?;
-    nudge.set_nonblocking(true)?;
-    let placement = match config.cpus.as_slice() {
-        [] => Placement::Unbound,
-        cpus => Placement::Fixed(cpus[index % cpus.len()]),
+    let (nudge, nudged_end) = match backend {
+        rt::Backend::Glommio => {
+            let (nudge, nudged_end) = std::os::unix::net::UnixStream::pair()?;
+            nudge.set_nonblocking(true)?;
+            (Some(nudge), Some(nudged_end))
+        }
+        rt::Backend::IoUring | rt::Backend::Epoll => (None, None),
     };
-    let handle = LocalExecutorBuilder::new(placement)
-        .name(&format!("loadgen-{index}"))
-        .io_memory(64 * 1024)
+    let cpu = match config.cpus.as_slice() {
+        [] => rt::Cpu::Any,
+        cpus => rt::Cpu::Fixed(cpus[index % cpus.len()]),
+    };
+    let spec = rt::ExecutorSpec::new(format!("loadgen-{index}"), cpu)
         .ring_depth(4096)
-        .spawn(move || async move {
-            glommio::spawn_local(nudged(nudged_end)).detach();
-            run_thread(index, config, shared).await
+        .backend(backend);
+    let executor = rt::start(spec, move || async move {
+        if let Some(end) = nudged_end {
+            rt::spawn(nudged(end));
+        }
+        run_thread(index, config, shared).await
+    })
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let joined = std::thread::spawn(move || {
+        executor.join().unwrap_or_else(|e| {
+            eprintln!("loadgen: {e}");
+            Vec::new()
         })
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let joined = std::thread::spawn(move || handle.join().unwrap_or_default());
+    });
     Ok((joined, nudge))
 }
 
@@ -111,11 +124,12 @@ pub fn spawn(
 /// timer fires on another): a load thread whose sockets all belong to its receiver once slept
 /// forever in the drain's 2 s sleep, in 3 of 8 million-client runs, its 15,000 clients open.
 /// A readable socket on the ring the executor sleeps on wakes it, and its timers are then seen.
+/// The own backends keep their timers in the loop that parks, so they need no nudge.
 async fn nudged(end: std::os::unix::net::UnixStream) {
     use futures_lite::AsyncReadExt;
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    // SAFETY: a connected Unix socket we own; glommio takes ownership of the descriptor.
-    let mut end = unsafe { glommio::net::UnixStream::from_raw_fd(end.into_raw_fd()) };
+    let Ok(mut end) = rt::unix_stream(end.into()) else {
+        return;
+    };
     let mut buf = [0u8; 64];
     while matches!(end.read(&mut buf).await, Ok(n) if n > 0) {}
 }
@@ -145,7 +159,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
 
     shared.ramped.fetch_add(1, Ordering::SeqCst);
     while shared.ramped.load(Ordering::SeqCst) < config.threads {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        rt::sleep(Duration::from_millis(5)).await;
     }
     if matches!(config.scenario, Scenario::Group | Scenario::Uid) {
         // Publish only once every join (or bind) is confirmed, so each message's audience is
@@ -154,7 +168,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         while Live::get(&shared.joined) < Live::get(&shared.live.connected)
             && Instant::now() < deadline
         {
-            glommio::timer::sleep(Duration::from_millis(5)).await;
+            rt::sleep(Duration::from_millis(5)).await;
         }
     }
     shared.enter(index, Phase::Sending);
@@ -193,7 +207,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
     for group in groups {
         let rate = per_sender * group.len() as f64;
         let (shared, stats, config) = (shared.clone(), stats.clone(), config.clone());
-        tasks.push(glommio::spawn_local(async move {
+        tasks.push(rt::spawn_cancellable(async move {
             send_loop(group, rate, start, end, &config, &shared, &stats).await;
         }));
     }
@@ -211,7 +225,7 @@ async fn run_thread(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -
         shared.measured.store(true, Ordering::SeqCst);
     }
     shared.enter(index, Phase::Draining);
-    glommio::timer::sleep(DRAIN).await;
+    rt::sleep(DRAIN).await;
     if config.ping_at_end {
         shared.enter(index, Phase::Pinging);
         let everyone = conns.borrow().clone();
@@ -261,7 +275,7 @@ async fn ping_everyone(
         && last_news.elapsed() < PING_WAIT
         && started.elapsed() < PING_LIMIT
     {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        rt::sleep(Duration::from_millis(10)).await;
         let now = pongs.load(Ordering::Relaxed);
         if now > heard {
             (heard, last_news) = (now, Instant::now());
@@ -292,7 +306,7 @@ async fn ramp(
         }
         sleep_until(started + Duration::from_secs_f64(k as f64 / per_thread_rate)).await;
         while *inflight.borrow() >= inflight_cap {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+            rt::sleep(Duration::from_millis(1)).await;
         }
         *inflight.borrow_mut() += 1;
         unfinished.set(unfinished.get() + 1);
@@ -305,12 +319,12 @@ async fn ramp(
             receiver.clone(),
             unfinished.clone(),
         );
-        glommio::spawn_local(async move {
+        rt::spawn(async move {
             let source = config.plan.as_ref().map(|p| p.source(i));
             let t0 = Instant::now();
             let attempt = conn::connect(config.server, source, &config.host, &config.path);
             let outcome = futures_lite::future::or(attempt, async {
-                glommio::timer::sleep(CONNECT_TIMEOUT).await;
+                rt::sleep(CONNECT_TIMEOUT).await;
                 Err(ConnectFailure::Timeout)
             })
             .await;
@@ -338,11 +352,10 @@ async fn ramp(
                 }
             }
             unfinished.set(unfinished.get() - 1);
-        })
-        .detach();
+        });
     }
     while unfinished.get() > 0 {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        rt::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -435,14 +448,14 @@ fn watch(
 async fn sleep_until_or_stop(when: Instant, shared: &Shared) {
     while Instant::now() < when && !shared.stop.load(Ordering::Relaxed) {
         let left = when.saturating_duration_since(Instant::now());
-        glommio::timer::sleep(left.min(Duration::from_millis(50))).await;
+        rt::sleep(left.min(Duration::from_millis(50))).await;
     }
 }
 
 async fn sleep_until(when: Instant) {
     let now = Instant::now();
     if when > now {
-        glommio::timer::sleep(when - now).await;
+        rt::sleep(when - now).await;
     }
 }
 

@@ -5,25 +5,32 @@
 
 use std::process::Command;
 
+#[path = "../../engine/tests/common/seccomp.rs"]
+mod seccomp;
+
 /// Runs loadgen with `args` (split at whitespace) and returns its JSON report.
 fn loadgen(args: &str) -> String {
+    loadgen_with(args, |_| {}).0
+}
+
+/// Runs loadgen with `args` on a command `prepare`d first; its JSON report and its stderr.
+fn loadgen_with(args: &str, prepare: impl FnOnce(&mut Command)) -> (String, String) {
     let args: Vec<&str> = args.split_whitespace().collect();
     let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join(format!("{}.json", args.join("_").replace(['-', ' '], "")));
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(&args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("loadgen runs");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    command.args(&args).arg("--json").arg(&json);
+    prepare(&mut command);
+    let out = command.output().expect("loadgen runs");
     assert!(
         out.status.success(),
         "loadgen {args:?} failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::read_to_string(&json).expect("report written")
+    let report = std::fs::read_to_string(&json).expect("report written");
+    (report, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// The number after `"name":` in the one-line JSON report.
@@ -79,6 +86,40 @@ fn every_echo_comes_back_to_its_sender() {
         field(&json, "deliveries_expected"),
         field(&json, "messages_sent"),
         "{json}"
+    );
+    assert_all_delivered(&json, 300.0);
+}
+
+#[test]
+fn every_backend_counts_a_broadcast_and_the_pings_in_full() {
+    for backend in ["io_uring", "epoll", "glommio"] {
+        let (json, stderr) = loadgen_with(
+            &format!(
+                "--calibrate --clients 200 --threads 2 --scenario broadcast --rate 20 \
+                 --duration 1 --ping-at-end --backend {backend}"
+            ),
+            |_| {},
+        );
+        assert!(
+            stderr.contains(&format!("runtime backend {backend} ")),
+            "{backend}: {stderr}"
+        );
+        assert_all_delivered(&json, 200.0 * 10.0);
+        assert_eq!(field(&json, "alive"), 200.0, "{backend}: {json}");
+    }
+}
+
+#[test]
+fn where_a_seccomp_filter_refuses_io_uring_loadgen_runs_on_epoll_and_says_why() {
+    let (json, stderr) = loadgen_with(
+        "--calibrate --clients 200 --threads 2 --scenario echo --rate 400 --duration 1",
+        |command| {
+            seccomp::block_io_uring(command);
+        },
+    );
+    assert!(
+        stderr.contains("runtime backend epoll") && stderr.contains("seccomp"),
+        "{stderr}"
     );
     assert_all_delivered(&json, 300.0);
 }

@@ -6,7 +6,7 @@
 //! - [`task`]: [`spawn`] and [`spawn_cancellable`] tasks on the current executor, [`sleep`];
 //! - [`sockets`]: [`TcpListener`] / [`TcpStream`] / [`UnixStream`], [`listen`] (with the kernel's
 //!   backlog) and [`listen_after_restart`], [`connect`] with a timeout, adopting a descriptor
-//!   ([`tcp_stream`], [`unix_stream`]);
+//!   ([`tcp_stream`], [`unix_stream`], [`tcp_listener`]);
 //! - [`driver`]: the connection driver — [`drive`] (and [`drive_tls`]) move bytes between a
 //!   socket, a protocol [`Peer`] and its [`Outbox`](crate::net::Outbox); [`send_parked`] and
 //!   [`write_now`] write an outbox to a bare descriptor;
@@ -45,7 +45,7 @@ pub use pacing::{Turn, poll_turn};
 pub use readiness::{ReadinessSet, ReadyIds};
 pub use sockets::{
     TcpListener, TcpStream, UnixStream, connect, listen, listen_after_restart, somaxconn,
-    tcp_stream, unix_stream,
+    tcp_listener, tcp_stream, unix_stream,
 };
 pub use task::{Task, sleep, spawn, spawn_cancellable};
 pub use yield_to_io::YieldToIo;

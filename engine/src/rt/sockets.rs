@@ -217,6 +217,11 @@ pub fn unix_stream(socket: OwnedFd) -> io::Result<UnixStream> {
     adopt(socket).map(UnixStream)
 }
 
+/// A bound, listening TCP socket adopted by this thread's executor.
+pub fn tcp_listener(socket: OwnedFd) -> io::Result<TcpListener> {
+    adopt(socket).map(TcpListener)
+}
+
 /// The kernel's accept backlog cap (`net.core.somaxconn`), used as the listen backlog.
 pub fn somaxconn() -> i32 {
     std::fs::read_to_string("/proc/sys/net/core/somaxconn")
