@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Browser test of the chat page: headless Chromium (driven through chromedriver's WebDriver API,
-standard library only) opens http://127.0.0.1:PORT/ in two tabs served by a real `gatewire start`
-(every role, chat app), both pick a nickname and room and exchange a message, and a screenshot is
-saved. Usage: .ci/browser_chat.py GATEWIRE_BINARY OUTPUT_DIR"""
+"""Browser test of the chat page: two headless Chromium browsers (each its own profile, driven
+through chromedriver's WebDriver API, standard library only) open http://127.0.0.1:PORT/ served
+by a real `gatewire start` (every role, chat app). Two users pick names, see each other in the
+room's user list, talk, whisper, switch rooms; a reload keeps the name and room; after
+`gatewire restart --role gateway` both pages show "reconnecting…", come back with their name and
+room, and talk again. Screenshots of both pages are saved at each step.
+Usage: .ci/browser_chat.py GATEWIRE_BINARY OUTPUT_DIR"""
 
 import base64
 import json
@@ -33,10 +36,22 @@ def wait_port(port, timeout=20):
     raise SystemExit(f"port {port} never opened")
 
 
-class WebDriver:
-    def __init__(self, port):
-        self.base = f"http://127.0.0.1:{port}"
+class Browser:
+    """One Chromium with a profile of its own (its own localStorage: a user of their own)."""
+
+    def __init__(self, driver_port, name, profile):
+        self.base = f"http://127.0.0.1:{driver_port}"
+        self.name = name
         self.session = None
+        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=900,600",
+                f"--user-data-dir={profile}"]
+        caps = {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": shutil.which("chromium") or "/usr/bin/chromium",
+                                   "args": args}}}}
+        self.session = self.call("POST", "/session", caps)["sessionId"]
 
     def call(self, method, path, body=None):
         url = self.base + (f"/session/{self.session}" if self.session else "") + path
@@ -46,20 +61,11 @@ class WebDriver:
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.load(response)["value"]
 
-    def start(self, user_data_dir):
-        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=900,700",
-                f"--user-data-dir={user_data_dir}"]
-        caps = {"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": shutil.which("chromium") or "/usr/bin/chromium",
-                                   "args": args}}}}
-        self.session = None
-        self.session = self.call("POST", "/session", caps)["sessionId"]
-
     def script(self, source, *args):
         return self.call("POST", "/execute/sync", {"script": source, "args": list(args)})
+
+    def text(self, element):
+        return self.script("return document.getElementById(arguments[0]).innerText", element)
 
     def wait_for(self, what, source, *args, timeout=15):
         deadline = time.time() + timeout
@@ -67,23 +73,49 @@ class WebDriver:
             if self.script(source, *args):
                 return
             time.sleep(0.1)
-        log = self.script("return document.getElementById('log').innerText")
-        raise SystemExit(f"timed out waiting for {what}; page log:\n{log}")
+        raise SystemExit(f"{self.name}: timed out waiting for {what}; status "
+                         f"{self.text('status')!r}; users {self.text('users')!r}; page log:\n"
+                         f"{self.text('log')}")
+
+    def open(self, url):
+        self.call("POST", "/url", {"url": url})
+        self.connected()
+
+    def connected(self):
+        self.wait_for("the page to connect",
+                      "return document.getElementById('status').textContent === 'connected'")
 
     def enter(self, nick, room):
         self.script("document.getElementById('nick').value = arguments[0];"
                     "document.getElementById('room').value = arguments[1];"
                     "document.getElementById('enter').click();", nick, room)
-        self.wait_for(f"{nick} to join {room}",
-                      "return document.getElementById('log').innerText.includes('You joined ' + arguments[0])",
-                      room)
 
     def say(self, text):
         self.script("document.getElementById('text').value = arguments[0];"
                     "document.getElementById('send').click();", text)
 
-    def saw(self, line):
-        self.wait_for(repr(line), "return document.getElementById('log').innerText.includes(arguments[0])", line)
+    def saw(self, line, times=1):
+        self.wait_for(f"{line!r} (x{times})",
+                      "const n = document.getElementById('log').innerText.split(arguments[0]).length - 1;"
+                      "return n >= arguments[1]", line, times)
+
+    def users_are(self, room, names):
+        self.wait_for(f"the user list of {room} to be {names}",
+                      "return document.getElementById('room-name').textContent === arguments[0] &&"
+                      " [...document.querySelectorAll('#users li')].map(li => li.textContent)"
+                      ".join(',') === arguments[1]", room, ",".join(sorted(names)))
+
+    def screenshot(self, out_dir, step):
+        path = os.path.join(out_dir, f"{step}-{self.name}.png")
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(self.call("GET", "/screenshot")))
+        return path
+
+    def close(self):
+        try:
+            self.call("DELETE", "")
+        except OSError:
+            pass
 
 
 def main():
@@ -100,7 +132,7 @@ listen = "127.0.0.1:{register}"
 [gateway]
 listen = "websocket://127.0.0.1:{public}"
 start_port = {inner}
-shards = 1
+shards = 2
 register_address = "127.0.0.1:{register}"
 [worker]
 count = 1
@@ -109,42 +141,86 @@ app = "chat"
 """)
     env = dict(os.environ, GATEWIRE_LOG="warn")
     procs = [subprocess.Popen([binary, "start", "-c", config], env=env)]
+    browsers = []
+    shots = []
     try:
         wait_port(public)
         procs.append(subprocess.Popen(["chromedriver", f"--port={driver_port}"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(driver_port)
         time.sleep(1)  # let the worker link up so the first clients are served
-        browser = WebDriver(driver_port)
-        browser.start(os.path.join(work, "profile"))
         url = f"http://127.0.0.1:{public}/"
-        browser.call("POST", "/url", {"url": url})
-        browser.wait_for("tab 1 to connect", "return document.getElementById('status').textContent === 'connected'")
-        first = browser.call("GET", "/window")
-        browser.enter("ann", "lobby")
+        ann = Browser(driver_port, "ann", os.path.join(work, "profile-ann"))
+        browsers.append(ann)
+        ann.open(url)
+        ann.enter("ann", "lobby")
+        ann.saw("You are now ann")
+        ann.users_are("lobby", ["ann"])
 
-        second = browser.call("POST", "/window/new", {"type": "tab"})["handle"]
-        browser.call("POST", "/window", {"handle": second})
-        browser.call("POST", "/url", {"url": url})
-        browser.wait_for("tab 2 to connect", "return document.getElementById('status').textContent === 'connected'")
-        browser.enter("ben", "lobby")
-        browser.say("hello from ben")
-        browser.saw("ben said hello from ben")
+        ben = Browser(driver_port, "ben", os.path.join(work, "profile-ben"))
+        browsers.append(ben)
+        ben.open(url)
+        ben.enter("ben", "lobby")
+        ben.saw("You are now ben")
+        ben.users_are("lobby", ["ann", "ben"])
+        ann.saw("is now ben")
+        ann.users_are("lobby", ["ann", "ben"])
 
-        browser.call("POST", "/window", {"handle": first})
-        browser.saw("ben said hello from ben")
-        browser.say("hi ben")
-        browser.saw("ann said hi ben")
+        # Two users talk and whisper.
+        ben.say("hello from ben")
+        ann.saw("ben said hello from ben")
+        ann.say("/msg ben psst")
+        ben.saw("ann whispers psst")
+        ann.saw("You whisper to ben: psst")
+        ann.say("/msg nobody hi")
+        ann.saw("error: no one called nobody is here")
 
-        browser.call("POST", "/window", {"handle": second})
-        browser.saw("ann said hi ben")
-        png = base64.b64decode(browser.call("GET", "/screenshot"))
-        path = os.path.join(out_dir, "chat.png")
-        with open(path, "wb") as f:
-            f.write(png)
-        browser.call("DELETE", "")
-        print(f"browser chat test: ok (two tabs exchanged messages; screenshot {path})")
+        # A room switch: the lobby sees ben leave; dev has its own list.
+        ben.enter("ben", "dev")
+        ben.saw("You joined dev")
+        ben.users_are("dev", ["ben"])
+        ann.saw("* ben left lobby")
+        ann.users_are("lobby", ["ann"])
+        ann.enter("ann", "dev")
+        ben.saw("* ann joined dev")
+        ann.users_are("dev", ["ann", "ben"])
+        ben.users_are("dev", ["ann", "ben"])
+        ann.say("hi ben, dev is quieter")
+        ben.saw("ann said hi ben, dev is quieter")
+        shots += [ann.screenshot(out_dir, "1-chatting"), ben.screenshot(out_dir, "1-chatting")]
+
+        # A reload keeps the name and the room.
+        ann.call("POST", "/refresh", {})
+        ann.connected()
+        ann.saw("You are ann in dev.")
+        ann.users_are("dev", ["ann", "ben"])
+        ben.saw("* ann joined dev", times=2)
+
+        # The gateway restarts: both pages say so, reconnect, and come back where they were.
+        for b in (ann, ben):
+            b.script("window.sawReconnecting = false;"
+                     "new MutationObserver(() => { if (document.getElementById('status').textContent"
+                     " === 'reconnecting…') window.sawReconnecting = true; })"
+                     ".observe(document.getElementById('status'), {childList: true, subtree: true,"
+                     " characterData: true});")
+        restart = subprocess.run([binary, "restart", "--role", "gateway", "-c", config],
+                                 env=env, capture_output=True, text=True, timeout=60)
+        if restart.returncode != 0:
+            raise SystemExit(f"restart --role gateway failed: {restart.stdout}{restart.stderr}")
+        for b, seen in ((ann, 2), (ben, 1)):
+            b.wait_for("the page to show reconnecting…", "return window.sawReconnecting")
+            b.connected()
+            b.saw(f"You are {b.name} in dev.", times=seen)
+            b.users_are("dev", ["ann", "ben"])
+        ben.say("still here")
+        ann.saw("ben said still here")
+        shots += [ann.screenshot(out_dir, "2-after-restart"),
+                  ben.screenshot(out_dir, "2-after-restart")]
+        print("browser chat test: ok (two users, user lists, whisper, room switch, reload, "
+              "reconnect after restart --role gateway); screenshots:\n  " + "\n  ".join(shots))
     finally:
+        for b in browsers:
+            b.close()
         for p in procs:
             p.kill()
             p.wait()

@@ -307,16 +307,19 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 }
             };
             init_logging(&loaded.log_filter(&roles));
-            // Once per start: the supervisor says it; the role processes it starts resolve the
-            // same choice on the same host.
-            if !supervised {
-                tracing::info!(backend = %backend.backend, why = %backend.why, "runtime backend");
-            }
             // The chat app runs on this machine with no static_dir: the gateway serves its page.
             let chat_page = custom.is_none()
                 && roles.contains(&Role::Worker)
                 && loaded.worker.app == AppName::Chat
                 && loaded.gateway.static_dir.is_none();
+            // Once per start: the supervisor says it; the role processes it starts resolve the
+            // same choice on the same host.
+            if !supervised {
+                if (chat_page || serve_chat_page) && roles.contains(&Role::Gateway) {
+                    tracing::info!("chat page: open {}", page_url(&loaded.gateway.listen));
+                }
+                tracing::info!(backend = %backend.backend, why = %backend.why, "runtime backend");
+            }
             if chat_page || serve_chat_page {
                 loaded.gateway.builtin_page = Some(crate::apps::CHAT_PAGE);
             }
@@ -618,6 +621,19 @@ fn query(gw: &crate::worker::Gateway, what: QueryWhat) -> Result<bool, String> {
 
 /// Logs go to stderr, filtered by `GATEWIRE_LOG` when set, else by `filter` (the roles' `log`
 /// keys); each line names its thread (`gw-shard-0`, `worker-1`, `register`, `reaper`...).
+/// Where a browser on this machine opens the page the gateway serves.
+fn page_url(listen: &crate::config::ListenUrl) -> String {
+    let scheme = match listen.protocol {
+        crate::config::ClientProtocol::SecureWebSocket => "https",
+        _ => "http",
+    };
+    let mut addr = listen.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("{scheme}://{addr}/")
+}
+
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWIRE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));

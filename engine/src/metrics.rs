@@ -92,7 +92,7 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             .map(|s| (format!("shard=\"{}\"", s.index), value(s)))
             .collect()
     };
-    let families: [ShardFamily; 18] = [
+    let families: [ShardFamily; 19] = [
         ("connections", "gauge", "Client connections open.", |s| {
             s.connections
         }),
@@ -134,6 +134,12 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             "counter",
             "Events sent to business workers.",
             |s| s.stats.events_to_workers,
+        ),
+        (
+            "presence_events_total",
+            "counter",
+            "Group join and leave events sent to workers that asked for them (one per member change).",
+            |s| s.stats.presence_events,
         ),
         (
             "no_worker_total",

@@ -28,9 +28,10 @@ fn chatter(gw: &Gatewire, nick: &str, room: &str) -> (Ws, ClientId) {
     (ws, id)
 }
 
-/// Reads until `expected` arrives, skipping the chat's join announcements; fails on anything else.
+/// Reads until `expected` arrives, skipping the chat's presence lines (`* …`); fails on anything
+/// else.
 fn expect_line(ws: &mut Ws, expected: &str) {
-    expect_line_skipping(ws, expected, |line| line.ends_with(" joined"));
+    expect_line_skipping(ws, expected, |line| line.starts_with("* "));
 }
 
 #[test]

@@ -82,7 +82,7 @@ fn chatter(gw: &Gatewire, nick: &str) -> (Ws, ClientId) {
 /// Reads until `expected`, skipping the chat's announcements.
 fn expect_line(ws: &mut Ws, expected: &str) {
     expect_line_skipping(ws, expected, |line| {
-        line.ends_with(" joined") || line.contains(" said ") || line.starts_with("You ")
+        line.starts_with("* ") || line.contains(" said ") || line.starts_with("You ")
     });
 }
 
@@ -146,10 +146,11 @@ fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going
         .output()
         .unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
+    // A uid per client, and the chat's first room (the lobby) on each shard.
     let held = format!(
         "connected to {}, {} uid/group entries held",
         redis.url(),
-        clients.len()
+        clients.len() + 2
     );
     assert!(status.contains(&held), "{status}");
     assert!(
@@ -380,4 +381,129 @@ fn the_store_password_is_used_and_a_wrong_one_is_reported() {
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(!shown.contains("s3cret"), "{shown}");
     assert!(shown.contains("********"), "{shown}");
+}
+
+/// Chat clients named p0, p1, … in room `hall` until both shards hold some (at least 4), each
+/// read up to its own "* in hall" list.
+fn hall_on_both_shards(gw: &Gatewire) -> Vec<(Ws, ClientId)> {
+    let mut clients: Vec<(Ws, ClientId)> = Vec::new();
+    for i in 0..40 {
+        let mut ws = ws_connect_when_served(gw.public, &format!("/?name=p{i}&room=hall"));
+        let id: ClientId = ws_read(&mut ws)
+            .strip_prefix("Hello ")
+            .expect("the greeting")
+            .parse()
+            .unwrap();
+        while !ws_read(&mut ws).starts_with("* in hall: ") {}
+        clients.push((ws, id));
+        let shards: std::collections::BTreeSet<_> =
+            clients.iter().map(|(_, id)| id.gateway()).collect();
+        if shards.len() == 2 && clients.len() >= 4 {
+            return clients;
+        }
+    }
+    panic!("40 clients all landed on one shard");
+}
+
+/// The presence lines (`* … joined hall` / `* … left hall`) `ws` receives until none has come for
+/// a second.
+fn presence_lines(ws: &mut Ws) -> Vec<String> {
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    }
+    let mut lines = Vec::new();
+    while let Ok(message) = ws.read() {
+        if let tungstenite::Message::Text(t) = message
+            && (t.ends_with(" joined hall") || t.ends_with(" left hall"))
+        {
+            lines.push(t.to_string());
+        }
+    }
+    lines
+}
+
+/// Every join and leave in a room spread over two shards is told to each member exactly once.
+fn presence_is_told_once_per_change(extra: String) {
+    let gw = Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        shards: 2,
+        extra,
+        ..Setup::default()
+    });
+    let mut clients = hall_on_both_shards(&gw);
+    let n = clients.len();
+    let first = &mut clients[0].0;
+    let expected: Vec<String> = (1..n).map(|i| format!("* p{i} joined hall")).collect();
+    assert_eq!(
+        presence_lines(first),
+        expected,
+        "the first member saw each join once"
+    );
+    let (last, _) = clients.pop().unwrap();
+    drop(last);
+    let leave = format!("* p{} left hall", n - 1);
+    assert_eq!(
+        presence_lines(&mut clients[0].0),
+        std::slice::from_ref(&leave)
+    );
+    for (k, (ws, _)) in clients.iter_mut().enumerate().skip(1) {
+        // Member k saw the joins after its own, then the leave; each once.
+        let mut expected: Vec<String> = (k + 1..n).map(|i| format!("* p{i} joined hall")).collect();
+        expected.push(leave.clone());
+        assert_eq!(presence_lines(ws), expected, "member p{k}");
+    }
+}
+
+#[test]
+fn presence_is_told_once_per_member_change_with_the_store_off() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    presence_is_told_once_per_change(String::new());
+}
+
+#[test]
+fn presence_is_told_once_per_member_change_with_the_store_on() {
+    let Some(Start {
+        redis, _turn, _dir, ..
+    }) = start("presence with the store", None)
+    else {
+        return;
+    };
+    presence_is_told_once_per_change(store_section(&redis));
+}
+
+#[test]
+fn entries_gone_during_a_refresh_cost_the_store_connection_nothing() {
+    let Some(Start {
+        redis, _turn, _dir, ..
+    }) = start("entries gone during a refresh", None)
+    else {
+        return;
+    };
+    let gw = Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        shards: 2,
+        extra: store_section(&redis),
+        ..Setup::default()
+    });
+    // store.ttl is 3 s: a refresh period is 1 s, its entries written over its first 0.75 s.
+    // Clients that leave mid-period leave refresh slices holding only entries gone since, which
+    // once made an empty pipeline: Redis refused it, and the connection was dropped and resynced.
+    for round in 0..3 {
+        let clients: Vec<_> = (0..6)
+            .map(|i| chatter(&gw, &format!("r{round}c{i}")))
+            .collect();
+        std::thread::sleep(Duration::from_millis(1300));
+        drop(clients);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["status", "-c"])
+        .arg(gw.path("gatewire.toml"))
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("uid/group entries held, 0 errors"),
+        "{status}"
+    );
 }

@@ -79,70 +79,150 @@ fn broadcast_app_keeps_binary_messages_binary() {
     }
 }
 
-/// The client id from the chat's "Hello <id>" greeting, skipping other clients' comings and goings.
-fn greeting(ws: &mut Ws) -> String {
+/// The client id from the chat's "Hello <id>" greeting, and the "You are …" line after it.
+fn greeting(ws: &mut Ws) -> (String, String) {
     let hello = ws_read(ws);
     assert!(hello.starts_with("Hello "), "{hello}");
-    hello.trim_start_matches("Hello ").to_owned()
+    let you = ws_read(ws);
+    assert!(you.starts_with("You are "), "{you}");
+    (hello.trim_start_matches("Hello ").to_owned(), you)
+}
+
+fn say(ws: &mut Ws, text: &str) {
+    ws.send(tungstenite::Message::text(text)).unwrap();
+}
+
+/// Reads lines until one starting with `prefix` (the user list, sent after a join once every
+/// gateway answered, may come before or after other lines): returns it and the lines before it.
+fn read_until(ws: &mut Ws, prefix: &str) -> (String, Vec<String>) {
+    let mut before = Vec::new();
+    loop {
+        let line = ws_read(ws);
+        if line.starts_with(prefix) {
+            return (line, before);
+        }
+        before.push(line);
+    }
+}
+
+/// Nothing arrives for a moment.
+fn quiet(ws: &mut Ws) {
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(std::time::Duration::from_millis(400)))
+            .unwrap();
+    }
+    match ws.read() {
+        Err(tungstenite::Error::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("expected nothing, got {other:?}"),
+    }
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    }
 }
 
 #[test]
-fn chat_app_greets_broadcasts_nicknames_rooms_and_whispers() {
-    let gw = all_roles("chat", 1);
-    let mut alice = ws_connect_when_served(gw.public, "/");
-    let alice_id = greeting(&mut alice);
-    assert_eq!(ws_read(&mut alice), format!("{alice_id} joined"));
+fn chat_app_rooms_presence_names_whispers_and_errors() {
+    use std::io::{Read, Write};
+    let gw = all_roles("chat", 2);
+    // The page remembers a name and a room and connects with them.
+    let mut alice = ws_connect_when_served(gw.public, "/?name=alice&room=r1");
+    let (_, you) = greeting(&mut alice);
+    assert!(you.starts_with("You are alice in r1."), "{you}");
+    assert_eq!(ws_read(&mut alice), "* alice joined r1");
+    assert_eq!(ws_read(&mut alice), "* in r1: alice");
 
+    // A page load, a favicon request and a bare TCP connect are not users: nothing is told.
+    for request in [
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n",
+        "",
+    ] {
+        let mut s = std::net::TcpStream::connect(gw.public).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        if !request.is_empty() {
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+        }
+    }
+    quiet(&mut alice);
+
+    // A client without a remembered name is a guest in the lobby.
     let mut bob = ws_connect_when_served(gw.public, "/");
-    let bob_id = greeting(&mut bob);
-    assert_eq!(ws_read(&mut bob), format!("{bob_id} joined"));
-    assert_eq!(ws_read(&mut alice), format!("{bob_id} joined"));
-
-    // Plain text, before any nickname: "<id> said <text>".
-    bob.send(tungstenite::Message::text("hi all")).unwrap();
-    assert_eq!(ws_read(&mut alice), format!("{bob_id} said hi all"));
-    assert_eq!(ws_read(&mut bob), format!("{bob_id} said hi all"));
-
-    // Nicknames live in the session and survive across events.
-    alice
-        .send(tungstenite::Message::text("/nick alice"))
+    let (_, you) = greeting(&mut bob);
+    let guest = you
+        .strip_prefix("You are ")
+        .and_then(|rest| rest.split_once(' '))
+        .map(|(name, _)| name.to_owned())
         .unwrap();
-    assert_eq!(ws_read(&mut alice), "You are now alice");
-    alice.send(tungstenite::Message::text("hello bob")).unwrap();
+    assert!(guest.starts_with("guest-"), "{you}");
+    assert_eq!(
+        you,
+        format!("You are {guest} in lobby. Commands: /nick NAME, /join ROOM, /msg NAME TEXT, /who")
+    );
+    assert_eq!(ws_read(&mut bob), format!("* {guest} joined lobby"));
+    assert_eq!(ws_read(&mut bob), format!("* in lobby: {guest}"));
+    quiet(&mut alice);
+
+    // A room switch: the lobby hears the leave, the room the join (by name), the joiner the list.
+    say(&mut bob, "/nick bob");
+    assert_eq!(ws_read(&mut bob), "You are now bob");
+    assert_eq!(ws_read(&mut bob), format!("* {guest} is now bob"));
+    say(&mut bob, "/join r1");
+    assert_eq!(ws_read(&mut bob), "You joined r1");
+    let (list, before) = read_until(&mut bob, "* in r1: ");
+    assert_eq!(list, "* in r1: alice, bob");
+    assert!(before.iter().all(|l| l == "* bob joined r1"), "{before:?}");
+    assert_eq!(ws_read(&mut alice), "* bob joined r1");
+
+    // Room talk stays in the room; whispers go by name; the user list on demand.
+    say(&mut alice, "hello bob");
     assert_eq!(ws_read(&mut bob), "alice said hello bob");
     assert_eq!(ws_read(&mut alice), "alice said hello bob");
-
-    // Private messages go to the uid bound by /nick.
-    bob.send(tungstenite::Message::text("/msg alice psst"))
-        .unwrap();
+    say(&mut bob, "/msg alice psst");
+    assert_eq!(ws_read(&mut alice), "bob whispers psst");
     assert_eq!(ws_read(&mut bob), "You whisper to alice: psst");
-    assert_eq!(ws_read(&mut alice), format!("{bob_id} whispers psst"));
+    say(&mut bob, "/who");
+    assert_eq!(ws_read(&mut bob), "* in r1: alice, bob");
 
-    // Rooms: once both are in "r1", room talk stays in the room.
-    alice.send(tungstenite::Message::text("/join r1")).unwrap();
-    assert_eq!(ws_read(&mut alice), "You joined r1");
-    bob.send(tungstenite::Message::text("/join r1")).unwrap();
-    assert_eq!(ws_read(&mut bob), "You joined r1");
-    alice
-        .send(tungstenite::Message::text("in the room"))
-        .unwrap();
-    assert_eq!(ws_read(&mut bob), "alice said in the room");
-    assert_eq!(ws_read(&mut alice), "alice said in the room");
+    // Mistakes are answered to the sender only, with a short error.
+    for (mistake, error) in [
+        (
+            "/nick",
+            "error: usage: /nick NAME (up to 24 letters, digits, - _ .)",
+        ),
+        (
+            "/join",
+            "error: usage: /join ROOM (up to 24 letters, digits, - _ .)",
+        ),
+        (
+            "/frobnicate x",
+            "error: unknown command /frobnicate (try /nick NAME, /join ROOM, /msg NAME TEXT, /who)",
+        ),
+        ("/msg nobody hi", "error: no one called nobody is here"),
+        ("/msg alice", "error: usage: /msg NAME TEXT"),
+    ] {
+        say(&mut bob, mistake);
+        assert_eq!(ws_read(&mut bob), error, "{mistake}");
+    }
+    quiet(&mut alice);
 
-    // Commands sent back to back: the second event was emitted before the first one's session
-    // write reached the gateway, and still sees it.
-    bob.send(tungstenite::Message::text("/nick bobby")).unwrap();
-    bob.send(tungstenite::Message::text("/join r2")).unwrap();
-    bob.send(tungstenite::Message::text("quick")).unwrap();
+    // Commands sent back to back: the later events see the earlier ones' session writes.
+    say(&mut bob, "/nick bobby");
+    say(&mut bob, "quick");
     assert_eq!(ws_read(&mut bob), "You are now bobby");
-    assert_eq!(ws_read(&mut bob), "You joined r2");
+    assert_eq!(ws_read(&mut bob), "* bob is now bobby");
     assert_eq!(ws_read(&mut bob), "bobby said quick");
-    bob.send(tungstenite::Message::text("/join r1")).unwrap();
-    assert_eq!(ws_read(&mut bob), "You joined r1");
+    assert_eq!(ws_read(&mut alice), "* bob is now bobby");
+    assert_eq!(ws_read(&mut alice), "bobby said quick");
 
-    // Leaving tells the room.
+    // Leaving tells the room, by name.
     drop(bob);
-    assert_eq!(ws_read(&mut alice), "bobby left");
+    assert_eq!(ws_read(&mut alice), "* bobby left r1");
 }
 
 #[test]
@@ -270,4 +350,22 @@ fn several_workers_share_clients_and_each_client_sticks_to_one() {
         assert_eq!(ws_read(ws), "B:0");
     }
     b.control.stop();
+}
+
+#[test]
+fn the_first_line_of_a_chat_start_says_where_to_open_the_page() {
+    let gw = Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        app: "chat",
+        capture_log: true,
+        log: "info",
+        ..Setup::default()
+    });
+    let _ws = ws_connect_when_served(gw.public, "/");
+    let log = gw.log();
+    let first = log.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(&format!("chat page: open http://{}/", gw.public)),
+        "{log}"
+    );
 }

@@ -26,6 +26,9 @@ pub struct Auth {
     /// The largest packet the worker accepts (`"max_packet_size"`, a gatewire extension PHP
     /// workers do not send and PHP gateways ignore).
     pub max_packet_size: Option<u64>,
+    /// The worker wants group presence events (`"presence": true`, a gatewire extension:
+    /// `CMD_ON_GROUP_JOIN` / `CMD_ON_GROUP_LEAVE`). PHP workers do not send it.
+    pub presence: bool,
 }
 
 impl Auth {
@@ -45,10 +48,15 @@ impl Auth {
                 Some(v) => v.as_str().map(str::to_owned),
             };
             let max_packet_size = doc.get("max_packet_size").and_then(|v| v.as_u64());
+            let presence = doc
+                .get("presence")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
             Ok(Auth {
                 worker_key,
                 secret_key,
                 max_packet_size,
+                presence,
             })
         })
         .map_err(|e| e.unwrap_or(AuthError::NotJson))
@@ -78,9 +86,24 @@ pub fn worker_connect_body_with_limit(
     secret_key: &str,
     max_packet_size: usize,
 ) -> String {
+    gatewire_worker_connect_body(worker_key, secret_key, max_packet_size, false)
+}
+
+/// The hello a gatewire worker sends: [`worker_connect_body_with_limit`], and `"presence":true`
+/// when its app wants group presence events. A PHP gateway ignores both members.
+pub fn gatewire_worker_connect_body(
+    worker_key: &str,
+    secret_key: &str,
+    max_packet_size: usize,
+    presence: bool,
+) -> String {
     let mut out = worker_connect_body(worker_key, secret_key);
     out.pop();
-    out.push_str(&format!(",\"max_packet_size\":{max_packet_size}}}"));
+    out.push_str(&format!(",\"max_packet_size\":{max_packet_size}"));
+    if presence {
+        out.push_str(",\"presence\":true");
+    }
+    out.push('}');
     out
 }
 

@@ -84,6 +84,16 @@ pub const CMD_WORKER_CONFIRM: Cmd = Cmd::Unknown(241);
 /// in their hello (PHP workers do not), so PHP never sees it.
 pub const CMD_WORKER_ALIVE: Cmd = Cmd::Unknown(242);
 
+/// gatewire extension, gateway → worker: client X joined group G. An event packet for the client
+/// (its session in ext, as `CMD_ON_MESSAGE`), the group's name as the body. Sent once per member
+/// change by the gateway that holds the client, to the client's worker, and only to workers that
+/// asked for it (`"presence": true` in their hello): PHP never sees it.
+pub const CMD_ON_GROUP_JOIN: Cmd = Cmd::Unknown(243);
+
+/// gatewire extension, gateway → worker: client X left group G (it left, the group was
+/// dissolved, or the client closed: then before its `CMD_ON_CLOSE`). As [`CMD_ON_GROUP_JOIN`].
+pub const CMD_ON_GROUP_LEAVE: Cmd = Cmd::Unknown(244);
+
 /// Every defined command with its numeric value; the one table both conversions use.
 const CMD_TABLE: [(Cmd, u8); 30] = [
     (Cmd::OnConnect, 1),

@@ -44,6 +44,10 @@ impl Builtin {
 /// The object-safe part of [`Events`], so [`Builtin`] can delegate.
 trait AppCallbacks {
     fn on_connect(&mut self, ctx: &mut Context<'_>);
+    fn on_websocket_connect(&mut self, ctx: &mut Context<'_>, data: &Value);
+    fn presence(&self) -> bool;
+    fn on_group_join(&mut self, ctx: &mut Context<'_>, group: &str);
+    fn on_group_leave(&mut self, ctx: &mut Context<'_>, group: &str);
     fn on_message(&mut self, ctx: &mut Context<'_>, message: &[u8]);
     fn on_close(&mut self, ctx: &mut Context<'_>);
 }
@@ -51,6 +55,18 @@ trait AppCallbacks {
 impl<E: Events> AppCallbacks for E {
     fn on_connect(&mut self, ctx: &mut Context<'_>) {
         Events::on_connect(self, ctx)
+    }
+    fn on_websocket_connect(&mut self, ctx: &mut Context<'_>, data: &Value) {
+        Events::on_websocket_connect(self, ctx, data)
+    }
+    fn presence(&self) -> bool {
+        Events::presence(self)
+    }
+    fn on_group_join(&mut self, ctx: &mut Context<'_>, group: &str) {
+        Events::on_group_join(self, ctx, group)
+    }
+    fn on_group_leave(&mut self, ctx: &mut Context<'_>, group: &str) {
+        Events::on_group_leave(self, ctx, group)
     }
     fn on_message(&mut self, ctx: &mut Context<'_>, message: &[u8]) {
         Events::on_message(self, ctx, message)
@@ -67,10 +83,28 @@ impl Events for Builtin {
         self.app().on_connect(ctx)
     }
 
-    fn on_websocket_connect(&mut self, _ctx: &mut Context<'_>, _data: &Value) {}
+    fn on_websocket_connect(&mut self, ctx: &mut Context<'_>, data: &Value) {
+        self.app().on_websocket_connect(ctx, data)
+    }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, message: &[u8]) {
         self.app().on_message(ctx, message)
+    }
+
+    fn presence(&self) -> bool {
+        match self {
+            Builtin::Chat(a) => AppCallbacks::presence(a),
+            Builtin::Echo(a) => AppCallbacks::presence(a),
+            Builtin::Broadcast(a) => AppCallbacks::presence(a),
+        }
+    }
+
+    fn on_group_join(&mut self, ctx: &mut Context<'_>, group: &str) {
+        self.app().on_group_join(ctx, group)
+    }
+
+    fn on_group_leave(&mut self, ctx: &mut Context<'_>, group: &str) {
+        self.app().on_group_leave(ctx, group)
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>) {

@@ -412,7 +412,11 @@ impl State {
                     .ignore();
             }
         }
-        pipe.query::<()>(&mut conn.conn)?;
+        // Nothing to send (the refresh slice held only entries gone since): an empty pipeline
+        // is an error to Redis ("empty command"), which would cost the connection and a resync.
+        if pipe.cmd_iter().next().is_some() {
+            pipe.query::<()>(&mut conn.conn)?;
+        }
         self.stats
             .changes_written
             .fetch_add(written, Ordering::Relaxed);

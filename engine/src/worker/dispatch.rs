@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
+use gatewire_proto::packet::{CMD_ON_GROUP_JOIN, CMD_ON_GROUP_LEAVE};
 use gatewire_proto::php::{Value, serialize};
 use gatewire_proto::{ClientId, Cmd, Packet};
 use tracing::warn;
@@ -20,7 +21,9 @@ pub(super) fn event<A: Events>(worker: &WorkerThread<A>, packet: Packet) {
     if !matches!(
         cmd,
         Cmd::OnConnect | Cmd::OnMessage | Cmd::OnClose | Cmd::OnWebSocketConnect
-    ) {
+    ) && cmd != CMD_ON_GROUP_JOIN
+        && cmd != CMD_ON_GROUP_LEAVE
+    {
         return;
     }
     let started = Instant::now();
@@ -45,7 +48,15 @@ pub(super) fn event<A: Events>(worker: &WorkerThread<A>, packet: Packet) {
                 let data = gatewire_proto::packet::decode_body(h.flag, &packet.body);
                 app.on_websocket_connect(&mut ctx, &data);
             }
-            _ => app.on_close(&mut ctx),
+            Cmd::OnClose => app.on_close(&mut ctx),
+            join_or_leave => {
+                let group = String::from_utf8_lossy(&packet.body);
+                if join_or_leave == CMD_ON_GROUP_JOIN {
+                    app.on_group_join(&mut ctx, &group);
+                } else {
+                    app.on_group_leave(&mut ctx, &group);
+                }
+            }
         }
     }
     // A closed client's session is gone with it; any other change is saved.

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use gatewire_proto::auth::worker_connect_body_with_limit;
+use gatewire_proto::auth::gatewire_worker_connect_body;
 use gatewire_proto::command::{Command, Control};
 use gatewire_proto::packet::{CMD_WORKER_ALIVE, CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
@@ -127,7 +127,12 @@ async fn link<A: Events>(
     let hello = Packet::new(
         Header::for_connection(Cmd::WorkerConnect, 0, Flags::SCALAR),
         "",
-        worker_connect_body_with_limit(&worker.worker_key, &worker.secret, worker.max_packet_size),
+        gatewire_worker_connect_body(
+            &worker.worker_key,
+            &worker.secret,
+            worker.max_packet_size,
+            worker.presence,
+        ),
     );
     // The gateway echoes the confirmation request once it has handled the hello.
     let confirm = Command::Control(Control::Confirm).to_packet();

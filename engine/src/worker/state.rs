@@ -30,6 +30,9 @@ pub(super) struct WorkerThread<A> {
     pub worker_key: String,
     pub secret: String,
     pub max_packet_size: usize,
+    /// The app wants group presence events ([`Events::presence`](super::Events::presence)):
+    /// said in the hello.
+    pub presence: bool,
     /// `worker.max_gateways`: the most gateway shards this thread links to.
     pub max_gateways: usize,
     /// `worker.link_timeout`: a gateway silent for this long counts as gone.
@@ -37,7 +40,7 @@ pub(super) struct WorkerThread<A> {
     pub stats: Arc<ThreadStats>,
 }
 
-impl<A> WorkerThread<A> {
+impl<A: super::Events> WorkerThread<A> {
     pub fn new(
         config: &WorkerConfig,
         store: &StoreConfig,
@@ -50,6 +53,7 @@ impl<A> WorkerThread<A> {
             ..Links::default()
         }));
         WorkerThread {
+            presence: app.presence(),
             app: RefCell::new(app),
             gateway: Gateway::new(links.clone(), &config.secret_key)
                 .with_store(crate::store::Resolver::new(store)),
@@ -67,7 +71,9 @@ impl<A> WorkerThread<A> {
             stats,
         }
     }
+}
 
+impl<A> WorkerThread<A> {
     /// Whether `address` is in the newest list (within `max_gateways`).
     pub fn listed(&self, address: &str) -> bool {
         self.links.borrow().known.contains(address)

@@ -15,6 +15,7 @@ pub mod input_bounds;
 pub mod member_index;
 pub mod parking_requests;
 pub mod pending_input;
+pub mod presence;
 pub mod router;
 pub mod state;
 pub mod stats;

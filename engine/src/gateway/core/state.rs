@@ -160,6 +160,8 @@ pub struct Link {
     pub max_packet: Option<usize>,
     /// A gatewire worker: it answers `CMD_WORKER_ALIVE` (see `worker_stall.rs`).
     pub answers_probes: bool,
+    /// A worker that asked for group presence events (`presence.rs`).
+    pub presence: bool,
     /// The stall sweep that asked `CMD_WORKER_ALIVE`, while unanswered.
     pub asked_at: Option<u64>,
     /// Taken out of routing for leaving the question unanswered.
@@ -193,6 +195,9 @@ pub struct Shard {
     pub(in crate::gateway::core) stall_sweeps: u64,
     /// Going away: clients were told (close 1001) and new connections are refused.
     leaving: bool,
+    /// Open worker links that asked for group presence events (`presence.rs`): none, and a
+    /// member change costs nothing more.
+    pub(in crate::gateway::core) presence_links: usize,
 }
 
 impl Shard {
@@ -219,6 +224,7 @@ impl Shard {
             pending_input: PendingInput::default(),
             stall_sweeps: 0,
             leaving: false,
+            presence_links: 0,
         }
     }
 
@@ -474,11 +480,19 @@ impl Shard {
         }
     }
 
-    /// The client's connection is gone: ON_CLOSE (with the last session) goes out, then the
-    /// client leaves the router and every index.
+    /// The client's connection is gone: a group leave per group it was in (to a worker that asked
+    /// for presence), then ON_CLOSE (with the last session), then the client leaves the router
+    /// and every index.
     pub fn client_closed(&mut self, id: u32, cause: CloseCause) {
-        if !self.clients.contains_key(&id) {
+        let Some(client) = self.clients.get(&id) else {
             return;
+        };
+        if self.presence_links > 0
+            && let Some(groups) = client.groups().filter(|g| !g.is_empty()).cloned()
+        {
+            for group in &groups {
+                self.group_left(id, group);
+            }
         }
         self.send_event(id, Cmd::OnClose, Flags::SCALAR, &Bytes::new());
         self.forget_client(id, cause);
@@ -612,6 +626,7 @@ impl Shard {
                 identified: false,
                 max_packet: None,
                 answers_probes: false,
+                presence: false,
                 asked_at: None,
                 stalled: false,
                 worker_key: None,
@@ -632,6 +647,9 @@ impl Shard {
         let Some(link) = self.links.remove(&link_id) else {
             return;
         };
+        if link.presence {
+            self.presence_links -= 1;
+        }
         if let Some(key) = link.worker_key
             && self.workers.get(&key) == Some(&link_id)
         {
@@ -737,12 +755,28 @@ impl Shard {
 
     /// Sends an event about client `id` to its worker. False when no worker is connected.
     pub fn send_event(&mut self, id: u32, cmd: Cmd, flag: Flags, body: &Bytes) -> bool {
+        self.send_event_if(id, cmd, flag, body, |_| true)
+    }
+
+    /// [`Self::send_event`] when the client's worker link passes `wanted` (else nothing is sent
+    /// and `false` is returned).
+    pub(super) fn send_event_if(
+        &mut self,
+        id: u32,
+        cmd: Cmd,
+        flag: Flags,
+        body: &Bytes,
+        wanted: impl FnOnce(&Link) -> bool,
+    ) -> bool {
         let Some(client) = self.clients.get_mut(&id) else {
             return false;
         };
         let Some((_, link_id)) = self.router.route(&self.workers, &mut client.worker) else {
             return false;
         };
+        if !self.links.get(&link_id).is_some_and(wanted) {
+            return false;
+        }
         let header = client.header.with_cmd(cmd, flag);
         let session = client.session.clone();
         let cap = self.settings.send_to_worker_buffer_size;

@@ -36,6 +36,8 @@ pub struct Stats {
     pub messages_out: u64,
     pub bytes_out: u64,
     pub events_to_workers: u64,
+    /// Group join/leave events sent to workers that asked for them (`presence.rs`).
+    pub presence_events: u64,
     pub no_worker: u64,
     pub slow_client_drops: u64,
     pub slow_client_closes: u64,

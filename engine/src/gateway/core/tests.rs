@@ -813,3 +813,69 @@ fn a_new_worker_is_confirmed_after_its_hello() {
         "the confirm comes back on the link"
     );
 }
+
+#[test]
+fn presence_tells_each_member_change_once_and_only_to_workers_that_asked() {
+    use gatewire_proto::auth::gatewire_worker_connect_body;
+    use gatewire_proto::packet::{CMD_ON_GROUP_JOIN, CMD_ON_GROUP_LEAVE};
+    let mut c = core();
+    let link = c.shard.link_opened("127.0.0.1:50020".parse().unwrap());
+    let hello = Packet::new(
+        Header::command(Cmd::WorkerConnect),
+        "",
+        gatewire_worker_connect_body("chat", "", 1 << 20, true),
+    );
+    c.shard.link_packet(link, hello);
+    let (a, b) = (c.accept(), c.accept());
+    c.link_packets(link);
+    let presence = |c: &mut Core| -> Vec<(bool, u32, String)> {
+        c.link_packets(link)
+            .into_iter()
+            .filter(|p| p.header.cmd == CMD_ON_GROUP_JOIN || p.header.cmd == CMD_ON_GROUP_LEAVE)
+            .map(|p| {
+                (
+                    p.header.cmd == CMD_ON_GROUP_JOIN,
+                    p.header.connection_id,
+                    String::from_utf8_lossy(&p.body).into_owned(),
+                )
+            })
+            .collect()
+    };
+    let joined = |id: u32, g: &str| (true, id, g.to_owned());
+    let left = |id: u32, g: &str| (false, id, g.to_owned());
+
+    c.command(link, Cmd::JoinGroup, a, "room", "");
+    c.command(link, Cmd::JoinGroup, a, "room", "");
+    c.command(link, Cmd::JoinGroup, b, "room", "");
+    c.command(link, Cmd::JoinGroup, b, "other", "");
+    assert_eq!(
+        presence(&mut c),
+        [joined(a, "room"), joined(b, "room"), joined(b, "other")],
+        "a second join of the same group is no change"
+    );
+    c.command(link, Cmd::LeaveGroup, a, "other", "");
+    assert_eq!(presence(&mut c), [], "leaving a group it is not in");
+    c.command(link, Cmd::LeaveGroup, a, "room", "");
+    assert_eq!(presence(&mut c), [left(a, "room")]);
+    c.command(link, Cmd::Ungroup, 0, "other", "");
+    assert_eq!(presence(&mut c), [left(b, "other")]);
+
+    // A closing client leaves each of its groups, before its ON_CLOSE.
+    c.command(link, Cmd::JoinGroup, b, "other", "");
+    presence(&mut c);
+    c.shard.client_closed(b, CloseCause::Peer);
+    let cmds: Vec<Cmd> = c.link_packets(link).iter().map(|p| p.header.cmd).collect();
+    assert_eq!(cmds, [CMD_ON_GROUP_LEAVE, CMD_ON_GROUP_LEAVE, Cmd::OnClose]);
+    assert_eq!(c.shard.stats.presence_events, 8);
+
+    // A worker that did not ask (PHP's hello) hears nothing of it.
+    let mut c = core();
+    let php = c.worker("php");
+    let id = c.accept();
+    c.link_packets(php);
+    c.command(php, Cmd::JoinGroup, id, "room", "");
+    c.shard.client_closed(id, CloseCause::Peer);
+    let cmds: Vec<Cmd> = c.link_packets(php).iter().map(|p| p.header.cmd).collect();
+    assert_eq!(cmds, [Cmd::OnClose]);
+    assert_eq!(c.shard.stats.presence_events, 0);
+}

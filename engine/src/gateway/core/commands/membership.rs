@@ -67,11 +67,14 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        client
+        let joined = client
             .membership_mut()
             .groups
             .get_or_insert_default()
             .insert(group.clone());
+        if joined {
+            self.group_joined(id, &group);
+        }
         self.groups.add(group, id);
     }
 
@@ -82,10 +85,15 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        if let Some(groups) = client.membership.as_mut().and_then(|m| m.groups.as_mut()) {
-            groups.shift_remove(&group);
-        }
+        let left = client
+            .membership
+            .as_mut()
+            .and_then(|m| m.groups.as_mut())
+            .is_some_and(|groups| groups.shift_remove(&group));
         self.groups.remove(&group, id);
+        if left {
+            self.group_left(id, &group);
+        }
     }
 
     fn ungroup(&mut self, group: Key) {
@@ -97,11 +105,12 @@ impl Shard {
         };
         for id in members {
             let client = self.clients.get_mut(&id);
-            if let Some(groups) = client
+            let left = client
                 .and_then(|c| c.membership.as_mut())
                 .and_then(|m| m.groups.as_mut())
-            {
-                groups.shift_remove(&group);
+                .is_some_and(|groups| groups.shift_remove(&group));
+            if left {
+                self.group_left(id, &group);
             }
         }
     }

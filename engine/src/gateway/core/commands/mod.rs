@@ -37,6 +37,15 @@ impl Shard {
                                 .max_packet_size
                                 .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
                             link.answers_probes = worker && auth.max_packet_size.is_some();
+                            let presence = worker && auth.presence;
+                            if presence != link.presence {
+                                link.presence = presence;
+                                if presence {
+                                    self.presence_links += 1;
+                                } else {
+                                    self.presence_links -= 1;
+                                }
+                            }
                         }
                         if let Some(name) = auth.worker_key.filter(|_| worker) {
                             let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
