@@ -307,11 +307,14 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 }
             };
             init_logging(&loaded.log_filter(&roles));
-            // The chat app runs on this machine with no static_dir: the gateway serves its page.
-            let chat_page = custom.is_none()
-                && roles.contains(&Role::Worker)
-                && loaded.worker.app == AppName::Chat
-                && loaded.gateway.static_dir.is_none();
+            // The chat app runs on this machine with no static_dir (or `gateway.chat_page` says
+            // so, on a gateway-only host): the gateway serves its page.
+            let chat_page = loaded.gateway.static_dir.is_none()
+                && loaded.gateway.chat_page.unwrap_or(
+                    custom.is_none()
+                        && roles.contains(&Role::Worker)
+                        && loaded.worker.app == AppName::Chat,
+                );
             // Once per start: the supervisor says it; the role processes it starts resolve the
             // same choice on the same host.
             if !supervised {

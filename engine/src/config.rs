@@ -353,6 +353,10 @@ pub struct GatewayConfig {
     pub link_timeout: f64,
     /// Files served to plain HTTP GETs on a WebSocket listener.
     pub static_dir: Option<PathBuf>,
+    /// Serve the chat app's built-in page at `/`: unset, when the chat app runs in the same
+    /// `gatewire start` (and `static_dir` is unset); `true` on a gateway-only host of a chat
+    /// deployment too; `false` never.
+    pub chat_page: Option<bool>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Per-client output cap in bytes.
@@ -405,6 +409,7 @@ impl Default for GatewayConfig {
             handshake_timeout: 10.0,
             link_timeout: 10.0,
             static_dir: None,
+            chat_page: None,
             tls_cert: None,
             tls_key: None,
             send_to_client_buffer_size: 1 << 20,
@@ -979,6 +984,13 @@ impl Config {
             if !(seconds >= 0.0 && seconds.is_finite()) {
                 return Err(format!("{key} must be a non-negative number of seconds"));
             }
+        }
+        if g.chat_page == Some(true) && g.static_dir.is_some() {
+            return Err(
+                "gateway.chat_page = true and gateway.static_dir are both set: the page at / is \
+                 either the built-in chat page or index.html from the directory; unset one"
+                    .into(),
+            );
         }
         if self.store.enabled() {
             if self.store.ttl < 3.0 {

@@ -38,6 +38,10 @@ fn bad_values_name_the_key() {
             "[gateway]\nlisten = \"wss://127.0.0.1:1\"\n",
             "gateway.tls_cert",
         ),
+        (
+            "[gateway]\nchat_page = true\nstatic_dir = \"public\"\n",
+            "gateway.chat_page",
+        ),
     ] {
         let (code, message) = check(toml, &[]);
         assert_eq!(code, 2, "{toml}");

@@ -369,3 +369,44 @@ fn the_first_line_of_a_chat_start_says_where_to_open_the_page() {
         "{log}"
     );
 }
+
+/// The body of `GET /` on `addr`.
+fn get_page(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut page = String::new();
+    let _ = s.read_to_string(&mut page);
+    page
+}
+
+#[test]
+fn a_gateway_only_host_serves_the_chat_page_when_told() {
+    // The gateway's `gatewire start` runs no worker (its worker is another `gatewire start`, as
+    // on another host): no page unless gateway.chat_page says so.
+    for (extra, served) in [("", false), ("chat_page = true", true)] {
+        let gw = Gatewire::start(Setup {
+            roles: "register,gateway",
+            app: "chat",
+            extra: extra.into(),
+            ..Setup::default()
+        });
+        let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+            .args(["start", "--single-process", "--role", "worker", "-c"])
+            .arg(gw.path("gatewire.toml"))
+            .current_dir(gw.path(""))
+            .env("GATEWIRE_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let _ws = ws_connect_when_served(gw.public, "/");
+        let page = get_page(gw.public);
+        let _ = worker.kill();
+        let _ = worker.wait();
+        assert_eq!(
+            page.contains("<title>gatewire chat</title>"),
+            served,
+            "{extra:?}: {page}"
+        );
+    }
+}
