@@ -511,23 +511,22 @@ fn with_client(
             return ExitCode::from(2);
         }
     };
-    let client = crate::client::GatewayClient::new(
-        config.worker.register_address.clone(),
-        &config.worker.secret_key,
-    )
-    .with_store(&config.store);
+    let target = Target::of(&config);
+    let client = crate::client::GatewayClient::new(target.registers.clone(), &target.secret)
+        .with_store(&config.store);
     // Nothing to reach is an error, not an empty answer (or a send to nobody reported done).
     match client.gateways() {
         Ok(gateways) if gateways.is_empty() => {
             eprintln!(
-                "gatewire: the register at {} (worker.register_address) lists no gateway",
-                registers(&config)
+                "gatewire: the register at {} ({}) lists no gateway",
+                target.list(),
+                target.from
             );
             return ExitCode::from(3);
         }
         Ok(_) => {}
         Err(why) => {
-            eprintln!("gatewire: {why} (worker.register_address)");
+            eprintln!("gatewire: {why} ({})", target.from);
             return ExitCode::from(3);
         }
     }
@@ -544,15 +543,66 @@ fn with_client(
     }
 }
 
-/// The registers a command-line client asks, for messages.
-fn registers(config: &crate::config::Config) -> String {
-    let list: Vec<String> = config
-        .worker
-        .register_address
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    list.join(", ")
+/// Where `send` and `query` go: the registers and secret, and where they came from.
+struct Target {
+    registers: Vec<std::net::SocketAddr>,
+    secret: String,
+    from: String,
+}
+
+impl Target {
+    /// The deployment running in the configuration's run directory (`--name`, `[run] dir`)
+    /// says how it is reached; with none running, the configuration does: the worker's
+    /// registers, or the gateway's on a host whose configuration names only those.
+    fn of(config: &Config) -> Target {
+        let dir = config.run_dir();
+        if let Ok(text) =
+            crate::supervisor::request(&dir, &crate::supervisor::ControlRequest::Reach)
+            && let Ok(reach) = serde_json::from_str::<crate::supervisor::Reach>(&text)
+        {
+            return Target {
+                registers: reach.registers,
+                secret: reach.secret_key,
+                from: format!("what the deployment running in {} uses", dir.display()),
+            };
+        }
+        let origin = |key: &str| config.origins.get(key).cloned();
+        let (key, registers, secret) = match (
+            origin("worker.register_address"),
+            origin("gateway.register_address"),
+        ) {
+            (None, Some(_)) => (
+                "gateway.register_address",
+                config.gateway.register_address.clone(),
+                config.gateway.secret_key.clone(),
+            ),
+            _ => (
+                "worker.register_address",
+                config.worker.register_address.clone(),
+                config.worker.secret_key.clone(),
+            ),
+        };
+        let from = match origin(key) {
+            Some(origin) => format!(
+                "{key}, from {origin}; no deployment running in {}",
+                dir.display()
+            ),
+            None => format!(
+                "{key}, the default; no deployment running in {}",
+                dir.display()
+            ),
+        };
+        Target {
+            registers,
+            secret,
+            from,
+        }
+    }
+
+    fn list(&self) -> String {
+        let list: Vec<String> = self.registers.iter().map(ToString::to_string).collect();
+        list.join(", ")
+    }
 }
 
 fn query(gw: &crate::worker::Gateway, what: QueryWhat) -> Result<bool, String> {

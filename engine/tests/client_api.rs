@@ -262,3 +262,117 @@ fn a_frozen_gateway_makes_answers_partial_after_the_timeout() {
         "the query timeout (5 s) bounds the wait, took {took:?}"
     );
 }
+
+/// `gatewire ARGS` run in `dir` with `XDG_RUNTIME_DIR=xdg`: exit code, stdout, stderr.
+fn gatewire_in(
+    dir: &std::path::Path,
+    xdg: &std::path::Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_RUNTIME_DIR", xdg)
+        .env("GATEWIRE_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn send_and_query_reach_the_named_deployment_or_the_gateway_hosts_register() {
+    let (home, elsewhere, xdg) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (register, public, inner) = (free_port(), free_port(), free_port_range(1));
+    // A deployment on ports of its own, started by name (its run directory is the well-known one
+    // for that name, not the configuration's directory).
+    std::fs::write(
+        home.path().join("gatewire.toml"),
+        format!(
+            "[register]\nlisten = \"127.0.0.1:{register}\"\n[gateway]\n\
+             listen = \"websocket://127.0.0.1:{public}\"\nstart_port = {inner}\nshards = 1\n\
+             register_address = \"127.0.0.1:{register}\"\n[worker]\ncount = 1\n\
+             register_address = \"127.0.0.1:{register}\"\n"
+        ),
+    )
+    .unwrap();
+    let name = format!("named-{}", std::process::id());
+    let deployment = Stopped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+            .args(["start", "--name", &name])
+            .current_dir(home.path())
+            .env("XDG_RUNTIME_DIR", xdg.path())
+            .env("GATEWIRE_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let public: std::net::SocketAddr = format!("127.0.0.1:{public}").parse().unwrap();
+    wait_listening(public);
+    let mut ws = ws_connect_when_served(public, "/");
+
+    // From a directory with no configuration, by name only.
+    let (code, out, err) = gatewire_in(
+        elsewhere.path(),
+        xdg.path(),
+        &["query", "--name", &name, "client-count"],
+    );
+    assert_eq!((code, out.trim()), (0, "1"), "{err}");
+    let (code, _, err) = gatewire_in(
+        elsewhere.path(),
+        xdg.path(),
+        &["send", "--name", &name, "by name"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let chat_lines =
+        |l: &str| l.starts_with("Hello ") || l.starts_with("You are ") || l.starts_with("* ");
+    expect_line_skipping(&mut ws, "by name", chat_lines);
+
+    // A gateway host's configuration: its register is the gateway's, not a worker's default.
+    std::fs::write(
+        elsewhere.path().join("gatewire.toml"),
+        format!("[run]\ndir = \"run\"\n[gateway]\nregister_address = \"127.0.0.1:{register}\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = gatewire_in(
+        elsewhere.path(),
+        xdg.path(),
+        &["send", "from the gateway host"],
+    );
+    assert_eq!(code, 0, "{err}");
+    expect_line_skipping(&mut ws, "from the gateway host", chat_lines);
+
+    // A name with nothing running (and no configuration here): exit 3, naming the register tried
+    // and why that one.
+    let (code, _, err) = gatewire_in(
+        xdg.path(),
+        xdg.path(),
+        &["send", "--name", "nosuch", "lost"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("127.0.0.1:1236") && err.contains("no deployment running in"),
+        "{err}"
+    );
+
+    let (code, _, err) = gatewire_in(xdg.path(), xdg.path(), &["stop", "--name", &name]);
+    assert_eq!(code, 0, "{err}");
+    drop(deployment);
+}
+
+/// A `gatewire start` stopped (SIGTERM, then waited for) when the test ends, also by a panic.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: kill on the pid of a child this test started and has not reaped.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}

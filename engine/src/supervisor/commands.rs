@@ -29,6 +29,8 @@ pub enum ControlRequest {
     Stop {
         graceful: bool,
     },
+    /// How a command-line client reaches this deployment: its registers and secret (JSON).
+    Reach,
 }
 
 impl std::fmt::Display for ControlRequest {
@@ -45,6 +47,7 @@ impl std::fmt::Display for ControlRequest {
             }
             ControlRequest::Stop { graceful: true } => f.write_str("stop graceful"),
             ControlRequest::Stop { graceful: false } => f.write_str("stop"),
+            ControlRequest::Reach => f.write_str("reach"),
         }
     }
 }
@@ -71,8 +74,42 @@ impl std::str::FromStr for ControlRequest {
             (Some("stop"), how) => ControlRequest::Stop {
                 graceful: how == Some("graceful"),
             },
+            (Some("reach"), _) => ControlRequest::Reach,
             _ => return Err(format!("unknown request {text:?}")),
         })
+    }
+}
+
+/// How `gatewire send` / `query` reach a deployment: the registers (and secret) its own roles
+/// use — a worker's, else a gateway's, else the register it runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reach {
+    pub registers: Vec<std::net::SocketAddr>,
+    pub secret_key: String,
+}
+
+impl Reach {
+    pub fn of(config: &crate::config::Config, roles: &[Role]) -> Reach {
+        if roles.contains(&Role::Worker) {
+            Reach {
+                registers: config.worker.register_address.clone(),
+                secret_key: config.worker.secret_key.clone(),
+            }
+        } else if roles.contains(&Role::Gateway) {
+            Reach {
+                registers: config.gateway.register_address.clone(),
+                secret_key: config.gateway.secret_key.clone(),
+            }
+        } else {
+            let mut listen = config.register.listen;
+            if listen.ip().is_unspecified() {
+                listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            Reach {
+                registers: vec![listen],
+                secret_key: config.register.secret_key.clone(),
+            }
+        }
     }
 }
 
@@ -91,6 +128,7 @@ impl Supervisor {
             Ok(ControlRequest::Connections { json: false }) => Ok(self.connections_table()),
             Ok(ControlRequest::Metrics) => Ok(self.metrics()),
             Ok(ControlRequest::Reload) => self.reload(),
+            Ok(ControlRequest::Reach) => Ok(json(&Reach::of(&self.config, &self.roles))),
             Ok(ControlRequest::Restart(roles)) => self.restart(&roles),
             Ok(ControlRequest::Stop { graceful }) => {
                 self.stop(graceful);
@@ -574,6 +612,7 @@ mod tests {
             ControlRequest::Restart(vec![Role::Gateway, Role::Worker]),
             ControlRequest::Stop { graceful: true },
             ControlRequest::Stop { graceful: false },
+            ControlRequest::Reach,
         ] {
             assert_eq!(request.to_string().parse::<ControlRequest>(), Ok(request));
         }

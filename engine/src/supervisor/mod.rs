@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, Role};
 use crate::system;
-pub use commands::{ControlError, ControlRequest, request};
+pub use commands::{ControlError, ControlRequest, Reach, request};
 pub use spawn::{ChildCommand, Launch};
 
 /// Name of the control socket in `[run] dir`.
