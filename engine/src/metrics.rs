@@ -172,10 +172,10 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             |s| s.stats.unauthorized_links,
         ),
         (
-            "worker_key_conflicts_total",
+            "worker_key_takeovers_total",
             "counter",
-            "Worker links refused because a live link holds their worker key.",
-            |s| s.stats.worker_key_conflicts,
+            "Worker links closed because a newcomer claimed their worker key and took it over.",
+            |s| s.stats.worker_key_takeovers,
         ),
         (
             "parked_total",

@@ -618,7 +618,28 @@ fn php_worker_host(gatewayworker: &std::path::Path) {
         &["register", "gateway"],
         &(register(&bed, "a") + &gateway(&bed, "a", 2, &["a"])),
     );
-    let dir = bed.dir.path().join("p");
+    let php = php_worker(&bed, "p", "PhpWorker", 2, gatewayworker);
+    let mut traffic = Traffic::new(App::Echo);
+    traffic.connect(&bed, "x", "a", CLIENTS);
+    run_for(Duration::from_secs(3));
+    let report = traffic.finish();
+    report.print("11. a PHP BusinessWorker host serves the gatewire gateway's clients");
+    if report.totals(None).answered == 0 {
+        say!("{}", php.log());
+    }
+    assert_clean(&report, None);
+}
+
+/// A PHP BusinessWorker (echo) named `name` with `count` processes on `host`, following A's
+/// register.
+fn php_worker(
+    bed: &Bed,
+    host: &str,
+    name: &str,
+    count: u16,
+    gatewayworker: &std::path::Path,
+) -> cluster::bed::Node {
+    let dir = bed.dir.path().join(format!("{host}-php"));
     std::fs::create_dir_all(&dir).unwrap();
     let script = format!(
         r#"<?php
@@ -632,8 +653,8 @@ class Events {{
     }}
 }}
 $worker = new BusinessWorker();
-$worker->name = 'PhpWorker';
-$worker->count = 2;
+$worker->name = '{name}';
+$worker->count = {count};
 $worker->registerAddress = '{register}:{REGISTER_PORT}';
 $worker->secretKey = '{SECRET}';
 $worker->eventHandler = 'Events';
@@ -644,21 +665,65 @@ Worker::runAll();
         register = bed.addr("a"),
     );
     std::fs::write(dir.join("start.php"), script).unwrap();
-    let php = bed.spawn(
-        "p",
+    bed.spawn(
+        host,
         &dir,
         &["php", "start.php", "start"],
         &[("GATEWAYWORKER_DIR", gatewayworker.to_str().unwrap())],
+    )
+}
+
+/// Scenario 15: a PHP BusinessWorker and a gatewire worker of one name on one host claim the
+/// same worker keys: the gatewire gateway lets the newcomer take a key over, as GatewayWorker 4.0
+/// does (the holder's link closed, logged and counted), and clients are still served.
+#[test]
+fn s15_php_and_gatewire_workers_of_one_name_take_the_key_from_each_other() {
+    let php = std::process::Command::new("php").arg("-v").output();
+    let dir = std::env::var_os("GATEWAYWORKER_DIR");
+    let dir = match (php, dir) {
+        (Ok(o), Some(dir)) if o.status.success() => dir,
+        (Ok(o), _) if o.status.success() => {
+            return say!("SKIPPED s15: GATEWAYWORKER_DIR is not set (GatewayWorker's sources)");
+        }
+        _ => return say!("SKIPPED s15: no `php` on PATH"),
+    };
+    let Some(bed) = Bed::new("s15", &["a", "p", "x"]) else {
+        return;
+    };
+    let a = bed.start(
+        "a",
+        &["register", "gateway"],
+        &(metrics(&bed, "a") + &register(&bed, "a") + &gateway(&bed, "a", 1, &["a"])),
+    );
+    let _php = php_worker(&bed, "p", "Shared", 1, std::path::Path::new(&dir));
+    let _p = bed.start(
+        "p",
+        &["worker"],
+        &worker(&bed, &["a"], App::Echo, 1).replace("[worker]\n", "[worker]\nname = \"Shared\"\n"),
     );
     let mut traffic = Traffic::new(App::Echo);
     traffic.connect(&bed, "x", "a", CLIENTS);
-    run_for(Duration::from_secs(3));
+    run_for(Duration::from_secs(4));
     let report = traffic.finish();
-    report.print("11. a PHP BusinessWorker host serves the gatewire gateway's clients");
-    if report.totals(None).answered == 0 {
-        say!("{}", php.log());
-    }
-    assert_clean(&report, None);
+    report.print("15. a PHP and a gatewire worker named Shared on host P");
+    let takeovers = sum_of(
+        &metrics_text(&bed, "a"),
+        "gatewire_worker_key_takeovers_total",
+    );
+    say!("  worker key takeovers on A: {takeovers}");
+    assert!(takeovers >= 1, "the second to link took the key over");
+    let log = a.log();
+    assert!(
+        log.contains("worker key") && log.contains("takes the key over"),
+        "{log}"
+    );
+    let t = report.totals(None);
+    assert_eq!(
+        t.never_connected + t.disconnected,
+        0,
+        "clients stay connected"
+    );
+    assert!(t.answered > 0, "clients are served");
 }
 
 // ---- the store on (issue: routing to holders through Redis) -----------------------------------

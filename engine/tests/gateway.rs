@@ -417,39 +417,38 @@ fn the_register_refuses_a_gateway_address_of_another_host() {
     assert!(!list.contains("10.9.9.9"), "{list}");
 }
 
-/// A worker key held by a live link is not taken over: the newcomer is refused (anyone who can
-/// reach the inner port could otherwise take a worker's clients), and it gets the key once the
-/// holder is gone.
+/// A worker key claimed by a newcomer is taken over, as in GatewayWorker 4.0 (a restarted
+/// worker's new link replaces the one its old process left half-open): the holder's link is
+/// closed, logged with both addresses and counted, and events go to the newcomer.
 #[test]
-fn a_worker_key_held_by_a_live_link_is_not_taken_over() {
+fn a_newcomer_takes_over_a_worker_key_and_the_holder_is_closed() {
     let gw = Gatewire::start(Setup {
         metrics: true,
         capture_log: true,
         ..Setup::default()
     });
     let mut first = TestWorker::connect(gw.inner(0), "Same:0", "");
+    let _before = ws_connect(gw.public, "/");
+    first.expect(Cmd::OnConnect);
     let mut second = TestWorker::connect(gw.inner(0), "Same:0", "");
     assert!(
-        second.closed_within(Duration::from_secs(3)),
-        "the newcomer is refused"
+        first.closed_within(Duration::from_secs(3)),
+        "the holder's link is closed"
     );
-    let newcomer = second.stream.local_addr().unwrap();
+    let (old, new) = (
+        first.stream.local_addr().unwrap(),
+        second.stream.local_addr().unwrap(),
+    );
+    let log = gw.log();
     assert!(
-        gw.log().contains(&newcomer.to_string()),
-        "logged with its address"
+        log.contains(&old.to_string()) && log.contains(&new.to_string()),
+        "logged with both addresses: {log}"
     );
-    assert_eq!(gw.metric("gatewire_worker_key_conflicts_total"), 1);
-    // The holder still gets the events.
-    let _client = ws_connect(gw.public, "/");
-    first.expect(Cmd::OnConnect);
-    // Once the holder is gone, the key is free.
-    drop(first);
-    eventually("the holder's link is gone", || {
-        gw.metric("gatewire_worker_links") == 0
-    });
-    let mut third = TestWorker::connect(gw.inner(0), "Same:0", "");
-    let _client = ws_connect(gw.public, "/");
-    third.expect(Cmd::OnConnect);
+    assert_eq!(gw.metric("gatewire_worker_key_takeovers_total"), 1);
+    assert_eq!(gw.metric("gatewire_worker_links"), 1);
+    // The newcomer gets the events, of a new client and of the holder's.
+    let _after = ws_connect(gw.public, "/");
+    second.expect(Cmd::OnConnect);
 }
 
 #[test]

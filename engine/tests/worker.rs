@@ -243,8 +243,8 @@ fn the_chat_app_serves_its_page_when_no_static_dir_is_set() {
 fn sigterm_stops_every_role_and_workers_say_goodbye() {
     let gw = all_roles("echo", 1);
     let _ws = ws_connect_when_served(gw.public, "/");
-    // A second worker process on this host needs its own name: worker keys held by live links
-    // are not taken over.
+    // A second worker process on this host needs its own name: one claiming a worker key that a
+    // live link holds takes it over, and the two would take it from each other.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
         .args([
             "start",

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use gatewire_proto::php::Key;
-use gatewire_proto::{ClientId, Cmd, Flags, Header, Packet, packet::HEADER_LEN};
+use gatewire_proto::{ClientId, Cmd, Flags, Header, packet::HEADER_LEN};
 use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
@@ -658,23 +658,24 @@ impl Shard {
         }
     }
 
-    /// Makes `link_id` the routing target for `key`. A key held by another open link is not
-    /// taken over: the newcomer is refused (false) and the holder is pinged, so a holder whose
-    /// peer is gone fails its write and frees the key for the newcomer's next try.
-    pub fn register_worker(&mut self, link_id: u64, key: Rc<str>) -> bool {
+    /// Makes `link_id` the routing target for `key`. A key another open link holds is taken
+    /// over, as GatewayWorker 4.0 does (a restarted worker's new link replaces the one its old
+    /// process left half-open): the holder's link is closed once what was queued to it is
+    /// written, and its clients go to the newcomer, which holds the key now. Returns the
+    /// address of the link that lost the key, if one did.
+    pub fn register_worker(&mut self, link_id: u64, key: Rc<str>) -> Option<SocketAddr> {
+        let mut replaced = None;
         if let Some(old) = self.workers.get(&key).copied()
             && old != link_id
         {
-            if let Some(holder) = self.links.get_mut(&old)
-                && holder.outbox.closing().is_none()
-            {
-                if let Ok(ping) = Packet::new(Header::command(Cmd::Ping), "", "").to_bytes() {
-                    holder.outbox.push(ping);
-                }
-                self.stats.worker_key_conflicts += 1;
-                return false;
+            if let Some(holder) = self.links.get_mut(&old) {
+                holder.worker_key = None;
+                holder.outbox.close(Closing::AfterFlush);
+                replaced = Some(holder.peer);
+                self.stats.worker_key_takeovers += 1;
             }
             self.workers.shift_remove(&key);
+            self.router.worker_left(&key);
         }
         if let Some(link) = self.links.get_mut(&link_id) {
             link.authorized = true;
@@ -682,7 +683,7 @@ impl Shard {
         }
         self.workers.insert(key.clone(), link_id);
         self.router.worker_joined(&key);
-        true
+        replaced
     }
 
     /// Totals of the output queues and, when asked, one row per client.

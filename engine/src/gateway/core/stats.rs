@@ -44,8 +44,8 @@ pub struct Stats {
     pub worker_buffer_drops: u64,
     pub bad_inner_packets: u64,
     pub unauthorized_links: u64,
-    /// Worker links refused because another open link holds their worker key.
-    pub worker_key_conflicts: u64,
+    /// Worker links closed because a newcomer claimed their worker key (it takes it over).
+    pub worker_key_takeovers: u64,
     /// Pongs not queued for clients whose output was over its cap.
     pub pongs_dropped: u64,
     /// Inner links closed because their unread query replies went over the cap.

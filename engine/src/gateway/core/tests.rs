@@ -712,17 +712,27 @@ fn unread_query_replies_close_the_link_at_the_cap() {
 }
 
 #[test]
-fn a_worker_key_held_by_an_open_link_is_refused_to_a_newcomer() {
+fn a_newcomer_takes_over_a_worker_key_and_the_holders_clients() {
     let mut c = core();
     let first = c.worker("W:0");
+    let id = c.accept();
+    assert_eq!(c.cmds(first), [(Cmd::OnConnect, id)]);
     let second = c.worker("W:0");
-    assert_eq!(c.shard.links[&second].outbox.closing(), Some(Closing::Now));
-    assert_eq!(c.shard.links[&first].outbox.closing(), None);
-    assert_eq!(c.cmds(first), [(Cmd::Ping, 0)], "the holder is pinged");
+    assert_eq!(
+        c.shard.links[&first].outbox.closing(),
+        Some(Closing::AfterFlush),
+        "the holder is closed once what was queued to it is written"
+    );
+    assert_eq!(c.shard.links[&second].outbox.closing(), None);
+    assert_eq!(c.shard.stats.worker_key_takeovers, 1);
+    // The holder's client goes to the newcomer; the holder's link closing later frees nothing.
+    c.shard
+        .client_message(id, Bytes::from_static(b"next"), false);
+    assert_eq!(c.cmds(second), [(Cmd::OnMessage, id)]);
     c.shard.link_closed(first);
-    let third = c.worker("W:0");
-    assert_eq!(c.shard.links[&third].outbox.closing(), None);
-    assert_eq!(c.shard.stats.worker_key_conflicts, 1);
+    c.shard
+        .client_message(id, Bytes::from_static(b"again"), false);
+    assert_eq!(c.cmds(second), [(Cmd::OnMessage, id)]);
 }
 
 #[test]

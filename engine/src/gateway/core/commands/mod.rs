@@ -49,15 +49,17 @@ impl Shard {
                         }
                         if let Some(name) = auth.worker_key.filter(|_| worker) {
                             let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
-                            if !self.register_worker(link_id, key.clone()) {
+                            if let Some(holder) = self.register_worker(link_id, key.clone()) {
                                 warn_limited(
-                                    "worker key in use",
+                                    "worker key taken over",
                                     &format!(
-                                        "worker key {key} is held by a live link: refusing \
-                                         {peer}, which claims it too"
+                                        "worker key {key} claimed by {peer}: it takes the key \
+                                         over from {holder}, whose link is closed (as in \
+                                         GatewayWorker 4.0); two workers of one name on one \
+                                         host take it from each other: give each its own \
+                                         worker.name"
                                     ),
                                 );
-                                self.close_link(link_id);
                             }
                         } else if let Some(link) = self.links.get_mut(&link_id) {
                             link.authorized = true;
