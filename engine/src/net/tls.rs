@@ -1,4 +1,5 @@
-//! TLS for `wss://` listeners (rustls with the ring provider): loading the certificate chain and
+//! TLS for `wss://` listeners (rustls; its ring provider, the one crate feature enabled, is the
+//! process default, so no deprecated constructor is called): loading the certificate chain and
 //! key, and the per-connection state the driver pumps bytes through.
 
 use std::path::Path;
@@ -22,12 +23,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("gateway.tls_key {}: {e}", key.display()))?;
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("tls: {e}"))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| format!("gateway.tls_cert/tls_key: {e}"))?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("gateway.tls_cert/tls_key: {e}"))?;
     Ok(Arc::new(config))
 }
