@@ -18,10 +18,55 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub metrics: MetricsConfig,
     pub store: StoreConfig,
+    pub api: ApiConfig,
     /// Where each key that is not at its default got its value (`section.key` → `FILE:LINE`,
     /// an environment variable, a `--set` flag, or derived from another key).
     #[serde(skip)]
     pub origins: std::collections::BTreeMap<String, String>,
+}
+
+/// `[api]`: the HTTP API, GatewayClient's methods over HTTP for backends in any language (the
+/// `api` role; see docs/http-api.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the HTTP listener; unset means off. Setting it adds the `api` role to the
+    /// default roles.
+    pub listen: Option<SocketAddr>,
+    /// Required of every request (`Authorization: Bearer KEY` or `X-API-Key: KEY`); may be empty
+    /// only on a loopback listener.
+    pub api_key: String,
+    /// The registers that list the gateways (as a GatewayClient's `registerAddress`).
+    #[serde(deserialize_with = "address_list")]
+    pub register_address: Vec<SocketAddr>,
+    /// The gateways' `secret_key`.
+    pub secret_key: String,
+    /// Open HTTP connections at most; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Largest request body (bytes); larger ones are answered 413.
+    pub max_body_size: usize,
+    /// Most calls in one `/api/batch` request.
+    pub max_batch: usize,
+    /// Seconds an idle keep-alive connection (or a slow request) is kept.
+    pub idle_timeout: f64,
+    /// Log level of the api role (default: `[run] log`).
+    pub log: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: None,
+            api_key: String::new(),
+            register_address: vec![SocketAddr::from(([127, 0, 0, 1], 1236))],
+            secret_key: String::new(),
+            max_connections: 256,
+            max_body_size: 8 << 20,
+            max_batch: 1000,
+            idle_timeout: 60.0,
+            log: None,
+        }
+    }
 }
 
 /// `[metrics]`: the Prometheus text endpoint.
@@ -136,6 +181,7 @@ pub enum Role {
     Register,
     Gateway,
     Worker,
+    Api,
 }
 
 impl Role {
@@ -144,6 +190,7 @@ impl Role {
             Role::Register => "register",
             Role::Gateway => "gateway",
             Role::Worker => "worker",
+            Role::Api => "api",
         }
     }
 }
@@ -161,8 +208,9 @@ impl std::str::FromStr for Role {
             "register" => Ok(Role::Register),
             "gateway" => Ok(Role::Gateway),
             "worker" => Ok(Role::Worker),
+            "api" => Ok(Role::Api),
             other => Err(format!(
-                "unknown role {other:?} (roles: register, gateway, worker)"
+                "unknown role {other:?} (roles: register, gateway, worker, api)"
             )),
         }
     }
@@ -556,11 +604,13 @@ pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
 }
 
 /// Keys whose values are never shown (`config check`, error messages).
-const SECRET_KEYS: [&str; 4] = [
+const SECRET_KEYS: [&str; 6] = [
     "register.secret_key",
     "gateway.secret_key",
     "worker.secret_key",
     "store.password",
+    "api.api_key",
+    "api.secret_key",
 ];
 
 /// `value` of `key` as it may be shown: secrets masked, a URL's password masked.
@@ -592,7 +642,9 @@ fn url_password_masked(url: &str) -> String {
 }
 
 /// The sections of `gatewire.toml`.
-const SECTIONS: [&str; 6] = ["run", "register", "gateway", "worker", "metrics", "store"];
+const SECTIONS: [&str; 7] = [
+    "run", "register", "gateway", "worker", "metrics", "store", "api",
+];
 
 /// `GATEWIRE_GATEWAY_START_PORT=3000` → `gateway.start_port=3000`. Every `GATEWIRE_<A>_<B>`
 /// is configuration, so a misspelled section (`GATEWIRE_GATWAY_SHARDS`) is refused like a
@@ -787,6 +839,14 @@ fn load_with(
             );
         }
     }
+    // An API listener turns the api role on beside the default roles; named roles are as named.
+    if config.api.listen.is_some()
+        && !origins.contains_key("run.roles")
+        && !config.run.roles.contains(&Role::Api)
+    {
+        config.run.roles.push(Role::Api);
+        origins.insert("run.roles".into(), "derived: api.listen is set".into());
+    }
     config.origins = origins;
     config
         .validate()
@@ -870,6 +930,7 @@ impl Config {
             (Role::Register, "register", &self.register.log),
             (Role::Gateway, "gateway", &self.gateway.log),
             (Role::Worker, "worker", &self.worker.log),
+            (Role::Api, "http_api", &self.api.log),
         ] {
             if let Some(level) = level.as_ref().filter(|_| roles.contains(&role)) {
                 if roles.len() == 1 {
@@ -893,6 +954,8 @@ impl Config {
             &mut shown.gateway.secret_key,
             &mut shown.worker.secret_key,
             &mut shown.store.password,
+            &mut shown.api.api_key,
+            &mut shown.api.secret_key,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();
@@ -984,6 +1047,32 @@ impl Config {
             if !(seconds >= 0.0 && seconds.is_finite()) {
                 return Err(format!("{key} must be a non-negative number of seconds"));
             }
+        }
+        let api = &self.api;
+        match api.listen {
+            None if self.run.roles.contains(&Role::Api) => {
+                return Err(
+                    "run.roles has \"api\" but api.listen is unset: give the HTTP API \
+                            an address, e.g. api.listen = \"127.0.0.1:8080\""
+                        .into(),
+                );
+            }
+            Some(listen) if !listen.ip().is_loopback() && api.api_key.is_empty() => {
+                return Err(format!(
+                    "api.listen = \"{listen}\" is not a loopback address and api.api_key is \
+                     empty: anyone reaching it could push to every client; set api.api_key"
+                ));
+            }
+            _ => {}
+        }
+        if api.max_connections == 0 || api.max_body_size == 0 || api.max_batch == 0 {
+            return Err(
+                "api.max_connections, api.max_body_size and api.max_batch must be at least 1"
+                    .into(),
+            );
+        }
+        if !(api.idle_timeout > 0.0 && api.idle_timeout.is_finite()) {
+            return Err("api.idle_timeout must be a positive number of seconds".into());
         }
         if g.chat_page == Some(true) && g.static_dir.is_some() {
             return Err(

@@ -7,6 +7,7 @@
 //! | [`worker`] | the BusinessWorker: the [`Events`](worker::Events) trait, context, Gateway API |
 //! | [`apps`] | built-in apps: chat, echo, broadcast |
 //! | [`client`] | GatewayClient: the API for processes that are not workers |
+//! | [`http_api`] | the `api` role: GatewayClient's methods over HTTP, for backends in any language |
 //! | [`store`] | optional Redis store: which shards hold each uid and group, for routing |
 //! | [`tune`] | `gatewire tune check`: which host limits block N clients |
 //! | [`metrics`] | the Prometheus text endpoint |
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod http_api;
 pub mod log_limit;
 pub mod metrics;
 pub mod net;

@@ -48,6 +48,45 @@ impl Exposition {
 }
 
 /// The register's membership.
+/// The HTTP API's counters.
+pub fn api(text: &mut Exposition, stats: &crate::http_api::ApiStats) {
+    let one = |v: &std::sync::atomic::AtomicU64| [(String::new(), v.load(Ordering::Relaxed))];
+    for (name, kind, help, value) in [
+        (
+            "api_connections",
+            "gauge",
+            "HTTP API connections open.",
+            &stats.connections,
+        ),
+        (
+            "api_requests_total",
+            "counter",
+            "HTTP API requests answered.",
+            &stats.requests,
+        ),
+        (
+            "api_calls_total",
+            "counter",
+            "Gateway methods the HTTP API ran (each call of a batch counts).",
+            &stats.calls,
+        ),
+        (
+            "api_errors_total",
+            "counter",
+            "HTTP API requests answered with an error, and failed calls inside batches.",
+            &stats.errors,
+        ),
+        (
+            "api_refused_total",
+            "counter",
+            "HTTP API connections refused at api.max_connections.",
+            &stats.refused,
+        ),
+    ] {
+        text.family(name, kind, help, one(value));
+    }
+}
+
 pub fn register(text: &mut Exposition, stats: &RegisterStats) {
     let one = |v: u64| [(String::new(), v)];
     text.family(

@@ -31,6 +31,8 @@ pub struct Running {
     store_url: Option<String>,
     workers: Option<Arc<WorkerControl>>,
     worker_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The HTTP API, with the api role.
+    api: Option<crate::http_api::Api>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -93,11 +95,16 @@ impl ProcessStatus {
 /// Why a process could not start its roles.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("no role to run (roles: register, gateway, worker)")]
+    #[error("no role to run (roles: register, gateway, worker, api)")]
     NoRole,
     #[error("register: cannot listen on {listen} (register.listen): {source}")]
     RegisterListen {
         listen: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("api: cannot listen on {listen:?} (api.listen): {source}")]
+    ApiListen {
+        listen: Option<std::net::SocketAddr>,
         source: std::io::Error,
     },
     #[error("store: cannot start the store thread: {0}")]
@@ -143,6 +150,7 @@ impl Running {
             workers: None,
             worker_threads: Mutex::new(Vec::new()),
             threads: Vec::new(),
+            api: None,
         };
         if roles.contains(&Role::Register) {
             let stats = Arc::new(RegisterStats::default());
@@ -171,6 +179,15 @@ impl Running {
             };
             running.workers = Some(control);
             running.worker_threads = Mutex::new(threads);
+        }
+        if roles.contains(&Role::Api) {
+            let api = crate::http_api::start(&config.api, &config.store).map_err(|source| {
+                StartError::ApiListen {
+                    listen: config.api.listen,
+                    source,
+                }
+            })?;
+            running.api = Some(api);
         }
         if roles.is_empty() {
             return Err(StartError::NoRole);
@@ -291,6 +308,12 @@ impl Running {
             s.gateways = r.gateways.load(Ordering::Relaxed);
             s.workers = r.workers.load(Ordering::Relaxed);
         }
+        if let Some(api) = &self.api {
+            // HTTP connections, requests in, and the gateway methods they ran as events.
+            s.connections += api.stats.connections.load(Ordering::Relaxed);
+            s.messages_in += api.stats.requests.load(Ordering::Relaxed);
+            s.events += api.stats.calls.load(Ordering::Relaxed);
+        }
         s
     }
 
@@ -381,6 +404,9 @@ impl Running {
         if let Some(w) = &self.workers {
             crate::metrics::worker(&mut text, w);
             crate::metrics::routing(&mut text);
+        }
+        if let Some(api) = &self.api {
+            crate::metrics::api(&mut text, &api.stats);
         }
         text.finish()
     }

@@ -42,6 +42,9 @@ fn bad_values_name_the_key() {
             "[gateway]\nchat_page = true\nstatic_dir = \"public\"\n",
             "gateway.chat_page",
         ),
+        ("[api]\nlisten = \"0.0.0.0:8080\"\n", "api.api_key"),
+        ("[run]\nroles = [\"api\"]\n", "api.listen"),
+        ("[run]\nroles = [\"apis\"]\n", "run.roles"),
     ] {
         let (code, message) = check(toml, &[]);
         assert_eq!(code, 2, "{toml}");

@@ -184,7 +184,7 @@ impl Supervisor {
                         .iter()
                         .filter_map(|l| StoreRow::from_line(l))
                         .collect(),
-                    Role::Register => Vec::new(),
+                    Role::Register | Role::Api => Vec::new(),
                 };
                 let members = match c.role {
                     Role::Register => lines("members")

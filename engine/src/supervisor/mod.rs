@@ -34,7 +34,7 @@ pub const PID_FILE: &str = "gatewire.pid";
 pub const LOG_FILE: &str = "gatewire.log";
 
 /// Roles in start order.
-const START_ORDER: [Role; 3] = [Role::Register, Role::Gateway, Role::Worker];
+const START_ORDER: [Role; 4] = [Role::Register, Role::Gateway, Role::Worker, Role::Api];
 
 /// How long a child told to stop gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
