@@ -497,6 +497,9 @@ pub enum AppName {
     Echo,
     /// Every message to every client.
     Broadcast,
+    /// Each event POSTed to an HTTP backend (`[worker.http]`), which answers with the commands
+    /// to run: business logic in any language (docs/http-api.md).
+    Http,
 }
 
 /// `[worker]`.
@@ -534,6 +537,8 @@ pub struct WorkerConfig {
     pub link_timeout: f64,
     /// Log level of the worker role (default: `[run] log`).
     pub log: Option<String>,
+    /// The HTTP backend of `app = "http"`.
+    pub http: HttpHookConfig,
     /// Distinguishes worker processes of one supervisor: worker keys of generation `g > 0` are
     /// `name:index.g`, so a replacement can link while the process it replaces still holds
     /// `name:index` (set by the supervisor, not a config key).
@@ -557,7 +562,48 @@ impl Default for WorkerConfig {
             ready_timeout: 30.0,
             link_timeout: 10.0,
             log: None,
+            http: HttpHookConfig::default(),
             generation: 0,
+        }
+    }
+}
+
+/// `[worker.http]`: where `app = "http"` POSTs each event, and what it does when the backend
+/// does not answer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpHookConfig {
+    /// The backend's URL, `http://host:port/path` (plain HTTP: the backend is on the cluster's
+    /// network, or on loopback).
+    pub url: String,
+    /// Sent as `Authorization: Bearer KEY` with every event when not empty.
+    pub api_key: String,
+    /// Seconds an answer may take before the attempt counts as failed.
+    pub timeout: f64,
+    /// Attempts after a failed one (a connection refused or reset, a timeout, a 5xx answer),
+    /// 100 ms apart, doubling.
+    pub retries: u32,
+    /// Events posted at once per worker thread (different clients; one client's events go one
+    /// after the other).
+    pub max_in_flight: usize,
+    /// Events one client may have waiting behind the one being posted; one more closes the
+    /// client (counted), as a slow consumer.
+    pub max_queued_per_client: usize,
+    /// Sent to a client, before it is closed, when one of its messages could not be delivered
+    /// to the backend (every attempt failed); empty: closed without it.
+    pub failure_message: String,
+}
+
+impl Default for HttpHookConfig {
+    fn default() -> Self {
+        HttpHookConfig {
+            url: String::new(),
+            api_key: String::new(),
+            timeout: 5.0,
+            retries: 2,
+            max_in_flight: 64,
+            max_queued_per_client: 256,
+            failure_message: String::new(),
         }
     }
 }
@@ -604,7 +650,8 @@ pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
 }
 
 /// Keys whose values are never shown (`config check`, error messages).
-const SECRET_KEYS: [&str; 6] = [
+const SECRET_KEYS: [&str; 7] = [
+    "worker.http.api_key",
     "register.secret_key",
     "gateway.secret_key",
     "worker.secret_key",
@@ -956,6 +1003,7 @@ impl Config {
             &mut shown.store.password,
             &mut shown.api.api_key,
             &mut shown.api.secret_key,
+            &mut shown.worker.http.api_key,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();
@@ -1073,6 +1121,22 @@ impl Config {
         }
         if !(api.idle_timeout > 0.0 && api.idle_timeout.is_finite()) {
             return Err("api.idle_timeout must be a positive number of seconds".into());
+        }
+        if w.app == AppName::Http {
+            let h = &w.http;
+            if let Err(why) = crate::apps::http_hook::Url::parse(&h.url) {
+                return Err(format!(
+                    "worker.app = \"http\" posts events to worker.http.url: {why}"
+                ));
+            }
+            if !(h.timeout > 0.0 && h.timeout.is_finite()) {
+                return Err("worker.http.timeout must be a positive number of seconds".into());
+            }
+            if h.max_in_flight == 0 || h.max_queued_per_client == 0 {
+                return Err(
+                    "worker.http.max_in_flight and max_queued_per_client must be at least 1".into(),
+                );
+            }
         }
         if g.chat_page == Some(true) && g.static_dir.is_some() {
             return Err(

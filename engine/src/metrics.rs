@@ -87,6 +87,40 @@ pub fn api(text: &mut Exposition, stats: &crate::http_api::ApiStats) {
     }
 }
 
+/// The `http` app's counters (events POSTed to the backend).
+pub fn http_hook(text: &mut Exposition, stats: &crate::apps::http_hook::HookStats) {
+    let one = |v: &std::sync::atomic::AtomicU64| [(String::new(), v.load(Ordering::Relaxed))];
+    for (name, help, value) in [
+        (
+            "hook_events_delivered_total",
+            "Events POSTed to worker.http.url and answered with 2xx.",
+            &stats.delivered,
+        ),
+        (
+            "hook_attempts_retried_total",
+            "Failed attempts tried again (refused or reset connections, timeouts, 5xx).",
+            &stats.retried,
+        ),
+        (
+            "hook_events_failed_total",
+            "Events not delivered after every attempt, or refused with 4xx (their clients closed).",
+            &stats.failed,
+        ),
+        (
+            "hook_queue_overflows_total",
+            "Clients closed for having worker.http.max_queued_per_client events waiting.",
+            &stats.overflows,
+        ),
+        (
+            "hook_command_errors_total",
+            "Commands in the backend's answers that could not run.",
+            &stats.command_errors,
+        ),
+    ] {
+        text.family(name, "counter", help, one(value));
+    }
+}
+
 pub fn register(text: &mut Exposition, stats: &RegisterStats) {
     let one = |v: u64| [(String::new(), v)];
     text.family(

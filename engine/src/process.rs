@@ -33,6 +33,8 @@ pub struct Running {
     worker_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// The HTTP API, with the api role.
     api: Option<crate::http_api::Api>,
+    /// The workers run the `http` app (their counters go to `/metrics`).
+    http_hook: bool,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -151,6 +153,7 @@ impl Running {
             worker_threads: Mutex::new(Vec::new()),
             threads: Vec::new(),
             api: None,
+            http_hook: false,
         };
         if roles.contains(&Role::Register) {
             let stats = Arc::new(RegisterStats::default());
@@ -169,13 +172,10 @@ impl Running {
             running.shards = gateway::start(&config.gateway, running.store.as_ref())?;
         }
         if roles.contains(&Role::Worker) {
+            running.http_hook = custom.is_none() && config.worker.app == config::AppName::Http;
             let Workers { threads, control } = match custom {
                 Some(app) => worker::start(&config.worker, &config.store, app)?,
-                None => worker::start(
-                    &config.worker,
-                    &config.store,
-                    Builtin::new(config.worker.app),
-                )?,
+                None => worker::start(&config.worker, &config.store, Builtin::new(&config.worker))?,
             };
             running.workers = Some(control);
             running.worker_threads = Mutex::new(threads);
@@ -407,6 +407,9 @@ impl Running {
         }
         if let Some(api) = &self.api {
             crate::metrics::api(&mut text, &api.stats);
+        }
+        if self.http_hook {
+            crate::metrics::http_hook(&mut text, &crate::apps::http_hook::STATS);
         }
         text.finish()
     }

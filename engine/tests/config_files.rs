@@ -50,13 +50,26 @@ fn the_example_configuration_is_the_defaults_with_every_key() {
             example.contains(&format!("[{section}]")),
             "[{section}] missing"
         );
-        for key in keys.as_table().unwrap().keys() {
-            let set = format!("\n{key} = ");
-            let commented = format!("\n# {key} = ");
-            assert!(
-                example.contains(&set) || example.contains(&commented),
-                "{section}.{key} is not in gatewire.example.toml"
-            );
+        for (key, value) in keys.as_table().unwrap() {
+            // A sub-table (`[worker.http]`) has its own header and keys.
+            let (names, what): (Vec<&String>, String) = match value.as_table() {
+                Some(sub) => {
+                    assert!(
+                        example.contains(&format!("[{section}.{key}]")),
+                        "[{section}.{key}] missing"
+                    );
+                    (sub.keys().collect(), format!("{section}.{key}"))
+                }
+                None => (vec![key], section.clone()),
+            };
+            for name in names {
+                let set = format!("\n{name} = ");
+                let commented = format!("\n# {name} = ");
+                assert!(
+                    example.contains(&set) || example.contains(&commented),
+                    "{what}.{name} is not in gatewire.example.toml"
+                );
+            }
         }
     }
     // An existing file is kept.

@@ -7,10 +7,13 @@
 //! - [`links`]: a worker thread's event links, which carry a worker's commands;
 //! - [`transport`]: short-lived connections, which carry queries and a GatewayClient's commands;
 //! - [`directory`]: a GatewayClient's gateway list, asked of the registers;
-//! - [`message`]: what a send carries (text, or [`Binary`]).
+//! - [`message`]: what a send carries (text, or [`Binary`]);
+//! - [`json`]: GatewayWorker's methods by name with JSON arguments (the HTTP API, and the
+//!   commands an HTTP backend answers events with), sessions as JSON.
 
 mod directory;
 mod gateway;
+pub mod json;
 mod links;
 mod message;
 mod queries;

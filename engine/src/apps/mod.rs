@@ -1,18 +1,20 @@
 //! The built-in apps the stock `gatewire` binary runs (`[worker] app` or `--app`): the chat room,
-//! echo and broadcast. Each is an ordinary [`Events`] implementation, written the way a user
-//! writes theirs.
+//! echo, broadcast, and `http` (each event POSTed to a backend in any language). Each is an
+//! ordinary [`Events`] implementation, written the way a user writes theirs.
 
 mod broadcast;
 mod chat;
 mod echo;
+pub mod http_hook;
 
 pub use broadcast::Broadcast;
 pub use chat::{Chat, PAGE as CHAT_PAGE};
 pub use echo::Echo;
+pub use http_hook::HttpHook;
 
 use gatewire_proto::php::Value;
 
-use crate::config::AppName;
+use crate::config::{AppName, WorkerConfig};
 use crate::worker::{Context, Events, WorkerInfo};
 
 /// One of the built-in apps, chosen at start.
@@ -21,14 +23,17 @@ pub enum Builtin {
     Chat(Chat),
     Echo(Echo),
     Broadcast(Broadcast),
+    Http(HttpHook),
 }
 
 impl Builtin {
-    pub fn new(name: AppName) -> Builtin {
-        match name {
+    /// The app `config.app` names (with its settings, for `http`).
+    pub fn new(config: &WorkerConfig) -> Builtin {
+        match config.app {
             AppName::Chat => Builtin::Chat(Chat),
             AppName::Echo => Builtin::Echo(Echo),
             AppName::Broadcast => Builtin::Broadcast(Broadcast),
+            AppName::Http => Builtin::Http(HttpHook::new(&config.http)),
         }
     }
 
@@ -37,6 +42,7 @@ impl Builtin {
             Builtin::Chat(a) => a,
             Builtin::Echo(a) => a,
             Builtin::Broadcast(a) => a,
+            Builtin::Http(a) => a,
         }
     }
 }
@@ -96,6 +102,7 @@ impl Events for Builtin {
             Builtin::Chat(a) => AppCallbacks::presence(a),
             Builtin::Echo(a) => AppCallbacks::presence(a),
             Builtin::Broadcast(a) => AppCallbacks::presence(a),
+            Builtin::Http(a) => AppCallbacks::presence(a),
         }
     }
 

@@ -11,12 +11,10 @@
 //! runtime beside the engine's.
 //!
 //! - [`http`]: reading requests and writing answers on one connection;
-//! - [`methods`]: a method name and its JSON arguments → a GatewayClient call → JSON;
-//! - [`php_json`]: sessions between PHP arrays and JSON.
+//! - the calls themselves: [`crate::api::json`] (a method name and its JSON arguments → a
+//!   Gateway call → JSON).
 
 pub mod http;
-pub mod methods;
-pub mod php_json;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -26,10 +24,10 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use tracing::info;
 
+use crate::api::json::{self as methods, Failure, answer_json};
 use crate::client::GatewayClient;
 use crate::config::{ApiConfig, StoreConfig};
 use crate::log_limit::warn_limited;
-use methods::{Failure, answer_json};
 
 /// What the API has done, for `gatewire status` and `/metrics`.
 #[derive(Debug, Default)]

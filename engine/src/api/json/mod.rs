@@ -1,5 +1,6 @@
 //! GatewayWorker's `Gateway::` methods by name, with their arguments as a JSON object, run
-//! through a [`GatewayClient`]. Names are matched without regard to case, as PHP does (and
+//! through a [`Gateway`] (a GatewayClient's, for the HTTP API; a worker's, for the commands an
+//! HTTP backend answers with). Names are matched without regard to case, as PHP does (and
 //! GatewayWorker's spellings and aliases are kept: `destoryClient`, `getAllClientCount`, …).
 //! Argument names are PHP's parameter names: `client_id`, `uid`, `group`, `message`,
 //! `exclude_client_id`, `client_id_array`, `session`. A message is `message` (text) or
@@ -12,9 +13,11 @@ use gatewire_proto::ClientId;
 use gatewire_proto::php::Array;
 use serde_json::{Map, Value as Json, json};
 
-use super::php_json::{array_to_json, object_to_array};
-use crate::api::{Answer, Message, QueryError};
-use crate::client::GatewayClient;
+pub mod php;
+
+use php::{array_to_json, object_to_array};
+
+use super::{Answer, Gateway, Message, QueryError};
 
 /// What a call gave: its result, and the gateways that did not answer (a partial answer).
 #[derive(Debug)]
@@ -186,11 +189,83 @@ fn by_name<T>(map: BTreeMap<String, T>, shown: impl Fn(T) -> Json) -> Json {
     Json::Object(map.into_iter().map(|(k, v)| (k, shown(v))).collect())
 }
 
-/// Runs one method.
-pub fn call(gw: &GatewayClient, method: &str, args: &Json) -> Result<Success, Failure> {
+/// Runs one method (blocking on the gateways' answers for a query).
+pub fn call(gw: &Gateway, method: &str, args: &Json) -> Result<Success, Failure> {
     let a = Args::new(args)?;
-    let strs = |v: &[String]| -> Vec<String> { v.to_vec() };
-    match method.to_ascii_lowercase().as_str() {
+    if let Some(done) = command(gw, method, &a) {
+        return done;
+    }
+    query(gw, method, &a)
+}
+
+/// The commands (sends, uid and group changes, session writes, closes), lower-cased: they wait
+/// for no answer, so a worker's thread may run them.
+const COMMANDS: [&str; 14] = [
+    "sendtoclient",
+    "sendtouid",
+    "sendtogroup",
+    "sendtoall",
+    "binduid",
+    "unbinduid",
+    "joingroup",
+    "leavegroup",
+    "ungroup",
+    "closeclient",
+    "destroyclient",
+    "destoryclient",
+    "setsession",
+    "updatesession",
+];
+
+/// Runs `method` when it is a command: `None` for a query or an unknown name.
+fn command(gw: &Gateway, method: &str, a: &Args<'_>) -> Option<Result<Success, Failure>> {
+    let lower = method.to_ascii_lowercase();
+    COMMANDS
+        .contains(&lower.as_str())
+        .then(|| run_command(gw, &lower, a))
+}
+
+/// The commands an HTTP backend answers an event with: [`call`]'s commands, where a missing
+/// `client_id` is the event's client, and `sendToCurrentClient` / `closeCurrentClient`.
+/// Queries are refused (they would hold the worker thread; a backend asks through the HTTP
+/// API).
+pub fn call_for_client(
+    gw: &Gateway,
+    current: ClientId,
+    method: &str,
+    args: &Json,
+) -> Result<Success, Failure> {
+    let mut filled = match args {
+        Json::Null => Map::new(),
+        Json::Object(map) => map.clone(),
+        _ => return Err(bad("the arguments are a JSON object")),
+    };
+    filled
+        .entry("client_id")
+        .or_insert_with(|| Json::String(current.to_string()));
+    let filled = Json::Object(filled);
+    let a = Args::new(&filled)?;
+    let method = match method.to_ascii_lowercase().as_str() {
+        "sendtocurrentclient" => "sendToClient".to_owned(),
+        "closecurrentclient" => "closeClient".to_owned(),
+        _ => method.to_owned(),
+    };
+    match command(gw, &method, &a) {
+        Some(done) => done,
+        None => Err(Failure::new(
+            400,
+            "not_a_command",
+            format!(
+                "{method} is not a command an event's answer may carry (queries go through the \
+                 HTTP API)"
+            ),
+        )),
+    }
+}
+
+/// One of [`COMMANDS`] (`method` lower-cased).
+fn run_command(gw: &Gateway, method: &str, a: &Args<'_>) -> Result<Success, Failure> {
+    match method {
         // ---- sends ----
         "sendtoclient" => done(gw.send_to_client(a.client_id("client_id")?, a.message()?)),
         "sendtouid" => {
@@ -232,10 +307,25 @@ pub fn call(gw: &GatewayClient, method: &str, args: &Json) -> Result<Success, Fa
         // ---- sessions ----
         "setsession" => done(gw.set_session(a.client_id("client_id")?, &a.session()?)),
         "updatesession" => done(gw.update_session(a.client_id("client_id")?, &a.session()?)),
+        _ => Err(unknown(method)),
+    }
+}
+
+fn unknown(method: &str) -> Failure {
+    Failure::new(
+        404,
+        "unknown_method",
+        format!("{method} is not a Gateway method (docs/http-api.md lists them)"),
+    )
+}
+
+fn query(gw: &Gateway, method: &str, a: &Args<'_>) -> Result<Success, Failure> {
+    let strs = |v: &[String]| -> Vec<String> { v.to_vec() };
+    match method.to_ascii_lowercase().as_str() {
+        // ---- queries ----
         "getsession" => one_gateway(gw.get_session(a.client_id("client_id")?), |s| {
             s.as_ref().map_or(Json::Null, array_to_json)
         }),
-        // ---- queries ----
         "isonline" => one_gateway(gw.is_online(a.client_id("client_id")?), Json::Bool),
         "isuidonline" => answered(gw.is_uid_online(&a.name("uid")?), Json::Bool),
         "getclientidbyuid" => answered(gw.get_client_id_by_uid(&a.name("uid")?), ids),
@@ -301,11 +391,7 @@ pub fn call(gw: &GatewayClient, method: &str, args: &Json) -> Result<Success, Fa
                 by_name(m, Json::from)
             })
         }
-        _ => Err(Failure::new(
-            404,
-            "unknown_method",
-            format!("{method} is not a Gateway method (docs/http-api.md lists them)"),
-        )),
+        _ => Err(unknown(method)),
     }
 }
 
