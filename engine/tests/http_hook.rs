@@ -134,20 +134,31 @@ fn read_until_closed(ws: &mut Ws) -> Vec<String> {
 
 #[test]
 fn the_python_chat_backend_runs_the_chat_over_the_hook() {
-    if std::process::Command::new("python3")
-        .arg("-V")
+    chat_over_the_hook("python3", "chat.py");
+}
+
+#[test]
+fn the_node_chat_backend_runs_the_chat_over_the_hook() {
+    chat_over_the_hook("node", "chat.js");
+}
+
+/// Runs examples/http-backend/`script` with `interpreter` (skipped with a line without it) as
+/// the backend of a deployment, and chats through it.
+fn chat_over_the_hook(interpreter: &str, script: &str) {
+    if std::process::Command::new(interpreter)
+        .arg("--version")
         .output()
         .is_err()
     {
-        return eprintln!("SKIPPED: no python3");
+        return eprintln!("SKIPPED {script}: no {interpreter}");
     }
     let port = free_port();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/http-backend/chat.py"
+    let script = format!(
+        "{}/../examples/http-backend/{script}",
+        env!("CARGO_MANIFEST_DIR")
     );
-    let mut backend = std::process::Command::new("python3")
-        .args([script, &port.to_string()])
+    let mut backend = std::process::Command::new(interpreter)
+        .args([script.as_str(), &port.to_string()])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
