@@ -184,22 +184,6 @@ fn an_unreachable_gateway_makes_answers_partial_not_hung() {
     assert!(started.elapsed() < std::time::Duration::from_secs(6));
 }
 
-/// A process's state letter from `/proc/PID/stat` (`T` when stopped).
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-/// Resumes a stopped process when dropped, so it can exit with the test.
-struct Frozen(u32);
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        // SAFETY: a pid of a process this test started (through the supervisor).
-        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
-    }
-}
-
 /// A gateway that is listed but frozen (SIGSTOP: it accepts connections in the kernel but never
 /// answers) makes an answer partial after the query timeout — never a hang — and the other
 /// gateway's part is still there.

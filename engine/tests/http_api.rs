@@ -32,7 +32,9 @@ fn with_api(key: &str, shards: u16) -> (Gatewire, SocketAddr) {
 /// Sends raw request bytes on a fresh connection and returns the status and the JSON body.
 fn raw(api: SocketAddr, request: &[u8]) -> (u16, Json) {
     let mut s = TcpStream::connect(api).unwrap();
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    // Longer than a query's wait for a gateway that does not answer.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     s.write_all(request).unwrap();
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
@@ -398,4 +400,138 @@ fn with_no_gateway_to_reach_a_call_is_refused_naming_the_register() {
     assert_eq!(answer["error"]["code"], "no_gateway");
     let message = answer["error"]["message"].as_str().unwrap_or("");
     assert!(message.contains(&register.to_string()), "{message}");
+}
+
+/// PHP's Register, Gateway and BusinessWorker (echo) in one workerman master, on free loopback
+/// ports: the master, and the register's and the gateway's public addresses. Needs `php` and
+/// GATEWAYWORKER_DIR (GatewayWorker's sources with `vendor/autoload.php`); `None` without them.
+fn php_gatewayworker(dir: &std::path::Path) -> Option<(std::process::Child, u16, SocketAddr)> {
+    let gatewayworker = std::env::var("GATEWAYWORKER_DIR").ok()?;
+    if std::process::Command::new("php")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        return None;
+    }
+    let (register, public, inner) = (free_port(), free_port(), free_port_range(1));
+    let script = format!(
+        r#"<?php
+require '{gatewayworker}/vendor/autoload.php';
+use GatewayWorker\BusinessWorker;
+use GatewayWorker\Gateway;
+use GatewayWorker\Lib\Gateway as Api;
+use GatewayWorker\Register;
+use Workerman\Worker;
+class Events {{
+    public static function onMessage($client_id, $message) {{
+        Api::sendToCurrentClient($message);
+    }}
+}}
+new Register('text://127.0.0.1:{register}');
+$gateway = new Gateway('websocket://127.0.0.1:{public}');
+$gateway->count = 1;
+$gateway->lanIp = '127.0.0.1';
+$gateway->startPort = {inner};
+$gateway->registerAddress = '127.0.0.1:{register}';
+$worker = new BusinessWorker();
+$worker->count = 1;
+$worker->registerAddress = '127.0.0.1:{register}';
+$worker->eventHandler = 'Events';
+Worker::$pidFile = __DIR__ . '/php.pid';
+Worker::$logFile = __DIR__ . '/php.log';
+Worker::$stdoutFile = __DIR__ . '/php.out';
+Worker::runAll();
+"#
+    );
+    std::fs::write(dir.join("start.php"), script).unwrap();
+    let child = std::process::Command::new("php")
+        .args(["start.php", "start"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    Some((child, register, SocketAddr::from(([127, 0, 0, 1], public))))
+}
+
+#[test]
+fn the_api_reaches_clients_of_a_php_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mut php, register, public)) = php_gatewayworker(dir.path()) else {
+        return eprintln!("SKIPPED: GATEWAYWORKER_DIR is not set or no php (PHP GatewayWorker)");
+    };
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            // SAFETY: kill on the pid of a child this test started and has not reaped.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Stop(&mut php);
+    // The api role alone, following PHP's register.
+    let port = free_port();
+    let gw = Gatewire::start(Setup {
+        roles: "api",
+        worker_extra: format!(
+            "\n[api]\nlisten = \"127.0.0.1:{port}\"\nregister_address = \"127.0.0.1:{register}\"\n"
+        ),
+        ..Setup::default()
+    });
+    let api = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(api);
+    let mut ws = ws_connect_when_served(public, "/");
+    ws.send(tungstenite::Message::text("echo?")).unwrap();
+    assert_eq!(ws_read(&mut ws), "echo?", "PHP's worker serves the client");
+    eventually("PHP's gateway counts the client", || {
+        post_with(api, "getAllClientIdCount", &json!({}), "").1["result"] == 1
+    });
+    let ids = call(api, "getAllClientIdList", json!({}));
+    let id = ids[0].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(api, "sendToAll", json!({"message": "from the api"})),
+        true
+    );
+    assert_eq!(ws_read(&mut ws), "from the api");
+    call(api, "bindUid", json!({"client_id": id, "uid": "u7"}));
+    call(api, "sendToUid", json!({"uid": "u7", "message": "to u7"}));
+    assert_eq!(ws_read(&mut ws), "to u7");
+    call(
+        api,
+        "setSession",
+        json!({"client_id": id, "session": {"k": "v"}}),
+    );
+    assert_eq!(
+        call(api, "getSession", json!({"client_id": id})),
+        json!({"k": "v"})
+    );
+    drop(gw);
+}
+
+#[test]
+fn a_gateway_that_does_not_answer_makes_the_answer_partial_naming_it() {
+    let (gw, api) = with_api("", 1);
+    let second = Gatewire::start(Setup {
+        roles: "gateway",
+        register_port: Some(gw.register.port()),
+        ..Setup::default()
+    });
+    let _ann = chatter(&gw, "ann", "red");
+    let second_inner = second.inner(0).to_string();
+    eventually("the api sees both gateways", || {
+        call(api, "getAllClientIdCount", json!({})) == 1
+            && post_with(api, "getAllGroupIdList", &json!({}), "").0 == 200
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1200)); // the gateway list cache
+    let _frozen = Frozen::stop(second.role_pid("gateway"));
+    let (status, answer) = post_with(api, "getAllClientIdCount", &json!({}), "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["result"], 1,
+        "the live gateway's client is counted: {answer}"
+    );
+    assert_eq!(answer["partial"], true, "{answer}");
+    let unreachable = answer["unreachable"].to_string();
+    assert!(unreachable.contains(&second_inner), "{answer}");
 }

@@ -558,3 +558,31 @@ pub fn rss_bytes(pid: u32) -> u64 {
 pub fn localhost() -> Ipv4Addr {
     Ipv4Addr::LOCALHOST
 }
+
+/// A process's state letter from `/proc/PID/stat` (`T` when stopped).
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Stops a process (SIGSTOP: its sockets accept in the kernel, it never answers) until dropped,
+/// then resumes it, so it can exit with the test.
+pub struct Frozen(pub u32);
+
+impl Frozen {
+    /// Stops `pid` (a process this test started) and waits until every thread has stopped.
+    pub fn stop(pid: u32) -> Frozen {
+        // SAFETY: a pid of a process this test started (through the supervisor).
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        let frozen = Frozen(pid);
+        eventually("the process is stopped", || process_state(pid) == Some('T'));
+        frozen
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: a pid of a process this test started (through the supervisor).
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
