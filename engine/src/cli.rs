@@ -13,7 +13,7 @@ use crate::config::{self, AppName, Config, Role};
 use crate::process::Running;
 use crate::supervisor::ControlRequest;
 use crate::system;
-use crate::worker::Events;
+use crate::worker::{Events, Message};
 
 /// gatewire: a GatewayWorker-compatible long-connection gateway.
 #[derive(Debug, Parser)]
@@ -23,35 +23,39 @@ struct Cli {
     command: Command,
 }
 
+/// `gatewire start`'s arguments.
+#[derive(Debug, Args)]
+struct StartArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Roles to run, e.g. `register,gateway` (default: `[run] roles`).
+    #[arg(long, value_delimiter = ',')]
+    role: Vec<Role>,
+    /// Built-in app for the worker role (default: `[worker] app`).
+    #[arg(long, value_enum)]
+    app: Option<AppName>,
+    /// Run in the background (pid, log and control socket in the run directory).
+    #[arg(short = 'd', long)]
+    daemon: bool,
+    /// Run every role in this one process: no supervisor, no restarts, no control socket
+    /// (benchmarks, debugging, containers that supervise for you).
+    #[arg(long, conflicts_with = "daemon")]
+    single_process: bool,
+    /// Internal: this process is a supervisor's child.
+    #[arg(long, hide = true)]
+    supervised: bool,
+    /// Internal: the worker generation given by the supervisor.
+    #[arg(long, hide = true, default_value_t = 0)]
+    generation: u64,
+    /// Internal: serve the chat page (the supervisor runs the chat app).
+    #[arg(long, hide = true)]
+    serve_chat_page: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the configured roles: a supervisor with one process per role.
-    Start {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Roles to run, e.g. `register,gateway` (default: `[run] roles`).
-        #[arg(long, value_delimiter = ',')]
-        role: Vec<Role>,
-        /// Built-in app for the worker role (default: `[worker] app`).
-        #[arg(long, value_enum)]
-        app: Option<AppName>,
-        /// Run in the background (pid, log and control socket in the run directory).
-        #[arg(short = 'd', long)]
-        daemon: bool,
-        /// Run every role in this one process: no supervisor, no restarts, no control socket
-        /// (benchmarks, debugging, containers that supervise for you).
-        #[arg(long, conflicts_with = "daemon")]
-        single_process: bool,
-        /// Internal: this process is a supervisor's child.
-        #[arg(long, hide = true)]
-        supervised: bool,
-        /// Internal: the worker generation given by the supervisor.
-        #[arg(long, hide = true, default_value_t = 0)]
-        generation: u64,
-        /// Internal: serve the chat page (the supervisor runs the chat app).
-        #[arg(long, hide = true)]
-        serve_chat_page: bool,
-    },
+    Start(StartArgs),
     /// Stop a running gatewire (started here, found through `[run] dir`).
     Stop {
         #[command(flatten)]
@@ -262,107 +266,11 @@ pub fn run<A: Events>(app: A) -> ExitCode {
 
 fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Start { .. }) {
+    if !matches!(cli.command, Command::Start(_)) {
         init_logging("warn");
     }
     match cli.command {
-        Command::Start {
-            config,
-            role,
-            app,
-            daemon,
-            single_process,
-            supervised,
-            generation,
-            serve_chat_page,
-        } => {
-            let mut loaded = match config.load() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("gatewire: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Some(app) = app {
-                loaded.worker.app = app;
-            }
-            loaded.worker.generation = generation;
-            let roles = if role.is_empty() {
-                loaded.run.roles.clone()
-            } else {
-                role
-            };
-            if let Some(why) = loaded
-                .insecure_exposure(&roles)
-                .or_else(|| loaded.unreachable_gateway(&roles))
-            {
-                eprintln!("gatewire: {why}");
-                return ExitCode::from(2);
-            }
-            let backend = match crate::rt::select(loaded.run.backend) {
-                Ok(selection) => selection,
-                Err(why) => {
-                    eprintln!("gatewire: {why}");
-                    return ExitCode::from(1);
-                }
-            };
-            init_logging(&loaded.log_filter(&roles));
-            // The chat app runs on this machine with no static_dir (or `gateway.chat_page` says
-            // so, on a gateway-only host): the gateway serves its page.
-            let chat_page = loaded.gateway.static_dir.is_none()
-                && loaded.gateway.chat_page.unwrap_or(
-                    custom.is_none()
-                        && roles.contains(&Role::Worker)
-                        && loaded.worker.app == AppName::Chat,
-                );
-            // Once per start: the supervisor says it; the role processes it starts resolve the
-            // same choice on the same host.
-            if !supervised {
-                if (chat_page || serve_chat_page) && roles.contains(&Role::Gateway) {
-                    tracing::info!("chat page: open {}", page_url(&loaded.gateway.listen));
-                }
-                tracing::info!(backend = %backend.backend, why = %backend.why, "runtime backend");
-            }
-            if chat_page || serve_chat_page {
-                loaded.gateway.builtin_page = Some(crate::apps::CHAT_PAGE);
-            }
-            if supervised {
-                return ExitCode::from(crate::supervisor::child::run(&loaded, &roles, custom));
-            }
-            if daemon {
-                let wait =
-                    Duration::from_secs_f64(loaded.worker.ready_timeout) + Duration::from_secs(30);
-                return match crate::supervisor::daemon::start(&loaded.run_dir(), wait) {
-                    Ok(line) => {
-                        println!("{line}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(message) => {
-                        eprintln!("gatewire: {message}");
-                        ExitCode::from(1)
-                    }
-                };
-            }
-            let result = if single_process {
-                start_single_process(&loaded, &roles, custom)
-            } else {
-                config.child_command(chat_page, app).and_then(|command| {
-                    crate::supervisor::Supervisor::run(
-                        loaded,
-                        roles,
-                        crate::supervisor::Launch::new(command),
-                    )
-                })
-            };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                // Said once: on stderr, which is the log file in the background (`-d`).
-                Err(message) => {
-                    eprintln!("gatewire: {message}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Command::Start(args) => start(args, custom),
         Command::Stop { config, graceful } => control(&config, ControlRequest::Stop { graceful }),
         Command::Restart { config, role } => control(&config, ControlRequest::Restart(role)),
         Command::Reload { config } => control(&config, ControlRequest::Reload),
@@ -373,20 +281,7 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             config,
             watch,
             json,
-        } => {
-            if !watch {
-                return control(&config, ControlRequest::Status { json });
-            }
-            loop {
-                // Clear the screen, then print the table.
-                print!("\x1b[2J\x1b[H");
-                let code = control(&config, ControlRequest::Status { json: false });
-                if code != ExitCode::SUCCESS {
-                    return code;
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
+        } => status(&config, watch, json),
         Command::Send {
             config,
             uid,
@@ -394,51 +289,183 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             client,
             binary,
             message,
-        } => with_client(&config, |gw| {
-            let message = crate::worker::Message::new(message, binary);
-            match (uid, group, client) {
-                (Some(uid), _, _) => gw.send_to_uid(&[uid.as_str()], message),
-                (_, Some(group), _) => gw.send_to_group(&[group.as_str()], message, &[]),
-                (_, _, Some(client)) => {
-                    let id: gatewire_proto::ClientId = client
-                        .parse()
-                        .map_err(|e| format!("--client {client}: {e}"))?;
-                    if !gw.send_to_client(id, message) {
-                        return Err(format!("gateway {} did not take the message", id.gateway()));
-                    }
-                }
-                _ => gw.send_to_all(message),
-            }
-            Ok(true)
-        }),
+        } => send(&config, uid, group, client, Message::new(message, binary)),
         Command::Query { config, what } => with_client(&config, |gw| query(gw, what)),
         Command::Tune {
             action: TuneAction::Check { config, clients },
-        } => match config.load() {
-            Ok(c) => {
-                let findings = crate::tune::check(&crate::tune::Host::read(&c), &c, clients);
-                let (text, blocked) = crate::tune::report(&findings, clients);
-                print!("{text}");
-                if blocked {
-                    ExitCode::from(1)
-                } else {
-                    ExitCode::SUCCESS
+        } => tune_check(&config, clients),
+        Command::Config { action } => config_command(action),
+    }
+}
+
+/// `gatewire start`: the supervisor (or, with `--single-process`, every role here), a child of
+/// it (`--supervised`), or a background start (`-d`).
+fn start<A: Events>(args: StartArgs, custom: Option<A>) -> ExitCode {
+    let StartArgs {
+        config,
+        role,
+        app,
+        daemon,
+        single_process,
+        supervised,
+        generation,
+        serve_chat_page,
+    } = args;
+    let mut loaded = match config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatewire: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(app) = app {
+        loaded.worker.app = app;
+    }
+    loaded.worker.generation = generation;
+    let roles = if role.is_empty() {
+        loaded.run.roles.clone()
+    } else {
+        role
+    };
+    if let Some(why) = loaded
+        .insecure_exposure(&roles)
+        .or_else(|| loaded.unreachable_gateway(&roles))
+    {
+        eprintln!("gatewire: {why}");
+        return ExitCode::from(2);
+    }
+    let backend = match crate::rt::select(loaded.run.backend) {
+        Ok(selection) => selection,
+        Err(why) => {
+            eprintln!("gatewire: {why}");
+            return ExitCode::from(1);
+        }
+    };
+    init_logging(&loaded.log_filter(&roles));
+    // The chat app runs on this machine with no static_dir (or `gateway.chat_page` says
+    // so, on a gateway-only host): the gateway serves its page.
+    let chat_page = loaded.gateway.static_dir.is_none()
+        && loaded.gateway.chat_page.unwrap_or(
+            custom.is_none() && roles.contains(&Role::Worker) && loaded.worker.app == AppName::Chat,
+        );
+    // Once per start: the supervisor says it; the role processes it starts resolve the
+    // same choice on the same host.
+    if !supervised {
+        if (chat_page || serve_chat_page) && roles.contains(&Role::Gateway) {
+            tracing::info!("chat page: open {}", page_url(&loaded.gateway.listen));
+        }
+        tracing::info!(backend = %backend.backend, why = %backend.why, "runtime backend");
+    }
+    if chat_page || serve_chat_page {
+        loaded.gateway.builtin_page = Some(crate::apps::CHAT_PAGE);
+    }
+    if supervised {
+        return ExitCode::from(crate::supervisor::child::run(&loaded, &roles, custom));
+    }
+    if daemon {
+        let wait = Duration::from_secs_f64(loaded.worker.ready_timeout) + Duration::from_secs(30);
+        return match crate::supervisor::daemon::start(&loaded.run_dir(), wait) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("gatewire: {message}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let result = if single_process {
+        start_single_process(&loaded, &roles, custom)
+    } else {
+        config.child_command(chat_page, app).and_then(|command| {
+            crate::supervisor::Supervisor::run(
+                loaded,
+                roles,
+                crate::supervisor::Launch::new(command),
+            )
+        })
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // Said once: on stderr, which is the log file in the background (`-d`).
+        Err(message) => {
+            eprintln!("gatewire: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `gatewire status [--watch] [--json]`.
+fn status(config: &ConfigArgs, watch: bool, json: bool) -> ExitCode {
+    if !watch {
+        return control(config, ControlRequest::Status { json });
+    }
+    loop {
+        // Clear the screen, then print the table.
+        print!("\x1b[2J\x1b[H");
+        let code = control(config, ControlRequest::Status { json: false });
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `gatewire send`: to a uid, a group, one client, or everyone.
+fn send(
+    config: &ConfigArgs,
+    uid: Option<String>,
+    group: Option<String>,
+    client: Option<String>,
+    message: Message,
+) -> ExitCode {
+    with_client(config, |gw| {
+        match (uid, group, client) {
+            (Some(uid), _, _) => gw.send_to_uid(&[uid.as_str()], message),
+            (_, Some(group), _) => gw.send_to_group(&[group.as_str()], message, &[]),
+            (_, _, Some(client)) => {
+                let id: gatewire_proto::ClientId = client
+                    .parse()
+                    .map_err(|e| format!("--client {client}: {e}"))?;
+                if !gw.send_to_client(id, message) {
+                    return Err(format!("gateway {} did not take the message", id.gateway()));
                 }
             }
-            Err(e) => {
-                eprintln!("gatewire: {e}");
-                ExitCode::from(2)
+            _ => gw.send_to_all(message),
+        }
+        Ok(true)
+    })
+}
+
+/// `gatewire tune check`: exit 1 when a host limit blocks the clients asked for.
+fn tune_check(config: &ConfigArgs, clients: u64) -> ExitCode {
+    match config.load() {
+        Ok(c) => {
+            let findings = crate::tune::check(&crate::tune::Host::read(&c), &c, clients);
+            let (text, blocked) = crate::tune::report(&findings, clients);
+            print!("{text}");
+            if blocked {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
             }
-        },
-        Command::Config {
-            action: ConfigAction::Example,
-        } => {
+        }
+        Err(e) => {
+            eprintln!("gatewire: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `gatewire config example | init | check`.
+fn config_command(action: ConfigAction) -> ExitCode {
+    match action {
+        ConfigAction::Example => {
             print!("{EXAMPLE_CONFIG}");
             ExitCode::SUCCESS
         }
-        Command::Config {
-            action: ConfigAction::Init { path },
-        } => {
+        ConfigAction::Init { path } => {
             let written = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -455,9 +482,7 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
                 }
             }
         }
-        Command::Config {
-            action: ConfigAction::Check { config },
-        } => match config.load() {
+        ConfigAction::Check { config } => match config.load() {
             Ok(c) => match toml::to_string(&c.with_secrets_masked()) {
                 Ok(text) => {
                     print!("{}", with_origins(&text, &c.origins));

@@ -761,27 +761,32 @@ fn load_with(
                 ),
             ));
         }
-        sources.insert(key.to_owned(), described);
+        sources.insert(key.to_owned(), described.clone());
         // A value that parses as TOML keeps its type (numbers, arrays); anything else is a string.
         let value = format!("v = {value}")
             .parse::<toml::Table>()
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(value.to_owned()));
-        let section = table
-            .entry(section.to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        match section {
-            toml::Value::Table(t) => {
-                t.insert(field.to_owned(), value);
-            }
-            _ => {
-                return Err(invalid(
-                    "--set",
-                    format!("{key}: {section} is not a section"),
-                ));
-            }
+        // `worker.http.url`: the key of a sub-table (`[worker.http]`).
+        let mut path: Vec<&str> = std::iter::once(section).chain(field.split('.')).collect();
+        let last = path.pop().unwrap_or(field);
+        let mut place = &mut table;
+        for name in path {
+            let entry = place
+                .entry(name.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            place = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(invalid(
+                        &described,
+                        format!("{key}: {name} is not a section"),
+                    ));
+                }
+            };
         }
+        place.insert(last.to_owned(), value);
     }
     let origin = if overridden {
         format!("{origin} with overrides (GATEWIRE_* / --set)")
@@ -810,17 +815,22 @@ fn load_with(
         ));
     }
     let mut origins = std::collections::BTreeMap::new();
-    for (section, keys) in &table {
-        for key in keys.as_table().into_iter().flat_map(|t| t.keys()) {
-            let full = format!("{section}.{key}");
-            let origin = sources.get(&full).cloned().or_else(|| {
-                path.map(|p| {
-                    key_location(p, &text, &full).unwrap_or_else(|| p.display().to_string())
-                })
-            });
-            if let Some(origin) = origin {
-                origins.insert(full, origin);
+    // Every key set, by its full name (`worker.http.url` for a sub-table's).
+    let mut keys: Vec<(String, &toml::Value)> = table.iter().map(|(k, v)| (k.clone(), v)).collect();
+    while let Some((name, value)) = keys.pop() {
+        match value.as_table() {
+            Some(t) => keys.extend(t.iter().map(|(k, v)| (format!("{name}.{k}"), v))),
+            None if name.contains('.') => {
+                let origin = sources.get(&name).cloned().or_else(|| {
+                    path.map(|p| {
+                        key_location(p, &text, &name).unwrap_or_else(|| p.display().to_string())
+                    })
+                });
+                if let Some(origin) = origin {
+                    origins.insert(name, origin);
+                }
             }
+            None => {}
         }
     }
     let mut config: Config =
@@ -903,7 +913,7 @@ fn load_with(
 
 /// `FILE:LINE` of `section.key` in a configuration file's text, when it is set there.
 fn key_location(file: &Path, text: &str, key: &str) -> Option<String> {
-    let (section, field) = key.split_once('.')?;
+    let (section, field) = key.rsplit_once('.')?;
     let mut current = "";
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -54,6 +54,30 @@ fn bad_values_name_the_key() {
 }
 
 #[test]
+fn a_sub_tables_keys_are_set_and_shown_with_their_origin() {
+    let (code, message) = check(
+        "[worker]\napp = \"http\"\n[worker.http]\nurl = \"http://127.0.0.1:9/a\"\n",
+        &["--set", "worker.http.timeout=2.5"],
+    );
+    assert_eq!(code, 0, "{message}");
+    let line = |key: &str| message.lines().find(|l| l.starts_with(key)).unwrap_or("");
+    assert!(line("url = ").contains("gw.toml:4"), "{message}");
+    assert!(
+        line("timeout = ").contains("--set worker.http.timeout=2.5"),
+        "{message}"
+    );
+    let (code, message) = check("", &["--set", "worker.http.nope=1"]);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("worker.http.nope: unknown key"),
+        "{message}"
+    );
+    let (code, message) = check("[worker]\napp = \"http\"\n", &[]);
+    assert_eq!(code, 2);
+    assert!(message.contains("worker.http.url"), "{message}");
+}
+
+#[test]
 fn set_overrides_one_key() {
     let (code, message) = check("[gateway]\nshards = 2\n", &["--set", "gateway.shards=5"]);
     assert_eq!(code, 0, "{message}");
