@@ -118,7 +118,7 @@ impl Config {
         }
         if w.app == AppName::Http {
             let h = &w.http;
-            if let Err(why) = crate::apps::http_hook::Url::parse(&h.url) {
+            if let Err(why) = crate::net::HttpUrl::parse(&h.url) {
                 return Err(format!(
                     "worker.app = \"http\" posts events to worker.http.url: {why}"
                 ));

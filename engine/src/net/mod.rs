@@ -4,9 +4,11 @@
 //! detection) is behind [`crate::rt`].
 
 mod backoff;
+mod http_url;
 mod outbox;
 pub mod port_owner;
 pub mod tls;
 
 pub use backoff::Backoff;
+pub use http_url::HttpUrl;
 pub use outbox::{Closing, Outbox};

@@ -7,39 +7,8 @@ use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
+use crate::net::HttpUrl as Url;
 use crate::rt;
-
-/// `http://host:port/path`, checked when the configuration is loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    /// `host:port`, for the Host header and to resolve.
-    pub authority: String,
-    pub path: String,
-}
-
-impl Url {
-    pub fn parse(url: &str) -> Result<Url, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let port = authority
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok());
-        if authority.is_empty() || port.is_none() {
-            return Err(format!(
-                "{url:?} needs a host and a port, like http://127.0.0.1:9000/events"
-            ));
-        }
-        Ok(Url {
-            authority: authority.to_owned(),
-            path: path.to_owned(),
-        })
-    }
-}
 
 /// Why an attempt failed.
 #[derive(Debug)]
@@ -314,17 +283,6 @@ async fn connect(pool: &std::cell::RefCell<Pool>) -> Result<rt::TcpStream, PostE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_need_a_host_and_a_port() {
-        let url = Url::parse("http://127.0.0.1:9000/events").unwrap();
-        assert_eq!(url.authority, "127.0.0.1:9000");
-        assert_eq!(url.path, "/events");
-        assert_eq!(Url::parse("http://backend:80").unwrap().path, "/");
-        assert!(Url::parse("https://x:1/").is_err());
-        assert!(Url::parse("http://nohost/").is_err());
-        assert!(Url::parse("").is_err());
-    }
 
     #[test]
     fn chunked_answers_are_put_back_together() {

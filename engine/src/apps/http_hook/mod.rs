@@ -27,7 +27,7 @@ use gatewire_proto::ClientId;
 use gatewire_proto::php::Value;
 use serde_json::{Value as Json, json};
 
-pub use client::Url;
+use crate::net::HttpUrl as Url;
 
 use crate::api::Gateway;
 use crate::api::json::{call_for_client, php};
