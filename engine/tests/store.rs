@@ -58,6 +58,26 @@ fn store_config(redis: &RedisServer) -> StoreConfig {
     }
 }
 
+/// Register, gateway (two shards) and worker, with `extra` in `[gateway]` (a store section).
+fn every_role_on_two_shards(extra: String) -> Gatewire {
+    Gatewire::start(Setup {
+        roles: "register,gateway,worker",
+        shards: 2,
+        extra,
+        ..Setup::default()
+    })
+}
+
+/// What `gatewire status` prints for the deployment.
+fn status_of(gw: &Gatewire) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
+        .args(["status", "-c"])
+        .arg(gw.path("gatewire.toml"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn store_section(redis: &RedisServer) -> String {
     format!(
         "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t:\"\nttl = 3.0\ntimeout = 2.0\n",
@@ -119,12 +139,7 @@ fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going
     else {
         return;
     };
-    let gw = Gatewire::start(Setup {
-        roles: "register,gateway,worker",
-        shards: 2,
-        extra: store_section(&redis),
-        ..Setup::default()
-    });
+    let gw = every_role_on_two_shards(store_section(&redis));
     let mut clients = clients_on_both_shards(&gw);
 
     // The store lists each uid's shard, and both shards as writers.
@@ -140,12 +155,7 @@ fn uid_commands_and_queries_reach_only_the_holding_shard_and_survive_redis_going
     });
 
     // `gatewire status` shows both sides of the store.
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
-        .args(["status", "-c"])
-        .arg(gw.path("gatewire.toml"))
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout);
+    let status = status_of(&gw);
     // A uid per client, and the chat's first room (the lobby) on each shard.
     let held = format!(
         "connected to {}, {} uid/group entries held",
@@ -424,12 +434,7 @@ fn presence_lines(ws: &mut Ws) -> Vec<String> {
 
 /// Every join and leave in a room spread over two shards is told to each member exactly once.
 fn presence_is_told_once_per_change(extra: String) {
-    let gw = Gatewire::start(Setup {
-        roles: "register,gateway,worker",
-        shards: 2,
-        extra,
-        ..Setup::default()
-    });
+    let gw = every_role_on_two_shards(extra);
     let mut clients = hall_on_both_shards(&gw);
     let n = clients.len();
     let first = &mut clients[0].0;
@@ -479,12 +484,7 @@ fn entries_gone_during_a_refresh_cost_the_store_connection_nothing() {
     else {
         return;
     };
-    let gw = Gatewire::start(Setup {
-        roles: "register,gateway,worker",
-        shards: 2,
-        extra: store_section(&redis),
-        ..Setup::default()
-    });
+    let gw = every_role_on_two_shards(store_section(&redis));
     // store.ttl is 3 s: a refresh period is 1 s, its entries written over its first 0.75 s.
     // Clients that leave mid-period leave refresh slices holding only entries gone since, which
     // once made an empty pipeline: Redis refused it, and the connection was dropped and resynced.
@@ -496,12 +496,7 @@ fn entries_gone_during_a_refresh_cost_the_store_connection_nothing() {
         drop(clients);
         std::thread::sleep(Duration::from_millis(1100));
     }
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gatewire"))
-        .args(["status", "-c"])
-        .arg(gw.path("gatewire.toml"))
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout);
+    let status = status_of(&gw);
     assert!(
         status.contains("uid/group entries held, 0 errors"),
         "{status}"
