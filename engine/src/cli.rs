@@ -76,6 +76,11 @@ enum Command {
     Reload {
         #[command(flatten)]
         config: ConfigArgs,
+        /// Instead of the workers: re-read gateway.tls_cert and tls_key in every gateway
+        /// process (new handshakes use them; open connections keep theirs). Also SIGHUP to a
+        /// gateway process.
+        #[arg(long)]
+        tls: bool,
     },
     /// Per process: role, pid, uptime, memory, connections, messages, links, drops.
     Status {
@@ -273,7 +278,8 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
         Command::Start(args) => start(args, custom),
         Command::Stop { config, graceful } => control(&config, ControlRequest::Stop { graceful }),
         Command::Restart { config, role } => control(&config, ControlRequest::Restart(role)),
-        Command::Reload { config } => control(&config, ControlRequest::Reload),
+        Command::Reload { config, tls: false } => control(&config, ControlRequest::Reload),
+        Command::Reload { config, tls: true } => control(&config, ControlRequest::ReloadTls),
         Command::Connections { config, json } => {
             control(&config, ControlRequest::Connections { json })
         }
@@ -750,10 +756,12 @@ fn start_single_process<A: Events>(
     roles: &[Role],
     custom: Option<A>,
 ) -> Result<(), String> {
-    // SIGINT/SIGTERM go to the main thread only (threads started below inherit the mask).
-    system::block_stop_signals();
+    // SIGINT/SIGTERM go to the main thread only (threads started below inherit the mask), and
+    // SIGHUP to the TLS reload's thread.
+    crate::process::block_signals_for(config, roles);
     let running =
         std::sync::Arc::new(Running::start(config, roles, custom).map_err(|e| e.to_string())?);
+    crate::process::reload_tls_on_sighup(&running);
     if let Some(listen) = config.metrics.listen {
         let r = running.clone();
         crate::metrics::serve(listen, move || r.metrics())?;

@@ -317,6 +317,20 @@ impl Running {
         s
     }
 
+    /// Reads the gateway's `tls_cert` / `tls_key` again (`gatewire reload --tls`, SIGHUP): new
+    /// handshakes use the new pair; a pair that does not load is refused and the old one stays.
+    pub fn reload_tls(&self) -> Result<String, String> {
+        match self.shards.first().and_then(|s| s.tls.as_ref()) {
+            Some(slot) => slot.reload(),
+            None => Err("no wss:// gateway runs in this process".into()),
+        }
+    }
+
+    /// Whether this process runs a `wss://` gateway.
+    pub fn has_tls(&self) -> bool {
+        self.shards.first().is_some_and(|s| s.tls.is_some())
+    }
+
     /// This process's worker links: `(worker key, link)`.
     pub fn links(&self) -> Vec<(String, crate::worker::LinkState)> {
         self.workers
@@ -413,6 +427,38 @@ impl Running {
         }
         text.finish()
     }
+}
+
+/// Blocks the signals a process running `roles` waits for, before it starts any thread (every
+/// thread inherits the mask, so only the waiting ones receive them): SIGINT and SIGTERM, and
+/// SIGHUP when it runs a `wss://` gateway (see [`reload_tls_on_sighup`]).
+pub fn block_signals_for(config: &Config, roles: &[Role]) {
+    system::block_stop_signals();
+    if roles.contains(&Role::Gateway)
+        && config.gateway.listen.protocol == config::ClientProtocol::SecureWebSocket
+    {
+        system::block_signals(&[libc::SIGHUP]);
+    }
+}
+
+/// With a `wss://` gateway here, SIGHUP reloads its certificate (as `gatewire reload --tls`),
+/// logged either way; other processes keep SIGHUP's default.
+pub fn reload_tls_on_sighup(running: &Arc<Running>) {
+    if !running.has_tls() {
+        return;
+    }
+    let running = running.clone();
+    std::thread::spawn(move || {
+        loop {
+            system::wait_signal(&[libc::SIGHUP]);
+            match running.reload_tls() {
+                Ok(done) => info!("{done} (SIGHUP)"),
+                Err(why) => {
+                    tracing::error!("tls reload refused, the certificate in use stays: {why}")
+                }
+            }
+        }
+    });
 }
 
 fn start_register(

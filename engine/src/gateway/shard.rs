@@ -45,6 +45,8 @@ pub struct ShardHandle {
     /// Set when the gateway stops: on its next publishing tick the shard tells every client it
     /// is going away and closes it (see `Shard::going_away`).
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// The `wss://` listener's certificate, shared by every shard (`gatewire reload --tls`).
+    pub tls: Option<net::tls::TlsSlot>,
 }
 
 /// Why the gateway could not start.
@@ -89,7 +91,7 @@ pub fn start(
     }
     let tls = match (config.listen.protocol, &config.tls_cert, &config.tls_key) {
         (ClientProtocol::SecureWebSocket, Some(cert), Some(key)) => Some(
-            net::tls::server_config(cert, key)
+            net::tls::TlsSlot::load(cert, key)
                 .map_err(|message| StartError::Shard { index: 0, message })?,
         ),
         _ => None,
@@ -98,7 +100,7 @@ pub fn start(
     let mut handles = Vec::with_capacity(shards);
     for (index, address) in addresses.iter().enumerate() {
         let config = config.clone();
-        let tls = tls.clone();
+        let (tls, shared_tls) = (tls.clone(), tls.clone());
         let ready = ready_tx.clone();
         let snapshot = Arc::new(Mutex::new(ShardSnapshot {
             index,
@@ -130,6 +132,7 @@ pub fn start(
                 snapshot,
                 inspect,
                 stopping,
+                tls: shared_tls,
                 thread: std::thread::spawn(move || {
                     if let Err(e) = handle.join() {
                         warn!(index, error = %e, "shard executor ended with an error");
@@ -187,7 +190,7 @@ async fn run_shard(
     config: GatewayConfig,
     index: usize,
     public: SocketAddr,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<net::tls::TlsSlot>,
     outside: Outside,
     ready: mpsc::Sender<(usize, Result<(), String>)>,
 ) {
@@ -432,7 +435,7 @@ async fn run_shard(
                         let peer = ClientPeer::new(shard.clone(), id, remote);
                         match &tls {
                             None => spawn_client(&shard, lot.as_ref(), id, stream, peer),
-                            Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                            Some(slot) => match rustls::ServerConnection::new(slot.current()) {
                                 Ok(conn) => {
                                     rt::spawn(rt::drive_tls(stream, peer, conn));
                                 }

@@ -23,7 +23,7 @@ pub const CONTROL_FD: i32 = 3;
 pub fn run<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> u8 {
     // SAFETY: the supervisor passes its end of a socket pair as fd 3; nothing else owns it.
     let mut control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
-    system::block_stop_signals();
+    crate::process::block_signals_for(config, roles);
     let running = match Running::start(config, roles, custom) {
         Ok(r) => Arc::new(r),
         Err(message) => {
@@ -45,6 +45,7 @@ pub fn run<A: Events>(config: &Config, roles: &[Role], custom: Option<A>) -> u8 
     if channel::send(&mut control, &report).is_err() {
         return 1;
     }
+    crate::process::reload_tls_on_sighup(&running);
     let drain = Arc::new(AtomicBool::new(false));
     {
         let (running, drain) = (running.clone(), drain.clone());
@@ -71,6 +72,10 @@ fn serve(mut control: UnixStream, running: &Running, drain: &AtomicBool) {
         let (number, request) = request.split_once(' ').unwrap_or(("", request.as_str()));
         let answer = match request {
             "status" => running.status().to_line(),
+            "tls" => match running.reload_tls() {
+                Ok(done) => format!("ok {done}"),
+                Err(why) => format!("error {why}"),
+            },
             "metrics" => running.metrics(),
             "connections" => running
                 .connections()

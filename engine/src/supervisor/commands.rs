@@ -24,6 +24,8 @@ pub enum ControlRequest {
     },
     Metrics,
     Reload,
+    /// Re-read the gateway's certificate and key (every gateway process).
+    ReloadTls,
     /// Restart these roles (every role when empty).
     Restart(Vec<Role>),
     Stop {
@@ -41,6 +43,7 @@ impl std::fmt::Display for ControlRequest {
             ControlRequest::Connections { json: j } => write!(f, "connections{}", json(j)),
             ControlRequest::Metrics => f.write_str("metrics"),
             ControlRequest::Reload => f.write_str("reload"),
+            ControlRequest::ReloadTls => f.write_str("reload tls"),
             ControlRequest::Restart(roles) => {
                 let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
                 write!(f, "restart {}", names.join(","))
@@ -65,6 +68,7 @@ impl std::str::FromStr for ControlRequest {
                 json: flag == Some("json"),
             },
             (Some("metrics"), _) => ControlRequest::Metrics,
+            (Some("reload"), Some("tls")) => ControlRequest::ReloadTls,
             (Some("reload"), _) => ControlRequest::Reload,
             (Some("restart"), roles) => ControlRequest::Restart(
                 roles
@@ -128,6 +132,7 @@ impl Supervisor {
             Ok(ControlRequest::Connections { json: false }) => Ok(self.connections_table()),
             Ok(ControlRequest::Metrics) => Ok(self.metrics()),
             Ok(ControlRequest::Reload) => self.reload(),
+            Ok(ControlRequest::ReloadTls) => self.reload_tls(),
             Ok(ControlRequest::Reach) => Ok(json(&Reach::of(&self.config, &self.roles))),
             Ok(ControlRequest::Restart(roles)) => self.restart(&roles),
             Ok(ControlRequest::Stop { graceful }) => {
@@ -608,6 +613,7 @@ mod tests {
             ControlRequest::Connections { json: true },
             ControlRequest::Metrics,
             ControlRequest::Reload,
+            ControlRequest::ReloadTls,
             ControlRequest::Restart(Vec::new()),
             ControlRequest::Restart(vec![Role::Gateway, Role::Worker]),
             ControlRequest::Stop { graceful: true },

@@ -403,6 +403,41 @@ impl Supervisor {
         Ok(report)
     }
 
+    /// `gatewire reload --tls`: every gateway process reads its certificate and key again. A
+    /// pair that does not load is refused (the answer says why) and the one in use stays.
+    pub fn reload_tls(self: &Arc<Self>) -> Result<String, String> {
+        let gateways = self.serving(Some(Role::Gateway));
+        if gateways.is_empty() {
+            return Err("no gateway role runs here (run.roles / --role)".into());
+        }
+        let mut report = String::new();
+        let mut failed = false;
+        for g in gateways {
+            let answer = g.ask("tls", Duration::from_secs(10))?;
+            match answer.split_once(' ') {
+                Some(("ok", done)) => {
+                    report.push_str(&format!("gateway (pid {}): {done}\n", g.pid))
+                }
+                Some((_, why)) => {
+                    failed = true;
+                    report.push_str(&format!(
+                        "gateway (pid {}): refused, the certificate in use stays: {why}\n",
+                        g.pid
+                    ));
+                }
+                None => {
+                    failed = true;
+                    report.push_str(&format!("gateway (pid {}): {answer}\n", g.pid));
+                }
+            }
+        }
+        if failed {
+            Err(report.trim_end().to_owned())
+        } else {
+            Ok(report)
+        }
+    }
+
     /// Stops the processes of `roles` (all when empty), then starts them again.
     pub fn restart(self: &Arc<Self>, roles: &[Role]) -> Result<String, String> {
         let _busy = self.operation.lock();
