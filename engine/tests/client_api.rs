@@ -300,6 +300,11 @@ fn send_and_query_reach_the_named_deployment_or_the_gateway_hosts_register() {
     let public: std::net::SocketAddr = format!("127.0.0.1:{public}").parse().unwrap();
     wait_listening(public);
     let mut ws = ws_connect_when_served(public, "/");
+    // Its control socket opens once every role reported ready (a moment after clients are
+    // served).
+    eventually("the deployment answers by name", || {
+        gatewire_in(elsewhere.path(), xdg.path(), &["status", "--name", &name]).0 == 0
+    });
 
     // From a directory with no configuration, by name only.
     let (code, out, err) = gatewire_in(

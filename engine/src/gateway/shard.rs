@@ -54,7 +54,36 @@ pub struct ShardHandle {
 pub enum StartError {
     #[error("gateway shard {index}: {message}")]
     Shard { index: usize, message: String },
+    #[error("gateway shard {index}: {source}")]
+    ShardStart {
+        index: usize,
+        source: ShardStartError,
+    },
+    #[error("a gateway shard's thread ended before it reported")]
+    ShardEnded,
 }
+
+/// Why one shard could not start (reported to [`start`] by the shard's thread).
+#[derive(Debug, thiserror::Error)]
+pub enum ShardStartError {
+    #[error("unshare(CLONE_FILES): {0}")]
+    FdTable(std::io::Error),
+    #[error("cannot listen on {listen} (gateway.listen): {source}")]
+    Public {
+        listen: crate::config::ListenUrl,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on inner {addr} (gateway.lan_ip, gateway.start_port): {source}")]
+    Inner {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start its executor: {0}")]
+    Executor(String),
+}
+
+/// What a shard's thread reports once: its listeners are open, or why not.
+type Ready = mpsc::Sender<(usize, Result<(), ShardStartError>)>;
 
 /// The inner address (`lan_ip:port`) of each shard of `config`: what workers dial, and what the
 /// store lists as holder.
@@ -96,7 +125,7 @@ pub fn start(
         ),
         _ => None,
     };
-    let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), ShardStartError>)>();
     let mut handles = Vec::with_capacity(shards);
     for (index, address) in addresses.iter().enumerate() {
         let config = config.clone();
@@ -140,7 +169,7 @@ pub fn start(
                 }),
             }),
             Err(e) => {
-                let _ = failed.send((index, Err(e.to_string())));
+                let _ = failed.send((index, Err(ShardStartError::Executor(e.to_string()))));
             }
         }
     }
@@ -148,13 +177,8 @@ pub fn start(
     for _ in 0..shards {
         match ready_rx.recv() {
             Ok((_, Ok(()))) => {}
-            Ok((index, Err(message))) => return Err(StartError::Shard { index, message }),
-            Err(_) => {
-                return Err(StartError::Shard {
-                    index: usize::MAX,
-                    message: "a shard thread ended before reporting".into(),
-                });
-            }
+            Ok((index, Err(source))) => return Err(StartError::ShardStart { index, source }),
+            Err(_) => return Err(StartError::ShardEnded),
         }
     }
     info!(
@@ -186,67 +210,32 @@ struct Outside {
     feed: Option<crate::store::ShardFeed>,
 }
 
+/// One shard, for the life of its thread: its fd table and listeners, then its tasks — keeping
+/// its inner address registered, accepting worker links, publishing its snapshot, its timers,
+/// the parking lot — and the accept loop of its clients.
 async fn run_shard(
     config: GatewayConfig,
     index: usize,
     public: SocketAddr,
     tls: Option<net::tls::TlsSlot>,
     outside: Outside,
-    ready: mpsc::Sender<(usize, Result<(), String>)>,
+    ready: Ready,
 ) {
-    let Outside {
-        published,
-        questions,
-        stopping,
-        feed,
-    } = outside;
-    let unshared = system::unshare_fd_table();
-    let own_fd_table = unshared.is_ok();
-    match unshared {
-        Ok(()) => {}
-        // Docker's and containerd's default seccomp profiles refuse `unshare` to a container
-        // without CAP_SYS_ADMIN: the shards then share the process's fd table (and its
-        // RLIMIT_NOFILE), which serves as many clients as that limit allows.
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            if index == 0 {
-                warn!(
-                    "unshare(CLONE_FILES) is refused here (a seccomp profile): the shards share \
-                     one fd table, so RLIMIT_NOFILE bounds the clients of all shards together \
-                     (docs/deployment.md, Containers)"
-                );
-            }
-        }
+    let own_fd_table = match own_fd_table(index) {
+        Ok(own) => own,
         Err(e) => {
-            let _ = ready.send((index, Err(format!("unshare(CLONE_FILES): {e}"))));
-            return;
-        }
-    }
-    let mut settings = ShardSettings::new(&config, index, public.port());
-    settings.record_holdings = feed.is_some();
-    settings.max_clients = max_clients(&config, own_fd_table);
-    let inner_addr = SocketAddr::from((settings.lan_ip, settings.inner_port));
-    let public_listener = match rt::listen_after_restart(public, true).await {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send((
-                index,
-                Err(format!(
-                    "cannot listen on {} (gateway.listen): {e}",
-                    config.listen
-                )),
-            ));
+            let _ = ready.send((index, Err(e)));
             return;
         }
     };
-    let inner_listener = match rt::listen_after_restart(inner_addr, false).await {
-        Ok(l) => l,
+    let mut settings = ShardSettings::new(&config, index, public.port());
+    settings.record_holdings = outside.feed.is_some();
+    settings.max_clients = max_clients(&config, own_fd_table);
+    let inner_addr = SocketAddr::from((settings.lan_ip, settings.inner_port));
+    let (public_listener, inner_listener) = match listeners(&config, public, inner_addr).await {
+        Ok(both) => both,
         Err(e) => {
-            let _ = ready.send((
-                index,
-                Err(format!(
-                    "cannot listen on inner {inner_addr} (gateway.lan_ip, gateway.start_port): {e}"
-                )),
-            ));
+            let _ = ready.send((index, Err(e)));
             return;
         }
     };
@@ -267,78 +256,159 @@ async fn run_shard(
             config.link_timeout,
         ));
     }
+    let mut outside = outside;
+    let holdings = outside.feed.take().map(|feed| Rc::new(Holdings::new(feed)));
+    rt::spawn(accept_links(
+        shard.clone(),
+        inner_listener,
+        config.link_timeout,
+        holdings.clone(),
+    ));
+    rt::spawn(publish(shard.clone(), index, outside, holdings));
+    start_timers(&shard);
+    let lot = start_parking(&shard, &config, index);
+    // GatewayWorker pings its workers whenever lanIp is not exactly 127.0.0.1 (workers on other
+    // machines: keeps NAT and firewall state alive).
+    if settings.lan_ip != std::net::Ipv4Addr::LOCALHOST && config.worker_ping_interval > 0.0 {
+        every(
+            &shard,
+            Duration::from_secs_f64(config.worker_ping_interval),
+            Shard::ping_workers,
+        );
+    }
+    let _ = ready.send((index, Ok(())));
+    accept_clients(shard, public_listener, tls, lot, config.listen.protocol).await;
+}
 
-    let holdings = feed.map(|feed| Rc::new(Holdings::new(feed)));
-    let links = shard.clone();
-    let link_timeout = config.link_timeout;
-    let linked_holdings = holdings.clone();
-    rt::spawn(async move {
-        loop {
-            match inner_listener.accept().await {
-                Ok(stream) => {
-                    let Ok(peer) = stream.peer_addr() else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    rt::fail_dead_peer_after(&stream, link_timeout);
-                    let link_id = links.borrow_mut().link_opened(peer);
-                    let peer = LinkPeer::new(links.clone(), link_id, linked_holdings.clone());
-                    rt::spawn(rt::drive(stream, peer));
-                    let hello_due = links.clone();
-                    rt::spawn(async move {
-                        rt::sleep(INNER_HELLO_TIMEOUT).await;
-                        hello_due.borrow_mut().link_hello_due(link_id);
-                    });
-                }
-                Err(e) => {
-                    crate::log_limit::warn_limited(
-                        "inner accept failed",
-                        &format!("inner accept failed: {e}"),
-                    );
-                    rt::sleep(Duration::from_millis(10)).await;
-                }
+/// Gives the shard's thread its own fd table (`Ok(true)`), or keeps the process's where a
+/// seccomp profile refuses `unshare` (`Ok(false)`: Docker's and containerd's defaults do
+/// without CAP_SYS_ADMIN; the shards then share the process's RLIMIT_NOFILE).
+fn own_fd_table(index: usize) -> Result<bool, ShardStartError> {
+    match system::unshare_fd_table() {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            if index == 0 {
+                warn!(
+                    "unshare(CLONE_FILES) is refused here (a seccomp profile): the shards share \
+                     one fd table, so RLIMIT_NOFILE bounds the clients of all shards together \
+                     (docs/deployment.md, Containers)"
+                );
+            }
+            Ok(false)
+        }
+        Err(e) => Err(ShardStartError::FdTable(e)),
+    }
+}
+
+/// The shard's public listener (shared by every shard through SO_REUSEPORT) and its inner one.
+async fn listeners(
+    config: &GatewayConfig,
+    public: SocketAddr,
+    inner: SocketAddr,
+) -> Result<(rt::TcpListener, rt::TcpListener), ShardStartError> {
+    let public_listener = rt::listen_after_restart(public, true)
+        .await
+        .map_err(|source| ShardStartError::Public {
+            listen: config.listen,
+            source,
+        })?;
+    let inner_listener = rt::listen_after_restart(inner, false)
+        .await
+        .map_err(|source| ShardStartError::Inner {
+            addr: inner,
+            source,
+        })?;
+    Ok((public_listener, inner_listener))
+}
+
+/// Accepts worker and GatewayClient links on the inner port; a link that sends no hello in
+/// time is closed.
+async fn accept_links(
+    links: Rc<RefCell<Shard>>,
+    inner_listener: rt::TcpListener,
+    link_timeout: f64,
+    holdings: Option<Rc<Holdings>>,
+) {
+    loop {
+        match inner_listener.accept().await {
+            Ok(stream) => {
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                rt::fail_dead_peer_after(&stream, link_timeout);
+                let link_id = links.borrow_mut().link_opened(peer);
+                let peer = LinkPeer::new(links.clone(), link_id, holdings.clone());
+                rt::spawn(rt::drive(stream, peer));
+                let hello_due = links.clone();
+                rt::spawn(async move {
+                    rt::sleep(INNER_HELLO_TIMEOUT).await;
+                    hello_due.borrow_mut().link_hello_due(link_id);
+                });
+            }
+            Err(e) => {
+                crate::log_limit::warn_limited(
+                    "inner accept failed",
+                    &format!("inner accept failed: {e}"),
+                );
+                rt::sleep(Duration::from_millis(10)).await;
             }
         }
-    });
+    }
+}
 
-    let publishing = shard.clone();
-    rt::spawn(async move {
-        let mut warnings = crate::gateway::LimitWarnings::default();
-        loop {
-            rt::sleep(PUBLISH_EVERY).await;
-            // Every tick while stopping: clients accepted or upgraded since the last one are
-            // told too (a client is told once).
-            if stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                publishing.borrow_mut().going_away();
-            }
-            if let Some(holdings) = &holdings {
-                holdings.flush(&mut publishing.borrow_mut());
-            }
-            let released = publishing.borrow_mut().take_released_input();
-            if released + rt::take_freed_input() >= GIVE_BACK_AFTER {
-                crate::system::give_back_freed_memory();
-            }
-            let snapshot = {
-                let s = publishing.borrow();
-                warnings.check(s.stats(), index, std::time::Instant::now());
-                let pacing = rt::pacing::counts();
-                ShardSnapshot {
-                    fanout_pauses: pacing.pauses,
-                    overdue_fanout_pauses: pacing.overdue_pauses,
-                    ..s.snapshot(index)
-                }
-            };
-            if let Ok(mut slot) = published.lock() {
-                *slot = snapshot;
-            }
-            while let Ok(question) = questions.try_recv() {
-                let answer = publishing.borrow().inspect(question.clients);
-                let _ = question.reply.send(answer);
-            }
+/// Every [`PUBLISH_EVERY`]: tells clients the gateway is going away once it stops, hands the
+/// store its holdings, gives freed memory back, publishes the snapshot and answers questions
+/// (`outside`'s store feed is `holdings`' now).
+async fn publish(
+    publishing: Rc<RefCell<Shard>>,
+    index: usize,
+    outside: Outside,
+    holdings: Option<Rc<Holdings>>,
+) {
+    let Outside {
+        published,
+        questions,
+        stopping,
+        ..
+    } = outside;
+    let mut warnings = crate::gateway::LimitWarnings::default();
+    loop {
+        rt::sleep(PUBLISH_EVERY).await;
+        // Every tick while stopping: clients accepted or upgraded since the last one are told
+        // too (a client is told once).
+        if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            publishing.borrow_mut().going_away();
         }
-    });
+        if let Some(holdings) = &holdings {
+            holdings.flush(&mut publishing.borrow_mut());
+        }
+        let released = publishing.borrow_mut().take_released_input();
+        if released + rt::take_freed_input() >= GIVE_BACK_AFTER {
+            crate::system::give_back_freed_memory();
+        }
+        let snapshot = {
+            let s = publishing.borrow();
+            warnings.check(s.stats(), index, std::time::Instant::now());
+            let pacing = rt::pacing::counts();
+            ShardSnapshot {
+                fanout_pauses: pacing.pauses,
+                overdue_fanout_pauses: pacing.overdue_pauses,
+                ..s.snapshot(index)
+            }
+        };
+        if let Ok(mut slot) = published.lock() {
+            *slot = snapshot;
+        }
+        while let Ok(question) = questions.try_recv() {
+            let answer = publishing.borrow().inspect(question.clients);
+            let _ = question.reply.send(answer);
+        }
+    }
+}
 
-    // The core's timers: each runs only when its setting is on.
+/// The core's timers: each runs only when its setting is on.
+fn start_timers(shard: &Rc<RefCell<Shard>>) {
     let timers: [(Option<Duration>, Tick); 4] = {
         let s = shard.borrow();
         [
@@ -353,55 +423,59 @@ async fn run_shard(
     };
     for (period, tick) in timers {
         if let Some(period) = period {
-            every(&shard, period, tick);
+            every(shard, period, tick);
         }
     }
-    let lot = if config.park_after > 0.0 {
-        let every = Duration::from_secs_f64(config.park_after);
-        match parking::start(&shard, every) {
-            Ok((lot, woken)) => {
-                let (resuming, lot_for_resumed) = (shard.clone(), lot.clone());
-                let resume = move |id, socket: std::os::fd::OwnedFd| {
-                    let stream = match rt::tcp_stream(socket) {
-                        Ok(stream) => stream,
-                        Err(e) => {
-                            warn!(error = %e, "a parked client's socket could not be resumed");
-                            resuming
-                                .borrow_mut()
-                                .destroy_client(id, crate::gateway::CloseCause::Peer);
-                            return;
-                        }
-                    };
-                    let peer = ClientPeer::resume(resuming.clone(), id);
-                    spawn_client(&resuming, Some(&lot_for_resumed), id, stream, peer);
+}
+
+/// The parking lot for idle clients, with `gateway.park_after` on; a parked client's socket is
+/// resumed into a client task when it speaks.
+fn start_parking(
+    shard: &Rc<RefCell<Shard>>,
+    config: &GatewayConfig,
+    index: usize,
+) -> Option<Rc<RefCell<ParkingLot>>> {
+    if config.park_after <= 0.0 {
+        return None;
+    }
+    let every = Duration::from_secs_f64(config.park_after);
+    match parking::start(shard, every) {
+        Ok((lot, woken)) => {
+            let (resuming, lot_for_resumed) = (shard.clone(), lot.clone());
+            let resume = move |id, socket: std::os::fd::OwnedFd| {
+                let stream = match rt::tcp_stream(socket) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        warn!(error = %e, "a parked client's socket could not be resumed");
+                        resuming
+                            .borrow_mut()
+                            .destroy_client(id, crate::gateway::CloseCause::Peer);
+                        return;
+                    }
                 };
-                rt::spawn(parking::serve(shard.clone(), lot.clone(), woken, resume));
-                Some(lot)
-            }
-            Err(e) => {
-                warn!(index, error = %e, "idle clients will not be parked");
-                None
-            }
+                let peer = ClientPeer::resume(resuming.clone(), id);
+                spawn_client(&resuming, Some(&lot_for_resumed), id, stream, peer);
+            };
+            rt::spawn(parking::serve(shard.clone(), lot.clone(), woken, resume));
+            Some(lot)
         }
-    } else {
-        None
-    };
-
-    // GatewayWorker pings its workers whenever lanIp is not exactly 127.0.0.1 (workers on other
-    // machines: keeps NAT and firewall state alive).
-    let worker_ping = config.worker_ping_interval;
-    if settings.lan_ip != std::net::Ipv4Addr::LOCALHOST && worker_ping > 0.0 {
-        let pinging = shard.clone();
-        rt::spawn(async move {
-            loop {
-                rt::sleep(Duration::from_secs_f64(worker_ping)).await;
-                pinging.borrow_mut().ping_workers();
-            }
-        });
+        Err(e) => {
+            warn!(index, error = %e, "idle clients will not be parked");
+            None
+        }
     }
+}
 
-    let _ = ready.send((index, Ok(())));
-    let protocol = config.listen.protocol;
+/// Accepts clients on the public port for the shard's life: none while no worker is linked
+/// (they wait in the kernel's backlog), refused while going away or full, backing off when
+/// descriptors run out.
+async fn accept_clients(
+    shard: Rc<RefCell<Shard>>,
+    public_listener: rt::TcpListener,
+    tls: Option<net::tls::TlsSlot>,
+    lot: Option<Rc<RefCell<ParkingLot>>>,
+    protocol: ClientProtocol,
+) {
     let mut out_of_fds = Duration::ZERO;
     loop {
         // No worker, nobody to serve: connections wait in the kernel's backlog (after a restart,
@@ -480,7 +554,6 @@ async fn run_shard(
     }
 }
 
-/// One of the core's timer callbacks.
 type Tick = fn(&mut Shard);
 
 /// Runs `tick` on the shard every `period`, for the shard's life.
