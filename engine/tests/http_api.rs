@@ -317,7 +317,7 @@ fn every_error_path_has_its_status_and_code() {
     expect(
         code(raw(
             api,
-            b"GET /api/isOnline HTTP/1.1\r\nAuthorization: Bearer sekrit\r\n\r\n",
+            b"GET /api/isOnline HTTP/1.1\r\nAuthorization: Bearer sekrit\r\nConnection: close\r\n\r\n",
         )),
         405,
         "method_not_allowed",
@@ -325,7 +325,7 @@ fn every_error_path_has_its_status_and_code() {
     expect(
         code(raw(
             api,
-            b"POST /other HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"POST /other HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         )),
         404,
         "not_found",
@@ -335,7 +335,9 @@ fn every_error_path_has_its_status_and_code() {
         404,
         "unknown_method",
     );
-    let bad_json = format!("POST /api/sendToAll HTTP/1.1\r\n{auth}Content-Length: 4\r\n\r\n{{nop");
+    let bad_json = format!(
+        "POST /api/sendToAll HTTP/1.1\r\n{auth}Connection: close\r\nContent-Length: 4\r\n\r\n{{nop"
+    );
     expect(code(raw(api, bad_json.as_bytes())), 400, "bad_json");
     let chunked = format!(
         "POST /api/sendToAll HTTP/1.1\r\n{auth}Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"

@@ -1,7 +1,8 @@
-//! Short-lived connections to a gateway's inner port: each query (protocol §2.4, §6.4) and each
-//! command of a GatewayClient gets its own (never a worker's event link), with connect and read
-//! timeouts, prefixed by the 202 auth packet when a secret is set. A gateway that does not answer
-//! makes the answer partial; it never hangs.
+//! Connections to a gateway's inner port outside a worker's event links: each query (protocol
+//! §2.4, §6.4) gets a short-lived one, and a GatewayClient's commands go on one connection kept
+//! per gateway (as PHP's GatewayClient with `persistentConnection`), opened with the 202 auth
+//! packet, with connect and read timeouts. A gateway that does not answer makes the answer
+//! partial; it never hangs.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -27,16 +28,51 @@ pub enum QueryError {
     BadReply { addr: String, detail: String },
 }
 
-/// Sends a command on a fresh connection (a GatewayClient's fire-and-forget), 202-prefixed when a
-/// secret is set, and closes it once written.
+thread_local! {
+    /// This thread's command connections, by gateway address and secret.
+    static KEPT: std::cell::RefCell<std::collections::HashMap<(String, String), TcpStream>> =
+        std::cell::RefCell::default();
+}
+
+/// Sends a command (a GatewayClient's fire-and-forget) on this thread's connection to `addr`,
+/// opened (202-prefixed) when there is none or the gateway closed it. A command that did not go
+/// out whole on a kept connection goes again on a new one, so it is sent once.
 pub fn send(addr: &str, secret: &str, packet: &[u8]) -> Result<(), QueryError> {
+    let key = (addr.to_owned(), secret.to_owned());
+    if let Some(mut stream) = KEPT.with(|k| k.borrow_mut().remove(&key))
+        && still_open(&stream)
+        && stream.write_all(packet).is_ok()
+    {
+        KEPT.with(|k| k.borrow_mut().insert(key, stream));
+        return Ok(());
+    }
     let mut stream = open(addr)?;
     let mut request = auth_prefix(secret);
     request.extend_from_slice(packet);
-    stream.write_all(&request).map_err(|source| QueryError::Io {
-        addr: addr.to_owned(),
-        source,
-    })
+    stream
+        .write_all(&request)
+        .map_err(|source| QueryError::Io {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    KEPT.with(|k| k.borrow_mut().insert(key, stream));
+    Ok(())
+}
+
+/// Whether a kept connection is still open: the gateway sends nothing on a command connection,
+/// so a readable end is its close (or an error).
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: peeks at most one byte into a live buffer on a socket we own, without waiting.
+    let n = unsafe {
+        libc::recv(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
 /// A gateway's `ip:port`, as the registers announce it.
