@@ -329,3 +329,27 @@ fn commands_that_cannot_run_are_counted_and_the_rest_still_run() {
         .unwrap();
     assert!(handshake["request"]["server"].is_object(), "{handshake}");
 }
+
+#[test]
+fn only_the_events_asked_for_are_posted() {
+    let backend = Backend::start(|event, _| match event["event"].as_str() {
+        Some("message") => {
+            commands(json!([{"method": "sendToCurrentClient", "args": {"message": "ok"}}]))
+        }
+        _ => commands(json!([])),
+    });
+    let gw = with_hook(&backend.url(), "events = [\"message\", \"close\"]");
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    ws.send(tungstenite::Message::text("hi")).unwrap();
+    assert_eq!(ws_read(&mut ws), "ok");
+    drop(ws);
+    eventually("the close is posted", || {
+        backend.events().iter().any(|e| e["event"] == "close")
+    });
+    let kinds: Vec<String> = backend
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(kinds, ["message", "close"]);
+}

@@ -126,6 +126,12 @@ impl Config {
             if !(h.timeout > 0.0 && h.timeout.is_finite()) {
                 return Err("worker.http.timeout must be a positive number of seconds".into());
             }
+            if let Some(unknown) = h.events.iter().find(|e| !HOOK_EVENTS.contains(&e.as_str())) {
+                return Err(format!(
+                    "worker.http.events has {unknown:?}; the events are {}",
+                    HOOK_EVENTS.join(", ")
+                ));
+            }
             if h.max_in_flight == 0 || h.max_queued_per_client == 0 {
                 return Err(
                     "worker.http.max_in_flight and max_queued_per_client must be at least 1".into(),

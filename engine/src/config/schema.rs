@@ -591,7 +591,14 @@ pub struct HttpHookConfig {
     /// Sent to a client, before it is closed, when one of its messages could not be delivered
     /// to the backend (every attempt failed); empty: closed without it.
     pub failure_message: String,
+    /// The events posted: `connect` (every TCP connection, before any handshake),
+    /// `websocket_connect`, `message`, `close`. Leaving `connect` out spares a WebSocket
+    /// backend one POST per client.
+    pub events: Vec<String>,
 }
+
+/// Every event kind the `http` app can post.
+pub const HOOK_EVENTS: [&str; 4] = ["connect", "websocket_connect", "message", "close"];
 
 impl Default for HttpHookConfig {
     fn default() -> Self {
@@ -603,6 +610,7 @@ impl Default for HttpHookConfig {
             max_in_flight: 64,
             max_queued_per_client: 256,
             failure_message: String::new(),
+            events: HOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
         }
     }
 }

@@ -139,6 +139,9 @@ impl HttpHook {
     }
 
     fn post(&self, ctx: &Context<'_>, kind: &'static str, extra: Json) {
+        if !self.config.events.iter().any(|e| e == kind) {
+            return;
+        }
         let mut event = json!({
             "event": kind,
             "client_id": ctx.client_id.to_string(),
