@@ -5,14 +5,20 @@
 # node) — against the Rust echo app in the same run. Every repeat printed.
 #
 # Usage: benches/hook_echo.sh [CLIENTS]   (default 10000)
-# RATES (echoes/s, default "1000 2000 5000"), REPEATS (default 2), DURATION (default 10).
+# RATES (echoes/s, default "1000 2000 5000"), REPEATS (default 2), DURATION (default 10);
+# HOOK_EVENTS sets worker.http.events (e.g. '"websocket_connect", "message", "close"');
+# BACKENDS picks among "rust python node".
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_setup "$0" "$@"
 clients=${1:-10000}
 rates=(${RATES:-1000 2000 5000})
-backends=(rust python)
-command -v node >/dev/null && backends+=(node)
+if [ -n "${BACKENDS:-}" ]; then
+  backends=($BACKENDS)
+else
+  backends=(rust python)
+  command -v node >/dev/null && backends+=(node)
+fi
 results=$(mktemp)
 
 start_backend() { # python|node → BACKEND_PID, BACKEND_URL
@@ -33,7 +39,8 @@ for rep in $(seq 1 "${REPEATS:-2}"); do
       start_gatewire 2 echo
     else
       start_backend "$backend"
-      start_gatewire 2 http "$(printf '[worker.http]\nurl = "%s"\n' "$BACKEND_URL")"
+      start_gatewire 2 http "$(printf '[worker.http]\nurl = "%s"\n%s\n' "$BACKEND_URL" \
+        "${HOOK_EVENTS:+events = [$HOOK_EVENTS]}")"
     fi
     for rate in "${rates[@]}"; do
       json=$(mktemp)
