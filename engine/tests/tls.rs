@@ -49,6 +49,18 @@ impl ServerCertVerifier for TrustAnything {
     }
 }
 
+/// A client that trusts whatever certificate the gateway presents.
+fn client_config() -> Arc<ClientConfig> {
+    Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(TrustAnything))
+            .with_no_client_auth(),
+    )
+}
+
 #[test]
 fn wss_clients_talk_to_workers_through_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,15 +80,8 @@ fn wss_clients_talk_to_workers_through_tls() {
     });
     let mut w = gw.workers("Tls", "").remove(0);
 
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(TrustAnything))
-            .with_no_client_auth();
-    let conn = ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-        .unwrap();
+    let conn =
+        ClientConnection::new(client_config(), ServerName::try_from("localhost").unwrap()).unwrap();
     let tcp = TcpStream::connect(gw.public).unwrap();
     tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
     let tls = StreamOwned::new(conn, tcp);
@@ -126,16 +131,8 @@ fn write_pair(dir: &std::path::Path, name: &str) -> Vec<u8> {
 
 /// A finished TLS handshake with the gateway: the connection and the certificate it presented.
 fn handshake(addr: std::net::SocketAddr) -> (StreamOwned<ClientConnection, TcpStream>, Vec<u8>) {
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(TrustAnything))
-            .with_no_client_auth();
     let mut conn =
-        ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+        ClientConnection::new(client_config(), ServerName::try_from("localhost").unwrap()).unwrap();
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
     while conn.is_handshaking() {

@@ -28,22 +28,34 @@ pub enum QueryError {
     BadReply { addr: String, detail: String },
 }
 
+/// A kept command connection and the secret its hello carried.
+struct Kept {
+    secret: String,
+    stream: TcpStream,
+}
+
 thread_local! {
-    /// This thread's command connections, by gateway address and secret.
-    static KEPT: std::cell::RefCell<std::collections::HashMap<(String, String), TcpStream>> =
+    /// This thread's command connections, by gateway address.
+    static KEPT: std::cell::RefCell<std::collections::HashMap<String, Kept>> =
         std::cell::RefCell::default();
 }
 
 /// Sends a command (a GatewayClient's fire-and-forget) on this thread's connection to `addr`,
-/// opened (202-prefixed) when there is none or the gateway closed it. A command that did not go
-/// out whole on a kept connection goes again on a new one, so it is sent once.
+/// opened (202-prefixed) when there is none, the gateway closed it, or it was opened with
+/// another secret. A command that did not go out whole on a kept connection goes again on a
+/// new one, so it is sent once.
 pub fn send(addr: &str, secret: &str, packet: &[u8]) -> Result<(), QueryError> {
-    let key = (addr.to_owned(), secret.to_owned());
-    if let Some(mut stream) = KEPT.with(|k| k.borrow_mut().remove(&key))
-        && still_open(&stream)
-        && stream.write_all(packet).is_ok()
-    {
-        KEPT.with(|k| k.borrow_mut().insert(key, stream));
+    // The common case — a live connection with this secret — touches no allocation.
+    let sent = KEPT.with(|k| {
+        let mut kept = k.borrow_mut();
+        match kept.get_mut(addr) {
+            Some(c) if c.secret == secret && still_open(&c.stream) => {
+                c.stream.write_all(packet).is_ok()
+            }
+            _ => false,
+        }
+    });
+    if sent {
         return Ok(());
     }
     let mut stream = open(addr)?;
@@ -55,7 +67,11 @@ pub fn send(addr: &str, secret: &str, packet: &[u8]) -> Result<(), QueryError> {
             addr: addr.to_owned(),
             source,
         })?;
-    KEPT.with(|k| k.borrow_mut().insert(key, stream));
+    let kept = Kept {
+        secret: secret.to_owned(),
+        stream,
+    };
+    KEPT.with(|k| k.borrow_mut().insert(addr.to_owned(), kept));
     Ok(())
 }
 

@@ -341,6 +341,7 @@ impl Hook {
             Ok(_) => return self.command_error("the answer is not a JSON object"),
             Err(e) => return self.command_error(&format!("the answer is not JSON: {e}")),
         };
+        let me = client.to_string();
         for command in commands {
             let method = command.get("method").and_then(Json::as_str).unwrap_or("");
             let args = command.get("args").unwrap_or(&Json::Null);
@@ -353,7 +354,7 @@ impl Hook {
             ) && args
                 .get("client_id")
                 .and_then(Json::as_str)
-                .is_none_or(|id| id == client.to_string());
+                .is_none_or(|id| id == me);
             if own_session && let Some(q) = self.clients.borrow_mut().get_mut(&client) {
                 q.session_stale = true;
             }
