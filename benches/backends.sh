@@ -25,16 +25,7 @@ for rep in $(seq 1 "$repeats"); do
       "$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario echo \
         --rate "$rate" --payload 64 --duration "${DURATION:-10}" \
         --source-ips 127.1.0.1-127.1.0.8 --server-pid "$GW_PID" --json "$json" >/dev/null 2>&1 || true
-      python3 - "$json" "$backend" "$rate" "$rep" >>"$results" <<'PY'
-import json, sys
-path, backend, rate, rep = sys.argv[1:]
-try:
-    run = json.load(open(path))
-except Exception:
-    run = None
-print(json.dumps({"backend": backend, "rate": float(rate), "rep": int(rep), "run": run}))
-PY
-      rm -f "$json"
+      record_run "$json" backend="$backend" rate="$rate" rep="$rep" >>"$results"
     done
     stop_gatewire
     unset GATEWIRE_RUN_BACKEND

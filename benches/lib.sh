@@ -289,3 +289,29 @@ stop_gatewire() {
     unset work # the next start_gatewire (peers.sh's next repeat) makes a fresh one
   fi
 }
+
+# record_run JSON FIELD=VALUE...: one line {"FIELD": VALUE, ..., "run": loadgen's --json report
+# (null when the run wrote none)} on stdout, numbers kept as numbers; removes JSON.
+record_run() {
+  python3 - "$@" <<'PY'
+import json, sys
+path, *fields = sys.argv[1:]
+try:
+    run = json.load(open(path))
+except Exception:
+    run = None
+line = {}
+for field in fields:
+    key, value = field.split("=", 1)
+    for kind in (int, float):
+        try:
+            value = kind(value)
+            break
+        except ValueError:
+            pass
+    line[key] = value
+line["run"] = run
+print(json.dumps(line))
+PY
+  rm -f "$1"
+}

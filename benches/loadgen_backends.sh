@@ -27,16 +27,7 @@ run_one() { # label command scenario rate rep
   $2 "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario "$3" --rate "$4" \
     --payload 64 --duration "${DURATION:-10}" --source-ips 127.1.0.1-127.1.0.8 \
     --server-pid "$GW_PID" --json "$json" >/dev/null 2>&1 || true
-  python3 - "$json" "$1" "$3" "$5" >>"$results" <<'PY'
-import json, sys
-path, label, scenario, rep = sys.argv[1:]
-try:
-    run = json.load(open(path))
-except Exception:
-    run = None
-print(json.dumps({"label": label, "scenario": scenario, "rep": int(rep), "run": run}))
-PY
-  rm -f "$json"
+  record_run "$json" label="$1" scenario="$3" rep="$5" >>"$results"
 }
 
 for app_scenario in "echo echo ${ECHO_RATE:-20000}" "broadcast broadcast ${BROADCAST_RATE:-100}"; do
