@@ -117,8 +117,13 @@ build_peers() {
 
 # peer_names: the peers build_peers made that can run here, then those named in EXTRA_PEERS
 # ("name=program ..." words: a broadcast server you built yourself, started as `program
-# 127.0.0.1:PORT`; e.g. a uWebSockets server, which no package registry carries).
+# 127.0.0.1:PORT`; e.g. a uWebSockets server, which no package registry carries). PEERS="name
+# ..." picks among them.
 peer_names() {
+  if [ -n "${PEERS:-}" ]; then
+    printf '%s\n' $PEERS
+    return 0
+  fi
   echo tokio-tungstenite
   if [ -d "$root/benches/peers/node-ws/node_modules" ] && command -v node >/dev/null; then
     echo node-ws

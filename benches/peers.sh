@@ -6,7 +6,9 @@
 # Usage: benches/peers.sh [CLIENTS]   (default 10000)
 # RATES (messages/s, default "10 100 200 400"), REPEATS (default 2), DURATION (default 5).
 # BACKENDS (default "auto") runs gatewire once per runtime backend named (e.g. "glommio io_uring
-# epoll"), each its own row (gatewire-BACKEND); NO_PEERS=1 runs gatewire alone.
+# epoll"), each its own row (gatewire-BACKEND); SHARDS (default 2) likewise runs gatewire once per
+# shard count named (e.g. "1 2": rows gatewire-1shard, gatewire-2shards); NO_PEERS=1 runs gatewire
+# alone.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ "${NO_PEERS:-0}" = 1 ] || build_peers
@@ -18,14 +20,18 @@ results=$(mktemp)
 scenario_args=(--scenario broadcast --publishers 1)
 
 backends=(${BACKENDS:-auto})
+layouts=(${SHARDS:-2})
 peers=$([ "${NO_PEERS:-0}" = 1 ] || peer_names)
 for rep in $(seq 1 "$repeats"); do
   for backend in "${backends[@]}"; do
-    name=gatewire
-    [ "${#backends[@]}" -gt 1 ] && name=gatewire-$backend
-    GATEWIRE_RUN_BACKEND=$backend start_gatewire 2 broadcast
-    measure_rates "$name" "$PUBLIC_URL" "$rep" "$GW_PID" "$WORKER_PID"
-    stop_gatewire
+    for shards in "${layouts[@]}"; do
+      name=gatewire
+      [ "${#backends[@]}" -gt 1 ] && name=$name-$backend
+      [ "${#layouts[@]}" -gt 1 ] && name=$name-${shards}shard$([ "$shards" = 1 ] || echo s)
+      GATEWIRE_RUN_BACKEND=$backend start_gatewire "$shards" broadcast
+      measure_rates "$name" "$PUBLIC_URL" "$rep" "$GW_PID" "$WORKER_PID"
+      stop_gatewire
+    done
   done
   for peer in $peers; do
     start_peer "$peer"

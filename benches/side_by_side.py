@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The table of a side-by-side bench (peers.sh, echo_peers.sh): medians of the repeats per server
-and rate from the JSON lines `measure_rates` (lib.sh) wrote, and per server the highest rate at
-which every repeat passed: every client connected, every delivery arrived, p99 within the limit.
+and rate from the JSON lines `measure_rates` (lib.sh) wrote, with how many repeats passed and every
+repeat's p99 and delivered rate (the spread), and per server the highest rate at which every
+repeat passed: every client connected, every delivery arrived, p99 within the limit.
 
 Usage: side_by_side.py RESULTS CLIENTS --per-client|--total --p99-limit MS --best-is WORD
   --per-client: RATE is messages per second each delivered to every client (broadcast), so the
@@ -42,7 +43,8 @@ def passed(run):
 
 
 print(f'{"server":<18} {"rate":>8} {"offered/s":>10} {"connected":>9} {"delivered/s":>11} '
-      f'{"lost":>8} {"p50_ms":>8} {"p99_ms":>8} {"server_cpu":>10} {"loadgen%":>8}  pass')
+      f'{"lost":>8} {"p50_ms":>8} {"p99_ms":>8} {"server_cpu":>10} {"loadgen%":>8}  pass  '
+      f'every repeat: p99 ms / delivered M/s')
 best = defaultdict(float)
 failed = defaultdict(list)  # offered rates at which some repeat did not pass
 for (server, rate), rows in sorted(runs.items()):
@@ -67,7 +69,9 @@ for (server, rate), rows in sorted(runs.items()):
           f'{med(lambda r: r["run"]["latency_ms"]["p50"]):>8.1f} '
           f'{med(lambda r: r["run"]["latency_ms"]["p99"]):>8.1f} {cpu * 100:>9.0f}% '
           f'{med(lambda r: max(r["run"]["loadgen_cpu_pct_per_thread"] or [0])):>7.0f}%  '
-          f'{"yes" if every else "no"}')
+          f'{"yes" if every else "no":<4} {sum(passed(r["run"]) for r in ok)}/{len(rows)}  '
+          + " ".join(f'{r["run"]["latency_ms"]["p99"]:.0f}/{r["run"]["deliveries_per_sec"] / 1e6:.2f}'
+                     for r in sorted(ok, key=lambda r: r["rep"])))
 print()
 # A best rate is only known to lie between it and the next rate offered that failed: say both,
 # so a coarse list of rates does not pass for a precise figure.

@@ -1,5 +1,6 @@
 //! Slow consumers: past `send_to_client_buffer_size` a client's messages are dropped (default,
-//! as GatewayWorker) or the client is closed, and nobody else is affected.
+//! as GatewayWorker) or the client is closed, and nobody else is affected; past the shard's
+//! `max_pending_output_bytes` messages for clients already behind are shed.
 
 mod common;
 
@@ -100,5 +101,72 @@ fn close_policy_closes_the_slow_client_only() {
     assert_eq!(
         gw.metric("gatewire_closed_total{reason=\"slow_client\"}"),
         1
+    );
+}
+
+#[test]
+fn an_overloaded_shard_sheds_for_clients_behind_and_its_output_stays_bounded() {
+    // Eight clients that do not read, each allowed 256 KiB, on a shard allowed 1 MiB in all:
+    // 2 MiB of broadcasts would be queued without the shard bound.
+    let gw = Gatewire::start(Setup {
+        extra: "send_to_client_buffer_size = 262144\nmax_pending_output_bytes = 1048576".into(),
+        metrics: true,
+        capture_log: true,
+        ..Setup::default()
+    });
+    let mut w = gw.workers("Flood", "").remove(0);
+    let mut sluggish = Vec::new();
+    for _ in 0..8 {
+        sluggish.push(sluggish_client(&gw));
+        w.expect(Cmd::OnConnect);
+        w.expect(Cmd::OnWebSocketConnect);
+    }
+    let chunk = "z".repeat(64 * 1024);
+    let all = gatewire_proto::ext::SendToAllTarget::Everyone.to_ext();
+    // 200 × 64 KiB each: more than the kernel's socket buffers of a client that does not read.
+    for _ in 0..200 {
+        w.command(Cmd::SendToAll, 0, &all, &chunk);
+    }
+    let queued = gw.metric("gatewire_output_queue_bytes{queue=\"clients\"}");
+    // Over the budget only by frames queued for clients that had nothing queued (the kernel's
+    // socket buffers take the rest, as they would anyway).
+    assert!(
+        queued <= (1 << 20) + 8 * (64 * 1024 + 10),
+        "{queued} bytes queued"
+    );
+    let shed = gw.metric("gatewire_limit_hits_total{limit=\"shard_output\"}");
+    assert!(shed > 0, "some deliveries were shed");
+    // Every client is still there and a newcomer is served at once.
+    let mut fresh = ws_connect(gw.public, "/");
+    let fresh_id = w.expect(Cmd::OnConnect).header.connection_id;
+    w.expect(Cmd::OnWebSocketConnect);
+    w.command(Cmd::SendToOne, fresh_id, "", "hi");
+    assert_eq!(ws_read(&mut fresh), "hi");
+    assert_eq!(gw.metric("gatewire_connections"), 9);
+    // A shed client that catches up gets what was queued for it, then new messages again.
+    let mut first = sluggish.remove(0);
+    let tcp = |ws: &Ws| match ws.get_ref() {
+        tungstenite::stream::MaybeTlsStream::Plain(s) => s.try_clone().unwrap(),
+        _ => unreachable!("plain test client"),
+    };
+    tcp(&first)
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = 0;
+    while let Ok(m) = first.read() {
+        assert_eq!(m.len(), 64 * 1024);
+        got += 1;
+    }
+    assert!(
+        got > 0 && got < 200,
+        "{got} of 200 reached it: some were shed"
+    );
+    tcp(&first).set_read_timeout(Some(TIMEOUT)).unwrap();
+    w.command(Cmd::SendToAll, 0, &all, "after");
+    assert_eq!(ws_read(&mut first), "after");
+    let log = gw.log();
+    assert!(
+        log.contains("the shard's client output is over its budget"),
+        "the shedding is logged: {log}"
     );
 }

@@ -211,6 +211,13 @@ impl Config {
                 g.max_pending_input_bytes
             ));
         }
+        if g.max_pending_output_bytes < g.send_to_client_buffer_size {
+            return Err(format!(
+                "gateway.max_pending_output_bytes ({}) must be at least \
+                 gateway.send_to_client_buffer_size ({}): one client's queue must fit",
+                g.max_pending_output_bytes, g.send_to_client_buffer_size
+            ));
+        }
         if self.register.max_members == 0 {
             return Err("register.max_members must be at least 1".into());
         }

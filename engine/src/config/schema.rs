@@ -424,6 +424,10 @@ pub struct GatewayConfig {
     /// Bytes of incomplete client messages one shard holds at most; over it the client with
     /// the largest incomplete message is closed (WebSocket 1009) and counted.
     pub max_pending_input_bytes: usize,
+    /// Bytes queued for all of one shard's clients and not yet written, at most; over it a message
+    /// is not queued for a client that still has output waiting (counted), so an overloaded
+    /// shard sheds instead of growing its memory. Clients with nothing queued still get it.
+    pub max_pending_output_bytes: usize,
     /// Seconds a client has to finish a message once its first byte arrived; 0 waits forever.
     pub message_timeout: f64,
     /// Largest inner packet (bytes); when unset, at least `max_message_size` plus room for the
@@ -466,6 +470,7 @@ impl Default for GatewayConfig {
             max_connections: 0,
             worker_stall_timeout: 0.0,
             max_pending_input_bytes: 128 << 20,
+            max_pending_output_bytes: 256 << 20,
             message_timeout: 30.0,
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             router: RouterMode::LeastConnections,

@@ -1,10 +1,32 @@
-//! A connection's output queue: shared `Bytes` frames waiting to be written, a byte count for
-//! backpressure, the waker of the task that writes them, and how the connection should end.
+//! A connection's output queue: frames waiting to be written (see [`Frame`]), a byte count for
+//! backpressure (and optionally a tally shared by many outboxes, for a bound over all of them),
+//! the waker of the task that writes them, and how the connection should end.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::task::Waker;
 
-use bytes::Bytes;
+use crate::net::Frame;
+
+/// Bytes queued and not yet written over every outbox counted into it (a shard's clients), for a
+/// bound over all of them; each outbox keeps it up to date as it queues, writes and drops.
+#[derive(Debug, Clone, Default)]
+pub struct QueuedTally(Rc<Cell<usize>>);
+
+impl QueuedTally {
+    pub fn get(&self) -> usize {
+        self.0.get()
+    }
+
+    fn add(&self, n: usize) {
+        self.0.set(self.0.get() + n);
+    }
+
+    fn sub(&self, n: usize) {
+        self.0.set(self.0.get().saturating_sub(n));
+    }
+}
 
 /// How a connection ends once asked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +40,7 @@ pub enum Closing {
 /// Frames queued for one connection.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Frame>,
     queued_bytes: usize,
     /// Bytes of the front frame already written.
     front_offset: usize,
@@ -31,23 +53,35 @@ pub struct Outbox {
     /// The writer waits for its turn to write (`rt::pacing`) and is woken when it comes: a new
     /// frame need not wake it (every message of a broadcast would poll it for nothing).
     awaiting_turn: bool,
+    /// Where this outbox's unwritten bytes are also counted, if anywhere.
+    tally: Option<QueuedTally>,
 }
 
 impl Outbox {
     /// An outbox whose frames wait until [`Outbox::release`].
     pub fn held() -> Outbox {
-        Outbox {
-            held: true,
-            ..Outbox::default()
-        }
+        let mut outbox = Outbox::default();
+        outbox.held = true;
+        outbox
+    }
+
+    /// Counts this outbox's unwritten bytes into `tally` too (from now on).
+    pub fn counted_in(mut self, tally: &QueuedTally) -> Outbox {
+        tally.add(self.queued_bytes());
+        self.tally = Some(tally.clone());
+        self
     }
 
     /// Queues `frame` and wakes the writer. Shared frames are not copied.
-    pub fn push(&mut self, frame: Bytes) {
+    pub fn push(&mut self, frame: impl Into<Frame>) {
+        let frame = frame.into();
         if frame.is_empty() || self.closing.is_some() {
             return;
         }
         self.queued_bytes += frame.len();
+        if let Some(tally) = &self.tally {
+            tally.add(frame.len());
+        }
         self.queue.push_back(frame);
         if !self.awaiting_turn {
             self.wake();
@@ -60,8 +94,12 @@ impl Outbox {
     }
 
     /// Puts `frame` before everything queued (the 101 response ahead of early messages).
-    pub fn push_front(&mut self, frame: Bytes) {
+    pub fn push_front(&mut self, frame: impl Into<Frame>) {
+        let frame = frame.into();
         self.queued_bytes += frame.len();
+        if let Some(tally) = &self.tally {
+            tally.add(frame.len());
+        }
         self.queue.push_front(frame);
         self.wake();
     }
@@ -79,6 +117,14 @@ impl Outbox {
 
     /// Drops everything queued (frames meant for a protocol the connection never reached).
     pub fn discard(&mut self) {
+        self.drop_queued();
+    }
+
+    /// Empties the queue, taking its unwritten bytes off the tally.
+    fn drop_queued(&mut self) {
+        if let Some(tally) = &self.tally {
+            tally.sub(self.queued_bytes());
+        }
         self.queue.clear();
         self.queued_bytes = 0;
         self.front_offset = 0;
@@ -109,9 +155,7 @@ impl Outbox {
             self.closing = Some(how);
         }
         if how == Closing::Now {
-            self.queue.clear();
-            self.queued_bytes = 0;
-            self.front_offset = 0;
+            self.drop_queued();
         }
         self.wake();
     }
@@ -156,6 +200,9 @@ impl Outbox {
 
     /// Records that `n` bytes from the front were written.
     pub fn consume(&mut self, mut n: usize) {
+        if let Some(tally) = &self.tally {
+            tally.sub(n.min(self.queued_bytes()));
+        }
         while n > 0 {
             let Some(front) = self.queue.front() else {
                 break;
@@ -180,5 +227,42 @@ impl Outbox {
         if self.queue.is_empty() && self.queue.capacity() > 0 {
             self.queue = VecDeque::new();
         }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if let Some(tally) = &self.tally {
+            tally.sub(self.queued_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_follows_every_outbox_counted_in_it() {
+        let tally = QueuedTally::default();
+        let mut a = Outbox::default().counted_in(&tally);
+        let mut b = Outbox::held().counted_in(&tally);
+        a.push(vec![1u8; 10]);
+        a.push(Frame::shared(&[2u8; 5]));
+        b.push_front(vec![3u8; 7]);
+        assert_eq!(tally.get(), 22);
+        a.consume(12); // the first frame and 2 bytes of the second
+        assert_eq!(tally.get(), 10);
+        assert_eq!(a.queued_bytes(), 3);
+        b.close(Closing::Now);
+        assert_eq!(tally.get(), 3);
+        b.push(vec![4u8; 9]); // closing: not queued
+        assert_eq!(tally.get(), 3);
+        drop(a);
+        assert_eq!(tally.get(), 0);
+        let mut c = Outbox::default().counted_in(&tally);
+        c.push(vec![5u8; 4]);
+        c.discard();
+        assert_eq!(tally.get(), 0);
     }
 }

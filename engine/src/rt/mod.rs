@@ -19,8 +19,8 @@
 //! - [`liveness`]: [`fail_dead_peer_after`], dead-peer detection on inner links (keepalive, and
 //!   a sweep task per thread that tells a dead peer from a slow one).
 //!
-//! The write path owns what it writes: an outbox holds reference-counted `Bytes` frames, and a
-//! frame leaves it only once the kernel took it. A completion-based backend (raw io_uring with
+//! The write path owns what it writes: an outbox holds reference-counted frames
+//! ([`crate::net::Frame`]), and a frame leaves it only once the kernel took it. A completion-based backend (raw io_uring with
 //! `send`/`send_zc` and provided-buffer multishot receives) would clone the frames it submits
 //! and consume them on completion; an epoll backend (where io_uring is blocked) would keep the
 //! readiness loop and `sendmsg`. Either is a sibling of this folder with the same names; see

@@ -28,7 +28,7 @@ pub const MAX_PACKET_BEFORE_AUTH: usize = 64 * 1024;
 /// An inner connection must identify itself (its first packet complete) within this time.
 pub const INNER_HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::log_limit::warn_limited;
-use crate::net::{Closing, Outbox};
+use crate::net::{Closing, Frame, Outbox, QueuedTally};
 use crate::store::HoldingChanges;
 
 /// What a shard needs to know about itself.
@@ -46,6 +46,7 @@ pub struct ShardSettings {
     pub max_message_size: usize,
     pub max_packet_size: usize,
     pub max_pending_input_bytes: usize,
+    pub max_pending_output_bytes: usize,
     pub message_timeout: f64,
     /// Most clients this shard holds (`gateway.max_connections` over the shards, or what its
     /// descriptor table allows); set by the I/O side once it knows its fd table.
@@ -76,6 +77,7 @@ impl ShardSettings {
             max_message_size: config.max_message_size,
             max_packet_size: config.max_packet_size,
             max_pending_input_bytes: config.max_pending_input_bytes,
+            max_pending_output_bytes: config.max_pending_output_bytes,
             message_timeout: config.message_timeout,
             max_clients: usize::MAX,
             worker_stall_timeout: config.worker_stall_timeout,
@@ -191,6 +193,9 @@ pub struct Shard {
     pub(in crate::gateway::core) parking: Option<ParkingRequests>,
     /// Incomplete client messages, against the shard's budget and time limit.
     pub(in crate::gateway::core) pending_input: PendingInput,
+    /// Bytes queued for all this shard's clients and not yet written, against
+    /// `max_pending_output_bytes`.
+    pub(in crate::gateway::core) pending_output: QueuedTally,
     /// Stall sweeps so far (`worker_stall.rs`).
     pub(in crate::gateway::core) stall_sweeps: u64,
     /// Going away: clients were told (close 1001) and new connections are refused.
@@ -222,6 +227,7 @@ impl Shard {
             stats: Stats::default(),
             parking: None,
             pending_input: PendingInput::default(),
+            pending_output: QueuedTally::default(),
             stall_sweeps: 0,
             leaving: false,
             presence_links: 0,
@@ -405,7 +411,8 @@ impl Shard {
         let outbox = match self.settings.protocol.has_handshake() {
             true => Outbox::held(),
             false => Outbox::default(),
-        };
+        }
+        .counted_in(&self.pending_output);
         self.clients.insert(
             id,
             Client {
@@ -567,13 +574,19 @@ impl Shard {
         }
     }
 
-    /// Queues an encoded frame for a client, applying the slow-consumer policy.
-    pub fn deliver(&mut self, id: u32, frame: Bytes) {
+    /// Queues an encoded frame for a client, applying the slow-consumer policy and the shard's
+    /// output budget: over `max_pending_output_bytes`, a client that still has output queued
+    /// misses the frame (counted; it is behind anyway) while clients keeping up still get it,
+    /// so an overloaded shard sheds instead of growing without bound.
+    pub fn deliver(&mut self, id: u32, frame: impl Into<Frame>) {
+        let frame = frame.into();
         let cap = self.settings.send_to_client_buffer_size;
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        if client.outbox.queued_bytes() + frame.len() > cap && !client.outbox.is_empty() {
+        if client.outbox.is_empty() {
+            // Nothing queued: the frame goes out whatever the budgets say.
+        } else if client.outbox.queued_bytes() + frame.len() > cap {
             match self.settings.slow_client_policy {
                 SlowClientPolicy::Drop => {
                     self.stats.slow_client_drops += 1;
@@ -583,6 +596,9 @@ impl Shard {
                     self.destroy_client(id, CloseCause::SlowClient);
                 }
             }
+            return;
+        } else if self.pending_output.get() + frame.len() > self.settings.max_pending_output_bytes {
+            self.stats.shard_output_drops += 1;
             return;
         }
         self.stats.messages_out += 1;
@@ -691,11 +707,7 @@ impl Shard {
         let text = |k: &Key| String::from_utf8_lossy(&k.to_bytes()).into_owned();
         let mut answer = Inspection {
             index: self.settings.index,
-            client_queue_bytes: self
-                .clients
-                .values()
-                .map(|c| c.outbox.queued_bytes() as u64)
-                .sum(),
+            client_queue_bytes: self.pending_output.get() as u64,
             link_queue_bytes: self
                 .links
                 .values()

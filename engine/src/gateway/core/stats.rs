@@ -41,6 +41,9 @@ pub struct Stats {
     pub no_worker: u64,
     pub slow_client_drops: u64,
     pub slow_client_closes: u64,
+    /// Messages not queued for clients already behind because the shard's client output went
+    /// over `max_pending_output_bytes`.
+    pub shard_output_drops: u64,
     pub worker_buffer_drops: u64,
     pub bad_inner_packets: u64,
     pub unauthorized_links: u64,
@@ -75,7 +78,7 @@ pub struct Stats {
 }
 
 /// How many bounds [`Stats::limit_hits`] reports.
-pub const LIMITS: usize = 13;
+pub const LIMITS: usize = 14;
 
 /// One bound a peer can run into: its label in `gatewire_limit_hits_total{limit=…}`, the key that
 /// sets it, and what a hit means.
@@ -107,6 +110,14 @@ impl Stats {
                     "clients closed because their output queue is full (slow_client_policy = close)",
                 ),
                 self.slow_client_closes,
+            ),
+            (
+                limit(
+                    "shard_output",
+                    "gateway.max_pending_output_bytes",
+                    "messages dropped for clients with output queued because the shard's client output is over its budget",
+                ),
+                self.shard_output_drops,
             ),
             (
                 limit(

@@ -590,6 +590,62 @@ fn slow_clients_lose_messages_or_their_connection_by_policy() {
 }
 
 #[test]
+fn an_overloaded_shard_sheds_output_for_clients_behind_and_keeps_serving_the_rest() {
+    // Three clients each under their own 100-byte cap, a shard budget of 150 bytes.
+    let mut c = core_with(|g| {
+        g.send_to_client_buffer_size = 100;
+        g.max_pending_output_bytes = 150;
+    });
+    let w = c.worker("W:0");
+    let [a, b, d] = [c.accept(), c.accept(), c.accept()];
+    let all = SendToAllTarget::Everyone.to_ext();
+    let msg = "x".repeat(36); // 40 bytes framed
+    c.command(w, Cmd::SendToAll, 0, &all, &msg);
+    assert_eq!(
+        c.shard.pending_output.get(),
+        120,
+        "every client got the first"
+    );
+    c.command(w, Cmd::SendToAll, 0, &all, &msg);
+    assert_eq!(
+        c.shard.stats.shard_output_drops, 3,
+        "160 > 150: all behind, all shed"
+    );
+    assert_eq!(
+        c.shard.stats.slow_client_drops, 0,
+        "no client is over its own cap"
+    );
+    assert_eq!(c.shard.pending_output.get(), 120);
+    // b catches up; a is still under budget with one more, d is not after that.
+    assert_eq!(c.client_bytes(b), framed(msg.as_bytes()));
+    assert_eq!(c.shard.pending_output.get(), 80);
+    c.command(w, Cmd::SendToAll, 0, &all, &msg);
+    assert_eq!(c.shard.stats.shard_output_drops, 4, "only d shed");
+    assert_eq!(
+        c.shard.pending_output.get(),
+        160,
+        "b had nothing queued: it gets it anyway"
+    );
+    let twice = [framed(msg.as_bytes()), framed(msg.as_bytes())].concat();
+    assert_eq!(c.client_bytes(a), twice);
+    assert_eq!(c.client_bytes(b), framed(msg.as_bytes()));
+    assert_eq!(c.client_bytes(d), framed(msg.as_bytes()));
+    assert_eq!(
+        c.shard.pending_output.get(),
+        0,
+        "the tally follows the writes"
+    );
+    let hits = c.shard.stats.limit_hits();
+    assert!(
+        hits.iter()
+            .any(|(l, n)| l.label == "shard_output" && *n == 4),
+        "counted in limit_hits_total{{limit=\"shard_output\"}}"
+    );
+    c.shard.destroy_client(a, CloseCause::Worker);
+    assert_eq!(c.shard.pending_output.get(), 0);
+}
+
+#[test]
 fn handshakes_are_closed_on_the_fifth_sweep_of_a_quarter_timeout() {
     let mut c = core_with(|g| {
         g.listen.protocol = ClientProtocol::WebSocket;

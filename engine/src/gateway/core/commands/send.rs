@@ -1,6 +1,6 @@
 //! Sending to clients: SEND_TO_ONE, SEND_TO_ALL, SEND_TO_UID, SEND_TO_GROUP, KICK, DESTROY.
-//! A broadcast body is encoded once into one `Bytes` shared by every recipient (hot path: the
-//! per-recipient work is a refcount bump and a queue push).
+//! A broadcast body is encoded once per shard into one [`Frame::shared`] every recipient queues
+//! (hot path: the per-recipient work is a plain, non-atomic refcount bump and a queue push).
 
 use bytes::Bytes;
 use gatewire_proto::command::{Payload, SendCommand};
@@ -9,6 +9,7 @@ use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
 use crate::gateway::core::encode::client_frame;
 use crate::gateway::core::state::Shard;
 use crate::gateway::core::stats::CloseCause;
+use crate::net::Frame;
 
 impl Shard {
     pub(super) fn apply_send(&mut self, command: SendCommand) {
@@ -30,6 +31,11 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// The body encoded once for many of this shard's clients.
+    fn shared_frame_for(&mut self, message: &Payload) -> Option<Frame> {
+        self.frame_for(message).map(|bytes| Frame::shared(&bytes))
     }
 
     /// The body encoded for this shard's clients, or `None` (logged) when it cannot be sent.
@@ -58,7 +64,7 @@ impl Shard {
     }
 
     fn send_to_all(&mut self, target: SendToAllTarget, message: &Payload) {
-        let Some(frame) = self.frame_for(message) else {
+        let Some(frame) = self.shared_frame_for(message) else {
             return;
         };
         let ids: Vec<u32> = match target {
@@ -79,7 +85,7 @@ impl Shard {
     }
 
     fn send_to_uid(&mut self, uids: &[gatewire_proto::Key], message: &Payload) {
-        let Some(frame) = self.frame_for(message) else {
+        let Some(frame) = self.shared_frame_for(message) else {
             return;
         };
         let ids: Vec<u32> = uids
@@ -95,7 +101,7 @@ impl Shard {
 
     fn send_to_group(&mut self, target: SendToGroup, message: &Payload) {
         let SendToGroup { groups, exclude } = target;
-        let Some(frame) = self.frame_for(message) else {
+        let Some(frame) = self.shared_frame_for(message) else {
             return;
         };
         // A client in two listed groups gets the message twice, as in GatewayWorker.
