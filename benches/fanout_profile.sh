@@ -3,12 +3,17 @@
 # worker) under loadgen at one rate, `perf record` on the gateway process for PROFILE_SECONDS once
 # the clients are connected, the top symbols printed; with C2C=1 also `perf c2c` (cache lines
 # written by one core and read or written by another: what shared-nothing shards must not have).
-# Usage: benches/fanout_profile.sh [CLIENTS] [RATE]   (defaults 10000 clients, 320 messages/s:
+# GATEWIRE_BIN profiles another build. Usage: benches/fanout_profile.sh [CLIENTS] [RATE]   (defaults 10000 clients, 320 messages/s:
 # 3.2M deliveries/s). SHARDS (default 2), PROFILE_SECONDS (default 8), TOP (default 30),
 # KEEP_PROFILE=DIR (keeps the perf data).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v perf >/dev/null || { echo "fanout_profile.sh needs perf" >&2; exit 1; }
+if [ "${C2C:-0}" = 1 ] && ! perf mem record -e list >/dev/null 2>&1; then
+  echo "perf c2c needs memory sampling events (AMD IBS, Intel PEBS), which this CPU or VM does" \
+    "not expose (perf mem: $(perf mem record -e list 2>&1 | head -1))" >&2
+  exit 2
+fi
 bench_setup "$0" "$@"
 clients=${1:-10000}
 rate=${2:-320}

@@ -215,7 +215,8 @@ free_port() {
 # Sets GW_PID, WORKER_PID, PUBLIC_URL and WORKER_METRICS (the worker's /metrics address).
 # WORKER_BIN runs the worker from another binary built on gatewire::run (a user's app);
 # GATEWAY_EXTRA adds keys to the [gateway] section; WORKER_THREADS sets worker.count (default 1);
-# WORKER_BACKEND runs the worker on another runtime backend than the gateway.
+# WORKER_BACKEND runs the worker on another runtime backend than the gateway; GATEWIRE_BIN runs
+# register and gateway from another build (an A/B of two commits).
 start_gatewire() {
   local shards=$1 mode=$2 extra=${3:-}
   work=${work:-$(mktemp -d)}
@@ -238,7 +239,7 @@ register_address = "127.0.0.1:$register_port"
 app = "$mode"
 $extra
 TOML
-  GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "$bin/gatewire" start --single-process -c "$work/gatewire.toml" --role register,gateway \
+  GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "${GATEWIRE_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role register,gateway \
     2>"$work/gatewire.log" &
   GW_PID=$!
   sleep 1

@@ -8,7 +8,8 @@
 # BACKENDS (default "auto") runs gatewire once per runtime backend named (e.g. "glommio io_uring
 # epoll"), each its own row (gatewire-BACKEND); SHARDS (default 2) likewise runs gatewire once per
 # shard count named (e.g. "1 2": rows gatewire-1shard, gatewire-2shards); NO_PEERS=1 runs gatewire
-# alone.
+# alone; BUILDS="label=path ..." adds a row per other gatewire build (e.g. the last commit's
+# binary: an A/B of a change under the same load in the same run).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ "${NO_PEERS:-0}" = 1 ] || build_peers
@@ -31,6 +32,11 @@ for rep in $(seq 1 "$repeats"); do
       GATEWIRE_RUN_BACKEND=$backend start_gatewire "$shards" broadcast
       measure_rates "$name" "$PUBLIC_URL" "$rep" "$GW_PID" "$WORKER_PID"
       stop_gatewire
+      for build in ${BUILDS:-}; do
+        GATEWIRE_BIN=${build#*=} GATEWIRE_RUN_BACKEND=$backend start_gatewire "$shards" broadcast
+        measure_rates "$name-${build%%=*}" "$PUBLIC_URL" "$rep" "$GW_PID" "$WORKER_PID"
+        stop_gatewire
+      done
     done
   done
   for peer in $peers; do

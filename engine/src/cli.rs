@@ -106,6 +106,24 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Print an HS256 token signed with gateway.auth.secret, for tests and scripts (production
+    /// tokens come from your own issuer, which holds the secret or the private key).
+    Token {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// `sub`: the uid the client is bound to.
+        #[arg(long)]
+        sub: Option<String>,
+        /// `groups` the client joins, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// `info`, as JSON: the client's first session.
+        #[arg(long)]
+        info: Option<String>,
+        /// Seconds until `exp`; 0 leaves `exp` out (the token never expires).
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// Send a message through the gateways (as GatewayClient); to everyone unless narrowed.
     Send {
         #[command(flatten)]
@@ -301,6 +319,78 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             action: TuneAction::Check { config, clients },
         } => tune_check(&config, clients),
         Command::Config { action } => config_command(action),
+        Command::Token {
+            config,
+            sub,
+            groups,
+            info,
+            ttl,
+        } => token(&config, sub, groups, info, ttl),
+    }
+}
+
+/// `gatewire token`: an HS256 token for `[gateway.auth]`.
+fn token(
+    config: &ConfigArgs,
+    sub: Option<String>,
+    groups: Vec<String>,
+    info: Option<String>,
+    ttl: u64,
+) -> ExitCode {
+    let config = match config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatewire: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let auth = &config.gateway.auth;
+    if auth.secret.is_empty() {
+        eprintln!(
+            "gatewire: gateway.auth.secret is not set; `gatewire token` signs HS256 tokens with \
+             it (RS256/ES256 tokens are signed by whoever holds the private key)"
+        );
+        return ExitCode::from(2);
+    }
+    let mut claims = serde_json::Map::new();
+    if let Some(sub) = sub {
+        claims.insert("sub".into(), sub.into());
+    }
+    if !groups.is_empty() {
+        claims.insert("groups".into(), groups.into());
+    }
+    if let Some(info) = info {
+        match serde_json::from_str::<serde_json::Value>(&info) {
+            Ok(info) => {
+                claims.insert("info".into(), info);
+            }
+            Err(e) => {
+                eprintln!("gatewire: --info is not JSON: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if ttl > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        claims.insert("exp".into(), (now + ttl).into());
+    }
+    if let Some(iss) = &auth.issuer {
+        claims.insert("iss".into(), iss.clone().into());
+    }
+    if let Some(aud) = &auth.audience {
+        claims.insert("aud".into(), aud.clone().into());
+    }
+    match crate::net::jwt::sign_hs256(&auth.secret, &serde_json::Value::Object(claims)) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gatewire: cannot sign: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

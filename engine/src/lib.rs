@@ -14,12 +14,13 @@
 //! | [`process`] | one process running some roles: start, status, stop, drain |
 //! | [`supervisor`] | `gatewire start`: a process per role, restarts, reload, the control socket, `-d` |
 //! | [`api`] | the Gateway API (commands, queries) shared by workers and GatewayClient |
-//! | [`net`] | runtime-neutral plumbing: the outbox, backoff, TLS configuration |
+//! | [`net`] | runtime-neutral plumbing: the outbox and its frames, backoff, TLS configuration, token verification |
 //! | [`rt`] | the runtime seam: executors, sockets, the connection driver, the backends |
 //! | [`config`] | `gatewire.toml`, its defaults and overrides |
 //! | [`placement`] | which CPUs shards and worker threads run on |
 //! | [`system`] | process-level knobs: fd limits and tables, huge pages, giving memory back |
 //! | [`log_limit`] | warnings logged once per cause per interval |
+//! | [`php_json`] | PHP values (sessions, handshake data) to and from JSON |
 //! | [`cli`] | the `gatewire` command line |
 //!
 //! The wire formats live in [`gatewire_proto`], re-exported as [`proto`].
@@ -34,6 +35,7 @@ pub mod http_api;
 pub mod log_limit;
 pub mod metrics;
 pub mod net;
+pub mod php_json;
 pub mod placement;
 pub mod process;
 pub mod register;

@@ -288,6 +288,7 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
             ("slow_client", st.closed_slow_client),
             ("bad_input", st.closed_bad_input),
             ("shutdown", st.closed_shutdown),
+            ("auth", st.closed_auth),
         ]
         .map(|(reason, n)| (format!("shard=\"{}\",reason=\"{reason}\"", s.index), n))
     });
@@ -296,6 +297,32 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
         "counter",
         "Client connections closed, by reason.",
         closes,
+    );
+    let refusals = snapshots.iter().flat_map(|s| {
+        crate::net::jwt::Refusal::ALL.map(|r| {
+            (
+                format!("shard=\"{}\",reason=\"{}\"", s.index, r.label()),
+                s.stats.auth_refusals[r as usize],
+            )
+        })
+    });
+    text.family(
+        "auth_refusals_total",
+        "counter",
+        "WebSocket handshakes answered 401 for their token ([gateway.auth]), by reason.",
+        refusals,
+    );
+    text.family(
+        "auth_expired_closes_total",
+        "counter",
+        "Clients closed because their token expired unrefreshed.",
+        per_shard(|s| s.stats.auth_expired_closes),
+    );
+    text.family(
+        "auth_refreshes_total",
+        "counter",
+        "Tokens refreshed by clients.",
+        per_shard(|s| s.stats.auth_refreshes),
     );
     let limits = snapshots.iter().flat_map(|s| {
         s.stats.limit_hits().map(|(limit, n)| {

@@ -45,6 +45,30 @@ fn bad_values_name_the_key() {
         ("[api]\nlisten = \"0.0.0.0:8080\"\n", "api.api_key"),
         ("[run]\nroles = [\"api\"]\n", "api.listen"),
         ("[run]\nroles = [\"apis\"]\n", "run.roles"),
+        (
+            "[gateway]\nmax_pending_output_bytes = 1000\n",
+            "gateway.max_pending_output_bytes",
+        ),
+        (
+            "[gateway.auth]\nsecret = \"s\"\nalgorithm = \"RS256\"\n",
+            "gateway.auth.public_key",
+        ),
+        (
+            "[gateway.auth]\nsecret = \"s\"\nalgorithm = \"none\"\n",
+            "gateway.auth.algorithm",
+        ),
+        (
+            "[gateway.auth]\npublic_key = \"/nonexistent/key.pem\"\n",
+            "gateway.auth.public_key",
+        ),
+        (
+            "[gateway.auth]\nsecret = \"s\"\nexpired_close_code = 1000\n",
+            "gateway.auth.expired_close_code",
+        ),
+        (
+            "[gateway]\nlisten = \"text://127.0.0.1:1\"\n[gateway.auth]\nsecret = \"s\"\n",
+            "gateway.auth",
+        ),
     ] {
         let (code, message) = check(toml, &[]);
         assert_eq!(code, 2, "{toml}");

@@ -211,6 +211,9 @@ impl Config {
                 g.max_pending_input_bytes
             ));
         }
+        if g.auth.enabled() {
+            check_auth(g)?;
+        }
         if g.max_pending_output_bytes < g.send_to_client_buffer_size {
             return Err(format!(
                 "gateway.max_pending_output_bytes ({}) must be at least \
@@ -237,6 +240,60 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[gateway.auth]` that can work: an algorithm gatewire verifies, the key it needs, a WebSocket
+/// listener (tokens are read from the upgrade request), a close code applications may use.
+fn check_auth(g: &GatewayConfig) -> Result<(), String> {
+    let a = &g.auth;
+    if !matches!(
+        g.listen.protocol,
+        ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket
+    ) {
+        return Err(
+            "gateway.auth needs a websocket:// or wss:// gateway.listen (tokens come with the \
+             WebSocket upgrade request)"
+                .into(),
+        );
+    }
+    match (a.algorithm.as_deref(), a.secret.is_empty(), &a.public_key) {
+        (_, false, Some(_)) => {
+            return Err(
+                "gateway.auth.secret and gateway.auth.public_key are both set; set the one the \
+                 algorithm uses (secret: HS256, public_key: RS256 or ES256)"
+                    .into(),
+            );
+        }
+        (None | Some("HS256"), false, None) => {}
+        (Some(alg @ ("RS256" | "ES256")), false, None) => {
+            return Err(format!(
+                "gateway.auth.algorithm = \"{alg}\" verifies with gateway.auth.public_key (a PEM \
+                 file), not gateway.auth.secret"
+            ));
+        }
+        (Some("HS256"), true, Some(_)) => {
+            return Err(
+                "gateway.auth.algorithm = \"HS256\" verifies with gateway.auth.secret, not \
+                 gateway.auth.public_key"
+                    .into(),
+            );
+        }
+        (None | Some("RS256" | "ES256"), true, Some(_)) => {}
+        (Some(other), _, _) => {
+            return Err(format!(
+                "gateway.auth.algorithm = {other:?}: use \"HS256\", \"RS256\" or \"ES256\""
+            ));
+        }
+        (_, true, None) => unreachable!("auth is enabled"),
+    }
+    if !(4000..=4999).contains(&a.close_code()) {
+        return Err(format!(
+            "gateway.auth.expired_close_code = {}: use a code from 4000 to 4999 (RFC 6455 leaves \
+             them to applications)",
+            a.close_code()
+        ));
+    }
+    a.verifier().map(|_| ())
 }
 
 #[cfg(test)]

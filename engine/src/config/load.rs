@@ -30,8 +30,9 @@ pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigE
 }
 
 /// Keys whose values are never shown (`config check`, error messages).
-const SECRET_KEYS: [&str; 7] = [
+const SECRET_KEYS: [&str; 8] = [
     "worker.http.api_key",
+    "gateway.auth.secret",
     "register.secret_key",
     "gateway.secret_key",
     "worker.secret_key",

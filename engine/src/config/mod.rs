@@ -68,6 +68,7 @@ impl Config {
             &mut shown.api.api_key,
             &mut shown.api.secret_key,
             &mut shown.worker.http.api_key,
+            &mut shown.gateway.auth.secret,
         ] {
             if !secret.is_empty() {
                 *secret = "********".into();

@@ -434,6 +434,9 @@ pub struct GatewayConfig {
     /// header and a session.
     pub max_packet_size: usize,
     pub router: RouterMode,
+    /// `[gateway.auth]`: token authentication at the WebSocket handshake (off unless a key is
+    /// set).
+    pub auth: AuthConfig,
     /// Log level of the gateway role (default: `[run] log`).
     pub log: Option<String>,
     /// A page served at `/` when `static_dir` is unset: set by `gatewire start` to the chat app's
@@ -472,6 +475,7 @@ impl Default for GatewayConfig {
             max_pending_input_bytes: 128 << 20,
             max_pending_output_bytes: 256 << 20,
             message_timeout: 30.0,
+            auth: AuthConfig::default(),
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             router: RouterMode::LeastConnections,
             log: None,
@@ -569,6 +573,63 @@ impl Default for WorkerConfig {
             http: HttpHookConfig::default(),
             generation: 0,
         }
+    }
+}
+
+/// `[gateway.auth]`: a JSON Web Token verified before the 101. Off unless `secret` or
+/// `public_key` is set; on, every WebSocket client must present a valid token (from the
+/// `Authorization: Bearer` header, a `bearer.<token>` entry of `Sec-WebSocket-Protocol`, or the
+/// `token` query parameter, in that order), or is answered 401 and never reaches a worker.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `HS256`, `RS256` or `ES256`; when unset, `HS256` with `secret`, and with `public_key`
+    /// what the key is (an RSA key: `RS256`, a P-256 key: `ES256`).
+    pub algorithm: Option<String>,
+    /// The shared secret of `HS256` tokens.
+    pub secret: String,
+    /// A PEM file with the public key of `RS256` or `ES256` tokens.
+    pub public_key: Option<PathBuf>,
+    /// When set, a token's `iss` must be this.
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` must be (or contain) this.
+    pub audience: Option<String>,
+    /// Seconds of clock difference allowed when checking `exp` and `nbf`.
+    pub leeway: u64,
+    /// The WebSocket close code a client gets when its token expires unrefreshed (4000-4999).
+    pub expired_close_code: Option<u16>,
+}
+
+impl AuthConfig {
+    /// Whether tokens are checked.
+    pub fn enabled(&self) -> bool {
+        !self.secret.is_empty() || self.public_key.is_some()
+    }
+
+    /// The close code for an expired token (default 4001).
+    pub fn close_code(&self) -> u16 {
+        self.expired_close_code.unwrap_or(4001)
+    }
+
+    /// The verifier this section describes (`None` when off); the error names the key.
+    pub fn verifier(&self) -> Result<Option<crate::net::jwt::TokenVerifier>, String> {
+        use crate::net::jwt::{TokenKey, TokenVerifier};
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let (key, name) = match &self.public_key {
+            Some(path) => (TokenKey::PublicKey(path), "gateway.auth.public_key"),
+            None => (TokenKey::Secret(&self.secret), "gateway.auth.secret"),
+        };
+        TokenVerifier::new(
+            self.algorithm.as_deref(),
+            key,
+            self.issuer.as_deref(),
+            self.audience.as_deref(),
+            self.leeway,
+        )
+        .map(Some)
+        .map_err(|e| format!("{name}: {e}"))
     }
 }
 

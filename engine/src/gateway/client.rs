@@ -17,7 +17,7 @@ use gatewire_proto::websocket::{
 use crate::config::ClientProtocol;
 use crate::gateway::core::state::Shard;
 use crate::gateway::core::stats::CloseCause;
-use crate::gateway::static_files;
+use crate::gateway::{static_files, token_check};
 use crate::log_limit::warn_limited;
 use crate::net::Outbox;
 use crate::rt::{CloseReason, Peer};
@@ -151,12 +151,58 @@ impl ClientPeer {
         let public_port = shard.settings().public_port;
         let max = shard.settings().max_message_size;
         let data = websocket::connect_data(&request, remote, public_port);
-        let response = Bytes::from(websocket::response_101(&accept, ""));
-        if !shard.websocket_connect(self.id, Bytes::from(serialize(&data)), response) {
+        let connected = match shard.settings().token_verifier.clone() {
+            None => {
+                let response = Bytes::from(websocket::response_101(&accept, ""));
+                shard.websocket_connect(self.id, Bytes::from(serialize(&data)), response)
+            }
+            Some(verifier) => match token_check::check(&verifier, &request, data) {
+                token_check::Outcome::Admitted {
+                    admission,
+                    data,
+                    protocol,
+                } => {
+                    let extra = protocol
+                        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+                        .unwrap_or_default();
+                    let response = Bytes::from(websocket::response_101(&accept, &extra));
+                    let data = Bytes::from(serialize(&data));
+                    shard.websocket_admitted(self.id, admission, data, response)
+                }
+                token_check::Outcome::Refused(refusal, response) => {
+                    let remote = shard.client_remote(self.id);
+                    warn_limited(
+                        "token refused",
+                        &format!(
+                            "refusing client {remote:?}: token {} (gateway.auth)",
+                            refusal.label()
+                        ),
+                    );
+                    shard.websocket_refused(self.id, refusal, response);
+                    input.clear();
+                    false
+                }
+            },
+        };
+        if !connected {
             self.codec = Codec::Done;
             return;
         }
         self.codec = Codec::WebSocket(FrameDecoder::server(max));
+    }
+
+    /// A token refresh (`token_check.rs`): answered here, never forwarded.
+    fn refresh_token(&mut self, message: &[u8]) {
+        let mut shard = self.shard.borrow_mut();
+        let Some(verifier) = shard.settings().token_verifier.clone() else {
+            return;
+        };
+        let uid = shard.client_uid(self.id);
+        let (outcome, answer) = token_check::refresh(&verifier, message, uid.as_ref());
+        if let Ok(expires) = outcome {
+            shard.token_refreshed(self.id, expires);
+        }
+        shard.deliver(self.id, websocket::text_frame(&answer));
     }
 
     /// Decodes every whole frame in `input`. Pings are answered one by one while the client
@@ -249,6 +295,10 @@ impl ClientPeer {
     /// Hands a message to the shard; false when the client is gone (no worker took it).
     fn forward(&mut self, message: Bytes, binary: bool) -> bool {
         self.completed = true;
+        if !binary && token_check::is_refresh(&message) && self.shard.borrow().token_auth() {
+            self.refresh_token(&message);
+            return self.alive();
+        }
         self.shard
             .borrow_mut()
             .client_message(self.id, message, binary);

@@ -16,6 +16,7 @@ mod link;
 mod parking;
 mod shard;
 mod static_files;
+mod token_check;
 
 pub use self::core::router::Router;
 pub use self::core::state::{Shard, ShardSettings};

@@ -125,6 +125,11 @@ pub fn start(
         ),
         _ => None,
     };
+    let verifier = config
+        .auth
+        .verifier()
+        .map_err(|message| StartError::Shard { index: 0, message })?
+        .map(Arc::new);
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), ShardStartError>)>();
     let mut handles = Vec::with_capacity(shards);
     for (index, address) in addresses.iter().enumerate() {
@@ -146,12 +151,14 @@ pub fn start(
         .ring_depth(4096);
         let failed = ready.clone();
         let feed = store.map(|s| s.feed(address));
+        let verifier = verifier.clone();
         let spawned = rt::start(spec, move || async move {
             let outside = Outside {
                 published,
                 questions,
                 stopping: told,
                 feed,
+                verifier,
             };
             run_shard(config, index, public, tls, outside, ready).await;
         });
@@ -208,6 +215,8 @@ struct Outside {
     stopping: Arc<std::sync::atomic::AtomicBool>,
     /// The store thread's queue, with the store on.
     feed: Option<crate::store::ShardFeed>,
+    /// The token verifier, with `[gateway.auth]` on (one per process, read by every shard).
+    verifier: Option<Arc<net::jwt::TokenVerifier>>,
 }
 
 /// One shard, for the life of its thread: its fd table and listeners, then its tasks — keeping
@@ -230,6 +239,7 @@ async fn run_shard(
     };
     let mut settings = ShardSettings::new(&config, index, public.port());
     settings.record_holdings = outside.feed.is_some();
+    settings.token_verifier = outside.verifier.clone();
     settings.max_clients = max_clients(&config, own_fd_table);
     let inner_addr = SocketAddr::from((settings.lan_ip, settings.inner_port));
     let (public_listener, inner_listener) = match listeners(&config, public, inner_addr).await {
@@ -409,7 +419,7 @@ async fn publish(
 
 /// The core's timers: each runs only when its setting is on.
 fn start_timers(shard: &Rc<RefCell<Shard>>) {
-    let timers: [(Option<Duration>, Tick); 4] = {
+    let timers: [(Option<Duration>, Tick); 5] = {
         let s = shard.borrow();
         [
             (
@@ -419,6 +429,7 @@ fn start_timers(shard: &Rc<RefCell<Shard>>) {
             (s.stall_check_period(), Shard::sweep_worker_stalls),
             (s.message_check_period(), Shard::sweep_messages),
             (s.handshake_check_period(), Shard::sweep_handshakes),
+            (s.token_check_period(), Shard::sweep_token_expiry),
         ]
     };
     for (period, tick) in timers {

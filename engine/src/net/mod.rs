@@ -6,6 +6,7 @@
 mod backoff;
 mod frame;
 mod http_url;
+pub mod jwt;
 mod outbox;
 pub mod port_owner;
 pub mod tls;

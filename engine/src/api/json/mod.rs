@@ -13,9 +13,7 @@ use gatewire_proto::ClientId;
 use gatewire_proto::php::Array;
 use serde_json::{Map, Value as Json, json};
 
-pub mod php;
-
-use php::{array_to_json, object_to_array};
+use crate::php_json::{array_to_json, object_to_array};
 
 use super::{Answer, Gateway, Message, QueryError};
 

@@ -30,9 +30,10 @@ use serde_json::{Value as Json, json};
 use crate::net::HttpUrl as Url;
 
 use crate::api::Gateway;
-use crate::api::json::{call_for_client, php};
+use crate::api::json::call_for_client;
 use crate::config::HttpHookConfig;
 use crate::log_limit::warn_limited;
+use crate::php_json as php;
 use crate::worker::{Context, Events};
 
 /// The hook's counters (this process's worker threads together), for `/metrics`.

@@ -21,4 +21,5 @@ pub mod state;
 pub mod stats;
 #[cfg(test)]
 mod tests;
+pub mod token_auth;
 pub mod worker_stall;

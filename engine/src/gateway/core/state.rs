@@ -20,6 +20,7 @@ use crate::gateway::core::parking_requests::ParkingRequests;
 use crate::gateway::core::pending_input::PendingInput;
 use crate::gateway::core::router::Router;
 use crate::gateway::core::stats::{ClientRow, CloseCause, Inspection, ShardSnapshot, Stats};
+use crate::gateway::core::token_auth::TokenExpiry;
 
 /// The largest packet an inner link may send before it authenticates: a hello or a query, never
 /// a client's message, so an unauthenticated peer cannot make the shard buffer megabytes.
@@ -60,6 +61,11 @@ pub struct ShardSettings {
     pub builtin_page: Option<&'static str>,
     /// Record which uids and groups the shard starts and stops holding, for the store.
     pub record_holdings: bool,
+    /// With `[gateway.auth]` on, the close code for an expired token; clients then reach
+    /// workers only once their token is verified (`token_auth.rs`).
+    pub auth_close_code: Option<u16>,
+    /// The verifier of those tokens (read by the I/O side, `gateway/client.rs`).
+    pub token_verifier: Option<std::sync::Arc<crate::net::jwt::TokenVerifier>>,
 }
 
 impl ShardSettings {
@@ -88,6 +94,8 @@ impl ShardSettings {
             static_dir: config.static_dir.clone(),
             builtin_page: config.builtin_page,
             record_holdings: false,
+            auth_close_code: config.auth.enabled().then(|| config.auth.close_code()),
+            token_verifier: None,
         }
     }
 }
@@ -119,6 +127,9 @@ pub struct Client {
     pub flush_pending: bool,
     /// Handshake sweeps this client has been through still in its handshake.
     pub handshake_sweeps: u8,
+    /// Whether workers were told of this client (ON_CONNECT). With `[gateway.auth]` on, not
+    /// before its token is verified; a client refused then closes without ON_CLOSE.
+    pub announced: bool,
 }
 
 /// A client's uid and groups.
@@ -196,6 +207,8 @@ pub struct Shard {
     /// Bytes queued for all this shard's clients and not yet written, against
     /// `max_pending_output_bytes`.
     pub(in crate::gateway::core) pending_output: QueuedTally,
+    /// When admitted clients' tokens expire (`token_auth.rs`).
+    pub(in crate::gateway::core) token_expiry: TokenExpiry,
     /// Stall sweeps so far (`worker_stall.rs`).
     pub(in crate::gateway::core) stall_sweeps: u64,
     /// Going away: clients were told (close 1001) and new connections are refused.
@@ -228,6 +241,7 @@ impl Shard {
             parking: None,
             pending_input: PendingInput::default(),
             pending_output: QueuedTally::default(),
+            token_expiry: TokenExpiry::default(),
             stall_sweeps: 0,
             leaving: false,
             presence_links: 0,
@@ -312,6 +326,11 @@ impl Shard {
 
     pub fn client_remote(&self, id: u32) -> Option<SocketAddr> {
         self.clients.get(&id).map(Client::remote)
+    }
+
+    /// The uid client `id` is bound to.
+    pub fn client_uid(&self, id: u32) -> Option<Key> {
+        self.clients.get(&id)?.uid().cloned()
     }
 
     /// What client `id` has queued: the driver writes from it.
@@ -429,9 +448,19 @@ impl Shard {
                 parked: false,
                 flush_pending: false,
                 handshake_sweeps: 0,
+                announced: !self.token_auth(),
             },
         );
         self.stats.accepted += 1;
+        if self.token_auth() {
+            // ON_CONNECT waits for the token (token_auth.rs); a worker must be there to take it.
+            if self.has_workers() {
+                return Some(id);
+            }
+            self.stats.no_worker += 1;
+            self.destroy_client(id, CloseCause::NoWorker);
+            return None;
+        }
         if self.send_event(id, Cmd::OnConnect, Flags::SCALAR, &Bytes::new()) {
             Some(id)
         } else {
@@ -494,6 +523,11 @@ impl Shard {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
+        if !client.announced {
+            // Refused (or gone) before its token was verified: no worker knows of it.
+            self.forget_client(id, cause);
+            return;
+        }
         if self.presence_links > 0
             && let Some(groups) = client.groups().filter(|g| !g.is_empty()).cloned()
         {
@@ -510,6 +544,9 @@ impl Shard {
             return;
         };
         self.forget_pending_input(id);
+        if !self.token_expiry.is_empty() {
+            self.token_expiry.remove(id);
+        }
         if let Some(worker) = &client.worker {
             self.router.released(worker);
         }

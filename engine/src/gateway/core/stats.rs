@@ -18,6 +18,8 @@ pub enum CloseCause {
     BadInput,
     /// The gateway is stopping.
     Shutdown,
+    /// Its token was refused at the handshake, or expired unrefreshed (`[gateway.auth]`).
+    Auth,
 }
 
 /// Counters of one shard since start.
@@ -31,6 +33,13 @@ pub struct Stats {
     pub closed_slow_client: u64,
     pub closed_bad_input: u64,
     pub closed_shutdown: u64,
+    pub closed_auth: u64,
+    /// Handshakes refused for their token, by [`crate::net::jwt::Refusal`] (its order).
+    pub auth_refusals: [u64; 4],
+    /// Clients closed because their token expired unrefreshed.
+    pub auth_expired_closes: u64,
+    /// Tokens refreshed by clients.
+    pub auth_refreshes: u64,
     pub messages_in: u64,
     pub bytes_in: u64,
     pub messages_out: u64,
@@ -219,6 +228,7 @@ impl Stats {
             CloseCause::SlowClient => &mut self.closed_slow_client,
             CloseCause::BadInput => &mut self.closed_bad_input,
             CloseCause::Shutdown => &mut self.closed_shutdown,
+            CloseCause::Auth => &mut self.closed_auth,
         };
         *counter += 1;
     }

@@ -38,7 +38,7 @@ impl Shard {
         }
     }
 
-    fn bind_uid(&mut self, id: u32, uid: Key) {
+    pub(in crate::gateway::core) fn bind_uid(&mut self, id: u32, uid: Key) {
         let Some(uid) = usable(uid, "uid") else {
             return;
         };
@@ -60,7 +60,7 @@ impl Shard {
         }
     }
 
-    fn join_group(&mut self, id: u32, group: Key) {
+    pub(in crate::gateway::core) fn join_group(&mut self, id: u32, group: Key) {
         let Some(group) = usable(group, "group") else {
             return;
         };

@@ -1,6 +1,6 @@
 //! Sessions between PHP's arrays (what gateways store) and JSON (what HTTP backends send and
-//! read). A PHP array whose keys are 0, 1, … in order is a JSON array; any other array is a JSON
-//! object. Strings that are not UTF-8 are shown with the replacement character; a JSON object's
+//! read, and what tokens carry). A PHP array whose keys are 0, 1, … in order is a JSON array;
+//! any other array is a JSON object. Strings that are not UTF-8 are shown with the replacement character; a JSON object's
 //! keys become PHP keys by PHP's rules ("7" is the integer key 7).
 
 use gatewire_proto::php::{Array, Key, Value};
