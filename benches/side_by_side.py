@@ -43,7 +43,7 @@ def passed(run):
 
 
 print(f'{"server":<18} {"rate":>8} {"offered/s":>10} {"connected":>9} {"delivered/s":>11} '
-      f'{"lost":>8} {"p50_ms":>8} {"p99_ms":>8} {"server_cpu":>10} {"loadgen%":>8}  pass  '
+      f'{"lost":>8} {"p50_ms":>8} {"p99_ms":>8} {"server_cpu":>10} {"rss_MB":>7} {"loadgen%":>8}  pass  '
       f'every repeat: p99 ms / delivered M/s')
 best = defaultdict(float)
 failed = defaultdict(list)  # offered rates at which some repeat did not pass
@@ -68,6 +68,7 @@ for (server, rate), rows in sorted(runs.items()):
           f'{med(lambda r: r["run"]["deliveries_lost"]):>8.0f} '
           f'{med(lambda r: r["run"]["latency_ms"]["p50"]):>8.1f} '
           f'{med(lambda r: r["run"]["latency_ms"]["p99"]):>8.1f} {cpu * 100:>9.0f}% '
+          f'{med(lambda r: (r["run"].get("server_rss_bytes") or 0) / 1e6):>7.0f} '
           f'{med(lambda r: max(r["run"]["loadgen_cpu_pct_per_thread"] or [0])):>7.0f}%  '
           f'{"yes" if every else "no":<4} {sum(passed(r["run"]) for r in ok)}/{len(rows)}  '
           + " ".join(f'{r["run"]["latency_ms"]["p99"]:.0f}/{r["run"]["deliveries_per_sec"] / 1e6:.2f}'
