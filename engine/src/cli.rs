@@ -106,8 +106,9 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Print an HS256 token signed with gateway.auth.secret, for tests and scripts (production
-    /// tokens come from your own issuer, which holds the secret or the private key).
+    /// Print a token for [gateway.auth], for tests and scripts: HS256 signed with
+    /// gateway.auth.secret, or RS256/ES256 with --private-key (production tokens come from your
+    /// own issuer, which holds the secret or the private key).
     Token {
         #[command(flatten)]
         config: ConfigArgs,
@@ -123,6 +124,9 @@ enum Command {
         /// Seconds until `exp`; 0 leaves `exp` out (the token never expires).
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// Sign RS256 or ES256 with this PEM private key (the pair of gateway.auth.public_key).
+        #[arg(long)]
+        private_key: Option<PathBuf>,
     },
     /// Send a message through the gateways (as GatewayClient); to everyone unless narrowed.
     Send {
@@ -325,18 +329,36 @@ fn run_cli<A: Events>(custom: Option<A>) -> ExitCode {
             groups,
             info,
             ttl,
-        } => token(&config, sub, groups, info, ttl),
+            private_key,
+        } => token(
+            &config,
+            TokenClaims {
+                sub,
+                groups,
+                info,
+                ttl,
+            },
+            private_key.as_deref(),
+        ),
     }
 }
 
-/// `gatewire token`: an HS256 token for `[gateway.auth]`.
-fn token(
-    config: &ConfigArgs,
+/// The claims `gatewire token` puts in a token.
+struct TokenClaims {
     sub: Option<String>,
     groups: Vec<String>,
     info: Option<String>,
     ttl: u64,
-) -> ExitCode {
+}
+
+/// `gatewire token`: a token for `[gateway.auth]`.
+fn token(config: &ConfigArgs, claims: TokenClaims, private_key: Option<&Path>) -> ExitCode {
+    let TokenClaims {
+        sub,
+        groups,
+        info,
+        ttl,
+    } = claims;
     let config = match config.load() {
         Ok(c) => c,
         Err(e) => {
@@ -345,10 +367,10 @@ fn token(
         }
     };
     let auth = &config.gateway.auth;
-    if auth.secret.is_empty() {
+    if auth.secret.is_empty() && private_key.is_none() {
         eprintln!(
-            "gatewire: gateway.auth.secret is not set; `gatewire token` signs HS256 tokens with \
-             it (RS256/ES256 tokens are signed by whoever holds the private key)"
+            "gatewire: gateway.auth.secret is not set and no --private-key was given: nothing to \
+             sign the token with"
         );
         return ExitCode::from(2);
     }
@@ -382,7 +404,14 @@ fn token(
     if let Some(aud) = &auth.audience {
         claims.insert("aud".into(), aud.clone().into());
     }
-    match crate::net::jwt::sign_hs256(&auth.secret, &serde_json::Value::Object(claims)) {
+    let claims = serde_json::Value::Object(claims);
+    let signed = match private_key {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|pem| crate::net::jwt::sign_with_private_key(&pem, &claims)),
+        None => crate::net::jwt::sign_hs256(&auth.secret, &claims),
+    };
+    match signed {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

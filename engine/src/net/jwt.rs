@@ -219,6 +219,18 @@ pub fn sign_hs256(secret: &str, claims: &Json) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// An RS256 or ES256 token for `claims`, signed with the PEM private key `pem` (which of the two
+/// follows from the key).
+pub fn sign_with_private_key(pem: &[u8], claims: &Json) -> Result<String, String> {
+    use jsonwebtoken::EncodingKey;
+    let (algorithm, key) = EncodingKey::from_rsa_pem(pem)
+        .map(|k| (Algorithm::RS256, k))
+        .or_else(|_| EncodingKey::from_ec_pem(pem).map(|k| (Algorithm::ES256, k)))
+        .map_err(|e| format!("not an RSA or P-256 private key in PEM form ({e})"))?;
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), claims, &key)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
