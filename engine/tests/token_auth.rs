@@ -262,3 +262,98 @@ fn rs256_and_es256_tokens_verify_with_their_public_keys() {
         );
     }
 }
+
+/// A PHP BusinessWorker (GatewayWorker's, with GATEWAYWORKER_DIR) behind a gatewire gateway with
+/// auth on sees what a gatewire worker sees: the claims in `$data['auth']`, the uid bound, the
+/// session from `info`. Skipped (with a line) without php or GatewayWorker's sources.
+#[test]
+fn a_php_business_worker_sees_the_claims() {
+    let Some(gatewayworker) = std::env::var_os("GATEWAYWORKER_DIR") else {
+        return eprintln!("SKIPPED: GATEWAYWORKER_DIR is not set (GatewayWorker's sources)");
+    };
+    if !std::process::Command::new("php")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return eprintln!("SKIPPED: no `php` on PATH");
+    }
+    let mut setup = Setup {
+        roles: "register,gateway",
+        extra: format!("\n[gateway.auth]\nsecret = \"{SECRET}\"\n"),
+        ..Setup::default()
+    };
+    let register = *setup.register_port.get_or_insert_with(free_port);
+    let gw = Gatewire::start(setup);
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        r#"<?php
+require getenv('GATEWAYWORKER_DIR') . '/vendor/autoload.php';
+use GatewayWorker\BusinessWorker;
+use GatewayWorker\Lib\Gateway;
+use Workerman\Worker;
+class Events {{
+    public static function onWebSocketConnect($client_id, $data) {{
+        Gateway::sendToClient($client_id, json_encode([
+            'auth' => $data['auth'],
+            'uid' => Gateway::getUidByClientId($client_id),
+            'session' => $_SESSION,
+        ]));
+    }}
+    public static function onMessage($client_id, $message) {{}}
+}}
+$worker = new BusinessWorker();
+$worker->name = 'PhpAuth';
+$worker->count = 1;
+$worker->registerAddress = '127.0.0.1:{register}';
+$worker->eventHandler = 'Events';
+Worker::$pidFile = __DIR__ . '/php.pid';
+Worker::$logFile = __DIR__ . '/php.log';
+Worker::$stdoutFile = __DIR__ . '/php.out';
+Worker::runAll();
+"#
+    );
+    std::fs::write(dir.path().join("start.php"), script).unwrap();
+    let php = std::process::Command::new("php")
+        .args(["start.php", "start"])
+        .current_dir(dir.path())
+        .env("GATEWAYWORKER_DIR", &gatewayworker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            // SAFETY: SIGINT to the workerman master this test started and has not reaped.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let _ = self.0.wait();
+        }
+    }
+    let _php = Stop(php);
+    // The PHP worker needs a moment to find the gateway: until then clients are refused.
+    let tok = token(json!({"sub": "ann", "info": {"name": "Ann"}, "role": "admin"}));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let answer = loop {
+        let stream = TcpStream::connect(gw.public).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let url = format!("ws://{}/?token={tok}", gw.public);
+        if let Ok((mut ws, _)) =
+            tungstenite::client::client(url, tungstenite::stream::MaybeTlsStream::Plain(stream))
+            && let Ok(tungstenite::Message::Text(text)) = ws.read()
+        {
+            break text.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the PHP worker never answered: {}",
+            std::fs::read_to_string(dir.path().join("php.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let answer: Json = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["auth"]["sub"], "ann");
+    assert_eq!(answer["auth"]["role"], "admin");
+    assert_eq!(answer["uid"], "ann");
+    assert_eq!(answer["session"], json!({"name": "Ann"}));
+}
