@@ -324,6 +324,18 @@ pub fn gateway(text: &mut Exposition, snapshots: &[ShardSnapshot], queues: &[Ins
         "Tokens refreshed by clients.",
         per_shard(|s| s.stats.auth_refreshes),
     );
+    text.family(
+        "compressions_total",
+        "counter",
+        "Messages compressed (permessage-deflate): once per fanout per shard, once per message to one client.",
+        per_shard(|s| s.stats.compressions),
+    );
+    text.family(
+        "compressed_deliveries_total",
+        "counter",
+        "Deliveries that went out compressed.",
+        per_shard(|s| s.stats.compressed_deliveries),
+    );
     let limits = snapshots.iter().flat_map(|s| {
         s.stats.limit_hits().map(|(limit, n)| {
             (

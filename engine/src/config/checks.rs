@@ -214,6 +214,18 @@ impl Config {
         if g.auth.enabled() {
             check_auth(g)?;
         }
+        if g.compression
+            && !matches!(
+                g.listen.protocol,
+                ClientProtocol::WebSocket | ClientProtocol::SecureWebSocket
+            )
+        {
+            return Err(
+                "gateway.compression is permessage-deflate, a WebSocket extension: it needs a \
+                 websocket:// or wss:// gateway.listen"
+                    .into(),
+            );
+        }
         if g.max_pending_output_bytes < g.send_to_client_buffer_size {
             return Err(format!(
                 "gateway.max_pending_output_bytes ({}) must be at least \

@@ -413,6 +413,12 @@ pub struct GatewayConfig {
     pub slow_client_policy: SlowClientPolicy,
     /// Largest client message (bytes).
     pub max_message_size: usize,
+    /// permessage-deflate (RFC 7692) with clients that offer it: each message is compressed on
+    /// its own (no per-socket compressor state), a broadcast once per shard for every client
+    /// that negotiated it.
+    pub compression: bool,
+    /// Messages shorter than this many bytes go uncompressed (compression on).
+    pub compression_min_size: usize,
     /// Most clients this gateway process holds, spread evenly over its shards; one more is
     /// refused at accept (503 on WebSocket listeners) and counted. 0: as many as each shard's
     /// descriptor limit allows, less a reserve for links and files.
@@ -470,6 +476,8 @@ impl Default for GatewayConfig {
             send_to_worker_buffer_size: 10_240_000,
             slow_client_policy: SlowClientPolicy::Drop,
             max_message_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
+            compression: false,
+            compression_min_size: 256,
             max_connections: 0,
             worker_stall_timeout: 0.0,
             max_pending_input_bytes: 128 << 20,

@@ -151,9 +151,23 @@ impl ClientPeer {
         let public_port = shard.settings().public_port;
         let max = shard.settings().max_message_size;
         let data = websocket::connect_data(&request, remote, public_port);
+        let mut extensions = String::new();
+        let mut decoder = FrameDecoder::server(max);
+        if shard.settings().compression {
+            let offers = request
+                .headers
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|(_, value)| value.as_ref());
+            if let Some((agreement, response)) = websocket::deflate::negotiate(offers) {
+                shard.client_deflates(self.id, agreement);
+                extensions = format!("Sec-WebSocket-Extensions: {response}\r\n");
+                decoder = decoder.with_deflate();
+            }
+        }
         let connected = match shard.settings().token_verifier.clone() {
             None => {
-                let response = Bytes::from(websocket::response_101(&accept, ""));
+                let response = Bytes::from(websocket::response_101(&accept, &extensions));
                 shard.websocket_connect(self.id, Bytes::from(serialize(&data)), response)
             }
             Some(verifier) => match token_check::check(&verifier, &request, data) {
@@ -162,9 +176,10 @@ impl ClientPeer {
                     data,
                     protocol,
                 } => {
-                    let extra = protocol
+                    let mut extra = protocol
                         .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
                         .unwrap_or_default();
+                    extra.push_str(&extensions);
                     let response = Bytes::from(websocket::response_101(&accept, &extra));
                     let data = Bytes::from(serialize(&data));
                     shard.websocket_admitted(self.id, admission, data, response)
@@ -188,7 +203,7 @@ impl ClientPeer {
             self.codec = Codec::Done;
             return;
         }
-        self.codec = Codec::WebSocket(FrameDecoder::server(max));
+        self.codec = Codec::WebSocket(decoder);
     }
 
     /// A token refresh (`token_check.rs`): answered here, never forwarded.
@@ -267,6 +282,11 @@ impl ClientPeer {
                         websocket::WsError::Unmasked => "unmasked websocket frame",
                         websocket::WsError::TooLarge { .. } => "oversize websocket message",
                         websocket::WsError::InvalidUtf8 => "invalid utf-8 in websocket text",
+                        websocket::WsError::InflatedTooLarge { .. } => {
+                            self.shard.borrow_mut().inflated_too_large();
+                            "compressed websocket message inflates past max_message_size"
+                        }
+                        websocket::WsError::BadCompressedData => "bad compressed websocket message",
                         _ => "websocket protocol error",
                     };
                     return self.refuse(cause, &e, websocket::close_frame(e.close_code(), ""));

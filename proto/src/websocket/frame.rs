@@ -96,14 +96,18 @@ pub enum WsError {
     BadClosePayload,
     #[error("close code {0} may not be sent by a peer")]
     BadCloseCode(u16),
+    #[error("compressed message does not inflate (permessage-deflate)")]
+    BadCompressedData,
+    #[error("compressed message inflates past the maximum of {max} bytes")]
+    InflatedTooLarge { max: usize },
 }
 
 impl WsError {
     /// The close code to answer this violation with.
     pub fn close_code(&self) -> u16 {
         match self {
-            WsError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
-            WsError::TooLarge { .. } => CloseCode::TOO_BIG,
+            WsError::InvalidUtf8 | WsError::BadCompressedData => CloseCode::INVALID_PAYLOAD,
+            WsError::TooLarge { .. } | WsError::InflatedTooLarge { .. } => CloseCode::TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -113,6 +117,8 @@ impl WsError {
 #[derive(Debug)]
 struct Partial {
     is_text: bool,
+    /// Its first frame had RSV1 (permessage-deflate): inflated, then checked, once complete.
+    compressed: bool,
     data: BytesMut,
     /// Bytes of `data` known to be valid UTF-8 (text only).
     utf8_valid: usize,
@@ -125,6 +131,8 @@ pub struct FrameDecoder {
     server: bool,
     max_message: usize,
     partial: Option<Partial>,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
 }
 
 impl FrameDecoder {
@@ -134,7 +142,16 @@ impl FrameDecoder {
             server: true,
             max_message,
             partial: None,
+            deflate: false,
         }
+    }
+
+    /// This decoder with permessage-deflate negotiated ([`super::deflate`]): a data message
+    /// whose first frame has RSV1 is inflated (at most `max_message` bytes) before it is checked
+    /// and returned.
+    pub fn with_deflate(mut self) -> FrameDecoder {
+        self.deflate = true;
+        self
     }
 
     /// No fragmented message is in progress: a fresh decoder would behave the same.
@@ -181,10 +198,14 @@ impl FrameDecoder {
         }
         let (b0, b1) = (buf[0], buf[1]);
         let fin = b0 & 0x80 != 0;
-        if b0 & 0x70 != 0 {
+        let opcode = OpCode::from_bits(b0 & 0x0f).ok_or(WsError::ReservedOpcode(b0 & 0x0f))?;
+        // RSV1 is permessage-deflate's, on the first frame of a data message only.
+        let compressed = b0 & 0x40 != 0;
+        if b0 & 0x30 != 0
+            || compressed && !(self.deflate && matches!(opcode, OpCode::Text | OpCode::Binary))
+        {
             return Err(WsError::ReservedBits);
         }
-        let opcode = OpCode::from_bits(b0 & 0x0f).ok_or(WsError::ReservedOpcode(b0 & 0x0f))?;
         let masked = b1 & 0x80 != 0;
         if masked != self.server {
             return Err(if self.server {
@@ -246,6 +267,7 @@ impl FrameDecoder {
         Ok(Some(Frame {
             fin,
             opcode,
+            compressed,
             payload: frame,
         }))
     }
@@ -254,6 +276,7 @@ impl FrameDecoder {
         let Frame {
             fin,
             opcode,
+            compressed,
             payload,
         } = frame;
         match opcode {
@@ -266,18 +289,11 @@ impl FrameDecoder {
                 }
                 let is_text = opcode == OpCode::Text;
                 if fin {
-                    if is_text && std::str::from_utf8(&payload).is_err() {
-                        return Err(WsError::InvalidUtf8);
-                    }
-                    let payload = payload.freeze();
-                    return Ok(Some(if is_text {
-                        Message::Text(payload)
-                    } else {
-                        Message::Binary(payload)
-                    }));
+                    return self.whole(is_text, compressed, payload, false).map(Some);
                 }
                 let mut partial = Partial {
                     is_text,
+                    compressed,
                     data: payload,
                     utf8_valid: 0,
                 };
@@ -295,15 +311,41 @@ impl FrameDecoder {
                 if !fin {
                     return Ok(None);
                 }
-                let Partial { is_text, data, .. } = self.partial.take().expect("checked above");
-                let data = data.freeze();
-                Ok(Some(if is_text {
-                    Message::Text(data)
-                } else {
-                    Message::Binary(data)
-                }))
+                let Partial {
+                    is_text,
+                    compressed,
+                    data,
+                    ..
+                } = self.partial.take().expect("checked above");
+                // An uncompressed text's fragments were checked as they came.
+                self.whole(is_text, compressed, data, !compressed).map(Some)
             }
         }
+    }
+
+    /// A complete data message: inflated when compressed, then its text checked for UTF-8
+    /// unless `checked` already.
+    fn whole(
+        &self,
+        is_text: bool,
+        compressed: bool,
+        data: BytesMut,
+        checked: bool,
+    ) -> Result<Message, WsError> {
+        let data = if compressed {
+            super::deflate::inflate(&data, self.max_message)?
+        } else {
+            data
+        };
+        if is_text && !checked && std::str::from_utf8(&data).is_err() {
+            return Err(WsError::InvalidUtf8);
+        }
+        let data = data.freeze();
+        Ok(if is_text {
+            Message::Text(data)
+        } else {
+            Message::Binary(data)
+        })
     }
 }
 
@@ -316,6 +358,7 @@ impl Default for FrameDecoder {
 struct Frame {
     fin: bool,
     opcode: OpCode,
+    compressed: bool,
     payload: BytesMut,
 }
 
@@ -323,7 +366,7 @@ impl Partial {
     /// Validates the bytes added since the last check. A sequence cut at the end is fine until the
     /// final fragment; an invalid one fails at once.
     fn check_utf8(&mut self, final_fragment: bool) -> Result<(), WsError> {
-        if !self.is_text {
+        if !self.is_text || self.compressed {
             return Ok(());
         }
         match std::str::from_utf8(&self.data[self.utf8_valid..]) {

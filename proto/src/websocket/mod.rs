@@ -1,10 +1,11 @@
 //! The WebSocket server side (RFC 6455) as workerman 5.2.2 speaks it (protocol §10.1): the
 //! upgrade request and its 101/400/426 answers, the `get`/`server`/`cookie` array sent to workers
 //! with `CMD_ON_WEBSOCKET_CONNECT`, and the frame codec (masking, fragmentation, control frames,
-//! UTF-8, close codes, size limits). The frame codec also has a client mode for the load
-//! generator and tests.
+//! UTF-8, close codes, size limits), and permessage-deflate ([`deflate`]). The frame codec also
+//! has a client mode for the load generator and tests.
 
 mod connect_data;
+pub mod deflate;
 mod frame;
 mod handshake;
 mod parse_str;

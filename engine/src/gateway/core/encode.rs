@@ -35,6 +35,24 @@ pub fn client_frame(
     Ok(encode_message(protocol, &payload))
 }
 
+/// A message for WebSocket clients as permessage-deflate sees it, its opcode and payload;
+/// `None` for other protocols and for bodies sent as they are (`not_call_encode`).
+pub fn websocket_parts(
+    protocol: ClientProtocol,
+    flag: Flags,
+    body: &Bytes,
+) -> Option<(websocket::OpCode, Bytes)> {
+    if flag.not_call_encode() || !is_websocket(protocol) {
+        return None;
+    }
+    let payload = message_bytes(protocol, flag, body).ok()?;
+    let opcode = match flag.binary() {
+        true => websocket::OpCode::Binary,
+        false => websocket::OpCode::Text,
+    };
+    Some((opcode, payload))
+}
+
 /// The message bytes before protocol encoding.
 fn message_bytes(
     protocol: ClientProtocol,

@@ -46,6 +46,9 @@ pub struct ShardSettings {
     pub slow_client_policy: SlowClientPolicy,
     pub max_message_size: usize,
     pub max_packet_size: usize,
+    /// permessage-deflate offered to clients, and the smallest message compressed.
+    pub compression: bool,
+    pub compression_min_size: usize,
     pub max_pending_input_bytes: usize,
     pub max_pending_output_bytes: usize,
     pub message_timeout: f64,
@@ -82,6 +85,8 @@ impl ShardSettings {
             slow_client_policy: config.slow_client_policy,
             max_message_size: config.max_message_size,
             max_packet_size: config.max_packet_size,
+            compression: config.compression,
+            compression_min_size: config.compression_min_size,
             max_pending_input_bytes: config.max_pending_input_bytes,
             max_pending_output_bytes: config.max_pending_output_bytes,
             message_timeout: config.message_timeout,
@@ -130,6 +135,9 @@ pub struct Client {
     /// Whether workers were told of this client (ON_CONNECT). With `[gateway.auth]` on, not
     /// before its token is verified; a client refused then closes without ON_CLOSE.
     pub announced: bool,
+    /// permessage-deflate, when negotiated: the largest window (bits) the client accepts from
+    /// us; 0 when not.
+    pub deflate_window_bits: u8,
 }
 
 /// A client's uid and groups.
@@ -328,6 +336,23 @@ impl Shard {
         self.clients.get(&id).map(Client::remote)
     }
 
+    /// Client `id` negotiated permessage-deflate (before its 101 is queued).
+    pub fn client_deflates(
+        &mut self,
+        id: u32,
+        agreement: gatewire_proto::websocket::deflate::DeflateAgreement,
+    ) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.deflate_window_bits = agreement.server_window_bits;
+        }
+    }
+
+    /// A compressed client message that inflated past `max_message_size` (counted; the I/O side
+    /// closes the client).
+    pub fn inflated_too_large(&mut self) {
+        self.stats.inflated_too_large += 1;
+    }
+
     /// The uid client `id` is bound to.
     pub fn client_uid(&self, id: u32) -> Option<Key> {
         self.clients.get(&id)?.uid().cloned()
@@ -449,6 +474,7 @@ impl Shard {
                 flush_pending: false,
                 handshake_sweeps: 0,
                 announced: !self.token_auth(),
+                deflate_window_bits: 0,
             },
         );
         self.stats.accepted += 1;

@@ -36,6 +36,13 @@ pub struct Stats {
     pub closed_auth: u64,
     /// Handshakes refused for their token, by [`crate::net::jwt::Refusal`] (its order).
     pub auth_refusals: [u64; 4],
+    /// Clients closed because a compressed message of theirs inflated past `max_message_size`.
+    pub inflated_too_large: u64,
+    /// Messages compressed (permessage-deflate): once per fanout per shard, once per message to
+    /// one client.
+    pub compressions: u64,
+    /// Deliveries that went out compressed.
+    pub compressed_deliveries: u64,
     /// Clients closed because their token expired unrefreshed.
     pub auth_expired_closes: u64,
     /// Tokens refreshed by clients.
@@ -87,7 +94,7 @@ pub struct Stats {
 }
 
 /// How many bounds [`Stats::limit_hits`] reports.
-pub const LIMITS: usize = 14;
+pub const LIMITS: usize = 15;
 
 /// One bound a peer can run into: its label in `gatewire_limit_hits_total{limit=…}`, the key that
 /// sets it, and what a hit means.
@@ -127,6 +134,14 @@ impl Stats {
                     "messages dropped for clients with output queued because the shard's client output is over its budget",
                 ),
                 self.shard_output_drops,
+            ),
+            (
+                limit(
+                    "inflated_message",
+                    "gateway.max_message_size",
+                    "clients closed because a compressed message inflated past the maximum (WebSocket 1009)",
+                ),
+                self.inflated_too_large,
             ),
             (
                 limit(

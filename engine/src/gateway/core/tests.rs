@@ -646,6 +646,71 @@ fn an_overloaded_shard_sheds_output_for_clients_behind_and_keeps_serving_the_res
 }
 
 #[test]
+fn a_broadcast_is_compressed_once_for_every_client_that_negotiated_deflate() {
+    use gatewire_proto::websocket::deflate::{DeflateAgreement, inflate};
+    let mut c = core_with(|g| {
+        g.listen.protocol = ClientProtocol::WebSocket;
+        g.compression = true;
+        g.compression_min_size = 100;
+    });
+    let w = c.worker("W:0");
+    let ids: Vec<u32> = (0..4).map(|_| c.accept()).collect();
+    for &id in &ids {
+        c.shard.clients.get_mut(&id).unwrap().outbox.release();
+    }
+    // Two clients with a full window, one that accepts only 512-byte windows, one without deflate.
+    for (id, bits) in [(ids[0], 15), (ids[1], 15), (ids[2], 9)] {
+        c.shard.client_deflates(
+            id,
+            DeflateAgreement {
+                server_window_bits: bits,
+            },
+        );
+    }
+    let all = SendToAllTarget::Everyone.to_ext();
+    let long = "{\"price\":101.25}".repeat(40); // 640 bytes
+    c.command(w, Cmd::SendToAll, 0, &all, &long);
+    assert_eq!(
+        c.shard.stats.compressions, 1,
+        "compressed once for the shard"
+    );
+    assert_eq!(c.shard.stats.compressed_deliveries, 2);
+    let first = c.shard.clients[&ids[0]]
+        .outbox
+        .pending_slices(1)
+        .next()
+        .unwrap();
+    let second = c.shard.clients[&ids[1]]
+        .outbox
+        .pending_slices(1)
+        .next()
+        .unwrap();
+    assert_eq!(
+        first.as_ptr(),
+        second.as_ptr(),
+        "one compressed frame, shared"
+    );
+    let frame = c.client_bytes(ids[0]);
+    assert_eq!(frame[0], 0x80 | 0x40 | 0x1, "FIN, RSV1, text");
+    let len = usize::from(frame[1] & 0x7f);
+    assert!(len < 100, "{len} bytes on the wire for 640");
+    assert_eq!(
+        &inflate(&frame[2..2 + len], 1 << 20).unwrap()[..],
+        long.as_bytes()
+    );
+    // Over the 512-byte window, and without deflate: the plain frame.
+    for id in [ids[2], ids[3]] {
+        let plain = c.client_bytes(id);
+        assert_eq!(plain[0], 0x81, "FIN, text, no RSV1");
+        assert_eq!(&plain[4..], long.as_bytes());
+    }
+    // Below compression_min_size nothing is compressed.
+    c.command(w, Cmd::SendToOne, ids[0], "", "short");
+    assert_eq!(c.client_bytes(ids[0]), b"\x81\x05short");
+    assert_eq!(c.shard.stats.compressions, 1);
+}
+
+#[test]
 fn handshakes_are_closed_on_the_fifth_sweep_of_a_quarter_timeout() {
     let mut c = core_with(|g| {
         g.listen.protocol = ClientProtocol::WebSocket;

@@ -1,12 +1,16 @@
 //! Sending to clients: SEND_TO_ONE, SEND_TO_ALL, SEND_TO_UID, SEND_TO_GROUP, KICK, DESTROY.
 //! A broadcast body is encoded once per shard into one [`Frame::shared`] every recipient queues
-//! (hot path: the per-recipient work is a plain, non-atomic refcount bump and a queue push).
+//! (hot path: the per-recipient work is a plain, non-atomic refcount bump and a queue push);
+//! with `gateway.compression`, it is also compressed once per shard, on the first recipient that
+//! negotiated permessage-deflate, and that frame is shared by all of them.
 
 use bytes::Bytes;
 use gatewire_proto::command::{Payload, SendCommand};
 use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
 
-use crate::gateway::core::encode::client_frame;
+use gatewire_proto::websocket::{OpCode, deflate};
+
+use crate::gateway::core::encode::{client_frame, websocket_parts};
 use crate::gateway::core::state::Shard;
 use crate::gateway::core::stats::CloseCause;
 use crate::net::Frame;
@@ -33,9 +37,51 @@ impl Shard {
         }
     }
 
-    /// The body encoded once for many of this shard's clients.
-    fn shared_frame_for(&mut self, message: &Payload) -> Option<Frame> {
-        self.frame_for(message).map(|bytes| Frame::shared(&bytes))
+    /// A message on its way to this shard's clients; `shared` when many get it (a fanout).
+    fn outgoing(&mut self, message: &Payload, shared: bool) -> Option<Outgoing> {
+        let bytes = self.frame_for(message)?;
+        let deflatable = match self.settings.compression {
+            true => websocket_parts(self.settings.protocol, message.flag, &message.body)
+                .filter(|(_, payload)| payload.len() >= self.settings.compression_min_size),
+            false => None,
+        };
+        let plain = match shared {
+            true => Frame::shared(&bytes),
+            false => Frame::from(bytes),
+        };
+        Some(Outgoing {
+            plain,
+            deflatable,
+            compressed: None,
+            shared,
+        })
+    }
+
+    /// Queues `out` for client `id`: compressed when the client negotiated permessage-deflate and
+    /// the message fits its window (compressed once, on the first such client), plain otherwise.
+    fn deliver_outgoing(&mut self, id: u32, out: &mut Outgoing) {
+        let frame = match &out.deflatable {
+            Some((opcode, payload))
+                if self.clients.get(&id).is_some_and(|c| {
+                    c.deflate_window_bits > 0 && payload.len() <= 1 << c.deflate_window_bits
+                }) =>
+            {
+                self.stats.compressed_deliveries += 1;
+                let stats = &mut self.stats;
+                out.compressed
+                    .get_or_insert_with(|| {
+                        stats.compressions += 1;
+                        let wire = deflate::compressed_frame(*opcode, &deflate::compress(payload));
+                        match out.shared {
+                            true => Frame::shared(&wire),
+                            false => Frame::from(wire),
+                        }
+                    })
+                    .clone()
+            }
+            _ => out.plain.clone(),
+        };
+        self.deliver(id, frame);
     }
 
     /// The body encoded for this shard's clients, or `None` (logged) when it cannot be sent.
@@ -58,13 +104,13 @@ impl Shard {
         if !self.clients.contains_key(&id) {
             return;
         }
-        if let Some(frame) = self.frame_for(message) {
-            self.deliver(id, frame);
+        if let Some(mut out) = self.outgoing(message, false) {
+            self.deliver_outgoing(id, &mut out);
         }
     }
 
     fn send_to_all(&mut self, target: SendToAllTarget, message: &Payload) {
-        let Some(frame) = self.shared_frame_for(message) else {
+        let Some(mut out) = self.outgoing(message, true) else {
             return;
         };
         let ids: Vec<u32> = match target {
@@ -80,12 +126,12 @@ impl Shard {
             }
         };
         for id in ids {
-            self.deliver(id, frame.clone());
+            self.deliver_outgoing(id, &mut out);
         }
     }
 
     fn send_to_uid(&mut self, uids: &[gatewire_proto::Key], message: &Payload) {
-        let Some(frame) = self.shared_frame_for(message) else {
+        let Some(mut out) = self.outgoing(message, true) else {
             return;
         };
         let ids: Vec<u32> = uids
@@ -95,13 +141,13 @@ impl Shard {
             .copied()
             .collect();
         for id in ids {
-            self.deliver(id, frame.clone());
+            self.deliver_outgoing(id, &mut out);
         }
     }
 
     fn send_to_group(&mut self, target: SendToGroup, message: &Payload) {
         let SendToGroup { groups, exclude } = target;
-        let Some(frame) = self.shared_frame_for(message) else {
+        let Some(mut out) = self.outgoing(message, true) else {
             return;
         };
         // A client in two listed groups gets the message twice, as in GatewayWorker.
@@ -113,7 +159,7 @@ impl Shard {
             .filter(|id| !exclude.contains(id))
             .collect();
         for id in ids {
-            self.deliver(id, frame.clone());
+            self.deliver_outgoing(id, &mut out);
         }
     }
 
@@ -123,8 +169,8 @@ impl Shard {
         if !self.clients.contains_key(&id) {
             return;
         }
-        if let Some(frame) = message.and_then(|m| self.frame_for(m)) {
-            self.deliver(id, frame);
+        if let Some(mut out) = message.and_then(|m| self.outgoing(m, false)) {
+            self.deliver_outgoing(id, &mut out);
         }
         if let Some(client) = self.clients.get_mut(&id) {
             // Frames queued before the WebSocket handshake finished still go out first.
@@ -132,4 +178,15 @@ impl Shard {
         }
         self.close_client_after_flush(id, CloseCause::Worker);
     }
+}
+
+/// A message on its way to some of a shard's clients: the plain frame, and, with compression on
+/// and the message long enough, its payload for the clients that negotiated permessage-deflate,
+/// compressed at most once.
+struct Outgoing {
+    plain: Frame,
+    deflatable: Option<(OpCode, Bytes)>,
+    compressed: Option<Frame>,
+    /// Many clients get it: frames are `Frame::shared`.
+    shared: bool,
 }
