@@ -90,7 +90,8 @@ fn frame_refs(c: &mut Criterion) {
 
 fn deflate_per_delivery(c: &mut Criterion) {
     use gatewire_proto::websocket::OpCode;
-    use gatewire_proto::websocket::deflate::{compress, compressed_frame};
+    use gatewire_proto::websocket::compressed_frame;
+    use gatewire_proto::websocket::deflate::compress;
     const RECIPIENTS: usize = 1_000;
     let message: Vec<u8> = {
         let mut m = String::from("[");

@@ -12,10 +12,8 @@
 
 use std::cell::RefCell;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-
-use super::frame::{OpCode, WsError, frame_header};
 
 /// What the negotiation settled for one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,9 +147,17 @@ pub fn compress(payload: &[u8]) -> Vec<u8> {
     })
 }
 
-/// A compressed message's payload inflated, at most `max` bytes (more is
-/// [`WsError::InflatedTooLarge`]); bad data is [`WsError::BadCompressedData`].
-pub fn inflate(payload: &[u8], max: usize) -> Result<BytesMut, WsError> {
+/// Why a compressed message could not be inflated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflateError {
+    /// It inflates past the maximum given.
+    TooLarge,
+    /// It is not deflate data.
+    Bad,
+}
+
+/// A compressed message's payload inflated, at most `max` bytes.
+pub fn inflate(payload: &[u8], max: usize) -> Result<BytesMut, InflateError> {
     INFLATE.with(|d| {
         let mut d = d.borrow_mut();
         d.reset(false);
@@ -160,7 +166,7 @@ pub fn inflate(payload: &[u8], max: usize) -> Result<BytesMut, WsError> {
             loop {
                 if out.len() == out.capacity() {
                     if out.len() > max {
-                        return Err(WsError::InflatedTooLarge { max });
+                        return Err(InflateError::TooLarge);
                     }
                     let room = out.capacity().max(1024).min(max + 1 - out.len().min(max));
                     out.reserve(room.max(1));
@@ -168,10 +174,10 @@ pub fn inflate(payload: &[u8], max: usize) -> Result<BytesMut, WsError> {
                 let (before_in, before_out) = (d.total_in(), out.len());
                 let status = d
                     .decompress_vec(input, &mut out, FlushDecompress::Sync)
-                    .map_err(|_| WsError::BadCompressedData)?;
+                    .map_err(|_| InflateError::Bad)?;
                 input = &input[(d.total_in() - before_in) as usize..];
                 if out.len() > max {
-                    return Err(WsError::InflatedTooLarge { max });
+                    return Err(InflateError::TooLarge);
                 }
                 let progressed = out.len() > before_out || d.total_in() > before_in;
                 let output_full = out.len() == out.capacity();
@@ -179,22 +185,12 @@ pub fn inflate(payload: &[u8], max: usize) -> Result<BytesMut, WsError> {
                     break;
                 }
                 if !progressed && !output_full {
-                    return Err(WsError::BadCompressedData);
+                    return Err(InflateError::Bad);
                 }
             }
         }
         Ok(BytesMut::from(&out[..]))
     })
-}
-
-/// A whole frame with RSV1 set (a compressed message) carrying `compressed`.
-pub fn compressed_frame(opcode: OpCode, compressed: &[u8]) -> Bytes {
-    let (mut header, len) = frame_header(opcode, compressed.len());
-    header[0] |= 0x40;
-    let mut out = BytesMut::with_capacity(len + compressed.len());
-    out.extend_from_slice(&header[..len]);
-    out.extend_from_slice(compressed);
-    out.freeze()
 }
 
 #[cfg(test)]
@@ -259,14 +255,8 @@ mod tests {
         let zeros = vec![0u8; 4 << 20];
         let bomb = compress(&zeros);
         assert!(bomb.len() < 8 << 10);
-        assert_eq!(
-            inflate(&bomb, 1 << 20),
-            Err(WsError::InflatedTooLarge { max: 1 << 20 })
-        );
+        assert_eq!(inflate(&bomb, 1 << 20), Err(InflateError::TooLarge));
         assert_eq!(inflate(&bomb, 4 << 20).unwrap().len(), 4 << 20);
-        assert_eq!(
-            inflate(&[0xff, 0xff, 0xff], 100),
-            Err(WsError::BadCompressedData)
-        );
+        assert_eq!(inflate(&[0xff, 0xff, 0xff], 100), Err(InflateError::Bad));
     }
 }

@@ -7,6 +7,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::deflate::InflateError;
 use crate::DEFAULT_MAX_PACKAGE_SIZE;
 
 /// Frame opcodes.
@@ -333,7 +334,12 @@ impl FrameDecoder {
         checked: bool,
     ) -> Result<Message, WsError> {
         let data = if compressed {
-            super::deflate::inflate(&data, self.max_message)?
+            super::deflate::inflate(&data, self.max_message).map_err(|e| match e {
+                InflateError::TooLarge => WsError::InflatedTooLarge {
+                    max: self.max_message,
+                },
+                InflateError::Bad => WsError::BadCompressedData,
+            })?
         } else {
             data
         };
@@ -449,6 +455,16 @@ pub fn text_frame(payload: &[u8]) -> Bytes {
     let mut dst = BytesMut::with_capacity(payload.len() + 10);
     encode_frame(OpCode::Text, payload, &mut dst);
     dst.freeze()
+}
+
+/// A whole frame with RSV1 set (a compressed message) carrying `compressed`.
+pub fn compressed_frame(opcode: OpCode, compressed: &[u8]) -> Bytes {
+    let (mut header, len) = frame_header(opcode, compressed.len());
+    header[0] |= 0x40;
+    let mut out = BytesMut::with_capacity(len + compressed.len());
+    out.extend_from_slice(&header[..len]);
+    out.extend_from_slice(compressed);
+    out.freeze()
 }
 
 /// A close frame with `code` and `reason` (truncated to fit the 125-byte control limit).

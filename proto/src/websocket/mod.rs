@@ -12,7 +12,7 @@ mod parse_str;
 
 pub use connect_data::connect_data;
 pub use frame::{
-    CloseCode, FrameDecoder, Message, OpCode, WsError, close_frame, encode_frame,
+    CloseCode, FrameDecoder, Message, OpCode, WsError, close_frame, compressed_frame, encode_frame,
     encode_masked_frame, frame_header, text_frame,
 };
 pub use handshake::{

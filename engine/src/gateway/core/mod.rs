@@ -22,4 +22,5 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 pub mod token_auth;
+pub mod token_expiry;
 pub mod worker_stall;

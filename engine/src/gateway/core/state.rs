@@ -20,7 +20,7 @@ use crate::gateway::core::parking_requests::ParkingRequests;
 use crate::gateway::core::pending_input::PendingInput;
 use crate::gateway::core::router::Router;
 use crate::gateway::core::stats::{ClientRow, CloseCause, Inspection, ShardSnapshot, Stats};
-use crate::gateway::core::token_auth::TokenExpiry;
+use crate::gateway::core::token_expiry::TokenExpiry;
 
 /// The largest packet an inner link may send before it authenticates: a hello or a query, never
 /// a client's message, so an unauthenticated peer cannot make the shard buffer megabytes.
@@ -215,7 +215,7 @@ pub struct Shard {
     /// Bytes queued for all this shard's clients and not yet written, against
     /// `max_pending_output_bytes`.
     pub(in crate::gateway::core) pending_output: QueuedTally,
-    /// When admitted clients' tokens expire (`token_auth.rs`).
+    /// When admitted clients' tokens expire (`token_expiry.rs`).
     pub(in crate::gateway::core) token_expiry: TokenExpiry,
     /// Stall sweeps so far (`worker_stall.rs`).
     pub(in crate::gateway::core) stall_sweeps: u64,

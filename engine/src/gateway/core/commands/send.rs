@@ -8,7 +8,7 @@ use bytes::Bytes;
 use gatewire_proto::command::{Payload, SendCommand};
 use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
 
-use gatewire_proto::websocket::{OpCode, deflate};
+use gatewire_proto::websocket::{OpCode, compressed_frame, deflate};
 
 use crate::gateway::core::encode::{client_frame, websocket_parts};
 use crate::gateway::core::state::Shard;
@@ -71,7 +71,7 @@ impl Shard {
                 out.compressed
                     .get_or_insert_with(|| {
                         stats.compressions += 1;
-                        let wire = deflate::compressed_frame(*opcode, &deflate::compress(payload));
+                        let wire = compressed_frame(*opcode, &deflate::compress(payload));
                         match out.shared {
                             true => Frame::shared(&wire),
                             false => Frame::from(wire),
