@@ -5,7 +5,9 @@
 # Usage: benches/idle_memory.sh [CLIENTS] [SHARDS]   (default 19000 clients, 2 shards). The peers
 # run in one fd table, which holds 20000 here, so they are skipped above 19000 clients (PEERS=0
 # skips them always). Clients stay idle DURATION seconds (default 20, so the gateway parks them:
-# gateway.park_after defaults to 5 s).
+# gateway.park_after defaults to 5 s). GATEWAY_EXTRA adds gateway keys and LOADGEN_ARGS loadgen
+# arguments (e.g. GATEWAY_EXTRA="compression = true" LOADGEN_ARGS=--deflate: every client
+# negotiates permessage-deflate).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 clients=${1:-19000}
@@ -21,7 +23,7 @@ measure() {
   echo "## idle memory: $1, $clients clients"
   "$bin/loadgen" "$(loadgen_cpus)" --url "$2" --clients "$clients" --scenario idle \
     --duration "${DURATION:-20}" --source-ips 127.1.0.1-127.1.0.8 --server-pid "$3" \
-    --json "$json" 2>/dev/null
+    ${LOADGEN_ARGS:-} --json "$json" 2>/dev/null
   echo "kernel sockets: $(grep '^TCP:' /proc/net/sockstat)"
   echo
   results+=("$1 $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["connected"], round(r["server_rss_per_client_bytes"] or 0))' "$json")")

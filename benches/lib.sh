@@ -178,7 +178,8 @@ process_ticks() {
 # measure_rates SERVER URL REPEAT PID...: one loadgen run against URL per rate in $rates (the
 # array the caller set), with $clients clients and the scenario arguments in the array
 # $scenario_args, for DURATION (default 5) seconds; a JSON line per run into the file $results,
-# with the CPU time the PIDs used (and the first PID's memory, as loadgen's --server-pid). benches/side_by_side.py makes the table.
+# with the CPU time the PIDs used (and the first PID's memory, as loadgen's --server-pid).
+# PAYLOAD (default 64) sets the message size, LOADGEN_ARGS adds loadgen arguments. benches/side_by_side.py makes the table.
 measure_rates() {
   local server=$1 url=$2 rep=$3
   shift 3
@@ -187,7 +188,8 @@ measure_rates() {
     json=$(mktemp)
     before=$(process_ticks "$@")
     "$bin/loadgen" "$(loadgen_cpus)" --url "$url" --clients "$clients" "${scenario_args[@]}" \
-      --rate "$rate" --payload 64 --duration "${DURATION:-5}" --server-pid "$1" \
+      --rate "$rate" --payload "${PAYLOAD:-64}" --duration "${DURATION:-5}" --server-pid "$1" \
+      ${LOADGEN_ARGS:-} \
       --source-ips 127.1.0.1-127.1.0.8 --json "$json" >/dev/null 2>&1 || true
     after=$(process_ticks "$@")
     python3 - "$json" "$server" "$rate" "$rep" "$((after - before))" "$(getconf CLK_TCK)" \

@@ -51,6 +51,7 @@ pub async fn connect(
     source: Option<SocketAddr>,
     host: &str,
     path: &str,
+    deflate: bool,
 ) -> Result<(Conn, BytesMut), ConnectFailure> {
     let socket = Socket::new(
         Domain::for_address(server),
@@ -74,9 +75,15 @@ pub async fn connect(
         Err(_) => return Err(ConnectFailure::Connect),
     }
     let mut stream = rt::tcp_stream(OwnedFd::from(socket)).map_err(|_| ConnectFailure::Connect)?;
+    // With `deflate`, permessage-deflate is offered: the server may compress what it sends
+    // (loadgen itself sends plain).
+    let offer = match deflate {
+        true => "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+        false => "",
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     stream
         .write_all(request.as_bytes())

@@ -62,6 +62,14 @@ struct Args {
     /// Message size in bytes (at least the timestamp header).
     #[arg(long, default_value_t = 64)]
     payload: usize,
+    /// Fill each message's payload after its marker with JSON-like quotes (compressible the way
+    /// real messages are) instead of one repeated letter.
+    #[arg(long)]
+    json_payload: bool,
+    /// Offer permessage-deflate in the handshake: the server may compress what it sends, and
+    /// loadgen inflates each compressed message to find its marker.
+    #[arg(long)]
+    deflate: bool,
     /// Groups for the group scenario (client i joins group i mod G).
     #[arg(long, default_value_t = 10)]
     groups: u64,
@@ -247,6 +255,8 @@ fn run(args: Args) -> Result<(), String> {
         publishers: args.publishers.min(args.clients).max(1),
         rate: args.rate,
         payload: args.payload,
+        json_payload: args.json_payload,
+        deflate: args.deflate,
         duration: Duration::from_secs_f64(args.duration),
         send_tick: Duration::from_micros(args.send_tick_us),
         plan,

@@ -64,6 +64,10 @@ pub struct RunConfig {
     /// Messages per second across all senders.
     pub rate: f64,
     pub payload: usize,
+    /// Pad payloads with JSON-like quotes instead of one letter (`--json-payload`).
+    pub json_payload: bool,
+    /// Offer permessage-deflate (`--deflate`).
+    pub deflate: bool,
     pub duration: Duration,
     /// A sender wakes at most once per tick (see `--send-tick-us`).
     pub send_tick: Duration,
@@ -322,7 +326,13 @@ async fn ramp(
         rt::spawn(async move {
             let source = config.plan.as_ref().map(|p| p.source(i));
             let t0 = Instant::now();
-            let attempt = conn::connect(config.server, source, &config.host, &config.path);
+            let attempt = conn::connect(
+                config.server,
+                source,
+                &config.host,
+                &config.path,
+                config.deflate,
+            );
             let outcome = futures_lite::future::or(attempt, async {
                 rt::sleep(CONNECT_TIMEOUT).await;
                 Err(ConnectFailure::Timeout)
@@ -402,9 +412,7 @@ async fn send_loop(
         };
         let starts = text.len();
         text.push_str(&format!("{MARK}{sender}:{seq}:{intended_ns}:"));
-        while text.len() - starts < config.payload {
-            text.push('x');
-        }
+        pad(&mut text, starts + config.payload, config.json_payload, seq);
         frame.clear();
         encode_masked_frame(OpCode::Text, text.as_bytes(), [7, 3, 1, 9], &mut frame);
         if conn.write_all(&frame).await.is_err() {
@@ -524,7 +532,15 @@ async fn churn(
         let i = config.clients + k * config.threads as u64 + index as u64;
         let source = config.plan.as_ref().map(|p| p.source(i));
         let t0 = Instant::now();
-        match conn::connect(config.server, source, &config.host, &config.path).await {
+        match conn::connect(
+            config.server,
+            source,
+            &config.host,
+            &config.path,
+            config.deflate,
+        )
+        .await
+        {
             Ok((conn, leftover)) => {
                 let _ = stats
                     .borrow_mut()
@@ -539,5 +555,30 @@ async fn churn(
             }
         }
         k += 1;
+    }
+}
+
+/// Pads `text` to `len` bytes: one letter, or JSON-like quotes whose numbers vary with `seq` (so
+/// a compressor finds the structure real messages have, not a run of one byte).
+fn pad(text: &mut String, len: usize, json: bool, seq: u64) {
+    use std::fmt::Write;
+    // What is there already (the marker) stays whole, even past `len`.
+    let floor = text.len();
+    let mut i = 0u64;
+    while json && text.len() < len {
+        let n = seq.wrapping_mul(31).wrapping_add(i * 7);
+        let _ = write!(
+            text,
+            "{{\"symbol\":\"S{:03}\",\"price\":{}.{:02},\"volume\":{}}},",
+            n % 500,
+            100 + n % 900,
+            n % 100,
+            1000 + n % 9000
+        );
+        i += 1;
+    }
+    text.truncate(len.max(floor));
+    while text.len() < len {
+        text.push('x');
     }
 }

@@ -3,11 +3,16 @@
 //! complete frame's payload (enough for the loadgen marker and the app's confirmations).
 //! A frame that lies whole in one read is looked at in place; only one that is split across
 //! reads has its first [`SCAN_BYTES`] payload bytes copied, into a buffer that is freed when the
-//! frame ends. Nothing else grows with the traffic.
+//! frame ends. Nothing else grows with the traffic. A compressed message (permessage-deflate,
+//! RSV1 on its frame, when loadgen ran with `--deflate`) is held whole, up to
+//! [`MAX_COMPRESSED`], and only its first [`SCAN_BYTES`] are inflated, for the marker.
 
 /// Payload bytes kept of a frame split across reads: the marker (`lg:<sender>:<seq>:<ns>:`)
 /// and the prefix an app may put before it fit well within this.
 pub const SCAN_BYTES: usize = 256;
+
+/// The largest compressed message held to be inflated; a longer one is counted as `Other`.
+pub const MAX_COMPRESSED: usize = 1 << 20;
 
 /// The largest header: 2 bytes, 8 of extended length, 4 of mask.
 const MAX_HEAD: usize = 14;
@@ -32,6 +37,8 @@ pub struct Scan {
     head_len: u8,
     /// The current frame's opcode, once its header is complete.
     opcode: Option<u8>,
+    /// The current frame is compressed (RSV1): its whole payload is held and inflated.
+    compressed: bool,
     /// Payload bytes of the current frame still to come.
     left: u64,
     /// The current frame's payload start, while it is split across reads.
@@ -63,10 +70,11 @@ impl Scan {
                 self.push_head(&bytes[..take]);
                 bytes = &bytes[take..];
                 match parse_header(&self.head[..need]) {
-                    Some((opcode, len)) => {
+                    Some((opcode, len, compressed)) => {
                         self.opcode = Some(opcode);
                         self.left = len;
                         self.head_len = 0;
+                        self.compressed = compressed;
                     }
                     None => {
                         self.closed = true;
@@ -86,12 +94,17 @@ impl Scan {
             bytes = rest;
             self.left -= here as u64;
             let wanted = matters(opcode);
+            let keep = if self.compressed {
+                MAX_COMPRESSED
+            } else {
+                SCAN_BYTES
+            };
             if self.left == 0 && self.held.is_empty() {
                 // The whole payload (or all of it that is left) is here: look at it in place.
-                self.finish(&payload[..payload.len().min(SCAN_BYTES)], on);
+                self.finish(&payload[..payload.len().min(keep)], on);
             } else {
-                if wanted && self.held.len() < SCAN_BYTES {
-                    let room = SCAN_BYTES - self.held.len();
+                if wanted && self.held.len() < keep {
+                    let room = keep - self.held.len();
                     self.held
                         .extend_from_slice(&payload[..payload.len().min(room)]);
                 }
@@ -116,6 +129,16 @@ impl Scan {
 
     fn finish(&mut self, payload: &[u8], on: &mut impl FnMut(Frame<'_>)) {
         let opcode = self.opcode.take().unwrap_or(0);
+        if std::mem::take(&mut self.compressed) {
+            // A message held whole: inflated (at most what the marker needs, and a bit more).
+            // Only the start is inflated: the marker is all loadgen reads.
+            let mut start = [0u8; SCAN_BYTES];
+            match gatewire_proto::websocket::deflate::inflate_start(payload, &mut start) {
+                Ok(n) => on(Frame::Data(&start[..n])),
+                Err(_) => on(Frame::Other),
+            }
+            return;
+        }
         let frame = match opcode {
             0x1 | 0x2 => Frame::Data(payload),
             0xA => Frame::Pong(payload),
@@ -150,10 +173,15 @@ fn header_len(held: &[u8], more: &[u8]) -> Option<usize> {
     Some(2 + ext + mask)
 }
 
-/// `(opcode, payload length)` of a complete header; `None` if it is not a valid frame header.
-fn parse_header(head: &[u8]) -> Option<(u8, u64)> {
+/// `(opcode, payload length, compressed)` of a complete header; `None` if it is not a valid
+/// frame header. RSV1 (permessage-deflate) is accepted on the first frame of a data message.
+fn parse_header(head: &[u8]) -> Option<(u8, u64, bool)> {
     let opcode = head[0] & 0x0f;
-    if head[0] & 0x70 != 0 || !matches!(opcode, 0x0..=0x2 | 0x8..=0xA) {
+    let compressed = head[0] & 0x40 != 0;
+    if head[0] & 0x30 != 0
+        || compressed && !matches!(opcode, 0x1 | 0x2)
+        || !matches!(opcode, 0x0..=0x2 | 0x8..=0xA)
+    {
         return None;
     }
     let len = match head[1] & 0x7f {
@@ -165,7 +193,7 @@ fn parse_header(head: &[u8]) -> Option<(u8, u64)> {
     if opcode >= 0x8 && len > 125 {
         return None;
     }
-    Some((opcode, len))
+    Some((opcode, len, compressed))
 }
 
 #[cfg(test)]
@@ -251,10 +279,32 @@ mod tests {
     }
 
     #[test]
+    fn a_compressed_message_is_inflated_to_find_its_marker_in_any_split() {
+        use gatewire_proto::websocket::compressed_frame;
+        use gatewire_proto::websocket::deflate::compress;
+        let mut message = b"lg:4:5:6:".to_vec();
+        message.extend(std::iter::repeat_n(b'w', 20_000));
+        let mut s = BytesMut::new();
+        s.extend_from_slice(&compressed_frame(OpCode::Text, &compress(&message)));
+        encode_frame(OpCode::Text, b"plain", &mut s);
+        for piece in [1, 7, 100, s.len()] {
+            assert_eq!(
+                frames(&s, piece),
+                vec![
+                    ("data".to_owned(), message[..SCAN_BYTES].to_vec()),
+                    ("data".to_owned(), b"plain".to_vec()),
+                ],
+                "pieces of {piece} bytes"
+            );
+        }
+    }
+
+    #[test]
     fn a_reserved_opcode_or_a_long_control_frame_closes() {
         for bad in [
             &[0x83u8, 0x00][..],
-            &[0xC1, 0x00],
+            &[0xA1, 0x00],
+            &[0xC9, 0x00],
             &[0x89, 0x7e, 0x01, 0x00],
         ] {
             let mut closes = 0;

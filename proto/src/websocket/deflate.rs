@@ -156,6 +156,37 @@ pub enum InflateError {
     Bad,
 }
 
+/// The start of a compressed message's payload: inflates into `out` until it is full or the
+/// message ends, and returns how many bytes it holds (what a reader that needs only a message's
+/// first bytes pays: the load generator's marker).
+pub fn inflate_start(payload: &[u8], out: &mut [u8]) -> Result<usize, InflateError> {
+    INFLATE.with(|d| {
+        let mut d = d.borrow_mut();
+        d.reset(false);
+        let mut filled = 0;
+        for mut input in [payload, &TAIL[..]] {
+            while filled < out.len() {
+                let (before_in, before_out) = (d.total_in(), d.total_out());
+                let status = d
+                    .decompress(input, &mut out[filled..], FlushDecompress::Sync)
+                    .map_err(|_| InflateError::Bad)?;
+                input = &input[(d.total_in() - before_in) as usize..];
+                filled += (d.total_out() - before_out) as usize;
+                if status == Status::StreamEnd || input.is_empty() {
+                    break;
+                }
+                if d.total_in() == before_in && d.total_out() == before_out {
+                    return Err(InflateError::Bad);
+                }
+            }
+            if filled == out.len() {
+                break;
+            }
+        }
+        Ok(filled)
+    })
+}
+
 /// A compressed message's payload inflated, at most `max` bytes.
 pub fn inflate(payload: &[u8], max: usize) -> Result<BytesMut, InflateError> {
     INFLATE.with(|d| {
@@ -248,6 +279,13 @@ mod tests {
         // No context carried over: the same message compresses to the same bytes again.
         assert_eq!(compress(&text), small);
         assert_eq!(&inflate(&compress(b""), 10).unwrap()[..], b"");
+        let mut start = [0u8; 100];
+        assert_eq!(inflate_start(&small, &mut start), Ok(100));
+        assert_eq!(&start[..], &text[..100]);
+        let mut all = [0u8; 64];
+        let short = compress(b"short");
+        assert_eq!(inflate_start(&short, &mut all), Ok(5));
+        assert_eq!(&all[..5], b"short");
     }
 
     #[test]
