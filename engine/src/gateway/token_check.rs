@@ -32,9 +32,15 @@ pub enum Outcome {
 /// Checks the request's token and builds what follows from it. `data` is the handshake data
 /// (`get`/`server`/`cookie`) the worker will get; the claims are added to it as `auth`.
 pub fn check(verifier: &TokenVerifier, request: &HandshakeRequest, data: Value) -> Outcome {
-    let query = gatewire_proto::websocket::parse_str(request.query_string().as_bytes());
-    let query_token = match query.get(&Key::from("token")) {
-        Some(Value::Str(token)) => Some(String::from_utf8_lossy(token).into_owned()),
+    // `?token=` as the handshake data already has it parsed (`get`, PHP's `$_GET`).
+    let query_token = match &data {
+        Value::Array(a) => match a.get(&Key::from("get")) {
+            Some(Value::Array(get)) => match get.get(&Key::from("token")) {
+                Some(Value::Str(token)) => Some(String::from_utf8_lossy(token).into_owned()),
+                _ => None,
+            },
+            _ => None,
+        },
         _ => None,
     };
     let token = token_in_request(|name| request.header(name), query_token);
