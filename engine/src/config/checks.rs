@@ -68,9 +68,28 @@ impl Config {
         ))
     }
 
+    /// Values the schema's types cannot refuse, section by section; the first problem found
+    /// is the error, naming its key.
     pub(super) fn validate(&self) -> Result<(), String> {
-        let g = &self.gateway;
-        let w = &self.worker;
+        self.check_durations()?;
+        self.check_gateway()?;
+        self.check_api()?;
+        self.check_http_hook()?;
+        self.check_store()?;
+        crate::placement::check("gateway.cpus", &self.gateway.cpus)?;
+        crate::placement::check("worker.cpus", &self.worker.cpus)?;
+        if self.register.max_members == 0 {
+            return Err("register.max_members must be at least 1".into());
+        }
+        if self.worker.max_gateways == 0 {
+            return Err("worker.max_gateways must be at least 1".into());
+        }
+        self.check_log_levels()
+    }
+
+    /// Every duration key: a finite, non-negative number of seconds.
+    fn check_durations(&self) -> Result<(), String> {
+        let (g, w) = (&self.gateway, &self.worker);
         for (key, seconds) in [
             ("gateway.ping_interval", g.ping_interval),
             ("gateway.worker_ping_interval", g.worker_ping_interval),
@@ -90,54 +109,12 @@ impl Config {
                 return Err(format!("{key} must be a non-negative number of seconds"));
             }
         }
-        let api = &self.api;
-        match api.listen {
-            None if self.run.roles.contains(&Role::Api) => {
-                return Err(
-                    "run.roles has \"api\" but api.listen is unset: give the HTTP API \
-                            an address, e.g. api.listen = \"127.0.0.1:8080\""
-                        .into(),
-                );
-            }
-            Some(listen) if !listen.ip().is_loopback() && api.api_key.is_empty() => {
-                return Err(format!(
-                    "api.listen = \"{listen}\" is not a loopback address and api.api_key is \
-                     empty: anyone reaching it could push to every client; set api.api_key"
-                ));
-            }
-            _ => {}
-        }
-        if api.max_connections == 0 || api.max_body_size == 0 || api.max_batch == 0 {
-            return Err(
-                "api.max_connections, api.max_body_size and api.max_batch must be at least 1"
-                    .into(),
-            );
-        }
-        if !(api.idle_timeout > 0.0 && api.idle_timeout.is_finite()) {
-            return Err("api.idle_timeout must be a positive number of seconds".into());
-        }
-        if w.app == AppName::Http {
-            let h = &w.http;
-            if let Err(why) = crate::net::HttpUrl::parse(&h.url) {
-                return Err(format!(
-                    "worker.app = \"http\" posts events to worker.http.url: {why}"
-                ));
-            }
-            if !(h.timeout > 0.0 && h.timeout.is_finite()) {
-                return Err("worker.http.timeout must be a positive number of seconds".into());
-            }
-            if let Some(unknown) = h.events.iter().find(|e| !HOOK_EVENTS.contains(&e.as_str())) {
-                return Err(format!(
-                    "worker.http.events has {unknown:?}; the events are {}",
-                    HOOK_EVENTS.join(", ")
-                ));
-            }
-            if h.max_in_flight == 0 || h.max_queued_per_client == 0 {
-                return Err(
-                    "worker.http.max_in_flight and max_queued_per_client must be at least 1".into(),
-                );
-            }
-        }
+        Ok(())
+    }
+
+    /// `[gateway]` keys that depend on each other.
+    fn check_gateway(&self) -> Result<(), String> {
+        let (g, w) = (&self.gateway, &self.worker);
         if g.chat_page == Some(true) && g.static_dir.is_some() {
             return Err(
                 "gateway.chat_page = true and gateway.static_dir are both set: the page at / is \
@@ -145,29 +122,6 @@ impl Config {
                     .into(),
             );
         }
-        if self.store.enabled() {
-            if self.store.ttl < 3.0 {
-                return Err(format!(
-                    "store.ttl must be at least 3 seconds (it is refreshed every third of it), \
-                     got {}",
-                    self.store.ttl
-                ));
-            }
-            if self.store.timeout <= 0.0 {
-                return Err("store.timeout must be more than 0 seconds".into());
-            }
-            if let Err(e) =
-                redis::IntoConnectionInfo::into_connection_info(self.store.redis_url.as_str())
-            {
-                return Err(format!(
-                    "store.redis_url {:?} is not a Redis URL ({e}); use redis://host:port/db, \
-                     rediss://… or redis+unix:///path",
-                    self.store.redis_url
-                ));
-            }
-        }
-        crate::placement::check("gateway.cpus", &g.cpus)?;
-        crate::placement::check("worker.cpus", &w.cpus)?;
         // A client message travels to a worker in one inner packet (header, session, message):
         // a gateway that accepts messages the packets cannot carry would lose them.
         for (key, max_packet) in [
@@ -233,12 +187,96 @@ impl Config {
                 g.max_pending_output_bytes, g.send_to_client_buffer_size
             ));
         }
-        if self.register.max_members == 0 {
-            return Err("register.max_members must be at least 1".into());
+        Ok(())
+    }
+
+    /// `[api]`: an address when the role runs, a key when it is reachable from other hosts.
+    fn check_api(&self) -> Result<(), String> {
+        let api = &self.api;
+        match api.listen {
+            None if self.run.roles.contains(&Role::Api) => {
+                return Err(
+                    "run.roles has \"api\" but api.listen is unset: give the HTTP API \
+                            an address, e.g. api.listen = \"127.0.0.1:8080\""
+                        .into(),
+                );
+            }
+            Some(listen) if !listen.ip().is_loopback() && api.api_key.is_empty() => {
+                return Err(format!(
+                    "api.listen = \"{listen}\" is not a loopback address and api.api_key is \
+                     empty: anyone reaching it could push to every client; set api.api_key"
+                ));
+            }
+            _ => {}
         }
-        if w.max_gateways == 0 {
-            return Err("worker.max_gateways must be at least 1".into());
+        if api.max_connections == 0 || api.max_body_size == 0 || api.max_batch == 0 {
+            return Err(
+                "api.max_connections, api.max_body_size and api.max_batch must be at least 1"
+                    .into(),
+            );
         }
+        if !(api.idle_timeout > 0.0 && api.idle_timeout.is_finite()) {
+            return Err("api.idle_timeout must be a positive number of seconds".into());
+        }
+        Ok(())
+    }
+
+    /// `[worker.http]`, when `worker.app = "http"`.
+    fn check_http_hook(&self) -> Result<(), String> {
+        let w = &self.worker;
+        if w.app == AppName::Http {
+            let h = &w.http;
+            if let Err(why) = crate::net::HttpUrl::parse(&h.url) {
+                return Err(format!(
+                    "worker.app = \"http\" posts events to worker.http.url: {why}"
+                ));
+            }
+            if !(h.timeout > 0.0 && h.timeout.is_finite()) {
+                return Err("worker.http.timeout must be a positive number of seconds".into());
+            }
+            if let Some(unknown) = h.events.iter().find(|e| !HOOK_EVENTS.contains(&e.as_str())) {
+                return Err(format!(
+                    "worker.http.events has {unknown:?}; the events are {}",
+                    HOOK_EVENTS.join(", ")
+                ));
+            }
+            if h.max_in_flight == 0 || h.max_queued_per_client == 0 {
+                return Err(
+                    "worker.http.max_in_flight and max_queued_per_client must be at least 1".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `[store]`, when it is on.
+    fn check_store(&self) -> Result<(), String> {
+        if self.store.enabled() {
+            if self.store.ttl < 3.0 {
+                return Err(format!(
+                    "store.ttl must be at least 3 seconds (it is refreshed every third of it), \
+                     got {}",
+                    self.store.ttl
+                ));
+            }
+            if self.store.timeout <= 0.0 {
+                return Err("store.timeout must be more than 0 seconds".into());
+            }
+            if let Err(e) =
+                redis::IntoConnectionInfo::into_connection_info(self.store.redis_url.as_str())
+            {
+                return Err(format!(
+                    "store.redis_url {:?} is not a Redis URL ({e}); use redis://host:port/db, \
+                     rediss://… or redis+unix:///path",
+                    self.store.redis_url
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every log filter parses.
+    fn check_log_levels(&self) -> Result<(), String> {
         for (key, level) in [
             ("run.log", Some(&self.run.log)),
             ("register.log", self.register.log.as_ref()),
