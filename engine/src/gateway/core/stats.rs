@@ -105,133 +105,135 @@ pub struct Limit {
     pub what: &'static str,
 }
 
+/// Every bound, with where its hits are counted: the metrics family and the periodic warnings
+/// both read this one table.
+const LIMIT_TABLE: [(Limit, fn(&Stats) -> u64); LIMITS] = [
+    (
+        Limit {
+            label: "client_output",
+            key: "gateway.send_to_client_buffer_size",
+            what: "messages dropped for clients whose output queue is full (slow_client_policy = drop)",
+        },
+        |s| s.slow_client_drops,
+    ),
+    (
+        Limit {
+            label: "client_output_close",
+            key: "gateway.send_to_client_buffer_size",
+            what: "clients closed because their output queue is full (slow_client_policy = close)",
+        },
+        |s| s.slow_client_closes,
+    ),
+    (
+        Limit {
+            label: "shard_output",
+            key: "gateway.max_pending_output_bytes",
+            what: "messages dropped for clients with output queued because the shard's client output is over its budget",
+        },
+        |s| s.shard_output_drops,
+    ),
+    (
+        Limit {
+            label: "inflated_message",
+            key: "gateway.max_message_size",
+            what: "clients closed because a compressed message inflated past the maximum (WebSocket 1009)",
+        },
+        |s| s.inflated_too_large,
+    ),
+    (
+        Limit {
+            label: "pong",
+            key: "gateway.send_to_client_buffer_size",
+            what: "pongs not sent to clients whose output queue is full",
+        },
+        |s| s.pongs_dropped,
+    ),
+    (
+        Limit {
+            label: "worker_link",
+            key: "gateway.send_to_worker_buffer_size",
+            what: "events dropped because a worker link's output queue is full",
+        },
+        |s| s.worker_buffer_drops,
+    ),
+    (
+        Limit {
+            label: "inner_reply",
+            key: "gateway.send_to_worker_buffer_size",
+            what: "inner links closed because they left too many query replies unread",
+        },
+        |s| s.inner_reply_overflows,
+    ),
+    (
+        Limit {
+            label: "handshake_timeout",
+            key: "gateway.handshake_timeout",
+            what: "clients closed for not finishing their handshake in time",
+        },
+        |s| s.handshake_timeouts,
+    ),
+    (
+        Limit {
+            label: "inner_hello_timeout",
+            key: "(fixed: 5 s)",
+            what: "inner connections closed for sending no hello within 5 s",
+        },
+        |s| s.inner_hello_timeouts,
+    ),
+    (
+        Limit {
+            label: "pending_input",
+            key: "gateway.max_pending_input_bytes",
+            what: "clients closed because the shard's incomplete messages went over their budget",
+        },
+        |s| s.pending_input_closes,
+    ),
+    (
+        Limit {
+            label: "message_timeout",
+            key: "gateway.message_timeout",
+            what: "clients closed for not finishing a message in time",
+        },
+        |s| s.message_timeouts,
+    ),
+    (
+        Limit {
+            label: "worker_packet",
+            key: "worker.max_packet_size (on the worker's host)",
+            what: "clients closed because their message was larger than their worker accepts",
+        },
+        |s| s.worker_packet_refusals,
+    ),
+    (
+        Limit {
+            label: "max_connections",
+            key: "gateway.max_connections",
+            what: "connections refused at accept because the shard holds its share of gateway.max_connections",
+        },
+        |s| s.connection_limit_refusals,
+    ),
+    (
+        Limit {
+            label: "accept_no_fd",
+            key: "RLIMIT_NOFILE (see gatewire tune check)",
+            what: "accepts that failed because descriptors ran out; the shard backs off",
+        },
+        |s| s.accepts_without_fd,
+    ),
+    (
+        Limit {
+            label: "worker_stall",
+            key: "gateway.worker_stall_timeout",
+            what: "workers taken out of routing for not reading their link (their clients move)",
+        },
+        |s| s.worker_stalls,
+    ),
+];
+
 impl Stats {
-    /// Every bound with its hit count: the metrics family and the periodic warnings both read
-    /// this one table.
+    /// Every bound with its hit count.
     pub fn limit_hits(&self) -> [(Limit, u64); LIMITS] {
-        let limit = |label, key, what| Limit { label, key, what };
-        [
-            (
-                limit(
-                    "client_output",
-                    "gateway.send_to_client_buffer_size",
-                    "messages dropped for clients whose output queue is full (slow_client_policy = drop)",
-                ),
-                self.slow_client_drops,
-            ),
-            (
-                limit(
-                    "client_output_close",
-                    "gateway.send_to_client_buffer_size",
-                    "clients closed because their output queue is full (slow_client_policy = close)",
-                ),
-                self.slow_client_closes,
-            ),
-            (
-                limit(
-                    "shard_output",
-                    "gateway.max_pending_output_bytes",
-                    "messages dropped for clients with output queued because the shard's client output is over its budget",
-                ),
-                self.shard_output_drops,
-            ),
-            (
-                limit(
-                    "inflated_message",
-                    "gateway.max_message_size",
-                    "clients closed because a compressed message inflated past the maximum (WebSocket 1009)",
-                ),
-                self.inflated_too_large,
-            ),
-            (
-                limit(
-                    "pong",
-                    "gateway.send_to_client_buffer_size",
-                    "pongs not sent to clients whose output queue is full",
-                ),
-                self.pongs_dropped,
-            ),
-            (
-                limit(
-                    "worker_link",
-                    "gateway.send_to_worker_buffer_size",
-                    "events dropped because a worker link's output queue is full",
-                ),
-                self.worker_buffer_drops,
-            ),
-            (
-                limit(
-                    "inner_reply",
-                    "gateway.send_to_worker_buffer_size",
-                    "inner links closed because they left too many query replies unread",
-                ),
-                self.inner_reply_overflows,
-            ),
-            (
-                limit(
-                    "handshake_timeout",
-                    "gateway.handshake_timeout",
-                    "clients closed for not finishing their handshake in time",
-                ),
-                self.handshake_timeouts,
-            ),
-            (
-                limit(
-                    "inner_hello_timeout",
-                    "(fixed: 5 s)",
-                    "inner connections closed for sending no hello within 5 s",
-                ),
-                self.inner_hello_timeouts,
-            ),
-            (
-                limit(
-                    "pending_input",
-                    "gateway.max_pending_input_bytes",
-                    "clients closed because the shard's incomplete messages went over their budget",
-                ),
-                self.pending_input_closes,
-            ),
-            (
-                limit(
-                    "message_timeout",
-                    "gateway.message_timeout",
-                    "clients closed for not finishing a message in time",
-                ),
-                self.message_timeouts,
-            ),
-            (
-                limit(
-                    "worker_packet",
-                    "worker.max_packet_size (on the worker's host)",
-                    "clients closed because their message was larger than their worker accepts",
-                ),
-                self.worker_packet_refusals,
-            ),
-            (
-                limit(
-                    "max_connections",
-                    "gateway.max_connections",
-                    "connections refused at accept because the shard holds its share of gateway.max_connections",
-                ),
-                self.connection_limit_refusals,
-            ),
-            (
-                limit(
-                    "accept_no_fd",
-                    "RLIMIT_NOFILE (see gatewire tune check)",
-                    "accepts that failed because descriptors ran out; the shard backs off",
-                ),
-                self.accepts_without_fd,
-            ),
-            (
-                limit(
-                    "worker_stall",
-                    "gateway.worker_stall_timeout",
-                    "workers taken out of routing for not reading their link (their clients move)",
-                ),
-                self.worker_stalls,
-            ),
-        ]
+        LIMIT_TABLE.map(|(limit, hits)| (limit, hits(self)))
     }
 
     pub fn closed(&mut self, cause: CloseCause) {
