@@ -105,9 +105,12 @@ pub struct Limit {
     pub what: &'static str,
 }
 
+/// Reads one bound's hit count.
+type HitCounter = fn(&Stats) -> u64;
+
 /// Every bound, with where its hits are counted: the metrics family and the periodic warnings
 /// both read this one table.
-const LIMIT_TABLE: [(Limit, fn(&Stats) -> u64); LIMITS] = [
+const LIMIT_TABLE: [(Limit, HitCounter); LIMITS] = [
     (
         Limit {
             label: "client_output",

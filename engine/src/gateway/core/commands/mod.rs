@@ -6,6 +6,7 @@ mod query;
 mod send;
 mod session;
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use gatewire_proto::auth::Auth;
@@ -23,74 +24,11 @@ impl Shard {
         let Some(link) = self.links.get(&link_id) else {
             return;
         };
-        let authorized = link.authorized;
-        let peer = link.peer;
+        let (authorized, peer) = (link.authorized, link.peer);
         let cmd = packet.header.cmd;
         match cmd {
             Cmd::WorkerConnect | Cmd::GatewayClientConnect => {
-                let worker = cmd == Cmd::WorkerConnect;
-                match Auth::parse(&packet.body, worker) {
-                    Ok(auth) if auth.secret_matches(&self.settings.secret_key) => {
-                        if let Some(link) = self.links.get_mut(&link_id) {
-                            link.identified = true;
-                            link.max_packet = auth
-                                .max_packet_size
-                                .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
-                            link.answers_probes = worker && auth.max_packet_size.is_some();
-                            let presence = worker && auth.presence;
-                            if presence != link.presence {
-                                link.presence = presence;
-                                if presence {
-                                    self.presence_links += 1;
-                                } else {
-                                    self.presence_links -= 1;
-                                }
-                            }
-                        }
-                        if let Some(name) = auth.worker_key.filter(|_| worker) {
-                            let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
-                            if let Some(holder) = self.register_worker(link_id, key.clone()) {
-                                warn_limited(
-                                    "worker key taken over",
-                                    &format!(
-                                        "worker key {key} claimed by {peer}: it takes the key \
-                                         over from {holder}, whose link is closed (as in \
-                                         GatewayWorker 4.0); two workers of one name on one \
-                                         host take it from each other: give each its own \
-                                         worker.name"
-                                    ),
-                                );
-                            }
-                        } else if let Some(link) = self.links.get_mut(&link_id) {
-                            link.authorized = true;
-                        }
-                    }
-                    Ok(_) => {
-                        let who = if worker {
-                            "a worker"
-                        } else {
-                            "a GatewayClient"
-                        };
-                        warn_limited(
-                            "inner secret key mismatch",
-                            &format!(
-                                "secret key mismatch from {peer} ({who}): check secret_key on \
-                                 both sides; closing"
-                            ),
-                        );
-                        self.stats.unauthorized_links += 1;
-                        self.close_link(link_id);
-                    }
-                    Err(e) => {
-                        warn_limited(
-                            "inner bad hello",
-                            &format!("bad hello from {peer} on the inner port ({e}), closing"),
-                        );
-                        self.stats.bad_inner_packets += 1;
-                        self.close_link(link_id);
-                    }
-                }
-                return;
+                return self.link_hello(link_id, peer, cmd == Cmd::WorkerConnect, &packet.body);
             }
             _ if !authorized => {
                 warn_limited(
@@ -102,8 +40,7 @@ impl Shard {
                     ),
                 );
                 self.stats.unauthorized_links += 1;
-                self.close_link(link_id);
-                return;
+                return self.close_link(link_id);
             }
             // No secret: PHP's GatewayClient sends its command without a hello.
             _ => {
@@ -121,7 +58,7 @@ impl Shard {
             Ok(Command::Control(Control::Confirm)) => self.echo_signal(link_id, CMD_WORKER_CONFIRM),
             Ok(Command::Control(Control::Alive)) => self.worker_alive(link_id),
             Err(CommandError::Ext(e)) => {
-                crate::log_limit::warn_limited(
+                warn_limited(
                     "bad ext from an inner link",
                     &format!(
                         "bad ext in command {} from {peer}: {e}; closing the link",
@@ -132,7 +69,7 @@ impl Shard {
                 self.close_link(link_id);
             }
             Err(CommandError::NotACommand(_)) => {
-                crate::log_limit::warn_limited(
+                warn_limited(
                     "not a command from an inner link",
                     &format!(
                         "gateway inner pack err: command {} from {peer} is not one a gateway takes; ignored",
@@ -141,6 +78,79 @@ impl Shard {
                 );
                 self.stats.bad_inner_packets += 1;
             }
+        }
+    }
+
+    /// A worker's or GatewayClient's hello (`WorkerConnect`/`GatewayClientConnect`): with the
+    /// right secret the link is identified (and, for a named worker, registered under its key);
+    /// a wrong secret or an unreadable hello closes it.
+    fn link_hello(&mut self, link_id: u64, peer: SocketAddr, worker: bool, body: &[u8]) {
+        match Auth::parse(body, worker) {
+            Ok(auth) if auth.secret_matches(&self.settings.secret_key) => {
+                self.link_authenticated(link_id, peer, worker, auth);
+            }
+            Ok(_) => {
+                let who = if worker {
+                    "a worker"
+                } else {
+                    "a GatewayClient"
+                };
+                warn_limited(
+                    "inner secret key mismatch",
+                    &format!(
+                        "secret key mismatch from {peer} ({who}): check secret_key on \
+                         both sides; closing"
+                    ),
+                );
+                self.stats.unauthorized_links += 1;
+                self.close_link(link_id);
+            }
+            Err(e) => {
+                warn_limited(
+                    "inner bad hello",
+                    &format!("bad hello from {peer} on the inner port ({e}), closing"),
+                );
+                self.stats.bad_inner_packets += 1;
+                self.close_link(link_id);
+            }
+        }
+    }
+
+    /// A hello with the right secret: what the link may receive (packet size, probes,
+    /// presence), then its worker key, if it named one.
+    fn link_authenticated(&mut self, link_id: u64, peer: SocketAddr, worker: bool, auth: Auth) {
+        if let Some(link) = self.links.get_mut(&link_id) {
+            link.identified = true;
+            link.max_packet = auth
+                .max_packet_size
+                .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
+            link.answers_probes = worker && auth.max_packet_size.is_some();
+            let presence = worker && auth.presence;
+            if presence != link.presence {
+                link.presence = presence;
+                if presence {
+                    self.presence_links += 1;
+                } else {
+                    self.presence_links -= 1;
+                }
+            }
+        }
+        if let Some(name) = auth.worker_key.filter(|_| worker) {
+            let key: Rc<str> = Rc::from(format!("{}:{name}", peer.ip()));
+            if let Some(holder) = self.register_worker(link_id, key.clone()) {
+                warn_limited(
+                    "worker key taken over",
+                    &format!(
+                        "worker key {key} claimed by {peer}: it takes the key \
+                         over from {holder}, whose link is closed (as in \
+                         GatewayWorker 4.0); two workers of one name on one \
+                         host take it from each other: give each its own \
+                         worker.name"
+                    ),
+                );
+            }
+        } else if let Some(link) = self.links.get_mut(&link_id) {
+            link.authorized = true;
         }
     }
 
