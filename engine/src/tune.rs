@@ -88,9 +88,24 @@ impl Host {
 
 /// Checks `host` for `clients` clients with the configured shard count.
 pub fn check(host: &Host, config: &Config, clients: u64) -> Vec<Finding> {
-    let shards = config.gateway.shard_count() as u64;
     let mut out = Vec::new();
+    descriptors(&mut out, host, config, clients);
+    backlogs(&mut out, host);
+    memory(&mut out, host, clients);
+    conntrack(&mut out, host, config, clients);
+    out.push(finding(
+        "runtime backend (run.backend)",
+        host.runtime.clone(),
+        "a backend that starts here".to_owned(),
+        host.runtime_blocked.clone(),
+    ));
 
+    out
+}
+
+/// File descriptors: per shard (each has its own table), the connection cap, and the system's.
+fn descriptors(out: &mut Vec<Finding>, host: &Host, config: &Config, clients: u64) {
+    let shards = config.gateway.shard_count() as u64;
     // Each shard has its own fd table; the process raises its soft limit to the hard one.
     let per_shard = clients.div_ceil(shards.max(1)) + FD_HEADROOM;
     let usable = host.nofile_hard.saturating_sub(FD_HEADROOM).max(1);
@@ -142,6 +157,9 @@ pub fn check(host: &Host, config: &Config, clients: u64) -> Vec<Finding> {
             (file_max < need).then(|| format!("sysctl -w fs.file-max={}", need * 2)),
         ));
     }
+}
+
+fn backlogs(out: &mut Vec<Finding>, host: &Host) {
     // Backlogs limit how fast clients can (re)connect, not how many stay connected: advice,
     // unless so small that a reconnect storm would be refused outright.
     if let Some(somaxconn) = host.somaxconn {
@@ -162,6 +180,9 @@ pub fn check(host: &Host, config: &Config, clients: u64) -> Vec<Finding> {
             "sysctl -w net.ipv4.tcp_max_syn_backlog=65535",
         ));
     }
+}
+
+fn memory(out: &mut Vec<Finding>, host: &Host, clients: u64) {
     if let Some(available) = host.mem_available {
         let need = clients * (KERNEL_BYTES_PER_SOCKET + USER_BYTES_PER_CLIENT);
         out.push(finding(
@@ -180,6 +201,9 @@ pub fn check(host: &Host, config: &Config, clients: u64) -> Vec<Finding> {
             }),
         ));
     }
+}
+
+fn conntrack(out: &mut Vec<Finding>, host: &Host, config: &Config, clients: u64) {
     if let Some(max) = host.conntrack_max {
         out.push(finding(
             "net.netfilter.nf_conntrack_max",
@@ -195,14 +219,6 @@ pub fn check(host: &Host, config: &Config, clients: u64) -> Vec<Finding> {
             }),
         ));
     }
-    out.push(finding(
-        "runtime backend (run.backend)",
-        host.runtime.clone(),
-        "a backend that starts here".to_owned(),
-        host.runtime_blocked.clone(),
-    ));
-
-    out
 }
 
 /// A limit that stops clients when it is not met.
