@@ -99,65 +99,81 @@ pub async fn post_on(
         .map_err(|e| PostError::Transport(format!("write: {e}")))?;
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
-    let (status, head_len, length, keep) = loop {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| PostError::Transport(format!("read: {e}")))?;
+    let head = loop {
+        let n = read_some(stream, &mut chunk).await?;
         if n == 0 {
             return Err(PostError::Transport(
                 "the backend closed the connection before answering".into(),
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&buf) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                let header = |name: &str| {
-                    response
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case(name))
-                        .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
-                };
-                let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-                let length = match (chunked, header("content-length")) {
-                    (true, _) => Length::Chunked,
-                    (false, Some(v)) => Length::Exactly(
-                        v.parse()
-                            .map_err(|_| PostError::Bad(format!("Content-Length {v:?}")))?,
-                    ),
-                    (false, None) => Length::ToClose,
-                };
-                let close =
-                    header("connection").as_deref() == Some("close") || response.version == Some(0);
-                let status = response.code.unwrap_or(0);
-                break (
-                    status,
-                    head_len,
-                    length,
-                    !close && length != Length::ToClose,
-                );
-            }
-            Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(PostError::Bad("a head over 64 KiB".into()));
-            }
-            Err(e) => return Err(PostError::Bad(e.to_string())),
+        if let Some(head) = parse_head(&buf)? {
+            break head;
         }
     };
-    let mut body = buf.split_off(head_len);
+    let body = buf.split_off(head.len);
+    let body = read_body(stream, head.length, body, &mut chunk).await?;
+    Ok((head.status, body, head.keep))
+}
+
+/// What an answer's head says: its status, its length, how to read the body, whether the
+/// connection may be kept.
+struct Head {
+    status: u16,
+    len: usize,
+    length: Length,
+    keep: bool,
+}
+
+/// The head at the start of `buf`, or `None` while it is incomplete (up to 64 KiB).
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, PostError> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => return Ok(None),
+        Ok(httparse::Status::Partial) => return Err(PostError::Bad("a head over 64 KiB".into())),
+        Err(e) => return Err(PostError::Bad(e.to_string())),
+    };
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let length = match (chunked, header("content-length")) {
+        (true, _) => Length::Chunked,
+        (false, Some(v)) => Length::Exactly(
+            v.parse()
+                .map_err(|_| PostError::Bad(format!("Content-Length {v:?}")))?,
+        ),
+        (false, None) => Length::ToClose,
+    };
+    let close = header("connection").as_deref() == Some("close") || response.version == Some(0);
+    Ok(Some(Head {
+        status: response.code.unwrap_or(0),
+        len,
+        length,
+        keep: !close && length != Length::ToClose,
+    }))
+}
+
+/// Reads the rest of a body of `length` that starts with `body`, bounded by [`MAX_ANSWER`].
+async fn read_body(
+    stream: &mut rt::TcpStream,
+    length: Length,
+    mut body: Vec<u8>,
+    chunk: &mut [u8],
+) -> Result<Vec<u8>, PostError> {
     match length {
         Length::Exactly(n) => {
             if n > MAX_ANSWER {
                 return Err(PostError::Bad(format!("an answer of {n} bytes")));
             }
             while body.len() < n {
-                let read = stream
-                    .read(&mut chunk)
-                    .await
-                    .map_err(|e| PostError::Transport(format!("read: {e}")))?;
+                let read = read_some(stream, chunk).await?;
                 if read == 0 {
                     return Err(PostError::Transport("the answer ended early".into()));
                 }
@@ -166,10 +182,7 @@ pub async fn post_on(
             body.truncate(n);
         }
         Length::ToClose => loop {
-            let read = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| PostError::Transport(format!("read: {e}")))?;
+            let read = read_some(stream, chunk).await?;
             if read == 0 {
                 break;
             }
@@ -186,10 +199,7 @@ pub async fn post_on(
             if body.len() > MAX_ANSWER {
                 return Err(PostError::Bad("an answer over 16 MiB".into()));
             }
-            let read = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| PostError::Transport(format!("read: {e}")))?;
+            let read = read_some(stream, chunk).await?;
             if read == 0 {
                 return Err(PostError::Transport(
                     "the chunked answer ended early".into(),
@@ -198,7 +208,14 @@ pub async fn post_on(
             body.extend_from_slice(&chunk[..read]);
         },
     }
-    Ok((status, body, keep))
+    Ok(body)
+}
+
+async fn read_some(stream: &mut rt::TcpStream, chunk: &mut [u8]) -> Result<usize, PostError> {
+    stream
+        .read(chunk)
+        .await
+        .map_err(|e| PostError::Transport(format!("read: {e}")))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
