@@ -205,111 +205,134 @@ struct Io<'a> {
     turn: Option<&'a mut pacing::Turn>,
 }
 
-fn poll_connection<P: Peer>(io: Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> Poll<Ending> {
-    let Io {
-        stream,
-        input,
-        mut tls,
-        mut turn,
-    } = io;
-    let closed = |reason| Poll::Ready(Ending::Closed(reason));
-    let fd = stream.as_raw_fd();
+/// One wake-up of a connection: write what is queued, then read until the socket is empty (or
+/// [`READS_PER_WAKE`] reads, to let the other connections of the thread run).
+fn poll_connection<P: Peer>(mut io: Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> Poll<Ending> {
     let cap = peer.output_cap();
     let mut reads = 0;
     loop {
-        let flushed = peer.with_outbox(|outbox| {
-            outbox.set_waker(cx.waker());
-            // A paced connection writes when its turn comes (it is woken then); it reads
-            // meanwhile.
-            let my_turn = match turn.as_deref_mut() {
-                Some(turn) if !outbox.is_empty() && !outbox.is_held() => {
-                    pacing::poll_turn(cx, turn).is_ready()
-                }
-                _ => true,
-            };
-            outbox.set_awaiting_turn(!my_turn);
-            let result = match tls.as_deref_mut() {
-                _ if !my_turn => Ok(false),
-                Some(tls) => flush_tls(fd, stream, outbox, tls, cx),
-                None => flush(fd, stream, outbox, cx),
-            };
-            let drained = outbox.is_empty()
-                && tls
-                    .as_deref()
-                    .is_none_or(|t| t.written == t.pending.len() && !t.conn.wants_write());
-            // A park request waits until the output is written (a paced client's output may
-            // wait for its turn when the request comes).
-            let park = drained && outbox.take_park_request();
-            // The socket is full (a writability wake-up is armed) and half the cap is queued:
-            // the peer has stopped reading.
-            let backed_up = matches!(result, Ok(true)) && outbox.queued_bytes() >= cap / 2;
-            (result, outbox.closing(), drained, (park, backed_up))
-        });
-        match flushed {
-            None => return closed(CloseReason::Gone),
-            Some((Err(e), ..)) => return closed(CloseReason::Error(e.kind())),
-            Some((Ok(_), Some(Closing::Now), ..)) => return closed(CloseReason::Destroyed),
-            Some((Ok(_), Some(Closing::AfterFlush), true, _)) => {
-                return closed(CloseReason::Flushed);
-            }
-            // Closing after a flush that is still blocked: stop reading, wait for writability.
-            Some((Ok(_), Some(Closing::AfterFlush), false, _)) => return Poll::Pending,
-            // Backpressure: no reading until the peer has taken some of its output.
-            Some((Ok(_), None, _, (_, true))) => return Poll::Pending,
-            Some((Ok(_), None, drained, (park, false))) => {
-                if park && drained && tls.is_none() && input.is_empty() && peer.parkable() {
-                    return Poll::Ready(Ending::Parked);
-                }
-            }
+        if let Some(done) = write_step(&mut io, peer, cx, cap) {
+            return done;
         }
         if reads == READS_PER_WAKE {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        // The buffer is borrowed only for the read and the copy out of it (never across a
-        // callback), so every connection of the thread can share it.
-        let read = READ_BUFFER.with_borrow_mut(|chunk| {
-            let read = Pin::new(&mut *stream).poll_read(cx, chunk);
-            if let Poll::Ready(Ok(n)) = read
-                && n > 0
-            {
-                match tls.as_deref_mut() {
-                    None => {
-                        if input.capacity() - input.len() < n {
-                            grow(input, n);
-                        }
-                        input.extend_from_slice(&chunk[..n]);
+        if let Some(done) = read_step(&mut io, peer, cx) {
+            return done;
+        }
+        reads += 1;
+    }
+}
+
+/// Writes what the connection's outbox holds (when a paced connection's turn has come).
+/// `Some` ends this wake-up: closed, parked, or waiting for writability; `None` goes on to read.
+#[inline]
+fn write_step<P: Peer>(
+    io: &mut Io<'_>,
+    peer: &mut P,
+    cx: &mut Context<'_>,
+    cap: usize,
+) -> Option<Poll<Ending>> {
+    let closed = |reason| Some(Poll::Ready(Ending::Closed(reason)));
+    let fd = io.stream.as_raw_fd();
+    let flushed = peer.with_outbox(|outbox| {
+        outbox.set_waker(cx.waker());
+        // A paced connection writes when its turn comes (it is woken then); it reads
+        // meanwhile.
+        let my_turn = match io.turn.as_deref_mut() {
+            Some(turn) if !outbox.is_empty() && !outbox.is_held() => {
+                pacing::poll_turn(cx, turn).is_ready()
+            }
+            _ => true,
+        };
+        outbox.set_awaiting_turn(!my_turn);
+        let result = match io.tls.as_deref_mut() {
+            _ if !my_turn => Ok(false),
+            Some(tls) => flush_tls(fd, io.stream, outbox, tls, cx),
+            None => flush(fd, io.stream, outbox, cx),
+        };
+        let drained = outbox.is_empty()
+            && io
+                .tls
+                .as_deref()
+                .is_none_or(|t| t.written == t.pending.len() && !t.conn.wants_write());
+        // A park request waits until the output is written (a paced client's output may
+        // wait for its turn when the request comes).
+        let park = drained && outbox.take_park_request();
+        // The socket is full (a writability wake-up is armed) and half the cap is queued:
+        // the peer has stopped reading.
+        let backed_up = matches!(result, Ok(true)) && outbox.queued_bytes() >= cap / 2;
+        (result, outbox.closing(), drained, (park, backed_up))
+    });
+    match flushed {
+        None => closed(CloseReason::Gone),
+        Some((Err(e), ..)) => closed(CloseReason::Error(e.kind())),
+        Some((Ok(_), Some(Closing::Now), ..)) => closed(CloseReason::Destroyed),
+        Some((Ok(_), Some(Closing::AfterFlush), true, _)) => closed(CloseReason::Flushed),
+        // Closing after a flush that is still blocked: stop reading, wait for writability.
+        Some((Ok(_), Some(Closing::AfterFlush), false, _)) => Some(Poll::Pending),
+        // Backpressure: no reading until the peer has taken some of its output.
+        Some((Ok(_), None, _, (_, true))) => Some(Poll::Pending),
+        Some((Ok(_), None, drained, (park, false))) => {
+            let parkable =
+                park && drained && io.tls.is_none() && io.input.is_empty() && peer.parkable();
+            parkable.then_some(Poll::Ready(Ending::Parked))
+        }
+    }
+}
+
+/// One read into the connection's input (decrypted with TLS), handed to the peer. `Some` ends
+/// this wake-up: nothing to read, or the connection closed; `None` read something.
+#[inline]
+fn read_step<P: Peer>(io: &mut Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> Option<Poll<Ending>> {
+    let closed = |reason| Some(Poll::Ready(Ending::Closed(reason)));
+    let Io {
+        stream, input, tls, ..
+    } = io;
+    // The buffer is borrowed only for the read and the copy out of it (never across a
+    // callback), so every connection of the thread can share it.
+    let read = READ_BUFFER.with_borrow_mut(|chunk| {
+        let read = Pin::new(&mut **stream).poll_read(cx, chunk);
+        if let Poll::Ready(Ok(n)) = read
+            && n > 0
+        {
+            match tls.as_deref_mut() {
+                None => {
+                    if input.capacity() - input.len() < n {
+                        grow(input, n);
                     }
-                    Some(tls) => return (read, Some(decrypt(tls, &chunk[..n], input))),
+                    input.extend_from_slice(&chunk[..n]);
+                }
+                Some(tls) => return (read, Some(decrypt(tls, &chunk[..n], input))),
+            }
+        }
+        (read, None)
+    });
+    match read {
+        (Poll::Pending, _) => Some(Poll::Pending),
+        (Poll::Ready(Ok(0)), _) => closed(CloseReason::PeerClosed),
+        (Poll::Ready(Err(e)), _) => closed(CloseReason::Error(e.kind())),
+        (Poll::Ready(Ok(_)), decrypted) => {
+            match decrypted {
+                None | Some(Ok(true)) => {}
+                Some(Ok(false)) => return closed(CloseReason::PeerClosed),
+                Some(Err(e)) => {
+                    // Try to tell the peer (rustls queued an alert), then give up.
+                    if let Some(tls) = tls.as_deref_mut() {
+                        let _ = tls.conn.write_tls(&mut tls.pending);
+                        let _ = send_now(stream.as_raw_fd(), &tls.pending[tls.written..]);
+                    }
+                    return closed(CloseReason::Error(e.kind()));
                 }
             }
-            (read, None)
-        });
-        match read {
-            (Poll::Pending, _) => return Poll::Pending,
-            (Poll::Ready(Ok(0)), _) => return closed(CloseReason::PeerClosed),
-            (Poll::Ready(Ok(_)), decrypted) => {
-                reads += 1;
-                match decrypted {
-                    None | Some(Ok(true)) => {}
-                    Some(Ok(false)) => return closed(CloseReason::PeerClosed),
-                    Some(Err(e)) => {
-                        // Try to tell the peer (rustls queued an alert), then give up.
-                        if let Some(tls) = tls.as_deref_mut() {
-                            let _ = tls.conn.write_tls(&mut tls.pending);
-                            let _ = send_now(fd, &tls.pending[tls.written..]);
-                        }
-                        return closed(CloseReason::Error(e.kind()));
-                    }
-                }
-                peer.on_input(input);
-                if input.is_empty() && input.capacity() > 0 {
-                    // Idle connections keep no read buffer: the next burst allocates afresh.
-                    note_freed(input);
-                    *input = BytesMut::new();
-                }
+            peer.on_input(input);
+            if input.is_empty() && input.capacity() > 0 {
+                // Idle connections keep no read buffer: the next burst allocates afresh.
+                note_freed(input);
+                **input = BytesMut::new();
             }
-            (Poll::Ready(Err(e)), _) => return closed(CloseReason::Error(e.kind())),
+            None
         }
     }
 }
