@@ -102,22 +102,7 @@ pub fn start(
     let addresses = inner_addresses(config);
     let shards = config.shard_count();
     let public = resolve_port(config.listen.addr);
-    // Every shard binds the public address with SO_REUSEPORT, which would silently share it
-    // with any other process that does the same: refuse a port someone already listens on.
-    if let Some(other) = net::port_owner::other_listener_on(public) {
-        let owner = other.pid.map_or_else(
-            || "another process".to_owned(),
-            |pid| format!("process {pid}"),
-        );
-        return Err(StartError::Shard {
-            index: 0,
-            message: format!(
-                "cannot listen on {} (gateway.listen): {owner} already listens on {}; two \
-                 gateways on one port would split its clients between them",
-                config.listen, other.local
-            ),
-        });
-    }
+    refuse_taken_port(config, public)?;
     let tls = match (config.listen.protocol, &config.tls_cert, &config.tls_key) {
         (ClientProtocol::SecureWebSocket, Some(cert), Some(key)) => Some(
             net::tls::TlsSlot::load(cert, key)
@@ -133,50 +118,12 @@ pub fn start(
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), ShardStartError>)>();
     let mut handles = Vec::with_capacity(shards);
     for (index, address) in addresses.iter().enumerate() {
-        let config = config.clone();
-        let (tls, shared_tls) = (tls.clone(), tls.clone());
-        let ready = ready_tx.clone();
-        let snapshot = Arc::new(Mutex::new(ShardSnapshot {
-            index,
-            ..ShardSnapshot::default()
-        }));
-        let published = snapshot.clone();
-        let (inspect, questions) = mpsc::channel::<Inspect>();
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let told = stopping.clone();
-        let spec = rt::ExecutorSpec::new(
-            format!("gw-shard-{index}"),
-            crate::placement::shard(&config.cpus, index),
-        )
-        .ring_depth(4096);
-        let failed = ready.clone();
         let feed = store.map(|s| s.feed(address));
-        let verifier = verifier.clone();
-        let spawned = rt::start(spec, move || async move {
-            let outside = Outside {
-                published,
-                questions,
-                stopping: told,
-                feed,
-                verifier,
-            };
-            run_shard(config, index, public, tls, outside, ready).await;
-        });
-        match spawned {
-            Ok(handle) => handles.push(ShardHandle {
-                index,
-                snapshot,
-                inspect,
-                stopping,
-                tls: shared_tls,
-                thread: std::thread::spawn(move || {
-                    if let Err(e) = handle.join() {
-                        warn!(index, error = %e, "shard executor ended with an error");
-                    }
-                }),
-            }),
+        let shared = (tls.clone(), verifier.clone(), feed);
+        match spawn_shard(config, index, public, shared, ready_tx.clone()) {
+            Ok(handle) => handles.push(handle),
             Err(e) => {
-                let _ = failed.send((index, Err(ShardStartError::Executor(e.to_string()))));
+                let _ = ready_tx.send((index, Err(ShardStartError::Executor(e.to_string()))));
             }
         }
     }
@@ -195,6 +142,81 @@ pub fn start(
         "gateway ready"
     );
     Ok(handles)
+}
+
+/// Every shard binds the public address with SO_REUSEPORT, which would silently share it with
+/// any other process that does the same: a port someone already listens on is refused.
+fn refuse_taken_port(config: &GatewayConfig, public: SocketAddr) -> Result<(), StartError> {
+    let Some(other) = net::port_owner::other_listener_on(public) else {
+        return Ok(());
+    };
+    let owner = other.pid.map_or_else(
+        || "another process".to_owned(),
+        |pid| format!("process {pid}"),
+    );
+    Err(StartError::Shard {
+        index: 0,
+        message: format!(
+            "cannot listen on {} (gateway.listen): {owner} already listens on {}; two \
+             gateways on one port would split its clients between them",
+            config.listen, other.local
+        ),
+    })
+}
+
+/// What every shard shares (the TLS slot, the token verifier) and its own feed to the store.
+type SharedParts = (
+    Option<net::tls::TlsSlot>,
+    Option<Arc<net::jwt::TokenVerifier>>,
+    Option<crate::store::ShardFeed>,
+);
+
+/// Starts shard `index` on an executor of its own; it reports on `ready` once it listens (or
+/// why it could not).
+fn spawn_shard(
+    config: &GatewayConfig,
+    index: usize,
+    public: SocketAddr,
+    (tls, verifier, feed): SharedParts,
+    ready: mpsc::Sender<(usize, Result<(), ShardStartError>)>,
+) -> Result<ShardHandle, rt::ExecutorError> {
+    let config = config.clone();
+    let shared_tls = tls.clone();
+    let snapshot = Arc::new(Mutex::new(ShardSnapshot {
+        index,
+        ..ShardSnapshot::default()
+    }));
+    let published = snapshot.clone();
+    let (inspect, questions) = mpsc::channel::<Inspect>();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let told = stopping.clone();
+    let spec = rt::ExecutorSpec::new(
+        format!("gw-shard-{index}"),
+        crate::placement::shard(&config.cpus, index),
+    )
+    .ring_depth(4096);
+    let handle = rt::start(spec, move || async move {
+        let outside = Outside {
+            published,
+            questions,
+            stopping: told,
+            feed,
+            verifier,
+        };
+        run_shard(config, index, public, tls, outside, ready).await;
+    })?;
+    Ok(ShardHandle {
+        index,
+        snapshot,
+        inspect,
+        stopping,
+        tls: shared_tls,
+        thread: std::thread::spawn(move || {
+            if let Err(e) = handle.join() {
+                warn!(index, error = %e, "shard executor ended with an error");
+            }
+        }),
+    })
 }
 
 /// Port 0 would give every shard a different port; pick one free port for all of them.
