@@ -15,7 +15,7 @@ use gatewire_proto::websocket::{
 };
 
 use crate::config::ClientProtocol;
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::gateway::core::stats::CloseCause;
 use crate::gateway::{static_files, token_check};
 use crate::log_limit::warn_limited;

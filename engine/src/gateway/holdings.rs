@@ -4,7 +4,7 @@
 //! batch, with no timer. Removals (a client closing) and anything a full queue left with the
 //! shard go on the shard's publishing tick: a removal written late costs at most a spare packet.
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::store::ShardFeed;
 
 /// A shard's end of the store queue.

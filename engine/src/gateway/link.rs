@@ -7,7 +7,7 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use gatewire_proto::PacketDecoder;
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::gateway::holdings::Holdings;
 use crate::log_limit::warn_limited;
 use crate::net::Outbox;

@@ -19,7 +19,7 @@ mod static_files;
 mod token_check;
 
 pub use self::core::router::Router;
-pub use self::core::state::{Shard, ShardSettings};
+pub use self::core::shard::{Shard, ShardSettings};
 pub use self::core::stats::{
     ClientRow, CloseCause, Inspect, Inspection, LimitWarnings, ShardSnapshot, Stats,
 };

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::rt::{self, ReadinessSet, ReadyIds};
 
 /// Parks since the last heap collection that make the next one worth its cost.

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::config::{ClientProtocol, GatewayConfig};
 use crate::gateway::client::ClientPeer;
 use crate::gateway::core::router::Router;
-use crate::gateway::core::state::{INNER_HELLO_TIMEOUT, Shard, ShardSettings};
+use crate::gateway::core::shard::{INNER_HELLO_TIMEOUT, Shard, ShardSettings};
 use crate::gateway::core::stats::{Inspect, ShardSnapshot};
 use crate::gateway::holdings::Holdings;
 use crate::gateway::link::LinkPeer;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::gateway::core::stats::CloseCause;
 
 /// Sweeps a client may stay in its handshake; the next one closes it.

@@ -6,7 +6,7 @@
 use gatewire_proto::{Cmd, Header, Packet};
 
 use crate::gateway::core::encode::encode_message;
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::gateway::core::stats::CloseCause;
 
 impl Shard {

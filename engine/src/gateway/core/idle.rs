@@ -5,7 +5,7 @@
 use std::task::Waker;
 
 use crate::gateway::core::parking_requests::{ParkingRequests, ParkingWork};
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 
 impl Shard {
     /// Turns parking on (`gateway.park_after` > 0 and a lot is running).

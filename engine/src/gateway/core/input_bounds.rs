@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatewire_proto::websocket::{CloseCode, close_frame};
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::gateway::core::stats::CloseCause;
 
 /// Sweeps an incomplete message may last; the next one closes its client.

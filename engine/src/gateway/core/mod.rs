@@ -4,6 +4,12 @@
 //! park/wake requests by id. Nothing here holds a socket or a file descriptor, calls the kernel
 //! or touches the runtime: the I/O side (`gateway::shard`, `client`, `link`, `parking`) does, and
 //! `tests` drives the core directly.
+//!
+//! [`shard::Shard`] is defined in `shard.rs` with its fields and the events every connection
+//! goes through (accept, message, handshake, close, snapshot); each other concern adds its
+//! methods in a file of its own: `commands/` (worker packets, one file per family),
+//! `token_auth.rs`, `presence.rs`, and the bounds driven by sweeps (`handshake_deadline.rs`,
+//! `heartbeat.rs`, `idle.rs`, `input_bounds.rs`, `worker_stall.rs`).
 
 pub mod client_table;
 pub mod commands;
@@ -17,7 +23,7 @@ pub mod parking_requests;
 pub mod pending_input;
 pub mod presence;
 pub mod router;
-pub mod state;
+pub mod shard;
 pub mod stats;
 #[cfg(test)]
 mod tests;

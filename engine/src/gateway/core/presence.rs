@@ -9,7 +9,7 @@ use gatewire_proto::Flags;
 use gatewire_proto::packet::{CMD_ON_GROUP_JOIN, CMD_ON_GROUP_LEAVE};
 use gatewire_proto::php::Key;
 
-use super::state::Shard;
+use super::shard::Shard;
 
 impl Shard {
     /// Client `id` became a member of `group`.

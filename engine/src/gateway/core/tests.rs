@@ -14,7 +14,7 @@ use gatewire_proto::{Cmd, Flags, Header, Packet, PacketDecoder};
 
 use crate::config::{ClientProtocol, GatewayConfig, RouterMode, SlowClientPolicy};
 use crate::gateway::core::router::Router;
-use crate::gateway::core::state::{Shard, ShardSettings};
+use crate::gateway::core::shard::{Shard, ShardSettings};
 use crate::gateway::core::stats::CloseCause;
 use crate::net::{Closing, Outbox};
 
@@ -396,7 +396,7 @@ fn an_unauthenticated_link_is_closed_when_a_secret_is_set() {
 
 #[test]
 fn packets_before_a_hello_are_bounded_whatever_the_secret() {
-    use crate::gateway::core::state::MAX_PACKET_BEFORE_AUTH;
+    use crate::gateway::core::shard::MAX_PACKET_BEFORE_AUTH;
     for secret in ["", "k"] {
         let mut c = core_with(|g| g.secret_key = secret.into());
         let max = c.shard.settings.max_packet_size;

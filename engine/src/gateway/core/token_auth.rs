@@ -7,7 +7,7 @@ use bytes::Bytes;
 use gatewire_proto::Cmd;
 use gatewire_proto::php::Key;
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::gateway::core::stats::CloseCause;
 use crate::net::jwt::Refusal;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use gatewire_proto::command::{Command, Control};
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::log_limit::warn_limited;
 
 /// Sweeps a question may go unanswered; the next one declares the worker stalled.

@@ -4,7 +4,7 @@
 use gatewire_proto::command::Membership;
 use gatewire_proto::php::Key;
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 
 /// A uid or group name that PHP would take: an empty or falsy one ("", "0") is refused.
 fn usable(name: Key, what: &str) -> Option<Key> {

@@ -14,7 +14,7 @@ use gatewire_proto::command::{Command, CommandError, Control};
 use gatewire_proto::packet::{CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
 use gatewire_proto::{Cmd, Header, Packet};
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::log_limit::warn_limited;
 use crate::net::Closing;
 

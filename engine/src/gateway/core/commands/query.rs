@@ -6,7 +6,7 @@ use gatewire_proto::ext::{Select, SelectField};
 use gatewire_proto::php::{Array, Key, Value, serialize};
 use indexmap::IndexSet;
 
-use crate::gateway::core::state::{Client, Shard};
+use crate::gateway::core::shard::{Client, Shard};
 
 impl Shard {
     /// Answers `query` on the link it came in on.

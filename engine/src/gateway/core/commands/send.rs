@@ -11,7 +11,7 @@ use gatewire_proto::ext::{SendToAllTarget, SendToGroup};
 use gatewire_proto::websocket::{OpCode, compressed_frame, deflate};
 
 use crate::gateway::core::encode::{client_frame, websocket_parts};
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 use crate::gateway::core::stats::CloseCause;
 use crate::net::Frame;
 

@@ -4,7 +4,7 @@
 use gatewire_proto::command::Session;
 use gatewire_proto::php::merge_session;
 
-use crate::gateway::core::state::Shard;
+use crate::gateway::core::shard::Shard;
 
 impl Shard {
     pub(super) fn apply_session(&mut self, command: Session) {
