@@ -6,7 +6,7 @@ mod query;
 mod send;
 mod session;
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 use std::rc::Rc;
 
 use gatewire_proto::auth::Auth;
