@@ -509,6 +509,7 @@ fn start<A: Events>(args: StartArgs, custom: Option<A>) -> ExitCode {
                 roles,
                 crate::supervisor::Launch::new(command),
             )
+            .map_err(|e| e.to_string())
         })
     };
     match result {

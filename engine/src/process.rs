@@ -39,7 +39,7 @@ pub struct Running {
 }
 
 /// Counters of one process for `gatewire status`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessStatus {
     pub connections: u64,
     pub messages_in: u64,
@@ -55,43 +55,23 @@ pub struct ProcessStatus {
     pub workers: u64,
 }
 
-impl ProcessStatus {
-    /// `key=value` pairs on one line (the supervisor's wire format).
-    pub fn to_line(&self) -> String {
-        format!(
-            "connections={} messages_in={} messages_out={} worker_links={} dropped={} events={} gateways={} workers={}",
-            self.connections,
-            self.messages_in,
-            self.messages_out,
-            self.worker_links,
-            self.dropped,
-            self.events,
-            self.gateways,
-            self.workers
-        )
-    }
-
-    pub fn from_line(line: &str) -> ProcessStatus {
-        let mut s = ProcessStatus::default();
-        for pair in line.split_whitespace() {
-            let Some((key, value)) = pair.split_once('=') else {
-                continue;
-            };
-            let value = value.parse().unwrap_or(0);
-            match key {
-                "connections" => s.connections = value,
-                "messages_in" => s.messages_in = value,
-                "messages_out" => s.messages_out = value,
-                "worker_links" => s.worker_links = value,
-                "dropped" => s.dropped = value,
-                "events" => s.events = value,
-                "gateways" => s.gateways = value,
-                "workers" => s.workers = value,
-                _ => {}
-            }
-        }
-        s
-    }
+/// What a process does with the store (with it on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSummary {
+    /// A gateway's store thread.
+    Gateway {
+        redis_url: String,
+        connected: bool,
+        entries: u64,
+        errors: u64,
+    },
+    /// A worker's routing of uid and group commands.
+    Worker {
+        redis_url: String,
+        routed: u64,
+        packets: u64,
+        fallbacks: u64,
+    },
 }
 
 /// Why a process could not start its roles.
@@ -353,33 +333,32 @@ impl Running {
         hosts.into_iter().collect()
     }
 
-    /// What this process does with the store (with it on): a gateway's store thread
-    /// (`gateway URL connected entries errors`) and a worker's routing (`worker URL sends packets
-    /// fallbacks`), tab-separated, one line each.
-    pub fn store_summary(&self) -> Vec<String> {
+    /// What this process does with the store (with it on): a gateway's store thread and a
+    /// worker's routing.
+    pub fn store_summary(&self) -> Vec<StoreSummary> {
         let Some(url) = &self.store_url else {
             return Vec::new();
         };
-        let mut lines = Vec::new();
+        let mut out = Vec::new();
         if let Some(store) = &self.store {
             let s = &store.stats;
-            lines.push(format!(
-                "gateway\t{url}\t{}\t{}\t{}",
-                s.connected.load(Ordering::Relaxed),
-                s.entries.load(Ordering::Relaxed),
-                s.errors.load(Ordering::Relaxed)
-            ));
+            out.push(StoreSummary::Gateway {
+                redis_url: url.clone(),
+                connected: s.connected.load(Ordering::Relaxed) == 1,
+                entries: s.entries.load(Ordering::Relaxed),
+                errors: s.errors.load(Ordering::Relaxed),
+            });
         }
         if self.workers.is_some() {
             let r = &crate::store::ROUTING;
-            lines.push(format!(
-                "worker\t{url}\t{}\t{}\t{}",
-                r.sends.load(Ordering::Relaxed),
-                r.packets.load(Ordering::Relaxed),
-                r.fallbacks.load(Ordering::Relaxed)
-            ));
+            out.push(StoreSummary::Worker {
+                redis_url: url.clone(),
+                routed: r.sends.load(Ordering::Relaxed),
+                packets: r.packets.load(Ordering::Relaxed),
+                fallbacks: r.fallbacks.load(Ordering::Relaxed),
+            });
         }
-        lines
+        out
     }
 
     /// The register's members (gateways and workers), when this process runs it.

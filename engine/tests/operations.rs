@@ -391,6 +391,13 @@ fn a_late_answer_is_not_taken_for_the_next_one() {
     // SAFETY: as above.
     unsafe { libc::kill(gateway as i32, libc::SIGCONT) };
     assert!(frozen.status.success(), "{frozen:?}");
+    // The frozen gateway's row says it did not report, rather than showing zeros.
+    let frozen = stdout(&frozen);
+    let row = frozen
+        .lines()
+        .find(|l| l.starts_with("gateway") && l.contains(&gateway.to_string()))
+        .unwrap_or_else(|| panic!("a row for the gateway:\n{frozen}"));
+    assert!(row.contains("(no report: gateway process (pid"), "{frozen}");
     let connections = stdout(&gatewire(&dir, &["connections"]));
     let rows: Vec<&str> = connections.lines().skip(1).collect();
     assert_eq!(

@@ -11,10 +11,57 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::channel;
+use super::report::{ConnectionRow, ProcessReport};
 use crate::config::{Config, Role};
 use crate::process::Running;
 use crate::system;
 use crate::worker::Events;
+
+/// What the supervisor asks a child (`N word` on the control channel, the answer echoing `N`).
+/// The words stay what they were in earlier releases: after a binary upgrade the running
+/// supervisor still drains, reloads and scrapes the children it starts from the new binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildRequest {
+    /// A [`ProcessReport`] as JSON.
+    Status,
+    /// Every client of the gateway shards, a [`ConnectionRow`] per line.
+    Connections,
+    /// The Prometheus text of the process's roles.
+    Metrics,
+    /// Read the certificate and key again: `ok …` or `error …`.
+    ReloadTls,
+    /// Stop taking events, drain, exit: `ok`.
+    Drain,
+}
+
+impl ChildRequest {
+    pub fn word(self) -> &'static str {
+        match self {
+            ChildRequest::Status => "status",
+            ChildRequest::Connections => "connections",
+            ChildRequest::Metrics => "metrics",
+            ChildRequest::ReloadTls => "tls",
+            ChildRequest::Drain => "drain",
+        }
+    }
+}
+
+impl std::str::FromStr for ChildRequest {
+    type Err = String;
+
+    fn from_str(word: &str) -> Result<ChildRequest, String> {
+        [
+            ChildRequest::Status,
+            ChildRequest::Connections,
+            ChildRequest::Metrics,
+            ChildRequest::ReloadTls,
+            ChildRequest::Drain,
+        ]
+        .into_iter()
+        .find(|r| r.word() == word)
+        .ok_or_else(|| format!("unknown request {word:?}"))
+    }
+}
 
 /// The fd a supervised child finds its control channel on.
 pub const CONTROL_FD: i32 = 3;
@@ -70,78 +117,21 @@ fn serve(mut control: UnixStream, running: &Running, drain: &AtomicBool) {
             }
         };
         let (number, request) = request.split_once(' ').unwrap_or(("", request.as_str()));
-        let answer = match request {
-            "status" => running.status().to_line(),
-            "tls" => match running.reload_tls() {
+        let answer = match request.parse::<ChildRequest>() {
+            Ok(ChildRequest::Status) => serde_json::to_string(&ProcessReport::of(running))
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+            Ok(ChildRequest::Connections) => ConnectionRow::lines_of(running),
+            Ok(ChildRequest::Metrics) => running.metrics(),
+            Ok(ChildRequest::ReloadTls) => match running.reload_tls() {
                 Ok(done) => format!("ok {done}"),
                 Err(why) => format!("error {why}"),
             },
-            "metrics" => running.metrics(),
-            "connections" => running
-                .connections()
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                        c.client_id,
-                        c.remote,
-                        c.uid.as_deref().unwrap_or("-"),
-                        if c.groups.is_empty() {
-                            "-".to_owned()
-                        } else {
-                            c.groups.join(",")
-                        },
-                        c.messages_in,
-                        c.bytes_in,
-                        c.queued_out,
-                    )
-                })
-                .collect(),
-            "links" => running
-                .links()
-                .iter()
-                .map(|(worker, l)| {
-                    let since = l
-                        .since
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let state = if l.up { "up" } else { "down" };
-                    format!("{worker}\t{}\t{state}\t{since}\n", l.gateway)
-                })
-                .collect(),
-            "worker_hosts" => running
-                .worker_hosts()
-                .iter()
-                .map(|(host, links)| format!("{host}\t{links}\n"))
-                .collect(),
-            "store" => running
-                .store_summary()
-                .iter()
-                .map(|line| format!("{line}\n"))
-                .collect(),
-            "members" => running
-                .members()
-                .iter()
-                .map(|m| {
-                    let since = m
-                        .since
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let kind = if m.announces.is_some() {
-                        "gateway"
-                    } else {
-                        "worker"
-                    };
-                    let announces = m.announces.as_deref().unwrap_or("-");
-                    format!("{kind}\t{}\t{announces}\t{since}\n", m.from)
-                })
-                .collect(),
-            "drain" => {
+            Ok(ChildRequest::Drain) => {
                 drain.store(true, Ordering::SeqCst);
                 system::raise_stop_signal();
                 "ok".to_owned()
             }
-            other => format!("unknown request {other:?}"),
+            Err(unknown) => unknown,
         };
         if channel::send(&mut control, &format!("{number}\n{answer}")).is_err() {
             return;

@@ -8,9 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::child::ChildRequest;
+use super::report::{ConnectionRow, LinkRow, MemberRow, ProcessReport, StoreRow, WorkerHostRow};
 use super::{Supervisor, channel};
 use crate::config::Role;
-use crate::process::ProcessStatus;
 
 /// What the command line asks the supervisor (one per connection; its text form goes over the
 /// control socket).
@@ -131,10 +132,10 @@ impl Supervisor {
             Ok(ControlRequest::Connections { json: true }) => Ok(json(&self.connection_rows())),
             Ok(ControlRequest::Connections { json: false }) => Ok(self.connections_table()),
             Ok(ControlRequest::Metrics) => Ok(self.metrics()),
-            Ok(ControlRequest::Reload) => self.reload(),
-            Ok(ControlRequest::ReloadTls) => self.reload_tls(),
+            Ok(ControlRequest::Reload) => self.reload().map_err(|e| e.to_string()),
+            Ok(ControlRequest::ReloadTls) => self.reload_tls().map_err(|e| e.to_string()),
             Ok(ControlRequest::Reach) => Ok(json(&Reach::of(&self.config, &self.roles))),
-            Ok(ControlRequest::Restart(roles)) => self.restart(&roles),
+            Ok(ControlRequest::Restart(roles)) => self.restart(&roles).map_err(|e| e.to_string()),
             Ok(ControlRequest::Stop { graceful }) => {
                 self.stop(graceful);
                 self.remove_files();
@@ -146,7 +147,7 @@ impl Supervisor {
             }
             Err(e) => Err(e),
         };
-        let text = match answer {
+        let text = match answer.map_err(|e| e.to_string()) {
             Ok(text) => format!("ok\n{text}"),
             Err(text) => format!("error\n{text}\n"),
         };
@@ -160,49 +161,23 @@ impl Supervisor {
         children
             .into_iter()
             .map(|c| {
-                let s = c
-                    .ask("status", Duration::from_secs(5))
-                    .map(|line| ProcessStatus::from_line(&line))
-                    .unwrap_or_default();
+                let (report, unanswered) = match c
+                    .ask(ChildRequest::Status, Duration::from_secs(5))
+                    .and_then(|text| {
+                        serde_json::from_str::<ProcessReport>(&text)
+                            .map_err(|e| c.unreadable("status", &e))
+                    }) {
+                    Ok(report) => (report, None),
+                    Err(e) => (ProcessReport::default(), Some(e.to_string())),
+                };
+                let s = report.status;
                 let register = c.role == Role::Register;
-                let links = if c.role == Role::Worker {
-                    c.ask("links", Duration::from_secs(5))
-                        .map(|text| text.lines().filter_map(LinkRow::from_line).collect())
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                let lines = |ask: &str| {
-                    c.ask(ask, Duration::from_secs(5))
-                        .map(|text| text.lines().map(str::to_owned).collect::<Vec<_>>())
-                        .unwrap_or_default()
-                };
-                let worker_hosts = match c.role {
-                    Role::Gateway => lines("worker_hosts")
-                        .iter()
-                        .filter_map(|l| WorkerHostRow::from_line(l))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let store = match c.role {
-                    Role::Gateway | Role::Worker => lines("store")
-                        .iter()
-                        .filter_map(|l| StoreRow::from_line(l))
-                        .collect(),
-                    Role::Register | Role::Api => Vec::new(),
-                };
-                let members = match c.role {
-                    Role::Register => lines("members")
-                        .iter()
-                        .filter_map(|l| MemberRow::from_line(l))
-                        .collect(),
-                    _ => Vec::new(),
-                };
                 StatusRow {
                     role: c.role.name(),
                     pid: c.pid,
                     uptime_seconds: c.started.elapsed().as_secs(),
                     rss_bytes: crate::system::rss_bytes(c.pid),
+                    unanswered,
                     connections: s.connections,
                     messages_in: s.messages_in,
                     messages_out: s.messages_out,
@@ -211,10 +186,10 @@ impl Supervisor {
                     events: s.events,
                     gateways: register.then_some(s.gateways),
                     workers: register.then_some(s.workers),
-                    link_states: links,
-                    worker_hosts,
-                    members,
-                    store,
+                    link_states: report.link_states,
+                    worker_hosts: report.worker_hosts,
+                    members: report.members,
+                    store: report.store,
                 }
             })
             .collect()
@@ -240,10 +215,13 @@ impl Supervisor {
                 || "-".to_owned(),
                 |b| format!("{:.1}MiB", b as f64 / 1048576.0),
             );
-            let extra = match (r.gateways, r.workers) {
+            let mut extra = match (r.gateways, r.workers) {
                 (Some(g), Some(w)) => format!("  gateways={g} workers={w}"),
                 _ => String::new(),
             };
+            if let Some(why) = &r.unanswered {
+                extra.push_str(&format!("  (no report: {why})"));
+            }
             out.push_str(&format!(
                 "{:<9} {:>8} {:>10} {:>10} {:>11} {:>11} {:>11} {:>6} {:>8} {:>9}{extra}\n",
                 r.role,
@@ -313,31 +291,23 @@ impl Supervisor {
         out
     }
 
-    /// Every gateway's clients.
+    /// Every gateway's clients. A gateway that does not answer is left out with a warning.
     fn connection_rows(&self) -> Vec<ConnectionRow> {
         let mut out = Vec::new();
         for c in self.serving(Some(Role::Gateway)) {
-            let Ok(rows) = c.ask("connections", Duration::from_secs(30)) else {
-                continue;
-            };
-            for row in rows.lines() {
-                let f: Vec<&str> = row.split('\t').collect();
-                if let [id, remote, uid, groups, messages, bytes_in, queued] = f[..] {
-                    let number = |s: &str| s.parse().unwrap_or(0);
-                    out.push(ConnectionRow {
-                        client_id: id.to_owned(),
-                        remote: remote.to_owned(),
-                        uid: (uid != "-").then(|| uid.to_owned()),
-                        groups: groups
-                            .split(',')
-                            .filter(|g| !g.is_empty() && *g != "-")
-                            .map(str::to_owned)
-                            .collect(),
-                        messages_in: number(messages),
-                        bytes_in: number(bytes_in),
-                        queued_out: number(queued),
-                    });
-                }
+            let rows = c
+                .ask(ChildRequest::Connections, Duration::from_secs(30))
+                .and_then(|text| {
+                    text.lines()
+                        .map(|line| {
+                            serde_json::from_str::<ConnectionRow>(line)
+                                .map_err(|e| c.unreadable("connections", &e))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                });
+            match rows {
+                Ok(rows) => out.extend(rows),
+                Err(e) => tracing::warn!("connections: {e}"),
             }
         }
         out
@@ -371,6 +341,10 @@ struct StatusRow {
     pid: u32,
     uptime_seconds: u64,
     rss_bytes: Option<u64>,
+    /// Why the process's report is missing (it did not answer in time, or not readably); its
+    /// counters are then zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unanswered: Option<String>,
     connections: u64,
     messages_in: u64,
     messages_out: u64,
@@ -395,160 +369,6 @@ struct StatusRow {
     /// What the process does with the store (with it on).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     store: Vec<StoreRow>,
-}
-
-/// A process's side of the store: a gateway's store thread, or a worker's routing.
-#[derive(Debug, serde::Serialize)]
-struct StoreRow {
-    /// "gateway" or "worker".
-    side: String,
-    redis_url: String,
-    /// Gateway: whether its store thread is connected to Redis.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connected: Option<bool>,
-    /// Gateway: uid and group entries its shards hold.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    entries: Option<u64>,
-    /// Gateway: failed connections and writes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<u64>,
-    /// Worker: uid and group commands and queries sent, the gateway packets they took, and
-    /// those sent to every gateway because the store did not answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    routed: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    packets: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fallbacks: Option<u64>,
-}
-
-impl StoreRow {
-    fn from_line(line: &str) -> Option<StoreRow> {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [side, url, a, b, c] = f[..] else {
-            return None;
-        };
-        let (a, b, c): (u64, u64, u64) = (a.parse().ok()?, b.parse().ok()?, c.parse().ok()?);
-        let gateway = side == "gateway";
-        Some(StoreRow {
-            side: side.to_owned(),
-            redis_url: url.to_owned(),
-            connected: gateway.then_some(a == 1),
-            entries: gateway.then_some(b),
-            errors: gateway.then_some(c),
-            routed: (!gateway).then_some(a),
-            packets: (!gateway).then_some(b),
-            fallbacks: (!gateway).then_some(c),
-        })
-    }
-
-    /// One line of `gatewire status`.
-    fn describe(&self, role: &str, pid: u32) -> String {
-        match (self.connected, self.routed) {
-            (Some(connected), _) => format!(
-                "{role} {pid}: {} {}, {} uid/group entries held, {} errors",
-                if connected {
-                    "connected to"
-                } else {
-                    "NOT connected to"
-                },
-                self.redis_url,
-                self.entries.unwrap_or(0),
-                self.errors.unwrap_or(0)
-            ),
-            (_, Some(routed)) => format!(
-                "{role} {pid}: {routed} uid/group commands and queries took {} gateway packets, \
-                 {} sent to every gateway because the store did not answer",
-                self.packets.unwrap_or(0),
-                self.fallbacks.unwrap_or(0)
-            ),
-            _ => String::new(),
-        }
-    }
-}
-
-/// The worker links a gateway process holds from one host (all its shards).
-#[derive(Debug, serde::Serialize)]
-struct WorkerHostRow {
-    host: String,
-    links: u64,
-}
-
-impl WorkerHostRow {
-    fn from_line(line: &str) -> Option<WorkerHostRow> {
-        let (host, links) = line.split_once('\t')?;
-        Some(WorkerHostRow {
-            host: host.to_owned(),
-            links: links.parse().ok()?,
-        })
-    }
-}
-
-/// One member of a register: a gateway shard announcing its inner address, or a worker (or
-/// GatewayClient) following the list.
-#[derive(Debug, serde::Serialize)]
-struct MemberRow {
-    /// "gateway" or "worker".
-    kind: String,
-    /// The member's address as the register sees it.
-    from: String,
-    /// The inner address a gateway announced.
-    announces: Option<String>,
-    /// When it connected (Unix seconds).
-    since_unix: u64,
-}
-
-impl MemberRow {
-    fn from_line(line: &str) -> Option<MemberRow> {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [kind, from, announces, since] = f[..] else {
-            return None;
-        };
-        Some(MemberRow {
-            kind: kind.to_owned(),
-            from: from.to_owned(),
-            announces: (announces != "-").then(|| announces.to_owned()),
-            since_unix: since.parse().ok()?,
-        })
-    }
-}
-
-/// One worker thread's link to one gateway shard.
-#[derive(Debug, serde::Serialize)]
-struct LinkRow {
-    worker: String,
-    gateway: String,
-    /// "up" or "down".
-    state: String,
-    /// When it last went up or down (Unix seconds).
-    since_unix: u64,
-}
-
-impl LinkRow {
-    fn from_line(line: &str) -> Option<LinkRow> {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [worker, gateway, state, since] = f[..] else {
-            return None;
-        };
-        Some(LinkRow {
-            worker: worker.to_owned(),
-            gateway: gateway.to_owned(),
-            state: state.to_owned(),
-            since_unix: since.parse().ok()?,
-        })
-    }
-}
-
-/// One client in `gatewire connections` (`--json`: an array of these).
-#[derive(Debug, serde::Serialize)]
-struct ConnectionRow {
-    client_id: String,
-    remote: String,
-    uid: Option<String>,
-    groups: Vec<String>,
-    messages_in: u64,
-    bytes_in: u64,
-    queued_out: u64,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

@@ -7,24 +7,29 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::SupervisorError;
+
 /// Starts the background supervisor; `Ok` carries the line to print.
-pub fn start(dir: &Path, wait: Duration) -> Result<String, String> {
+pub fn start(dir: &Path, wait: Duration) -> Result<String, SupervisorError> {
     if super::commands::request(dir, &super::ControlRequest::Status { json: false }).is_ok() {
-        return Err(format!(
-            "gatewire is already running here (control socket in {})",
-            dir.display()
-        ));
+        return Err(SupervisorError::AlreadyRunning(dir.join(super::SOCKET)));
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("run.dir {}: cannot create: {e}", dir.display()))?;
+    let file = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| SupervisorError::File { what, path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(file("cannot create run.dir", dir))?;
     let log_path = dir.join(super::LOG_FILE);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let err = log.try_clone().map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+        .map_err(file("cannot open", &log_path))?;
+    let err = log.try_clone().map_err(file("cannot open", &log_path))?;
+    let exe = std::env::current_exe().map_err(|source| SupervisorError::System {
+        what: "cannot find this executable",
+        source,
+    })?;
     let args = std::env::args_os()
         .skip(1)
         .filter(|a| a != "-d" && a != "--daemon");
@@ -40,17 +45,18 @@ pub fn start(dir: &Path, wait: Duration) -> Result<String, String> {
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the background process: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| SupervisorError::System {
+        what: "cannot start the background process",
+        source,
+    })?;
     let deadline = Instant::now() + wait;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
+            return Err(SupervisorError::Start(format!(
                 "the background process ended ({status}) during start-up; last lines of {}:\n{}",
                 log_path.display(),
                 tail(&log_path, 10)
-            ));
+            )));
         }
         if super::commands::request(dir, &super::ControlRequest::Status { json: false }).is_ok() {
             return Ok(format!(
@@ -60,11 +66,11 @@ pub fn start(dir: &Path, wait: Duration) -> Result<String, String> {
             ));
         }
         if Instant::now() >= deadline {
-            return Err(format!(
+            return Err(SupervisorError::Start(format!(
                 "the background process (pid {}) did not come up within {wait:?}; see {}",
                 child.id(),
                 log_path.display()
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -10,6 +10,8 @@ pub mod channel;
 pub mod child;
 mod commands;
 pub mod daemon;
+mod error;
+mod report;
 mod spawn;
 
 use std::collections::HashMap;
@@ -23,7 +25,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, Role};
 use crate::system;
+use child::ChildRequest;
 pub use commands::{ControlError, ControlRequest, Reach, request};
+pub use error::SupervisorError;
 pub use spawn::{ChildCommand, Launch};
 
 /// Name of the control socket in `[run] dir`.
@@ -57,11 +61,18 @@ struct Child {
 impl Child {
     /// One request and its answer. Requests are numbered and answers echo the number, so an
     /// answer that arrives after its request timed out is skipped, not taken for the next one.
-    fn ask(&self, request: &str, timeout: Duration) -> Result<String, String> {
-        let failed = |e: std::io::Error| format!("{} (pid {}): {e}", self.role, self.pid);
-        let mut control = self.control.lock().map_err(|_| "control lock poisoned")?;
+    fn ask(&self, request: ChildRequest, timeout: Duration) -> Result<String, SupervisorError> {
+        let failed = |source: std::io::Error| SupervisorError::Child {
+            role: self.role,
+            pid: self.pid,
+            source,
+        };
+        let mut control = self
+            .control
+            .lock()
+            .map_err(|_| failed(std::io::Error::other("control lock poisoned")))?;
         let number = self.requests.fetch_add(1, Ordering::Relaxed);
-        channel::send(&mut control, &format!("{number} {request}")).map_err(failed)?;
+        channel::send(&mut control, &format!("{number} {}", request.word())).map_err(failed)?;
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -73,6 +84,16 @@ impl Child {
                 Some((tag, body)) if tag == number.to_string() => return Ok(body.to_owned()),
                 _ => continue,
             }
+        }
+    }
+
+    /// A child's answer to `request` that does not parse.
+    fn unreadable(&self, request: &'static str, detail: &dyn std::fmt::Display) -> SupervisorError {
+        SupervisorError::Unreadable {
+            role: self.role,
+            pid: self.pid,
+            request,
+            detail: detail.to_string(),
         }
     }
 
@@ -110,18 +131,17 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts every role, then serves the control socket until stopped. Returns an error (and
     /// leaves nothing running) when a role cannot start.
-    pub fn run(config: Config, roles: Vec<Role>, launch: Launch) -> Result<(), String> {
+    pub fn run(config: Config, roles: Vec<Role>, launch: Launch) -> Result<(), SupervisorError> {
         let dir = config.run_dir();
-        let dir =
-            std::path::absolute(&dir).map_err(|e| format!("run.dir {}: {e}", dir.display()))?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("run.dir {}: cannot create: {e}", dir.display()))?;
+        let file = |what, path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| SupervisorError::File { what, path, source }
+        };
+        let dir = std::path::absolute(&dir).map_err(file("run.dir", &dir))?;
+        std::fs::create_dir_all(&dir).map_err(file("cannot create run.dir", &dir))?;
         let socket = dir.join(SOCKET);
         if UnixStream::connect(&socket).is_ok() {
-            return Err(format!(
-                "gatewire is already running here (control socket {})",
-                socket.display()
-            ));
+            return Err(SupervisorError::AlreadyRunning(socket));
         }
         system::block_signals(SUPERVISOR_SIGNALS);
         let supervisor = Arc::new(Supervisor {
@@ -139,7 +159,10 @@ impl Supervisor {
             std::thread::Builder::new()
                 .name("reaper".into())
                 .spawn(move || s.reap())
-                .map_err(|e| e.to_string())?;
+                .map_err(|source| SupervisorError::System {
+                    what: "cannot start the reaper thread",
+                    source,
+                })?;
         }
         for role in START_ORDER {
             if !supervisor.roles.contains(&role) {
@@ -151,19 +174,16 @@ impl Supervisor {
             }
         }
         let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket)
-            .map_err(|e| format!("cannot bind {}: {e}", socket.display()))?;
-        std::fs::write(
-            supervisor.dir.join(PID_FILE),
-            format!("{}\n", std::process::id()),
-        )
-        .map_err(|e| format!("cannot write the pid file: {e}"))?;
+        let listener = UnixListener::bind(&socket).map_err(file("cannot bind", &socket))?;
+        let pid_file = supervisor.dir.join(PID_FILE);
+        std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+            .map_err(file("cannot write the pid file", &pid_file))?;
         if let Some(listen) = supervisor.config.metrics.listen {
             let s = supervisor.clone();
             if let Err(message) = crate::metrics::serve(listen, move || s.metrics()) {
                 supervisor.stop(false);
                 supervisor.remove_files();
-                return Err(message);
+                return Err(SupervisorError::Start(message));
             }
         }
         {
@@ -202,22 +222,31 @@ impl Supervisor {
 
     /// Starts one process of `role` and waits for its report. `strict`: a worker that is not
     /// linked to every gateway shard in time is a failure (a reload must not lose capacity).
-    fn launch(self: &Arc<Self>, role: Role, strict: bool) -> Result<Arc<Child>, String> {
+    fn launch(self: &Arc<Self>, role: Role, strict: bool) -> Result<Arc<Child>, SupervisorError> {
         let generation = if role == Role::Worker {
             self.generation.fetch_add(1, Ordering::SeqCst)
         } else {
             0
         };
-        let (pid, mut control) = self.launch.spawn(role, generation)?;
-        let child = Arc::new(Child {
-            role,
-            pid,
-            started: Instant::now(),
-            control: Mutex::new(control.try_clone().map_err(|e| e.to_string())?),
-            retiring: AtomicBool::new(false),
-            ready: AtomicBool::new(false),
-            requests: AtomicU64::new(0),
-        });
+        let (pid, mut control) = self
+            .launch
+            .spawn(role, generation)
+            .map_err(SupervisorError::Start)?;
+        let child =
+            Arc::new(Child {
+                role,
+                pid,
+                started: Instant::now(),
+                control: Mutex::new(control.try_clone().map_err(|source| {
+                    SupervisorError::System {
+                        what: "cannot share the control channel",
+                        source,
+                    }
+                })?),
+                retiring: AtomicBool::new(false),
+                ready: AtomicBool::new(false),
+                requests: AtomicU64::new(0),
+            });
         self.state
             .lock()
             .expect("not poisoned")
@@ -245,7 +274,7 @@ impl Supervisor {
             child.retiring.store(true, Ordering::SeqCst);
             child.signal(libc::SIGKILL);
             self.wait_exit(&child, STOP_GRACE);
-            return Err(message);
+            return Err(SupervisorError::Start(message));
         }
         child.ready.store(true, Ordering::SeqCst);
         info!(%role, pid, generation, "process ready");
@@ -342,7 +371,7 @@ impl Supervisor {
     fn retire(&self, child: &Child, drain: bool) {
         child.retiring.store(true, Ordering::SeqCst);
         let grace = if drain {
-            match child.ask("drain", STOP_GRACE) {
+            match child.ask(ChildRequest::Drain, STOP_GRACE) {
                 Ok(_) => Duration::from_secs_f64(self.config.worker.drain_timeout) + STOP_GRACE,
                 Err(e) => {
                     warn!("drain request failed ({e}); stopping it");
@@ -381,10 +410,12 @@ impl Supervisor {
 
     /// Replaces each worker process, one at a time: the new one links to every gateway shard
     /// before the old one drains and exits.
-    pub fn reload(self: &Arc<Self>) -> Result<String, String> {
+    pub fn reload(self: &Arc<Self>) -> Result<String, SupervisorError> {
         let _busy = self.operation.lock();
         if !self.roles.contains(&Role::Worker) {
-            return Err("no worker role runs here (run.roles / --role)".into());
+            return Err(SupervisorError::NotHere(
+                "no worker role runs here (run.roles / --role)",
+            ));
         }
         let mut report = String::new();
         let old = self.children(Some(Role::Worker));
@@ -405,15 +436,17 @@ impl Supervisor {
 
     /// `gatewire reload --tls`: every gateway process reads its certificate and key again. A
     /// pair that does not load is refused (the answer says why) and the one in use stays.
-    pub fn reload_tls(self: &Arc<Self>) -> Result<String, String> {
+    pub fn reload_tls(self: &Arc<Self>) -> Result<String, SupervisorError> {
         let gateways = self.serving(Some(Role::Gateway));
         if gateways.is_empty() {
-            return Err("no gateway role runs here (run.roles / --role)".into());
+            return Err(SupervisorError::NotHere(
+                "no gateway role runs here (run.roles / --role)",
+            ));
         }
         let mut report = String::new();
         let mut failed = false;
         for g in gateways {
-            let answer = g.ask("tls", Duration::from_secs(10))?;
+            let answer = g.ask(ChildRequest::ReloadTls, Duration::from_secs(10))?;
             match answer.split_once(' ') {
                 Some(("ok", done)) => {
                     report.push_str(&format!("gateway (pid {}): {done}\n", g.pid))
@@ -432,21 +465,21 @@ impl Supervisor {
             }
         }
         if failed {
-            Err(report.trim_end().to_owned())
+            Err(SupervisorError::TlsRefused(report.trim_end().to_owned()))
         } else {
             Ok(report)
         }
     }
 
     /// Stops the processes of `roles` (all when empty), then starts them again.
-    pub fn restart(self: &Arc<Self>, roles: &[Role]) -> Result<String, String> {
+    pub fn restart(self: &Arc<Self>, roles: &[Role]) -> Result<String, SupervisorError> {
         let _busy = self.operation.lock();
         let roles: Vec<Role> = START_ORDER
             .into_iter()
             .filter(|r| self.roles.contains(r) && (roles.is_empty() || roles.contains(r)))
             .collect();
         if roles.is_empty() {
-            return Err("none of those roles runs here".into());
+            return Err(SupervisorError::NotHere("none of those roles runs here"));
         }
         for &role in roles.iter().rev() {
             for child in self.children(Some(role)) {
@@ -487,7 +520,7 @@ impl Supervisor {
         let mut texts: Vec<String> = self
             .serving(None)
             .iter()
-            .filter_map(|c| c.ask("metrics", Duration::from_secs(5)).ok())
+            .filter_map(|c| c.ask(ChildRequest::Metrics, Duration::from_secs(5)).ok())
             .collect();
         let mut own = crate::metrics::Exposition::default();
         let state = self.state.lock().expect("not poisoned");
