@@ -52,8 +52,8 @@ pub fn unshare_fd_table() -> io::Result<()> {
 /// Allows or forbids transparent huge pages for the whole process (`prctl(PR_SET_THP_DISABLE)`;
 /// applies to memory already mapped, and is inherited by children). The heap asks the kernel for
 /// huge pages (`madvise(MADV_HUGEPAGE)` on its arenas), and a huge page is 2 MiB resident as soon
-/// as one byte of it is touched: measured with 20,000 idle clients on 2 shards, the gateway held
-/// 895–905 bytes per client with them and 366–382 without, at the same fanout speed.
+/// as one byte of it is touched: with them, idle clients cost more than twice the memory
+/// (docs/benchmarks.md, "Measurements behind constants").
 pub fn set_transparent_huge_pages(allowed: bool) -> io::Result<()> {
     let disable = libc::c_ulong::from(!allowed);
     // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory map.

@@ -22,10 +22,8 @@ const READS_PER_WAKE: usize = 16;
 const READ_CHUNK: usize = 16 * 1024;
 
 thread_local! {
-    /// The read buffer of every connection on this executor thread, zeroed once: a fresh
-    /// `[0u8; READ_CHUNK]` per read attempt was a 16 KiB memset per wake-up of every connection
-    /// (two per echoed message: the read, and the attempt that finds nothing more), 1.2–1.3 % of
-    /// each shard's CPU in an echo profile at 60k messages/s.
+    /// The read buffer of every connection on this executor thread, zeroed once rather than per
+    /// read attempt (docs/benchmarks.md, "Measurements behind constants").
     static READ_BUFFER: std::cell::RefCell<Box<[u8]>> =
         std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
 }

@@ -38,8 +38,8 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// Keys per script call.
 const CHUNK: usize = 128;
 /// Keys per pipeline (one round trip): Redis serves a client's whole pipeline before the next
-/// client, so a large one would hold the workers' lookups back (measured: a 2048-key pipeline
-/// on a busy 2-core box held them up to 100 ms; 512 keys take a few ms).
+/// client, so a large one would hold the workers' lookups back (docs/benchmarks.md,
+/// "Measurements behind constants").
 const PIPELINE_KEYS: usize = 512;
 /// How often the store thread wakes while a refresh is being spread out.
 const REFRESH_TICK: Duration = Duration::from_millis(50);
