@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod client_id;
 pub mod command;
+pub mod decode;
 pub mod error;
 pub mod ext;
 pub mod frame;
@@ -37,6 +38,7 @@ pub mod text;
 pub mod websocket;
 
 pub use client_id::ClientId;
+pub use decode::Decode;
 pub use error::Error;
 pub use packet::{Cmd, Flags, Header, Packet, PacketDecoder};
 pub use php::{Array, Key, Value};

@@ -19,7 +19,7 @@ use crate::gateway::core::shard::Shard;
 use crate::gateway::core::stats::CloseCause;
 use crate::gateway::{static_files, token_check};
 use crate::log_limit::warn_limited;
-use crate::net::Outbox;
+use crate::net::{Framed, Outbox, read_frames};
 use crate::rt::{CloseReason, Peer};
 
 /// Pings answered one by one in one input batch while the client reads its output.
@@ -27,6 +27,7 @@ const PONGS_PER_BATCH: usize = 16;
 
 /// The pings of one input batch: how many more get their own pong, and the latest one not yet
 /// answered.
+#[derive(Default)]
 struct Pings {
     answer_each: usize,
     latest: Option<Bytes>,
@@ -55,6 +56,8 @@ pub struct ClientPeer {
     reported_pending: usize,
     /// A message was handed to the shard during the current input.
     completed: bool,
+    /// The pings of the current input (WebSocket).
+    pings: Pings,
 }
 
 impl ClientPeer {
@@ -94,6 +97,7 @@ impl ClientPeer {
             codec,
             reported_pending: 0,
             completed: false,
+            pings: Pings::default(),
         }
     }
 
@@ -228,12 +232,12 @@ impl ClientPeer {
         let reading = self
             .with_outbox(|outbox| outbox.queued_bytes() == 0)
             .unwrap_or(false);
-        let mut pings = Pings {
+        self.pings = Pings {
             answer_each: if reading { PONGS_PER_BATCH } else { 0 },
             latest: None,
         };
-        self.websocket_frames_until_idle(input, &mut pings);
-        if let (Some(payload), Codec::WebSocket(_)) = (pings.latest, &self.codec) {
+        read_frames::<FrameDecoder, _>(self, input);
+        if let (Some(payload), Codec::WebSocket(_)) = (self.pings.latest.take(), &self.codec) {
             self.pong(&payload);
         }
     }
@@ -242,57 +246,6 @@ impl ClientPeer {
         let mut pong = BytesMut::new();
         websocket::encode_frame(OpCode::Pong, payload, &mut pong);
         self.shard.borrow_mut().queue_pong(self.id, pong.freeze());
-    }
-
-    fn websocket_frames_until_idle(&mut self, input: &mut BytesMut, pings: &mut Pings) {
-        loop {
-            let Codec::WebSocket(decoder) = &mut self.codec else {
-                return;
-            };
-            match decoder.decode(input) {
-                Ok(None) => return,
-                Ok(Some(Message::Text(m))) => {
-                    if !self.forward(m, false) {
-                        return;
-                    }
-                }
-                Ok(Some(Message::Binary(m))) => {
-                    if !self.forward(m, true) {
-                        return;
-                    }
-                }
-                Ok(Some(Message::Ping(payload))) if pings.answer_each > 0 => {
-                    pings.answer_each -= 1;
-                    self.pong(&payload);
-                }
-                Ok(Some(Message::Ping(payload))) => pings.latest = Some(payload),
-                Ok(Some(Message::Pong(_))) => {}
-                Ok(Some(Message::Close(_))) => {
-                    input.clear();
-                    let close = websocket::close_frame(CloseCode::NORMAL, "");
-                    self.shard
-                        .borrow_mut()
-                        .close_client_with(self.id, close, CloseCause::Peer);
-                    self.codec = Codec::Done;
-                    return;
-                }
-                Err(e) => {
-                    input.clear();
-                    let cause = match e {
-                        websocket::WsError::Unmasked => "unmasked websocket frame",
-                        websocket::WsError::TooLarge { .. } => "oversize websocket message",
-                        websocket::WsError::InvalidUtf8 => "invalid utf-8 in websocket text",
-                        websocket::WsError::InflatedTooLarge { .. } => {
-                            self.shard.borrow_mut().inflated_too_large();
-                            "compressed websocket message inflates past max_message_size"
-                        }
-                        websocket::WsError::BadCompressedData => "bad compressed websocket message",
-                        _ => "websocket protocol error",
-                    };
-                    return self.refuse(cause, &e, websocket::close_frame(e.close_code(), ""));
-                }
-            }
-        }
     }
 
     /// Tells the shard how much of an incomplete message this client holds now (only when that
@@ -324,28 +277,81 @@ impl ClientPeer {
             .client_message(self.id, message, binary);
         self.alive()
     }
+}
 
-    fn messages<E: std::fmt::Display>(
-        &mut self,
-        input: &mut BytesMut,
-        next: impl Fn(&mut Codec, &mut BytesMut) -> Result<Option<Bytes>, E>,
-    ) {
-        loop {
-            match next(&mut self.codec, input) {
-                Ok(Some(message)) => {
-                    if !self.forward(message, false) {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    input.clear();
-                    return self.refuse("oversize message", &e, Bytes::new());
-                }
+impl Framed<FrameDecoder> for ClientPeer {
+    fn decoder(&mut self) -> Option<&mut FrameDecoder> {
+        match &mut self.codec {
+            Codec::WebSocket(decoder) => Some(decoder),
+            _ => None,
+        }
+    }
+
+    fn on_frame(&mut self, message: Message) -> bool {
+        match message {
+            Message::Text(m) => self.forward(m, false),
+            Message::Binary(m) => self.forward(m, true),
+            Message::Ping(payload) if self.pings.answer_each > 0 => {
+                self.pings.answer_each -= 1;
+                self.pong(&payload);
+                true
+            }
+            Message::Ping(payload) => {
+                self.pings.latest = Some(payload);
+                true
+            }
+            Message::Pong(_) => true,
+            Message::Close(_) => {
+                let close = websocket::close_frame(CloseCode::NORMAL, "");
+                self.shard
+                    .borrow_mut()
+                    .close_client_with(self.id, close, CloseCause::Peer);
+                self.codec = Codec::Done;
+                false
             }
         }
     }
+
+    fn on_undecodable(&mut self, e: websocket::WsError) {
+        let cause = match e {
+            websocket::WsError::Unmasked => "unmasked websocket frame",
+            websocket::WsError::TooLarge { .. } => "oversize websocket message",
+            websocket::WsError::InvalidUtf8 => "invalid utf-8 in websocket text",
+            websocket::WsError::InflatedTooLarge { .. } => {
+                self.shard.borrow_mut().inflated_too_large();
+                "compressed websocket message inflates past max_message_size"
+            }
+            websocket::WsError::BadCompressedData => "bad compressed websocket message",
+            _ => "websocket protocol error",
+        };
+        self.refuse(cause, &e, websocket::close_frame(e.close_code(), ""));
+    }
 }
+
+/// `text://` and `frame://` clients: each line or frame is one text message.
+macro_rules! message_codec {
+    ($variant:ident, $decoder:ty, $error:ty) => {
+        impl Framed<$decoder> for ClientPeer {
+            fn decoder(&mut self) -> Option<&mut $decoder> {
+                match &mut self.codec {
+                    Codec::$variant(decoder) => Some(decoder),
+                    _ => None,
+                }
+            }
+
+            fn on_frame(&mut self, message: Bytes) -> bool {
+                self.forward(message, false)
+            }
+
+            fn on_undecodable(&mut self, e: $error) {
+                self.refuse("oversize message", &e, Bytes::new());
+            }
+        }
+    };
+}
+
+message_codec!(Text, TextDecoder, gatewire_proto::line::LineTooLong);
+message_codec!(Frame, LengthFrameDecoder, gatewire_proto::frame::FrameError);
 
 impl Peer for ClientPeer {
     fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
@@ -363,21 +369,19 @@ impl Peer for ClientPeer {
         match &self.codec {
             Codec::Handshake(_) => {}
             Codec::WebSocket(_) => self.websocket_frames(input),
-            Codec::Text(_) => self.messages(input, |codec, input| match codec {
-                Codec::Text(d) => d.decode(input),
-                _ => Ok(None),
-            }),
-            Codec::Frame(_) => self.messages(input, |codec, input| match codec {
-                Codec::Frame(d) => d.decode(input),
-                _ => Ok(None),
-            }),
+            Codec::Text(_) => read_frames::<TextDecoder, _>(self, input),
+            Codec::Frame(_) => read_frames::<LengthFrameDecoder, _>(self, input),
             Codec::Raw => {
                 let message = input.split().freeze();
                 self.shard
                     .borrow_mut()
                     .client_message(self.id, message, false);
             }
-            Codec::Done => input.clear(),
+            Codec::Done => {}
+        }
+        // A client that closed meanwhile (a close frame, a refusal) reads nothing more.
+        if matches!(self.codec, Codec::Done) {
+            input.clear();
         }
         self.report_pending(input);
     }

@@ -5,12 +5,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use gatewire_proto::PacketDecoder;
+use gatewire_proto::packet::PacketError;
+use gatewire_proto::{Packet, PacketDecoder};
 
 use crate::gateway::core::shard::Shard;
 use crate::gateway::holdings::Holdings;
 use crate::log_limit::warn_limited;
-use crate::net::Outbox;
+use crate::net::{Framed, Outbox, read_frames};
 use crate::rt::{CloseReason, Peer};
 
 /// The protocol side of one inner link.
@@ -19,6 +20,8 @@ pub struct LinkPeer {
     link_id: u64,
     /// With the store on: where binds and joins go after each batch.
     holdings: Option<Rc<Holdings>>,
+    /// Re-bounded before each packet (a hello raises the bound).
+    decoder: PacketDecoder,
 }
 
 impl LinkPeer {
@@ -31,6 +34,7 @@ impl LinkPeer {
             shard,
             link_id,
             holdings,
+            decoder: PacketDecoder::default(),
         }
     }
 
@@ -47,7 +51,7 @@ impl Peer for LinkPeer {
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
-        self.apply(input);
+        read_frames::<PacketDecoder, _>(self, input);
         if let Some(holdings) = &self.holdings {
             holdings.flush(&mut self.shard.borrow_mut());
         }
@@ -69,39 +73,38 @@ impl Peer for LinkPeer {
     }
 }
 
-impl LinkPeer {
-    /// Applies every whole packet of `input` to the shard.
-    fn apply(&mut self, input: &mut BytesMut) {
-        loop {
-            match PacketDecoder::new(self.max_packet()).decode(input) {
-                Ok(Some(packet)) => {
-                    let mut shard = self.shard.borrow_mut();
-                    if !shard.has_link(self.link_id) {
-                        return;
-                    }
-                    shard.link_packet(self.link_id, packet);
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    let identified = self.shard.borrow().link_identified(self.link_id);
-                    if identified {
-                        warn_limited("bad inner packet", &format!("closing inner link: {e}"));
-                    } else {
-                        warn_limited(
-                            "inner packet before a hello",
-                            &format!(
-                                "closing inner link: {e}; until a connection's hello \
-                                 (CMD_WORKER_CONNECT or CMD_GATEWAY_CLIENT_CONNECT) packets are \
-                                 bounded to 64 KiB. PHP's GatewayClient sends its hello only when \
-                                 a secret_key is set: set one to send larger commands from it"
-                            ),
-                        );
-                    }
-                    input.clear();
-                    self.shard.borrow_mut().bad_inner_stream(self.link_id);
-                    return;
-                }
-            }
+impl Framed<PacketDecoder> for LinkPeer {
+    /// A decoder bounded by what the link may send now (`max_packet_size` once authorized).
+    fn decoder(&mut self) -> Option<&mut PacketDecoder> {
+        self.decoder = PacketDecoder::new(self.max_packet());
+        Some(&mut self.decoder)
+    }
+
+    /// Applies one packet to the shard.
+    fn on_frame(&mut self, packet: Packet) -> bool {
+        let mut shard = self.shard.borrow_mut();
+        if !shard.has_link(self.link_id) {
+            return false;
         }
+        shard.link_packet(self.link_id, packet);
+        true
+    }
+
+    fn on_undecodable(&mut self, e: PacketError) {
+        let identified = self.shard.borrow().link_identified(self.link_id);
+        if identified {
+            warn_limited("bad inner packet", &format!("closing inner link: {e}"));
+        } else {
+            warn_limited(
+                "inner packet before a hello",
+                &format!(
+                    "closing inner link: {e}; until a connection's hello \
+                         (CMD_WORKER_CONNECT or CMD_GATEWAY_CLIENT_CONNECT) packets are \
+                         bounded to 64 KiB. PHP's GatewayClient sends its hello only when \
+                         a secret_key is set: set one to send larger commands from it"
+                ),
+            );
+        }
+        self.shard.borrow_mut().bad_inner_stream(self.link_id);
     }
 }

@@ -5,6 +5,7 @@
 
 mod backoff;
 mod frame;
+mod framed;
 mod http_url;
 pub mod jwt;
 mod outbox;
@@ -13,5 +14,6 @@ pub mod tls;
 
 pub use backoff::Backoff;
 pub use frame::Frame;
+pub use framed::{Framed, read_frames};
 pub use http_url::HttpUrl;
 pub use outbox::{Closing, Outbox, QueuedTally};

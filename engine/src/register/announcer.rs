@@ -12,11 +12,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use gatewire_proto::line::LineDecoder;
+use gatewire_proto::line::{LineDecoder, LineTooLong};
 use gatewire_proto::register::{RegisterError, RegisterMessage, ping_line};
 use tracing::{debug, warn};
 
-use crate::net::{self, Closing, Outbox};
+use crate::net::{self, Closing, Framed, Outbox, read_frames};
 use crate::rt::{self, CloseReason, Peer};
 
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
@@ -126,12 +126,43 @@ struct AnnouncerPeer<L> {
 
 impl<L> AnnouncerPeer<L> {
     /// Closes a link whose register does not speak the protocol (once: the rest of the input is
-    /// dropped unread).
-    fn garbled(&mut self, cause: &'static str, input: &mut BytesMut) {
+    /// left unread).
+    fn garbled(&mut self, cause: &'static str) {
         debug!(addr = %self.addr, cause, "closing the register link");
         self.garbled.set(Some(cause));
-        input.clear();
         self.outbox.borrow_mut().close(Closing::Now);
+    }
+}
+
+impl<L: RegisterLink> Framed<LineDecoder> for AnnouncerPeer<L> {
+    fn decoder(&mut self) -> Option<&mut LineDecoder> {
+        self.garbled.get().is_none().then_some(&mut self.lines)
+    }
+
+    fn on_frame(&mut self, line: Bytes) -> bool {
+        match RegisterMessage::parse(&line) {
+            Ok(message) => {
+                self.answered.set(true);
+                self.link.borrow_mut().on_message(message);
+            }
+            // A newer register may know events we do not: skip them, as PHP does.
+            Err(RegisterError::UnknownEvent(event)) => {
+                self.answered.set(true);
+                crate::log_limit::warn_limited(
+                    "unknown register event",
+                    &format!("register {}: unknown event {event:?}, ignored", self.addr),
+                );
+            }
+            Err(_) => {
+                self.garbled("the register sent a line that is not a register message");
+                return false;
+            }
+        }
+        true
+    }
+
+    fn on_undecodable(&mut self, _: LineTooLong) {
+        self.garbled("the register sent a line over 10 MiB");
     }
 }
 
@@ -141,34 +172,7 @@ impl<L: RegisterLink> Peer for AnnouncerPeer<L> {
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
-        loop {
-            match self.lines.decode(input) {
-                Ok(Some(line)) => match RegisterMessage::parse(&line) {
-                    Ok(message) => {
-                        self.answered.set(true);
-                        self.link.borrow_mut().on_message(message);
-                    }
-                    // A newer register may know events we do not: skip them, as PHP does.
-                    Err(RegisterError::UnknownEvent(event)) => {
-                        self.answered.set(true);
-                        crate::log_limit::warn_limited(
-                            "unknown register event",
-                            &format!("register {}: unknown event {event:?}, ignored", self.addr),
-                        );
-                    }
-                    Err(_) => {
-                        return self.garbled(
-                            "the register sent a line that is not a register message",
-                            input,
-                        );
-                    }
-                },
-                Ok(None) => return,
-                Err(_) => {
-                    return self.garbled("the register sent a line over 10 MiB", input);
-                }
-            }
-        }
+        read_frames::<LineDecoder, _>(self, input);
     }
 
     fn on_closed(&mut self, _reason: CloseReason) {}

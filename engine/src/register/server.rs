@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use gatewire_proto::line::LineDecoder;
+use gatewire_proto::line::{LineDecoder, LineTooLong};
 use gatewire_proto::register::{RegisterMessage, broadcast_addresses_line};
 use gatewire_proto::{Cmd, Flags, Header, Packet};
 use indexmap::IndexMap;
@@ -20,7 +20,7 @@ use tracing::{debug, info};
 
 use crate::config::RegisterConfig;
 use crate::log_limit::warn_limited;
-use crate::net::{Closing, Outbox};
+use crate::net::{Closing, Framed, Outbox, read_frames};
 use crate::rt::{self, CloseReason, Peer};
 
 /// Longest register line accepted.
@@ -435,6 +435,25 @@ impl RegisterPeer {
     }
 }
 
+impl Framed<LineDecoder> for RegisterPeer {
+    fn decoder(&mut self) -> Option<&mut LineDecoder> {
+        Some(&mut self.lines)
+    }
+
+    fn on_frame(&mut self, line: Bytes) -> bool {
+        if let Some(address) = self.on_line(&line) {
+            rt::spawn(prove(self.book.clone(), self.id, address));
+        }
+        true
+    }
+
+    fn on_undecodable(&mut self, e: LineTooLong) {
+        let book = self.book.clone();
+        let why = format!("line too long ({e})");
+        self.refuse(&mut book.borrow_mut(), "register bad line", &why);
+    }
+}
+
 impl Peer for RegisterPeer {
     fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
         let mut book = self.book.borrow_mut();
@@ -442,22 +461,7 @@ impl Peer for RegisterPeer {
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
-        loop {
-            match self.lines.decode(input) {
-                Ok(Some(line)) => {
-                    if let Some(address) = self.on_line(&line) {
-                        rt::spawn(prove(self.book.clone(), self.id, address));
-                    }
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    input.clear();
-                    let book = self.book.clone();
-                    let why = format!("line too long ({e})");
-                    return self.refuse(&mut book.borrow_mut(), "register bad line", &why);
-                }
-            }
-        }
+        read_frames::<LineDecoder, _>(self, input);
     }
 
     fn on_closed(&mut self, _reason: CloseReason) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use gatewire_proto::auth::gatewire_worker_connect_body;
 use gatewire_proto::command::{Command, Control};
-use gatewire_proto::packet::{CMD_WORKER_ALIVE, CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN};
+use gatewire_proto::packet::{CMD_WORKER_ALIVE, CMD_WORKER_CONFIRM, CMD_WORKER_DRAIN, PacketError};
 use gatewire_proto::register::{RegisterMessage, worker_connect_line};
 use gatewire_proto::{Cmd, Flags, Header, Packet, PacketDecoder};
 use indexmap::IndexSet;
@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use super::dispatch;
 use super::events::Events;
 use super::state::WorkerThread;
-use crate::net::{self, Outbox};
+use crate::net::{self, Framed, Outbox, read_frames};
 use crate::register::RegisterLink;
 use crate::rt::{self, CloseReason, Peer};
 
@@ -202,42 +202,47 @@ struct LinkReader<A> {
     ended: Rc<RefCell<Option<CloseReason>>>,
 }
 
+impl<A: Events> Framed<PacketDecoder> for LinkReader<A> {
+    fn decoder(&mut self) -> Option<&mut PacketDecoder> {
+        Some(&mut self.decoder)
+    }
+
+    fn on_frame(&mut self, packet: Packet) -> bool {
+        match packet.header.cmd {
+            CMD_WORKER_CONFIRM => self.worker.confirm(&self.address),
+            CMD_WORKER_DRAIN => {
+                self.worker.drain_pending.borrow_mut().remove(&self.address);
+            }
+            // The gateway asks whether we read: everything it sent before is handled.
+            CMD_WORKER_ALIVE => {
+                if let Ok(answer) = packet.to_bytes() {
+                    self.outbox.borrow_mut().push(answer);
+                }
+            }
+            _ => dispatch::event(&self.worker, packet),
+        }
+        true
+    }
+
+    fn on_undecodable(&mut self, e: PacketError) {
+        crate::log_limit::warn_limited(
+            "bad packet from a gateway",
+            &format!(
+                "bad packet from gateway {}: {e}; dropping the link",
+                self.address
+            ),
+        );
+        self.outbox.borrow_mut().close(net::Closing::Now);
+    }
+}
+
 impl<A: Events> Peer for LinkReader<A> {
     fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
         Some(f(&mut self.outbox.borrow_mut()))
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
-        loop {
-            match self.decoder.decode(input) {
-                Ok(Some(packet)) => match packet.header.cmd {
-                    CMD_WORKER_CONFIRM => self.worker.confirm(&self.address),
-                    CMD_WORKER_DRAIN => {
-                        self.worker.drain_pending.borrow_mut().remove(&self.address);
-                    }
-                    // The gateway asks whether we read: everything it sent before is handled.
-                    CMD_WORKER_ALIVE => {
-                        if let Ok(answer) = packet.to_bytes() {
-                            self.outbox.borrow_mut().push(answer);
-                        }
-                    }
-                    _ => dispatch::event(&self.worker, packet),
-                },
-                Ok(None) => return,
-                Err(e) => {
-                    crate::log_limit::warn_limited(
-                        "bad packet from a gateway",
-                        &format!(
-                            "bad packet from gateway {}: {e}; dropping the link",
-                            self.address
-                        ),
-                    );
-                    input.clear();
-                    self.outbox.borrow_mut().close(net::Closing::Now);
-                    return;
-                }
-            }
-        }
+        read_frames::<PacketDecoder, _>(self, input);
     }
 
     fn on_closed(&mut self, reason: CloseReason) {
