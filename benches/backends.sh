@@ -6,7 +6,8 @@
 #
 # Usage: benches/backends.sh [CLIENTS]   (default 10000)
 # BACKENDS (default "glommio io_uring epoll"), RATES (echoes/s offered, default 20000),
-# REPEATS (default 3), DURATION (default 10).
+# REPEATS (default 3), DURATION (default 10). BUILDS="label=binary ..." adds a row per other
+# gatewire build (e.g. the last commit's) for each backend, measured in the same rounds.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_setup "$0" "$@"
@@ -18,17 +19,21 @@ results=$(mktemp)
 
 for rep in $(seq 1 "$repeats"); do
   for backend in "${backends[@]}"; do
-    export GATEWIRE_RUN_BACKEND=$backend
-    start_gatewire 2 echo
-    for rate in "${rates[@]}"; do
-      json=$(mktemp)
-      "$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario echo \
-        --rate "$rate" --payload 64 --duration "${DURATION:-10}" \
-        --source-ips 127.1.0.1-127.1.0.8 --server-pid "$GW_PID" --json "$json" >/dev/null 2>&1 || true
-      record_run "$json" backend="$backend" rate="$rate" rep="$rep" >>"$results"
+    for build in "this=$bin/gatewire" ${BUILDS:-}; do
+      label=${build%%=*}
+      label=$([ "$label" = this ] && echo "$backend" || echo "$backend-$label")
+      export GATEWIRE_RUN_BACKEND=$backend GATEWIRE_BIN=${build#*=}
+      start_gatewire 2 echo
+      for rate in "${rates[@]}"; do
+        json=$(mktemp)
+        "$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario echo \
+          --rate "$rate" --payload 64 --duration "${DURATION:-10}" \
+          --source-ips 127.1.0.1-127.1.0.8 --server-pid "$GW_PID" --json "$json" >/dev/null 2>&1 || true
+        record_run "$json" backend="$label" rate="$rate" rep="$rep" >>"$results"
+      done
+      stop_gatewire
+      unset GATEWIRE_RUN_BACKEND GATEWIRE_BIN
     done
-    stop_gatewire
-    unset GATEWIRE_RUN_BACKEND
   done
 done
 
