@@ -353,3 +353,78 @@ fn only_the_events_asked_for_are_posted() {
         .collect();
     assert_eq!(kinds, ["message", "close"]);
 }
+
+#[test]
+fn group_presence_is_posted_when_asked_for_in_the_clients_order() {
+    // The backend puts each client in "red" at its handshake and greets the room on each join.
+    let backend = Backend::start(|event, _| match event["event"].as_str() {
+        Some("websocket_connect") => {
+            commands(json!([{"method": "joinGroup", "args": {"group": "red"}}]))
+        }
+        Some("group_join") => commands(json!([{"method": "sendToGroup",
+            "args": {"group": event["group"], "message": format!("joined {}", event["client_id"].as_str().unwrap_or(""))}}])),
+        _ => commands(json!([])),
+    });
+    let gw = with_hook(
+        &backend.url(),
+        "events = [\"websocket_connect\", \"message\", \"close\", \"group_join\", \"group_leave\"]",
+    );
+    let mut ann = ws_connect_when_served(gw.public, "/");
+    let ann_joined = ws_read(&mut ann);
+    assert!(ann_joined.starts_with("joined "), "{ann_joined}");
+    let mut ben = ws_connect_when_served(gw.public, "/");
+    let ben_joined = ws_read(&mut ben);
+    assert_eq!(ws_read(&mut ann), ben_joined, "ann hears ben join the room");
+    let ben_id = ben_joined.trim_start_matches("joined ").to_owned();
+    drop(ben);
+    eventually("ben's close is posted", || {
+        backend
+            .events()
+            .iter()
+            .any(|e| e["event"] == "close" && e["client_id"] == ben_id.as_str())
+    });
+    let bens: Vec<(String, String)> = backend
+        .events()
+        .iter()
+        .filter(|e| e["client_id"] == ben_id.as_str())
+        .map(|e| {
+            let kind = e["event"].as_str().unwrap_or("").to_owned();
+            (kind, e["group"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("websocket_connect", ""),
+        ("group_join", "red"),
+        ("group_leave", "red"),
+        ("close", ""),
+    ]
+    .iter()
+    .map(|(k, g)| ((*k).to_owned(), (*g).to_owned()))
+    .collect();
+    assert_eq!(bens, expected, "ben's events, in order");
+}
+
+#[test]
+fn without_presence_events_asked_for_no_join_is_posted() {
+    let backend = Backend::start(|event, _| match event["event"].as_str() {
+        Some("websocket_connect") => commands(json!([
+            {"method": "joinGroup", "args": {"group": "red"}},
+            {"method": "sendToCurrentClient", "args": {"message": "in"}}])),
+        _ => commands(json!([])),
+    });
+    let gw = with_hook(&backend.url(), "");
+    let mut ws = ws_connect_when_served(gw.public, "/");
+    assert_eq!(ws_read(&mut ws), "in");
+    drop(ws);
+    eventually("the close is posted", || {
+        backend.events().iter().any(|e| e["event"] == "close")
+    });
+    assert!(
+        !backend
+            .events()
+            .iter()
+            .any(|e| e["event"] == "group_join" || e["event"] == "group_leave"),
+        "{:?}",
+        backend.events()
+    );
+}

@@ -666,13 +666,25 @@ pub struct HttpHookConfig {
     /// to the backend (every attempt failed); empty: closed without it.
     pub failure_message: String,
     /// The events posted: `connect` (every TCP connection, before any handshake),
-    /// `websocket_connect`, `message`, `close`. Leaving `connect` out spares a WebSocket
-    /// backend one POST per client.
+    /// `websocket_connect`, `message`, `close` by default; `group_join` and `group_leave`
+    /// (group presence) when named. Leaving `connect` out spares a WebSocket backend one POST
+    /// per client.
     pub events: Vec<String>,
 }
 
 /// Every event kind the `http` app can post.
-pub const HOOK_EVENTS: [&str; 4] = ["connect", "websocket_connect", "message", "close"];
+pub const HOOK_EVENTS: [&str; 6] = [
+    "connect",
+    "websocket_connect",
+    "message",
+    "close",
+    "group_join",
+    "group_leave",
+];
+
+/// The events posted unless `worker.http.events` says otherwise: all but group presence, which
+/// costs the gateways an event per member change and is asked for by name.
+pub const DEFAULT_HOOK_EVENTS: [&str; 4] = ["connect", "websocket_connect", "message", "close"];
 
 impl Default for HttpHookConfig {
     fn default() -> Self {
@@ -684,7 +696,10 @@ impl Default for HttpHookConfig {
             max_in_flight: 64,
             max_queued_per_client: 256,
             failure_message: String::new(),
-            events: HOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            events: DEFAULT_HOOK_EVENTS
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
         }
     }
 }

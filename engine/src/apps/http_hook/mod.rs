@@ -1,5 +1,5 @@
 //! `http`: a BusinessWorker in any language. Each event — connect, WebSocket handshake, message,
-//! close — is POSTed as JSON to `worker.http.url`; the backend answers with the commands to run
+//! close, and group joins and leaves when asked for — is POSTed as JSON to `worker.http.url`; the backend answers with the commands to run
 //! (`{"commands": [{"method": "sendToCurrentClient", "args": {"message": "hi"}}, …]}`, the HTTP
 //! API's method names and arguments, a missing `client_id` meaning the event's client). One round
 //! trip per event; the backend needs no callback server.
@@ -191,6 +191,22 @@ impl Events for HttpHook {
 
     fn on_close(&mut self, ctx: &mut Context<'_>) {
         self.post(ctx, "close", json!({}));
+    }
+
+    /// Group presence is asked of the gateways only when the backend wants it.
+    fn presence(&self) -> bool {
+        self.config
+            .events
+            .iter()
+            .any(|e| e == "group_join" || e == "group_leave")
+    }
+
+    fn on_group_join(&mut self, ctx: &mut Context<'_>, group: &str) {
+        self.post(ctx, "group_join", json!({"group": group}));
+    }
+
+    fn on_group_leave(&mut self, ctx: &mut Context<'_>, group: &str) {
+        self.post(ctx, "group_leave", json!({"group": group}));
     }
 }
 
