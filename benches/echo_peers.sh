@@ -23,73 +23,12 @@ bench_setup "$0" "$@"
 clients=${1:-10000}
 rates=(${RATES:-20000 30000 40000 50000 60000 70000 80000 100000})
 repeats=${REPEATS:-2}
-php=${PHP:-php}
 results=$(mktemp)
 scenario_args=(--scenario echo)
 DURATION=${DURATION:-6}
 
 servers=(gatewire)
-if [ -n "${GATEWAYWORKER_DIR:-}" ] && [ -f "$GATEWAYWORKER_DIR/vendor/autoload.php" ]; then
-  if $php -m 2>/dev/null | grep -qx event; then
-    servers+=(php-gatewayworker)
-    echo "peer: PHP GatewayWorker ($($php -r 'echo PHP_VERSION;'), workerman $($php -r \
-      "require '$GATEWAYWORKER_DIR/vendor/autoload.php'; echo \Workerman\Worker::VERSION;"), \
-${PHP_GATEWAYS:-2} gateway and ${PHP_WORKERS:-2} worker processes, ext-event)"
-  else
-    echo "peer: PHP GatewayWorker skipped: \`$php -m\` lists no event extension"
-  fi
-else
-  echo "peer: PHP GatewayWorker skipped: GATEWAYWORKER_DIR does not hold vendor/autoload.php"
-fi
-
-# start_php: Register, Gateway and BusinessWorker in one workerman master on free loopback
-# ports; sets PHP_PID (the master), PHP_URL and php_dir.
-start_php() {
-  php_dir=$(mktemp -d)
-  local register_port public_port inner_port
-  register_port=$(free_port)
-  public_port=$(free_port)
-  inner_port=$((20000 + RANDOM % 8000))
-  cat >"$php_dir/start.php" <<PHP
-<?php
-require '$GATEWAYWORKER_DIR/vendor/autoload.php';
-use GatewayWorker\BusinessWorker;
-use GatewayWorker\Gateway;
-use GatewayWorker\Lib\Gateway as Api;
-use GatewayWorker\Register;
-use Workerman\Worker;
-class Events {
-    public static function onMessage(\$client_id, \$message) {
-        Api::sendToCurrentClient(\$message);
-    }
-}
-new Register('text://127.0.0.1:$register_port');
-\$gateway = new Gateway('websocket://127.0.0.1:$public_port');
-\$gateway->count = ${PHP_GATEWAYS:-2};
-\$gateway->lanIp = '127.0.0.1';
-\$gateway->startPort = $inner_port;
-\$gateway->registerAddress = '127.0.0.1:$register_port';
-\$gateway->pingInterval = 0;
-\$worker = new BusinessWorker();
-\$worker->count = ${PHP_WORKERS:-2};
-\$worker->registerAddress = '127.0.0.1:$register_port';
-\$worker->eventHandler = 'Events';
-Worker::\$pidFile = __DIR__ . '/php.pid';
-Worker::\$logFile = __DIR__ . '/php.log';
-Worker::\$stdoutFile = __DIR__ . '/php.out';
-Worker::runAll();
-PHP
-  (cd "$php_dir" && exec $php start.php start >/dev/null 2>&1) &
-  PHP_PID=$!
-  PHP_URL="ws://127.0.0.1:$public_port/"
-  sleep 3
-}
-
-stop_php() {
-  kill -INT "$PHP_PID" 2>/dev/null || true
-  wait "$PHP_PID" 2>/dev/null || true
-  rm -rf "$php_dir"
-}
+php_gatewayworker_available && servers+=(php-gatewayworker)
 
 for rep in $(seq 1 "$repeats"); do
   for server in "${servers[@]}"; do

@@ -323,3 +323,71 @@ print(json.dumps(line))
 PY
   rm -f "$1"
 }
+
+# php_gatewayworker_available: whether PHP GatewayWorker can run as a peer here (GATEWAYWORKER_DIR
+# holds vendor/autoload.php, and PHP — default `php`, or $PHP — has the event extension: without
+# it Workerman falls back to select(), which cannot hold 10,000 clients). Says which, either way.
+php_gatewayworker_available() {
+  php=${PHP:-php}
+  if [ -z "${GATEWAYWORKER_DIR:-}" ] || [ ! -f "$GATEWAYWORKER_DIR/vendor/autoload.php" ]; then
+    echo "peer: PHP GatewayWorker skipped: GATEWAYWORKER_DIR does not hold vendor/autoload.php"
+    return 1
+  fi
+  if ! $php -m 2>/dev/null | grep -qx event; then
+    echo "peer: PHP GatewayWorker skipped: \`$php -m\` lists no event extension"
+    return 1
+  fi
+  echo "peer: PHP GatewayWorker ($($php -r 'echo PHP_VERSION;'), workerman $($php -r \
+    "require '$GATEWAYWORKER_DIR/vendor/autoload.php'; echo \Workerman\Worker::VERSION;"), \
+${PHP_GATEWAYS:-2} gateway and ${PHP_WORKERS:-2} worker processes, ext-event)"
+}
+
+# start_php: PHP GatewayWorker's Register, Gateway and BusinessWorker (answering each message
+# with Gateway::sendToCurrentClient) in one workerman master on free loopback ports; sets PHP_PID
+# (the master), PHP_URL and php_dir.
+start_php() {
+  php_dir=$(mktemp -d)
+  local register_port public_port inner_port
+  register_port=$(free_port)
+  public_port=$(free_port)
+  inner_port=$((20000 + RANDOM % 8000))
+  cat >"$php_dir/start.php" <<PHP
+<?php
+require '$GATEWAYWORKER_DIR/vendor/autoload.php';
+use GatewayWorker\BusinessWorker;
+use GatewayWorker\Gateway;
+use GatewayWorker\Lib\Gateway as Api;
+use GatewayWorker\Register;
+use Workerman\Worker;
+class Events {
+    public static function onMessage(\$client_id, \$message) {
+        Api::sendToCurrentClient(\$message);
+    }
+}
+new Register('text://127.0.0.1:$register_port');
+\$gateway = new Gateway('websocket://127.0.0.1:$public_port');
+\$gateway->count = ${PHP_GATEWAYS:-2};
+\$gateway->lanIp = '127.0.0.1';
+\$gateway->startPort = $inner_port;
+\$gateway->registerAddress = '127.0.0.1:$register_port';
+\$gateway->pingInterval = 0;
+\$worker = new BusinessWorker();
+\$worker->count = ${PHP_WORKERS:-2};
+\$worker->registerAddress = '127.0.0.1:$register_port';
+\$worker->eventHandler = 'Events';
+Worker::\$pidFile = __DIR__ . '/php.pid';
+Worker::\$logFile = __DIR__ . '/php.log';
+Worker::\$stdoutFile = __DIR__ . '/php.out';
+Worker::runAll();
+PHP
+  (cd "$php_dir" && exec ${PHP:-php} start.php start >/dev/null 2>&1) &
+  PHP_PID=$!
+  PHP_URL="ws://127.0.0.1:$public_port/"
+  sleep 3
+}
+
+stop_php() {
+  kill -INT "$PHP_PID" 2>/dev/null || true
+  wait "$PHP_PID" 2>/dev/null || true
+  rm -rf "$php_dir"
+}
