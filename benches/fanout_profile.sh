@@ -5,7 +5,9 @@
 # written by one core and read or written by another: what shared-nothing shards must not have).
 # GATEWIRE_BIN profiles another build. Usage: benches/fanout_profile.sh [CLIENTS] [RATE]   (defaults 10000 clients, 320 messages/s:
 # 3.2M deliveries/s). SHARDS (default 2), PROFILE_SECONDS (default 8), TOP (default 30),
-# KEEP_PROFILE=DIR (keeps the perf data).
+# KEEP_PROFILE=DIR (keeps the perf data). PAYLOAD (bytes, default 64), LOADGEN_ARGS (e.g.
+# "--deflate --json-payload") and GATEWAY_EXTRA (e.g. "compression = true") shape the run;
+# LOADGEN_TOO=1 profiles loadgen's process as well, in the same seconds, reported apart.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v perf >/dev/null || { echo "fanout_profile.sh needs perf" >&2; exit 1; }
@@ -24,8 +26,10 @@ trap 'stop_gatewire; rm -rf "$out"' EXIT
 
 start_gatewire "$shards" broadcast
 # Connecting 10,000 clients takes a few seconds; the profile starts once loadgen measures.
+# shellcheck disable=SC2086 # LOADGEN_ARGS is a list of flags
 "$bin/loadgen" --url "$PUBLIC_URL" --clients "$clients" --scenario broadcast --publishers 1 \
-  --rate "$rate" --payload 64 --duration $((seconds + 4)) --source-ips 127.1.0.1-127.1.0.8 \
+  --rate "$rate" --payload "${PAYLOAD:-64}" --duration $((seconds + 4)) \
+  --source-ips 127.1.0.1-127.1.0.8 ${LOADGEN_ARGS:-} \
   --json "$out/run.json" >"$out/loadgen.log" 2>&1 &
 loadgen=$!
 for _ in $(seq 1 600); do
@@ -36,7 +40,12 @@ sleep 1
 if [ "${C2C:-0}" = 1 ]; then
   perf c2c record -o "$out/c2c.data" -p "$GW_PID" -- sleep "$seconds" >/dev/null 2>&1
 else
+  if [ "${LOADGEN_TOO:-0}" = 1 ]; then
+    perf record -g -o "$out/loadgen.data" -p "$loadgen" -- sleep "$seconds" >/dev/null 2>&1 &
+    loadgen_perf=$!
+  fi
   perf record -g -o "$out/perf.data" -p "$GW_PID" -- sleep "$seconds" >/dev/null 2>&1
+  [ -n "${loadgen_perf:-}" ] && wait "$loadgen_perf"
 fi
 wait "$loadgen" || true
 # KEEP_PROFILE=DIR keeps the perf data there (perf annotate, perf report by hand).
@@ -54,6 +63,13 @@ if [ "${C2C:-0}" = 1 ]; then
   perf c2c report -i "$out/c2c.data" --stdio -N --full-symbols 2>/dev/null |
     sed -n '/Shared Data Cache Line Table/,/Shared Cache Line Distribution/p' | head -40
 else
-  perf report -i "$out/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
-    grep -v '^#' | grep '%' | grep -v '^ *-' | grep -v '^ *|' | head -"${TOP:-30}"
+  top_symbols() {
+    perf report -i "$1" --no-children --sort symbol --stdio 2>/dev/null |
+      grep -v '^#' | grep '%' | grep -v '^ *-' | grep -v '^ *|' | head -"${TOP:-30}"
+  }
+  top_symbols "$out/perf.data"
+  if [ -f "$out/loadgen.data" ]; then
+    echo "## profile: loadgen, the same ${seconds}s"
+    top_symbols "$out/loadgen.data"
+  fi
 fi
