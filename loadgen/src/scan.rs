@@ -132,10 +132,9 @@ impl Scan {
         if std::mem::take(&mut self.compressed) {
             // A message held whole: inflated (at most what the marker needs, and a bit more).
             // Only the start is inflated: the marker is all loadgen reads.
-            let mut start = [0u8; SCAN_BYTES];
-            match gatewire_proto::websocket::deflate::inflate_start(payload, &mut start) {
-                Ok(n) => on(Frame::Data(&start[..n])),
-                Err(_) => on(Frame::Other),
+            match inflate_start_memo(payload) {
+                Some((start, n)) => on(Frame::Data(&start[..n])),
+                None => on(Frame::Other),
             }
             return;
         }
@@ -150,6 +149,46 @@ impl Scan {
         };
         on(frame);
     }
+}
+
+/// Compressed messages remembered per thread, with what their start inflates to.
+const MEMO_ENTRIES: usize = 4;
+/// The longest compressed message remembered.
+const MEMO_MAX: usize = 4096;
+
+type Inflated = (Vec<u8>, [u8; SCAN_BYTES], usize);
+
+thread_local! {
+    /// The last few compressed messages this thread inflated. A broadcast reaches every client
+    /// of a loadgen thread as the same bytes (a server without context takeover compresses each
+    /// message on its own, so the same bytes always inflate to the same text): the first copy
+    /// is inflated, the others are compared byte for byte with it. Inflating every copy made
+    /// loadgen, not the server, the limit of a compressed fanout (docs/benchmarks.md).
+    static MEMO: std::cell::RefCell<(Vec<Inflated>, usize)> = const {
+        std::cell::RefCell::new((Vec::new(), 0))
+    };
+}
+
+/// The start of `payload` inflated (`None` when it does not inflate), from [`MEMO`] when the
+/// same bytes were inflated lately.
+fn inflate_start_memo(payload: &[u8]) -> Option<([u8; SCAN_BYTES], usize)> {
+    MEMO.with_borrow_mut(|(entries, next)| {
+        if let Some((_, start, n)) = entries.iter().find(|(bytes, ..)| bytes == payload) {
+            return Some((*start, *n));
+        }
+        let mut start = [0u8; SCAN_BYTES];
+        let n = gatewire_proto::websocket::deflate::inflate_start(payload, &mut start).ok()?;
+        if payload.len() <= MEMO_MAX {
+            let entry = (payload.to_vec(), start, n);
+            if entries.len() < MEMO_ENTRIES {
+                entries.push(entry);
+            } else {
+                entries[*next] = entry;
+                *next = (*next + 1) % MEMO_ENTRIES;
+            }
+        }
+        Some((start, n))
+    })
 }
 
 /// Opcodes whose payload start is worth keeping across reads.
@@ -276,6 +315,31 @@ mod tests {
             0,
             "the held start is freed with its frame"
         );
+    }
+
+    #[test]
+    fn remembered_compressed_messages_read_as_inflating_them_does() {
+        use gatewire_proto::websocket::deflate::compress;
+        // Six different messages, more than the memo holds, each seen several times in turn.
+        let messages: Vec<Vec<u8>> = (0..6)
+            .map(|i| format!("lg:{i}:{i}:{i}:{}", "x".repeat(300 + i)).into_bytes())
+            .collect();
+        let compressed: Vec<Vec<u8>> = messages.iter().map(|m| compress(m)).collect();
+        for round in 0..3 {
+            for (message, bytes) in messages.iter().zip(&compressed) {
+                let (start, n) = inflate_start_memo(bytes).expect("inflates");
+                assert_eq!(&start[..n], &message[..SCAN_BYTES], "round {round}");
+            }
+        }
+        // Damaged bytes read the same as inflating them does, the first time and the next.
+        let mut damaged = compressed[0].clone();
+        damaged[1] ^= 0x55;
+        let mut start = [0u8; SCAN_BYTES];
+        let direct = gatewire_proto::websocket::deflate::inflate_start(&damaged, &mut start)
+            .ok()
+            .map(|n| (start, n));
+        assert_eq!(inflate_start_memo(&damaged), direct);
+        assert_eq!(inflate_start_memo(&damaged), direct);
     }
 
     #[test]
