@@ -151,41 +151,45 @@ impl Scan {
     }
 }
 
-/// Compressed messages remembered per thread, with what their start inflates to.
-const MEMO_ENTRIES: usize = 4;
+/// Compressed messages remembered per thread, with what their start inflates to: enough for
+/// every broadcast in flight at once when a run falls seconds behind.
+const MEMO_ENTRIES: usize = 1024;
 /// The longest compressed message remembered.
 const MEMO_MAX: usize = 4096;
 
-type Inflated = (Vec<u8>, [u8; SCAN_BYTES], usize);
+/// The last [`MEMO_ENTRIES`] compressed messages a thread inflated, oldest first out.
+#[derive(Default)]
+struct Memo {
+    inflated: std::collections::HashMap<Box<[u8]>, ([u8; SCAN_BYTES], usize)>,
+    order: std::collections::VecDeque<Box<[u8]>>,
+}
 
 thread_local! {
-    /// The last few compressed messages this thread inflated. A broadcast reaches every client
-    /// of a loadgen thread as the same bytes (a server without context takeover compresses each
-    /// message on its own, so the same bytes always inflate to the same text): the first copy
-    /// is inflated, the others are compared byte for byte with it. Inflating every copy made
-    /// loadgen, not the server, the limit of a compressed fanout (docs/benchmarks.md).
-    static MEMO: std::cell::RefCell<(Vec<Inflated>, usize)> = const {
-        std::cell::RefCell::new((Vec::new(), 0))
-    };
+    /// A broadcast reaches every client of a loadgen thread as the same bytes (a server without
+    /// context takeover compresses each message on its own, so the same bytes always inflate
+    /// to the same text): the first copy is inflated, the others are looked up by their bytes.
+    /// Inflating every copy made loadgen, not the server, the limit of a compressed fanout
+    /// (docs/benchmarks.md).
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::default();
 }
 
 /// The start of `payload` inflated (`None` when it does not inflate), from [`MEMO`] when the
 /// same bytes were inflated lately.
 fn inflate_start_memo(payload: &[u8]) -> Option<([u8; SCAN_BYTES], usize)> {
-    MEMO.with_borrow_mut(|(entries, next)| {
-        if let Some((_, start, n)) = entries.iter().find(|(bytes, ..)| bytes == payload) {
-            return Some((*start, *n));
+    MEMO.with_borrow_mut(|memo| {
+        if let Some(found) = memo.inflated.get(payload) {
+            return Some(*found);
         }
         let mut start = [0u8; SCAN_BYTES];
         let n = gatewire_proto::websocket::deflate::inflate_start(payload, &mut start).ok()?;
         if payload.len() <= MEMO_MAX {
-            let entry = (payload.to_vec(), start, n);
-            if entries.len() < MEMO_ENTRIES {
-                entries.push(entry);
-            } else {
-                entries[*next] = entry;
-                *next = (*next + 1) % MEMO_ENTRIES;
+            if memo.order.len() == MEMO_ENTRIES
+                && let Some(oldest) = memo.order.pop_front()
+            {
+                memo.inflated.remove(&oldest);
             }
+            memo.inflated.insert(payload.into(), (start, n));
+            memo.order.push_back(payload.into());
         }
         Some((start, n))
     })
@@ -320,8 +324,8 @@ mod tests {
     #[test]
     fn remembered_compressed_messages_read_as_inflating_them_does() {
         use gatewire_proto::websocket::deflate::compress;
-        // Six different messages, more than the memo holds, each seen several times in turn.
-        let messages: Vec<Vec<u8>> = (0..6)
+        // More different messages than the memo holds, each seen several times in turn.
+        let messages: Vec<Vec<u8>> = (0..MEMO_ENTRIES + 6)
             .map(|i| format!("lg:{i}:{i}:{i}:{}", "x".repeat(300 + i)).into_bytes())
             .collect();
         let compressed: Vec<Vec<u8>> = messages.iter().map(|m| compress(m)).collect();
