@@ -26,9 +26,7 @@ for rep in $(seq 1 "$repeats"); do
       start_gatewire 2 echo
       for rate in "${rates[@]}"; do
         json=$(mktemp)
-        "$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario echo \
-          --rate "$rate" --payload 64 --duration "${DURATION:-10}" \
-          --source-ips 127.1.0.1-127.1.0.8 --server-pid "$GW_PID" --json "$json" >/dev/null 2>&1 || true
+        echo_round "$rate" "$GW_PID" "$json"
         record_run "$json" backend="$label" rate="$rate" rep="$rep" >>"$results"
       done
       stop_gatewire

@@ -52,9 +52,7 @@ for rep in $(seq 1 "${REPEATS:-2}"); do
     fi
     for rate in "${rates[@]}"; do
       json=$(mktemp)
-      "$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario echo \
-        --rate "$rate" --payload 64 --duration "${DURATION:-10}" \
-        --source-ips 127.1.0.1-127.1.0.8 --server-pid "$WORKER_PID" --json "$json" >/dev/null 2>&1 || true
+      echo_round "$rate" "$WORKER_PID" "$json"
       record_run "$json" backend="$backend" rate="$rate" rep="$rep" >>"$results"
     done
     case $backend in
