@@ -111,3 +111,75 @@ fn naming_io_uring_where_it_is_refused_stops_with_the_cause_and_the_fix() {
         );
     }
 }
+
+/// A client closed for a protocol error while it keeps sending (its next frame arrives a byte
+/// at a time, as Autobahn's chopped cases send it) gets the close frame and then the end of the
+/// connection, on every backend. On the own io_uring reactor a poll still armed on the closed
+/// socket could keep it open, the peer never told (a few clients in a hundred).
+#[test]
+fn a_client_closed_for_a_protocol_error_sees_its_connection_end() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let masked = |first: u8, payload: &[u8]| {
+        let mask = [0x11u8, 0x22, 0x33, 0x44];
+        let mut frame = vec![first, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    };
+    for backend in ["io_uring", "epoll", "glommio"] {
+        let gw = Gatewire::start(echo(Some(backend), false));
+        round_trips(&gw);
+        let mut late = Vec::new();
+        for client in 0..150 {
+            let mut stream = std::net::TcpStream::connect(gw.public).unwrap();
+            stream.set_nodelay(true).unwrap();
+            stream
+                .write_all(
+                    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                )
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            // A text frame, one with reserved bits set (a protocol error), then a ping.
+            let mut bytes = masked(0x81, b"Hello, world!");
+            bytes.extend(masked(0xF1, b"Hello, world!"));
+            bytes.extend(masked(0x89, b""));
+            let started = Instant::now();
+            for b in bytes {
+                if stream.write_all(&[b]).is_err() {
+                    break;
+                }
+            }
+            stream
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            let mut sink = [0u8; 4096];
+            let ended = loop {
+                match stream.read(&mut sink) {
+                    Ok(0) => break true,
+                    Ok(_) => {}
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        break false;
+                    }
+                    Err(_) => break true, // reset: ended too
+                }
+            };
+            if !ended {
+                late.push((client, started.elapsed()));
+            }
+        }
+        assert!(
+            late.is_empty(),
+            "{backend}: connections the server did not end within 3 s: {late:?}"
+        );
+    }
+}

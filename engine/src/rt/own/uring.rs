@@ -104,11 +104,23 @@ impl Uring {
         }
     }
 
+    /// Stops watching the descriptor registered under `token`; call while it is still open.
+    /// Every request on it is cancelled by descriptor and submitted at once: a poll still armed
+    /// holds a reference to the socket, so one that a removal by `user_data` missed (a poll
+    /// completing while it was removed) kept the socket open after it was closed here, with
+    /// its peer never told (found with Autobahn's close cases).
     pub fn deregister(&mut self, token: u64) {
-        if self.armed_fd(token).is_some() {
+        if let Some(fd) = self.armed_fd(token) {
             self.armed[token as u32 as usize] = (0, -1);
+            // By token first (kernels before 6.0 cannot cancel by descriptor), then by
+            // descriptor, which catches what the first missed.
             let remove = opcode::PollRemove::new(token).build().user_data(IGNORED);
-            let _ = self.push(remove);
+            let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+                .build()
+                .user_data(IGNORED);
+            if self.push(remove).is_ok() && self.push(cancel).is_ok() {
+                let _ = self.ring.submit();
+            }
         }
     }
 
