@@ -132,20 +132,8 @@ fn a_client_closed_for_a_protocol_error_sees_its_connection_end() {
         round_trips(&gw);
         let mut late = Vec::new();
         for client in 0..150 {
-            let mut stream = std::net::TcpStream::connect(gw.public).unwrap();
+            let mut stream = raw_websocket(&gw);
             stream.set_nodelay(true).unwrap();
-            stream
-                .write_all(
-                    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                )
-                .unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                stream.read_exact(&mut byte).unwrap();
-                head.push(byte[0]);
-            }
             // A text frame, one with reserved bits set (a protocol error), then a ping.
             let mut bytes = masked(0x81, b"Hello, world!");
             bytes.extend(masked(0xF1, b"Hello, world!"));

@@ -13,26 +13,6 @@ use gatewire_proto::{Cmd, Header, Packet};
 
 const MIB: u64 = 1 << 20;
 
-/// A WebSocket client past its handshake, as a raw socket the test writes frames to itself.
-fn raw_websocket(gw: &Gatewire) -> TcpStream {
-    let mut stream = TcpStream::connect(gw.public).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
-        .write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-    let mut response = Vec::new();
-    let mut byte = [0u8; 1];
-    while !response.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).unwrap(), 1, "handshake answered");
-        response.push(byte[0]);
-    }
-    assert!(response.starts_with(b"HTTP/1.1 101"), "upgraded");
-    stream
-}
-
 /// A masked client frame header announcing `len` payload bytes (no payload follows).
 fn announcing_header(len: u64) -> Vec<u8> {
     let mut header = vec![0x82, 0x80 | 127];
