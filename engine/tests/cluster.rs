@@ -9,6 +9,9 @@ mod cluster {
     pub mod traffic;
 }
 
+#[path = "common/next_message.rs"]
+mod next_message;
+
 #[path = "common/redis.rs"]
 #[allow(dead_code)]
 mod redis_server;

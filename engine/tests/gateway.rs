@@ -270,7 +270,7 @@ fn kick_flushes_then_closes_without_a_close_frame_and_destroy_is_immediate() {
 
     w.command(Cmd::Kick, ida, "", "bye");
     assert_eq!(ws_read(&mut a), "bye");
-    match a.read() {
+    match a.next_message() {
         Err(tungstenite::Error::Protocol(_)) | Err(tungstenite::Error::Io(_)) => {}
         Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {}
         other => panic!("expected the TCP connection to end without a close frame, got {other:?}"),
@@ -278,7 +278,7 @@ fn kick_flushes_then_closes_without_a_close_frame_and_destroy_is_immediate() {
     assert_eq!(w.expect(Cmd::OnClose).header.connection_id, ida);
 
     w.command(Cmd::Destroy, idb, "", "");
-    assert!(b.read().is_err());
+    assert!(b.next_message().is_err());
     assert_eq!(w.expect(Cmd::OnClose).header.connection_id, idb);
 }
 
@@ -541,7 +541,7 @@ fn websocket_ping_is_answered_with_pong() {
     a.send(tungstenite::Message::Ping(b"pp".to_vec().into()))
         .unwrap();
     loop {
-        match a.read().unwrap() {
+        match a.next_message().unwrap() {
             tungstenite::Message::Pong(p) => {
                 assert_eq!(&p[..], b"pp");
                 break;
@@ -641,7 +641,10 @@ fn parked_clients_keep_working() {
 
     // A destroyed parked client's socket is closed at once.
     w.command(Cmd::Destroy, d_id, "", "");
-    assert!(d.read().is_err(), "the destroyed client's connection ends");
+    assert!(
+        d.next_message().is_err(),
+        "the destroyed client's connection ends"
+    );
     assert_eq!(connection_id(&w.expect(Cmd::OnClose)), d_id);
 
     // Output to a parked client is written straight from the shard.
@@ -691,7 +694,7 @@ fn parked_clients_keep_working() {
     assert_eq!(ws_read(&mut a), "last words");
     // (the kick's empty body arrives as an empty message, as in GatewayWorker)
     loop {
-        match a.read() {
+        match a.next_message() {
             Ok(tungstenite::Message::Text(t)) if t.is_empty() => continue,
             Err(_) | Ok(tungstenite::Message::Close(_)) => break,
             other => panic!("closed after the kick, got {other:?}"),

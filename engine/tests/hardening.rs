@@ -234,7 +234,7 @@ fn a_message_larger_than_its_worker_accepts_closes_the_client_visibly() {
     ws.send(tungstenite::Message::text("b".repeat(11 << 20)))
         .unwrap();
     let code = loop {
-        match ws.read() {
+        match ws.next_message() {
             Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
             Ok(_) => continue,
             Err(e) => panic!("no close frame: {e}"),
@@ -477,7 +477,7 @@ fn a_ping_flood_from_a_client_that_never_reads_stays_bounded() {
         .send(tungstenite::Message::Ping(vec![1, 2, 3].into()))
         .unwrap();
     loop {
-        match other.read().unwrap() {
+        match other.next_message().unwrap() {
             tungstenite::Message::Pong(p) => break assert_eq!(&p[..], &[1, 2, 3]),
             _ => continue,
         }
@@ -524,7 +524,7 @@ fn half_open_handshakes_are_closed_after_the_handshake_timeout() {
         .send(tungstenite::Message::Ping(vec![7].into()))
         .unwrap();
     assert!(matches!(
-        upgraded.read().unwrap(),
+        upgraded.next_message().unwrap(),
         tungstenite::Message::Pong(_)
     ));
 }

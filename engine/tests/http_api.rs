@@ -81,7 +81,7 @@ fn chatter(gw: &Gatewire, name: &str, room: &str) -> (Ws, String) {
 /// The next message that is not the chat's own (presence lines and greetings are skipped).
 fn next_pushed(ws: &mut Ws) -> tungstenite::Message {
     loop {
-        match ws.read().expect("a message") {
+        match ws.next_message().expect("a message") {
             tungstenite::Message::Text(t) if t.starts_with("* ") => {}
             m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_)) => return m,
             _ => {}
@@ -268,6 +268,46 @@ fn keep_alive_serves_many_requests_on_one_connection() {
         }
         assert_eq!(parse(&answer).0, 200);
     }
+}
+
+#[test]
+fn a_request_waiting_across_a_stop_and_continue_of_the_api_is_answered() {
+    // A read with a timeout fails with EINTR when its process is stopped and continued (an
+    // operator's `kill -STOP`, a debugger, a frozen container), even without a signal handler:
+    // the API reads the client again instead of dropping it.
+    let (gw, api) = with_api("", 1);
+    let pid = gw.role_pid("api").to_string();
+    let body = "{}";
+    let request = format!(
+        "POST /api/getAllClientIdCount HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (head, rest) = request.split_at(20);
+    let mut s = TcpStream::connect(api).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for signal in ["-STOP", "-CONT"] {
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    s.write_all(rest.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("{\"result\"") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "the API answers instead of closing: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(parse(&answer).0, 200);
 }
 
 #[test]

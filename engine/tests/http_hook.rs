@@ -124,7 +124,7 @@ fn commands(list: Json) -> (u16, Json) {
 fn read_until_closed(ws: &mut Ws) -> Vec<String> {
     let mut lines = Vec::new();
     loop {
-        match ws.read() {
+        match ws.next_message() {
             Ok(tungstenite::Message::Text(t)) => lines.push(t.to_string()),
             Ok(tungstenite::Message::Close(_)) | Err(_) => return lines,
             Ok(_) => {}

@@ -317,7 +317,7 @@ fn a_client_connected_just_before_a_gateway_restart_gets_going_away() {
         let out = gatewire(&dir, &["restart", "--role", "gateway"]);
         assert!(out.status.success(), "{out:?}");
         let code = loop {
-            match ws.read() {
+            match ws.next_message() {
                 Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
                 Ok(_) => continue,
                 Err(e) => panic!("attempt {attempt}: no close frame: {e}"),
@@ -422,7 +422,7 @@ fn clients_reconnecting_to_a_restarted_gateway_are_served_on_the_first_try() {
     unsafe { libc::kill(old as i32, libc::SIGKILL) };
     // Clients notice the drop, then reconnect: each retries its TCP connect until the port is
     // back, then gets one try.
-    assert!(ws.read().is_err(), "the old connection ends");
+    assert!(ws.next_message().is_err(), "the old connection ends");
     eventually("the killed gateway is gone", || !alive(old));
     let clients: Vec<_> = (0..100)
         .map(|i| {
@@ -449,7 +449,7 @@ fn clients_reconnecting_to_a_restarted_gateway_are_served_on_the_first_try() {
                 .map_err(|e| format!("client {i}: handshake: {e}"))?;
                 ws.send(tungstenite::Message::text(format!("after {i}")))
                     .map_err(|e| format!("client {i}: send: {e}"))?;
-                match ws.read() {
+                match ws.next_message() {
                     Ok(m) if m.to_text().ok() == Some(&format!("after {i}")) => Ok(()),
                     other => Err(format!("client {i}: no echo: {other:?}")),
                 }

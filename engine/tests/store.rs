@@ -422,7 +422,7 @@ fn presence_lines(ws: &mut Ws) -> Vec<String> {
         s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     }
     let mut lines = Vec::new();
-    while let Ok(message) = ws.read() {
+    while let Ok(message) = ws.next_message() {
         if let tungstenite::Message::Text(t) = message
             && (t.ends_with(" joined hall") || t.ends_with(" left hall"))
         {

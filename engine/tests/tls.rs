@@ -95,7 +95,7 @@ fn wss_clients_talk_to_workers_through_tls() {
     assert_eq!(&w.expect(Cmd::OnMessage).body[..], b"secret hello");
     w.command(Cmd::SendToOne, id, "", &"big ".repeat(50_000));
     let reply = loop {
-        if let tungstenite::Message::Text(t) = ws.read().unwrap() {
+        if let tungstenite::Message::Text(t) = ws.next_message().unwrap() {
             break t;
         }
     };
@@ -191,7 +191,9 @@ fn a_renewed_certificate_is_used_without_a_restart_and_a_bad_one_is_refused() {
     )
     .expect("the connection opened before the reload still works");
     ws.send(tungstenite::Message::text("still here")).unwrap();
-    assert!(matches!(ws.read().unwrap(), tungstenite::Message::Text(t) if t == "still here"));
+    assert!(
+        matches!(ws.next_message().unwrap(), tungstenite::Message::Text(t) if t == "still here")
+    );
 
     // A bad pair is refused with the reason; the one in use stays.
     std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();

@@ -198,7 +198,7 @@ fn an_expired_token_closes_its_client_unless_refreshed() {
     assert_eq!(answer, json!({"gatewire": "refreshed", "exp": later}));
     // The lapsing client gets the close code once its exp passes (within the 1 s sweep).
     let close = loop {
-        match lapsing.read() {
+        match lapsing.next_message() {
             Ok(tungstenite::Message::Close(frame)) => break frame,
             Ok(_) => continue,
             Err(e) => panic!("no close frame: {e}"),
@@ -340,7 +340,7 @@ Worker::runAll();
         let url = format!("ws://{}/?token={tok}", gw.public);
         if let Ok((mut ws, _)) =
             tungstenite::client::client(url, tungstenite::stream::MaybeTlsStream::Plain(stream))
-            && let Ok(tungstenite::Message::Text(text)) = ws.read()
+            && let Ok(tungstenite::Message::Text(text)) = ws.next_message()
         {
             break text.to_string();
         }

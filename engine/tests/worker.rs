@@ -23,7 +23,7 @@ fn echo_app_answers_every_message_text_and_binary() {
     ws.send(tungstenite::Message::binary(vec![0u8, 255, 7]))
         .unwrap();
     loop {
-        match ws.read().unwrap() {
+        match ws.next_message().unwrap() {
             tungstenite::Message::Binary(b) => {
                 assert_eq!(&b[..], &[0u8, 255, 7]);
                 break;
@@ -66,7 +66,7 @@ fn broadcast_app_keeps_binary_messages_binary() {
         .unwrap();
     for ws in &mut clients {
         // tungstenite validates text frames: invalid UTF-8 would be an error here.
-        match ws.read().expect("a valid frame") {
+        match ws.next_message().expect("a valid frame") {
             tungstenite::Message::Binary(b) => assert_eq!(&b[..], &bytes[..]),
             other => panic!("expected a binary frame, got {other:?}"),
         }
@@ -75,7 +75,9 @@ fn broadcast_app_keeps_binary_messages_binary() {
         .send(tungstenite::Message::text("still text"))
         .unwrap();
     for ws in &mut clients {
-        assert!(matches!(ws.read().unwrap(), tungstenite::Message::Text(t) if t == "still text"));
+        assert!(
+            matches!(ws.next_message().unwrap(), tungstenite::Message::Text(t) if t == "still text")
+        );
     }
 }
 
@@ -111,7 +113,7 @@ fn quiet(ws: &mut Ws) {
         s.set_read_timeout(Some(std::time::Duration::from_millis(400)))
             .unwrap();
     }
-    match ws.read() {
+    match ws.next_message() {
         Err(tungstenite::Error::Io(e))
             if matches!(
                 e.kind(),

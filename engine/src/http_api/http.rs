@@ -106,7 +106,15 @@ impl Reader {
 
     fn fill(&mut self, stream: &mut TcpStream) -> Result<usize, ReadError> {
         let mut chunk = [0u8; 16 * 1024];
-        match stream.read(&mut chunk) {
+        let read = loop {
+            // A stop and continue of the process (SIGSTOP/SIGCONT) interrupts a read with a
+            // timeout even without a handler: it is not the client's doing.
+            match stream.read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match read {
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(n)

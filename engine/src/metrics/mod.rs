@@ -104,6 +104,7 @@ pub fn serve(
             let mut chunk = [0u8; 1024];
             while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
                 match stream.read(&mut chunk) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Ok(0) | Err(_) => break,
                     Ok(n) => request.extend_from_slice(&chunk[..n]),
                 }

@@ -17,6 +17,7 @@ use tungstenite::Message;
 use tungstenite::stream::MaybeTlsStream;
 
 use super::bed::{self, Bed};
+use crate::next_message::NextMessage;
 
 type Ws = tungstenite::WebSocket<MaybeTlsStream<TcpStream>>;
 
@@ -154,7 +155,7 @@ fn run_client(
         ] {
             ws.send(Message::text(command)).unwrap();
             loop {
-                match ws.read() {
+                match ws.next_message() {
                     Ok(Message::Text(t)) if t.as_str() == answer => break,
                     Ok(_) => continue,
                     Err(e) => panic!("client {id}: no answer to its setup: {e}"),
@@ -205,7 +206,7 @@ fn run_client(
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
             let _ = s.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         }
-        match ws.read() {
+        match ws.next_message() {
             Ok(Message::Text(t)) => {
                 let t = t.as_str();
                 if let Some(seq) = t

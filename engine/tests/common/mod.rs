@@ -3,9 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod next_message;
 pub mod process;
 pub mod redis;
 pub mod seccomp;
+
+pub use next_message::NextMessage;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -516,7 +519,7 @@ pub fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
 /// The next text/binary message of a WebSocket client as a string.
 pub fn ws_read(ws: &mut Ws) -> String {
     loop {
-        match ws.read().expect("websocket message") {
+        match ws.next_message().expect("websocket message") {
             tungstenite::Message::Text(t) => return t.to_string(),
             tungstenite::Message::Binary(b) => return String::from_utf8_lossy(&b).into_owned(),
             _ => continue,
