@@ -238,6 +238,56 @@ fn a_reader_woken_during_a_wave_of_writers_runs_after_one_batch_not_the_wave() {
 }
 
 #[test]
+fn a_queued_connection_that_turns_readable_is_read_before_the_rest_of_the_wave() {
+    // A client that both sends and receives (a chat's publisher): a broadcast queued its task
+    // behind thousands of writers, then its request arrives. Its read runs after the batch
+    // that was running, not when its place in the wave comes.
+    for backend in BACKENDS {
+        let (read_after, total) = on(backend, || async {
+            let wrote = Rc::new(Cell::new(0usize));
+            let seen = Rc::new(Cell::new(None));
+            let waker: Rc<RefCell<Option<std::task::Waker>>> = Rc::new(RefCell::new(None));
+            let (theirs, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut reader = rt::unix_stream(theirs.into()).unwrap();
+            let (counted, seen_by_reader, own_waker) = (wrote.clone(), seen.clone(), waker.clone());
+            rt::spawn(async move {
+                let mut byte = [0u8; 1];
+                let mut read = std::pin::pin!(reader.read_exact(&mut byte));
+                poll_fn(|cx| {
+                    *own_waker.borrow_mut() = Some(cx.waker().clone());
+                    read.as_mut().poll(cx)
+                })
+                .await
+                .unwrap();
+                seen_by_reader.set(Some(counted.get()));
+            });
+            rt::sleep(Duration::from_millis(10)).await;
+            let ours = Rc::new(RefCell::new(ours));
+            for i in 0..5000 {
+                let (wrote, ours) = (wrote.clone(), ours.clone());
+                rt::spawn(async move {
+                    if i == 0 {
+                        ours.borrow_mut().write_all(b"x").unwrap();
+                    }
+                    wrote.set(wrote.get() + 1);
+                });
+            }
+            // The broadcast reaches the connection too: its task queues behind the writers.
+            waker.borrow_mut().take().unwrap().wake();
+            while wrote.get() < 5000 || seen.get().is_none() {
+                rt::sleep(Duration::from_millis(1)).await;
+            }
+            (seen.get().unwrap(), wrote.get())
+        });
+        assert_eq!(total, 5000);
+        assert!(
+            read_after <= super::executor::BATCH + 1,
+            "{backend}: the connection read its request after {read_after} writers"
+        );
+    }
+}
+
+#[test]
 fn an_urgent_task_woken_by_a_writer_runs_before_the_rest_of_the_wave() {
     for backend in BACKENDS {
         let ran_after = on(backend, || async {
