@@ -4,7 +4,8 @@
 //! One turn of the loop:
 //! 1. run the tasks the last look at the I/O woke, then the tasks that were ready when the turn
 //!    began (at most [`BATCH`]); what they wake waits for the next turn, so a wave of writers
-//!    cannot keep the loop from its I/O, and what the I/O woke does not queue behind the wave;
+//!    cannot keep the loop from its I/O, and what the I/O woke does not queue behind the wave
+//!    (not even a task that waits in the wave already: it takes a place in both queues);
 //! 2. wake the timers that are due;
 //! 3. reap I/O: without waiting when tasks are ready, else parked in the reactor until the next
 //!    timer (one system call: `epoll_wait`, or `io_uring_enter` with its timeout argument);
