@@ -27,6 +27,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::reactor::{Reactor, Readiness, Sources};
+use super::slab::FreePlaces;
 
 /// Tasks run in one turn before the loop looks at its I/O again. 256 against 1,024 at 10,000
 /// clients and 1M–2M deliveries/s: a broadcast's first delivery after ~5 ms instead of ~15 ms,
@@ -112,7 +113,7 @@ struct Slot {
 pub(super) struct Local {
     home: Arc<Home>,
     slots: RefCell<Vec<Slot>>,
-    free: RefCell<Vec<u32>>,
+    free: RefCell<FreePlaces>,
     ready: RefCell<VecDeque<Arc<Header>>>,
     /// Tasks woken by the last look at the I/O, and urgent tasks ([`prefer_current`]): they
     /// run first in the next turn, so a link's next message is read (and a link's queued events
@@ -250,8 +251,8 @@ fn cancel(header: &Arc<Header>) {
         match slot.future.take() {
             Some(future) => {
                 slot.waker = None;
-                slot.generation = slot.generation.wrapping_add(1).max(1);
-                local.free.borrow_mut().push(header.slot);
+                slot.generation = 0;
+                local.free.borrow_mut().put(header.slot);
                 Some(future)
             }
             None => {
@@ -276,6 +277,17 @@ pub fn prefer_current() {
             unsafe { &*running }.urgent.store(true, Ordering::Relaxed);
         }
     });
+}
+
+/// This thread's task slots and reactor sources (free ones included): what its slabs hold.
+#[cfg(test)]
+pub(super) fn slab_lengths() -> (usize, usize) {
+    with_local(|local| {
+        (
+            local.slots.borrow().len(),
+            local.sources.borrow().slot_count(),
+        )
+    })
 }
 
 /// Resolves after `duration`.
@@ -338,11 +350,13 @@ impl Drop for Sleep {
 impl Local {
     fn insert(&self, future: BoxedFuture) -> Arc<Header> {
         let mut slots = self.slots.borrow_mut();
-        let index = match self.free.borrow_mut().pop() {
+        let mut free = self.free.borrow_mut();
+        let generation = free.generation();
+        let index = match free.take() {
             Some(index) => index,
             None => {
                 slots.push(Slot {
-                    generation: 1,
+                    generation: 0,
                     future: None,
                     waker: None,
                     cancelled: false,
@@ -350,10 +364,12 @@ impl Local {
                 (slots.len() - 1) as u32
             }
         };
+        drop(free);
         let slot = &mut slots[index as usize];
+        slot.generation = generation;
         let header = Arc::new(Header {
             slot: index,
-            generation: slot.generation,
+            generation,
             queued: AtomicBool::new(true),
             io_queued: AtomicBool::new(false),
             urgent: AtomicBool::new(false),
@@ -394,14 +410,28 @@ impl Local {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[header.slot as usize];
         if done || slot.cancelled {
-            slot.generation = slot.generation.wrapping_add(1).max(1);
+            slot.generation = 0;
             slot.waker = None;
             slot.cancelled = false;
-            self.free.borrow_mut().push(header.slot);
+            self.free.borrow_mut().put(header.slot);
             drop(slots);
             drop(future);
         } else {
             slot.future = Some(future);
+        }
+    }
+
+    /// Before a park: the task slots and the sources cut their free tails off when enough of
+    /// them are free (after a crowd of clients parked or left), so their high-water capacity
+    /// is not kept for good.
+    fn give_back_capacity(&self) {
+        let mut free = self.free.borrow_mut();
+        if free.worth_shrinking() {
+            free.shrink(&mut self.slots.borrow_mut());
+        }
+        drop(free);
+        if let Some(len) = self.sources.borrow_mut().shrink_if_worth() {
+            self.reactor.borrow_mut().forget_from(len);
         }
     }
 
@@ -483,7 +513,7 @@ pub fn block_on<T: 'static>(
     let local = Rc::new(Local {
         home: home.clone(),
         slots: RefCell::new(Vec::new()),
-        free: RefCell::new(Vec::new()),
+        free: RefCell::new(FreePlaces::default()),
         ready: RefCell::new(VecDeque::new()),
         io_ready: RefCell::new(VecDeque::new()),
         reaping: Cell::new(false),
@@ -523,6 +553,7 @@ pub fn block_on<T: 'static>(
         }
         let next_timer = local.fire_timers();
         let timeout = if local.ready.borrow().is_empty() && local.io_ready.borrow().is_empty() {
+            local.give_back_capacity();
             next_timer
         } else {
             Some(Duration::ZERO)

@@ -8,6 +8,7 @@ pub mod epoll;
 pub mod executor;
 pub mod io;
 pub mod reactor;
+pub mod slab;
 pub mod uring;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 pub use super::edge::Readiness;
+use super::slab::FreePlaces;
 use super::{epoll::Epoll, uring::Uring};
 
 /// One of the two reactors; chosen when the executor starts.
@@ -33,6 +34,13 @@ impl Reactor {
         match self {
             Reactor::Uring(r) => r.deregister(token),
             Reactor::Epoll(r) => r.deregister(fd),
+        }
+    }
+
+    /// Tokens from slot `len` on are gone (the sources cut their free tail off).
+    pub fn forget_from(&mut self, len: usize) {
+        if let Reactor::Uring(r) = self {
+            r.forget_from(len);
         }
     }
 
@@ -65,7 +73,7 @@ struct Source {
 #[allow(missing_debug_implementations)]
 pub struct Sources {
     slots: Vec<Source>,
-    free: Vec<u32>,
+    free: FreePlaces,
 }
 
 /// Which side of a descriptor a task waits on.
@@ -78,12 +86,13 @@ pub enum Direction {
 impl Sources {
     /// A token for a new descriptor, assumed ready both ways until a system call says not.
     pub fn insert(&mut self) -> u64 {
-        let index = self.free.pop().unwrap_or_else(|| {
+        let generation = self.free.generation();
+        let index = self.free.take().unwrap_or_else(|| {
             self.slots.push(Source::default());
             (self.slots.len() - 1) as u32
         });
         let source = &mut self.slots[index as usize];
-        source.generation = source.generation.wrapping_add(1).max(1);
+        source.generation = generation;
         source.live = true;
         source.readiness = Readiness {
             readable: true,
@@ -97,8 +106,23 @@ impl Sources {
             source.live = false;
             source.reader = None;
             source.writer = None;
-            self.free.push(token as u32);
+            self.free.put(token as u32);
         }
+    }
+
+    /// Slots held, free ones included.
+    #[cfg(test)]
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Cuts the free tail off when enough sources are free; the new count of slots, if it did.
+    pub fn shrink_if_worth(&mut self) -> Option<usize> {
+        if !self.free.worth_shrinking() {
+            return None;
+        }
+        self.free.shrink(&mut self.slots);
+        Some(self.slots.len())
     }
 
     fn get(&mut self, token: u64) -> Option<&mut Source> {

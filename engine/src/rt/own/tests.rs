@@ -365,3 +365,46 @@ fn a_batch_writer_steps_aside_every_few_dozen_writes() {
         );
     }
 }
+
+#[test]
+fn slots_and_sources_of_ended_connections_are_given_back() {
+    // A crowd of clients connects, then parks or leaves: each had a task and a source, and the
+    // executor keeps neither slab at that high-water mark.
+    for backend in BACKENDS {
+        let (crowd, after) = on(backend, || async {
+            let before = super::executor::slab_lengths();
+            let ended = Rc::new(Cell::new(0usize));
+            for _ in 0..4500 {
+                let ended = ended.clone();
+                rt::spawn(async move {
+                    let (theirs, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+                    drop(ours);
+                    let socket = rt::unix_stream(theirs.into()).unwrap();
+                    rt::sleep(Duration::from_millis(5)).await;
+                    drop(socket);
+                    ended.set(ended.get() + 1);
+                });
+            }
+            rt::sleep(Duration::from_millis(1)).await;
+            let crowd = super::executor::slab_lengths();
+            while ended.get() < 4500 {
+                rt::sleep(Duration::from_millis(5)).await;
+            }
+            // Parked once at least (the sleep), where the slabs give back.
+            rt::sleep(Duration::from_millis(5)).await;
+            let after = super::executor::slab_lengths();
+            (
+                crowd,
+                (
+                    after.0 - before.0.min(after.0),
+                    after.1 - before.1.min(after.1),
+                ),
+            )
+        });
+        assert!(crowd.0 >= 4500 && crowd.1 >= 4500, "{backend}: {crowd:?}");
+        assert!(
+            after.0 <= 8 && after.1 <= 8,
+            "{backend}: left {after:?} of {crowd:?}"
+        );
+    }
+}

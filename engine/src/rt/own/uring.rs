@@ -94,6 +94,15 @@ impl Uring {
         self.arm(fd, token)
     }
 
+    /// Forgets the slots from `len` on (all deregistered: the sources' free tail) and gives
+    /// back their capacity.
+    pub fn forget_from(&mut self, len: usize) {
+        if self.armed.len() > len {
+            self.armed.truncate(len);
+            self.armed.shrink_to_fit();
+        }
+    }
+
     /// The descriptor registered under `token`, if it still is.
     fn armed_fd(&self, token: u64) -> Option<RawFd> {
         match self.armed.get(token as u32 as usize) {
