@@ -205,6 +205,29 @@ fn a_task_that_wakes_itself_does_not_keep_the_loop_from_its_io() {
     }
 }
 
+/// A broadcast's wave: 5,000 writers all ready at once, each counted in `wrote`; the first
+/// one's write to `ours` is the news a waiting reader gets.
+fn spawn_wave(ours: std::os::unix::net::UnixStream, wrote: &Rc<Cell<usize>>) {
+    let ours = Rc::new(RefCell::new(ours));
+    for i in 0..5000 {
+        let (wrote, ours) = (wrote.clone(), ours.clone());
+        rt::spawn(async move {
+            if i == 0 {
+                ours.borrow_mut().write_all(b"x").unwrap();
+            }
+            wrote.set(wrote.get() + 1);
+        });
+    }
+}
+
+/// Waits until the whole wave wrote and the reader had its byte; what `wrote` said then.
+async fn until_wave_and_reader(wrote: &Cell<usize>, seen: &Cell<Option<usize>>) -> usize {
+    while wrote.get() < 5000 || seen.get().is_none() {
+        rt::sleep(Duration::from_millis(1)).await;
+    }
+    seen.get().unwrap()
+}
+
 #[test]
 fn a_reader_woken_during_a_wave_of_writers_runs_after_one_batch_not_the_wave() {
     for backend in BACKENDS {
@@ -212,22 +235,8 @@ fn a_reader_woken_during_a_wave_of_writers_runs_after_one_batch_not_the_wave() {
             let wrote = Rc::new(Cell::new(0usize));
             let (ours, seen) = waiting_reader(wrote.clone());
             rt::sleep(Duration::from_millis(10)).await;
-            // A broadcast's wave: 5,000 writers all ready at once; the first one's write is
-            // the link's next message.
-            let ours = Rc::new(RefCell::new(ours));
-            for i in 0..5000 {
-                let (wrote, ours) = (wrote.clone(), ours.clone());
-                rt::spawn(async move {
-                    if i == 0 {
-                        ours.borrow_mut().write_all(b"x").unwrap();
-                    }
-                    wrote.set(wrote.get() + 1);
-                });
-            }
-            while wrote.get() < 5000 || seen.get().is_none() {
-                rt::sleep(Duration::from_millis(1)).await;
-            }
-            (seen.get().unwrap(), wrote.get())
+            spawn_wave(ours, &wrote);
+            (until_wave_and_reader(&wrote, &seen).await, wrote.get())
         });
         assert_eq!(total, 5000);
         assert!(
@@ -262,22 +271,10 @@ fn a_queued_connection_that_turns_readable_is_read_before_the_rest_of_the_wave()
                 seen_by_reader.set(Some(counted.get()));
             });
             rt::sleep(Duration::from_millis(10)).await;
-            let ours = Rc::new(RefCell::new(ours));
-            for i in 0..5000 {
-                let (wrote, ours) = (wrote.clone(), ours.clone());
-                rt::spawn(async move {
-                    if i == 0 {
-                        ours.borrow_mut().write_all(b"x").unwrap();
-                    }
-                    wrote.set(wrote.get() + 1);
-                });
-            }
+            spawn_wave(ours, &wrote);
             // The broadcast reaches the connection too: its task queues behind the writers.
             waker.borrow_mut().take().unwrap().wake();
-            while wrote.get() < 5000 || seen.get().is_none() {
-                rt::sleep(Duration::from_millis(1)).await;
-            }
-            (seen.get().unwrap(), wrote.get())
+            (until_wave_and_reader(&wrote, &seen).await, wrote.get())
         });
         assert_eq!(total, 5000);
         assert!(
