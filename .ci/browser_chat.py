@@ -10,6 +10,7 @@ Usage: .ci/browser_chat.py GATEWIRE_BINARY OUTPUT_DIR"""
 import base64
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -19,10 +20,25 @@ import time
 import urllib.request
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n=1):
+    """The first of `n` consecutive ports free now, below the ephemeral range (32768 up): a
+    gateway's shards listen on start_port, start_port + 1, ..., and a port the kernel handed out
+    for a connection (the browser's, the last run's) refuses a listener."""
+    for _ in range(5000):
+        start = random.randrange(20000, 32000 - n)
+        held = []
+        try:
+            for port in range(start, start + n):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return start
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise SystemExit(f"no {n} consecutive free ports below 32000")
 
 
 def wait_port(port, timeout=20):
@@ -122,7 +138,7 @@ def main():
     binary, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
     work = tempfile.mkdtemp()
-    register, public, inner, driver_port = free_port(), free_port(), free_port(), free_port()
+    register, public, inner, driver_port = free_ports(), free_ports(), free_ports(2), free_ports()
     config = os.path.join(work, "gatewire.toml")
     with open(config, "w") as f:
         f.write(f"""[run]
@@ -234,8 +250,14 @@ app = "chat"
         for b in browsers:
             b.close()
         for p in procs:
-            p.kill()
-            p.wait()
+            # SIGTERM: the supervisor stops its children before it ends (SIGKILL left them
+            # holding their ports into the next run for a moment).
+            p.terminate()
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ shouted. Usage: .ci/worker_example.py [TARGET_DIR]"""
 
 import base64
 import os
+import random
 import re
 import shutil
 import socket
@@ -24,9 +25,17 @@ def blocks(text, language):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the ephemeral range (32768 up), where no connection's port can
+    take it before the gateway listens."""
+    for _ in range(5000):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit("no free port below 32000")
 
 
 def read_frame(sock):
