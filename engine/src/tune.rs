@@ -8,8 +8,8 @@ use crate::config::Config;
 
 /// Kernel memory per established loopback TCP socket (measured: ~3.9–4.1 KB).
 const KERNEL_BYTES_PER_SOCKET: u64 = 4_100;
-/// Gateway user-space memory per idle client: measured 382–391 B on glommio and 521–569 B on
-/// the own reactors (docs/benchmarks.md, idle memory), rounded up.
+/// Gateway user-space memory per idle client: measured 348–409 B on every backend
+/// (docs/benchmarks.md, idle memory), rounded up with room for a connect crowd's slabs.
 const USER_BYTES_PER_CLIENT: u64 = 600;
 /// fds a shard needs besides its clients (listeners, links, io_uring, logs).
 use crate::system::FD_HEADROOM;

@@ -103,8 +103,8 @@ struct Args {
     #[arg(long)]
     ping_at_end: bool,
     /// The runtime backend of the load threads, as gatewire's `run.backend`: auto (what
-    /// `gatewire start` picks: glommio where io_uring works, epoll where it is refused),
-    /// io_uring, epoll or glommio.
+    /// `gatewire start` picks: the own io_uring reactor where io_uring works, epoll where it is
+    /// refused), io_uring, epoll or glommio.
     #[arg(long, value_enum, env = "LOADGEN_BACKEND", default_value_t = BackendArg::Auto)]
     backend: BackendArg,
     /// Write a self-contained HTML report (latency and connections over time) to this file.

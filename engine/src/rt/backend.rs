@@ -5,9 +5,8 @@
 //!   profiles of Docker ≥ 25 and containerd 2.0, `kernel.io_uring_disabled`);
 //! - `glommio`: glommio 0.9's executor (io_uring, with its locked memory).
 //!
-//! `auto` (the default) probes io_uring once at start and takes [`AUTO_URING`] where it works
-//! (the own io_uring reactor where glommio's locked-memory limit is not met), epoll where io_uring
-//! does not work, and says why in one line.
+//! `auto` (the default) probes io_uring once at start and takes the own io_uring reactor where
+//! it works, epoll where it does not, and says why in one line. glommio runs only when named.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -33,12 +32,6 @@ pub enum Backend {
     Epoll,
     Glommio,
 }
-
-/// The io_uring backend `auto` takes where io_uring works. glommio still, because the own
-/// io_uring reactor, though it spends half the CPU per echo, is not yet as good on every figure:
-/// its broadcast p50/p99 at 10,000 clients are 10-25 % higher (docs/benchmarks.md, the runtime
-/// backends side by side). Where glommio cannot lock its memory, `auto` takes the own reactor.
-pub const AUTO_URING: Backend = Backend::Glommio;
 
 impl Backend {
     pub fn name(self) -> &'static str {
@@ -102,7 +95,6 @@ pub fn select(choice: BackendChoice) -> Result<Selection, Unavailable> {
 /// Resolves `choice` on this host without changing the process's backend.
 pub fn resolve(choice: BackendChoice) -> Result<Selection, Unavailable> {
     let refused = io_uring_refused();
-    let memlock_short = memlock_shortfall();
     match (choice, refused) {
         (BackendChoice::Epoll, _) => Ok(Selection {
             backend: Backend::Epoll,
@@ -115,7 +107,7 @@ pub fn resolve(choice: BackendChoice) -> Result<Selection, Unavailable> {
             backend: Backend::IoUring,
             why: "run.backend = \"io_uring\"".into(),
         }),
-        (BackendChoice::Glommio, None) => match memlock_short {
+        (BackendChoice::Glommio, None) => match memlock_shortfall() {
             Some(why) => Err(Unavailable(why)),
             None => Ok(Selection {
                 backend: Backend::Glommio,
@@ -126,16 +118,11 @@ pub fn resolve(choice: BackendChoice) -> Result<Selection, Unavailable> {
             backend: Backend::Epoll,
             why: format!("io_uring is not available here ({why}); epoll instead"),
         }),
-        (BackendChoice::Auto, None)
-            if AUTO_URING == Backend::Glommio && memlock_short.is_some() =>
-        {
-            Ok(Selection {
-                backend: Backend::IoUring,
-                why: "io_uring works; the locked-memory limit is below glommio's 512 KiB".into(),
-            })
-        }
+        // The own io_uring reactor, not glommio: it is at least as good on every measured figure
+        // (echo CPU, fanout knee and latency, idle memory, the million; docs/benchmarks.md, "What
+        // auto picks") and needs no locked memory.
         (BackendChoice::Auto, None) => Ok(Selection {
-            backend: AUTO_URING,
+            backend: Backend::IoUring,
             why: "io_uring works here".into(),
         }),
     }
