@@ -9,7 +9,7 @@ use crate::config::Config;
 /// Kernel memory per established loopback TCP socket (measured: ~3.9–4.1 KB).
 const KERNEL_BYTES_PER_SOCKET: u64 = 4_100;
 /// Gateway user-space memory per idle client: measured 348–409 B on every backend
-/// (docs/benchmarks.md, idle memory), rounded up with room for a connect crowd's slabs.
+/// (docs/benchmarks.md, idle memory), rounded up.
 const USER_BYTES_PER_CLIENT: u64 = 600;
 /// fds a shard needs besides its clients (listeners, links, io_uring, logs).
 use crate::system::FD_HEADROOM;

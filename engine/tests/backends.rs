@@ -72,7 +72,7 @@ fn auto_runs_on_epoll_where_a_seccomp_filter_refuses_io_uring_and_says_why() {
 }
 
 /// Where io_uring works, `auto` takes the own io_uring reactor, which locks no memory: a
-/// locked-memory limit below glommio's (a container's 64 KiB default) does not stop it.
+/// locked-memory limit below glommio's 512 KiB does not stop it.
 #[test]
 fn auto_runs_on_the_own_io_uring_reactor_where_io_uring_works() {
     let gw = Gatewire::start(Setup {
