@@ -32,8 +32,9 @@ pub fn listener_on(addr: SocketAddr) -> Option<Listener> {
     })
 }
 
-/// How long a listener no process holds may linger: a process that just exited still has its
-/// io_uring torn down in the background, which keeps its sockets for a moment.
+/// How long a listener no process holds may linger: a glommio process that just exited still has
+/// its io_uring torn down in the background, which keeps its listener for a moment (the own
+/// reactors watch listeners without holding them).
 const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// [`listener_on`], waiting out a listener that no process holds any more (our own previous

@@ -59,6 +59,19 @@ impl<G> Stream<G> {
 }
 
 fn adopt<G: FromRawFd>(socket: OwnedFd) -> io::Result<Stream<G>> {
+    adopt_as(socket, Registered::new)
+}
+
+/// [`adopt`] for a listening socket: the own reactors watch it so that it closes with its
+/// process, however that ends (glommio's accept request holds it until its ring is gone).
+fn adopt_listener(socket: OwnedFd) -> io::Result<Stream<glommio::net::TcpListener>> {
+    adopt_as(socket, Registered::listener)
+}
+
+fn adopt_as<G: FromRawFd>(
+    socket: OwnedFd,
+    own: fn(OwnedFd) -> io::Result<Registered>,
+) -> io::Result<Stream<G>> {
     Ok(match backend::current() {
         // SAFETY: the descriptor's ownership passes to glommio's type.
         Backend::Glommio => {
@@ -66,7 +79,7 @@ fn adopt<G: FromRawFd>(socket: OwnedFd) -> io::Result<Stream<G>> {
             // SAFETY: as above.
             Stream::Glommio(unsafe { G::from_raw_fd(fd) }, fd)
         }
-        Backend::IoUring | Backend::Epoll => Stream::Own(Registered::new(socket)?),
+        Backend::IoUring | Backend::Epoll => Stream::Own(own(socket)?),
     })
 }
 
@@ -219,7 +232,7 @@ pub fn unix_stream(socket: OwnedFd) -> io::Result<UnixStream> {
 
 /// A bound, listening TCP socket adopted by this thread's executor.
 pub fn tcp_listener(socket: OwnedFd) -> io::Result<TcpListener> {
-    adopt(socket).map(TcpListener)
+    adopt_listener(socket).map(TcpListener)
 }
 
 /// The kernel's accept backlog cap (`net.core.somaxconn`), used as the listen backlog.
@@ -240,15 +253,16 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     }
     socket.bind(&addr.into())?;
     socket.listen(somaxconn())?;
-    adopt(OwnedFd::from(socket)).map(TcpListener)
+    adopt_listener(OwnedFd::from(socket)).map(TcpListener)
 }
 
 /// How long a listener keeps trying an address still held by its previous owner's connections.
 const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// [`listen`], retried for a few seconds while the address is in use by what a previous process
-/// left: right after a restart its connections linger (FIN_WAIT) and, while its io_uring is torn
-/// down, its listener too. A listener held by a live process fails at once, naming the process.
+/// left: right after a restart its connections linger (FIN_WAIT) and, while a glommio process's
+/// io_uring is torn down, its listener too. A listener held by a live process fails at once,
+/// naming the process.
 pub async fn listen_after_restart(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
     loop {

@@ -2,7 +2,7 @@
 //! `kernel.io_uring_disabled`): mio's edge-triggered registration, one `epoll_wait` per park.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
@@ -15,6 +15,12 @@ use super::edge::Readiness;
 pub struct Epoll {
     poll: Poll,
     events: Events,
+}
+
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
 }
 
 impl Epoll {

@@ -31,10 +31,25 @@ fn cvt(result: isize) -> io::Result<usize> {
 impl Registered {
     /// Makes `fd` non-blocking and watches it (on the current executor thread).
     pub fn new(fd: OwnedFd) -> io::Result<Registered> {
+        Registered::watch(fd, false)
+    }
+
+    /// [`Registered::new`] for a listening socket, which the reactor must not keep open
+    /// ([`super::reactor::Reactor::register_listener`]).
+    pub fn listener(fd: OwnedFd) -> io::Result<Registered> {
+        Registered::watch(fd, true)
+    }
+
+    fn watch(fd: OwnedFd, listener: bool) -> io::Result<Registered> {
         socket2::SockRef::from(&fd).set_nonblocking(true)?;
         with_local(|local| {
             let token = local.sources.borrow_mut().insert();
-            match local.reactor.borrow_mut().register(fd.as_raw_fd(), token) {
+            let mut reactor = local.reactor.borrow_mut();
+            let registered = match listener {
+                true => reactor.register_listener(fd.as_raw_fd(), token),
+                false => reactor.register(fd.as_raw_fd(), token),
+            };
+            match registered {
                 Ok(()) => Ok(Registered {
                     fd: Some(fd),
                     token,

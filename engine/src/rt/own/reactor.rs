@@ -29,10 +29,19 @@ impl Reactor {
         }
     }
 
+    /// Watches listening socket `fd`, reporting its edges under `token`, so that nothing but
+    /// the descriptor keeps it open: it closes with its process however that process ends.
+    pub fn register_listener(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        match self {
+            Reactor::Uring(r) => r.register_listener(fd, token),
+            Reactor::Epoll(r) => r.register(fd, token),
+        }
+    }
+
     /// Stops watching `fd` (registered under `token`); call before it is closed.
     pub fn deregister(&mut self, fd: RawFd, token: u64) {
         match self {
-            Reactor::Uring(r) => r.deregister(token),
+            Reactor::Uring(r) => r.deregister(fd, token),
             Reactor::Epoll(r) => r.deregister(fd),
         }
     }

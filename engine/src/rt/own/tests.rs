@@ -118,6 +118,43 @@ fn sockets_connect_accept_echo_and_refuse() {
     }
 }
 
+/// A process that dies closes its descriptors without deregistering them. A listener the
+/// reactor watches must then stop listening at once: one held by an io_uring poll request went
+/// on taking connections until the ring was torn down, and they were reset.
+#[test]
+fn a_listener_closed_behind_the_reactors_back_stops_listening_at_once() {
+    for backend in BACKENDS {
+        let (accepted, rebound) = on(backend, || async {
+            let listener = rt::listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
+            let addr = listener.local_addr().unwrap();
+            // Watched and accepting, as a shard's listener is.
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            let accepted = listener.accept().await.is_ok();
+            drop(client);
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+            let accepting = rt::spawn_cancellable(async move {
+                let _ = listener.accept().await;
+            });
+            rt::sleep(Duration::from_millis(10)).await;
+            // Close the socket's descriptor the way exit does, without deregistering it: put
+            // /dev/null in its place, so that its owner later closes that instead.
+            let null = std::fs::File::open("/dev/null").unwrap();
+            // SAFETY: both descriptors are open; `fd` now names /dev/null until its owner
+            // closes it.
+            assert!(unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) } >= 0);
+            rt::sleep(Duration::from_millis(1)).await;
+            let rebound = std::net::TcpListener::bind(addr).is_ok();
+            accepting.cancel();
+            (accepted, rebound)
+        });
+        assert!(accepted, "{backend}");
+        assert!(
+            rebound,
+            "{backend}: the port is free once the descriptor is closed"
+        );
+    }
+}
+
 fn dup(stream: &rt::TcpStream) -> std::os::fd::OwnedFd {
     use std::os::fd::{AsRawFd, FromRawFd};
     // SAFETY: dup of an open descriptor; the copy is owned by the result.

@@ -4,15 +4,19 @@
 //! system calls, as the epoll reactor does them, so both run the same I/O code.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::edge::Readiness;
+use super::epoll::Epoll;
 
 /// `user_data` of requests whose completion means nothing to us (poll removals).
 const IGNORED: u64 = 0;
+
+/// `user_data` of the poll on the listeners' epoll set (no token has slot `u32::MAX`).
+const LISTENERS: u64 = u64::MAX;
 
 /// The events a descriptor's poll asks for.
 const MASK: u32 =
@@ -27,6 +31,17 @@ pub struct Uring {
     /// generation of 0 marks a free one.
     armed: Vec<(u32, RawFd)>,
     rearm: Vec<u64>,
+    /// Listening sockets are watched through an epoll set, and the ring polls only that set.
+    /// A poll request holds a reference to its file, and a ring is torn down in the background
+    /// after its process dies: a listener the ring held outlived a killed gateway and took
+    /// connections nobody would accept, reset once the ring was gone (the clients that
+    /// reconnected at once after a `kill -9`). An epoll set holds no reference, so the
+    /// listener closes with the process and connections wait for the next one instead.
+    listeners: Option<Epoll>,
+    listener_tokens: Vec<u64>,
+    listeners_ready: bool,
+    /// Edges taken off the completion queue while submitting (a full queue), for the next wait.
+    held: Vec<(u64, Readiness)>,
 }
 
 impl Uring {
@@ -58,6 +73,10 @@ impl Uring {
             ring,
             armed: Vec::new(),
             rearm: Vec::new(),
+            listeners: None,
+            listener_tokens: Vec::new(),
+            listeners_ready: false,
+            held: Vec::new(),
         })
     }
 
@@ -70,7 +89,11 @@ impl Uring {
             // The submission queue is full: hand it to the kernel and try again.
             match self.ring.submit() {
                 Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.drain(&mut Vec::new()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    let mut held = std::mem::take(&mut self.held);
+                    self.drain(&mut held);
+                    self.held = held;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -94,6 +117,21 @@ impl Uring {
         self.arm(fd, token)
     }
 
+    /// Watches listening socket `fd` without the ring holding it (see `listeners`).
+    pub fn register_listener(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        let set = match &mut self.listeners {
+            Some(set) => set,
+            None => {
+                let set = Epoll::new()?;
+                self.arm(set.as_raw_fd(), LISTENERS)?;
+                self.listeners.insert(set)
+            }
+        };
+        set.register(fd, token)?;
+        self.listener_tokens.push(token);
+        Ok(())
+    }
+
     /// Forgets the slots from `len` on (all deregistered: the sources' free tail) and gives
     /// back their capacity.
     pub fn forget_from(&mut self, len: usize) {
@@ -105,6 +143,9 @@ impl Uring {
 
     /// The descriptor registered under `token`, if it still is.
     fn armed_fd(&self, token: u64) -> Option<RawFd> {
+        if token == LISTENERS {
+            return self.listeners.as_ref().map(AsRawFd::as_raw_fd);
+        }
         match self.armed.get(token as u32 as usize) {
             Some(&(generation, fd)) if generation != 0 && generation == (token >> 32) as u32 => {
                 Some(fd)
@@ -118,7 +159,14 @@ impl Uring {
     /// holds a reference to the socket, so one that a removal by `user_data` missed (a poll
     /// completing while it was removed) kept the socket open after it was closed here, with
     /// its peer never told (found with Autobahn's close cases).
-    pub fn deregister(&mut self, token: u64) {
+    pub fn deregister(&mut self, fd: RawFd, token: u64) {
+        if let Some(at) = self.listener_tokens.iter().position(|&t| t == token) {
+            self.listener_tokens.swap_remove(at);
+            if let Some(set) = &mut self.listeners {
+                set.deregister(fd);
+            }
+            return;
+        }
         if let Some(fd) = self.armed_fd(token) {
             self.armed[token as u32 as usize] = (0, -1);
             // By token first (kernels before 6.0 cannot cancel by descriptor), then by
@@ -143,6 +191,10 @@ impl Uring {
             if !cqueue::more(cqe.flags()) {
                 // The poll ended (cancelled, or ended by the kernel): armed again if still ours.
                 self.rearm.push(token);
+            }
+            if token == LISTENERS {
+                self.listeners_ready = true;
+                continue;
             }
             let readiness = if result < 0 {
                 // The poll failed or was cancelled: let the owner find out with a system call.
@@ -197,7 +249,13 @@ impl Uring {
                 ) => {}
             Err(e) => return Err(e),
         }
+        out.append(&mut self.held);
         self.drain(out);
+        if std::mem::take(&mut self.listeners_ready)
+            && let Some(set) = &mut self.listeners
+        {
+            set.wait(Some(Duration::ZERO), out)?;
+        }
         for token in std::mem::take(&mut self.rearm) {
             if let Some(fd) = self.armed_fd(token) {
                 self.arm(fd, token)?;
