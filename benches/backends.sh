@@ -8,6 +8,9 @@
 # BACKENDS (default "glommio io_uring epoll"), RATES (echoes/s offered, default 20000),
 # REPEATS (default 3), DURATION (default 10). BUILDS="label=binary ..." adds a row per other
 # gatewire build (e.g. the last commit's) for each backend, measured in the same rounds.
+# LINKS="local tcp" adds a row per backend with the worker linked over TCP
+# (worker.local_links = false; the default links a worker of this host over the shard's local
+# unix socket where the backend offers one).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_setup "$0" "$@"
@@ -20,17 +23,21 @@ results=$(mktemp)
 for rep in $(seq 1 "$repeats"); do
   for backend in "${backends[@]}"; do
     for build in "this=$bin/gatewire" ${BUILDS:-}; do
-      label=${build%%=*}
-      label=$([ "$label" = this ] && echo "$backend" || echo "$backend-$label")
-      export GATEWIRE_RUN_BACKEND=$backend GATEWIRE_BIN=${build#*=}
-      start_gatewire 2 echo
-      for rate in "${rates[@]}"; do
-        json=$(mktemp)
-        echo_round "$rate" "$GW_PID" "$json"
-        record_run "$json" backend="$label" rate="$rate" rep="$rep" >>"$results"
+      for links in ${LINKS:-local}; do
+        label=${build%%=*}
+        label=$([ "$label" = this ] && echo "$backend" || echo "$backend-$label")
+        label=$([ "$links" = local ] && echo "$label" || echo "$label-$links")
+        export GATEWIRE_RUN_BACKEND=$backend GATEWIRE_BIN=${build#*=}
+        export GATEWIRE_WORKER_LOCAL_LINKS=$([ "$links" = local ] && echo true || echo false)
+        start_gatewire 2 echo
+        for rate in "${rates[@]}"; do
+          json=$(mktemp)
+          echo_round "$rate" "$GW_PID" "$json"
+          record_run "$json" backend="$label" rate="$rate" rep="$rep" >>"$results"
+        done
+        stop_gatewire
+        unset GATEWIRE_RUN_BACKEND GATEWIRE_BIN GATEWIRE_WORKER_LOCAL_LINKS
       done
-      stop_gatewire
-      unset GATEWIRE_RUN_BACKEND GATEWIRE_BIN
     done
   done
 done
@@ -43,14 +50,14 @@ rows = defaultdict(list)
 for line in open(sys.argv[1]):
     r = json.loads(line)
     rows[(r["rate"], r["backend"])].append(r)
-print(f'{"rate":>7} {"backend":<9} {"rep":>3} {"echoes/s":>9} {"lost":>6} {"p50_ms":>7} '
+print(f'{"rate":>7} {"backend":<14} {"rep":>3} {"echoes/s":>9} {"lost":>6} {"p50_ms":>7} '
       f'{"p99_ms":>7} {"gw_cpu":>7} {"us/echo":>8}')
 for (rate, backend), runs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1])):
     per_echo, p50s, p99s = [], [], []
     for r in sorted(runs, key=lambda r: r["rep"]):
         run = r["run"]
         if not run or run.get("server_cpu_seconds") is None:
-            print(f'{rate:>7.0f} {backend:<9} {r["rep"]:>3}  (no result)')
+            print(f'{rate:>7.0f} {backend:<14} {r["rep"]:>3}  (no result)')
             continue
         echoes = run["deliveries_per_sec"] * run["measure_seconds"]
         us = run["server_cpu_seconds"] / max(echoes, 1) * 1e6
@@ -58,11 +65,11 @@ for (rate, backend), runs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0
         per_echo.append(us)
         p50s.append(run["latency_ms"]["p50"])
         p99s.append(run["latency_ms"]["p99"])
-        print(f'{rate:>7.0f} {backend:<9} {r["rep"]:>3} {run["deliveries_per_sec"]:>9.0f} '
+        print(f'{rate:>7.0f} {backend:<14} {r["rep"]:>3} {run["deliveries_per_sec"]:>9.0f} '
               f'{run["deliveries_lost"]:>6} {run["latency_ms"]["p50"]:>7.2f} '
               f'{run["latency_ms"]["p99"]:>7.2f} {cpu * 100:>6.0f}% {us:>8.1f}')
     if per_echo:
-        print(f'{rate:>7.0f} {backend:<9} med {"":>9} {"":>6} {statistics.median(p50s):>7.2f} '
+        print(f'{rate:>7.0f} {backend:<14} med {"":>9} {"":>6} {statistics.median(p50s):>7.2f} '
               f'{statistics.median(p99s):>7.2f} {"":>7} {statistics.median(per_echo):>8.1f}')
 PY
 rm -f "$results"

@@ -412,3 +412,59 @@ fn a_gateway_only_host_serves_the_chat_page_when_told() {
         );
     }
 }
+
+/// Established TCP connections whose local end is `port` (the gateway's side of inner links).
+fn tcp_links_to(port: u16) -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|row| {
+                    let fields: Vec<&str> = row.split_whitespace().collect();
+                    let local_port = fields
+                        .get(1)
+                        .and_then(|a| a.rsplit_once(':'))
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+                    local_port == Some(port) && fields.get(3) == Some(&"01")
+                })
+                .map(|_| ())
+                .collect::<Vec<_>>()
+        })
+        .count()
+}
+
+/// A worker on the gateway's host links to each shard over the shard's local unix socket (no
+/// TCP connection to the inner ports at all), and over TCP with `worker.local_links = false`;
+/// clients are served either way. glommio offers no local link: TCP there.
+#[test]
+fn a_worker_on_the_gateways_host_links_over_the_local_socket_unless_told_not_to() {
+    let glommio = std::env::var("GATEWIRE_RUN_BACKEND").as_deref() == Ok("glommio");
+    for local in [true, false] {
+        let gw = Gatewire::start(Setup {
+            roles: "register,gateway,worker",
+            app: "echo",
+            shards: 2,
+            worker_extra: format!("local_links = {local}"),
+            capture_log: true,
+            log: "info",
+            ..Setup::default()
+        });
+        let mut ws = ws_connect_when_served(gw.public, "/");
+        ws.send(tungstenite::Message::text("over the link"))
+            .unwrap();
+        assert_eq!(ws_read(&mut ws), "over the link");
+        let over_tcp: usize = (0..2).map(|i| tcp_links_to(gw.start_port + i)).sum();
+        let log = gw.log();
+        let linked = |via: &str| log.matches(&format!("via=\"{via}\"")).count();
+        if local && !glommio {
+            assert_eq!(over_tcp, 0, "no inner TCP connection:\n{log}");
+            assert_eq!(linked("local"), 2, "{log}");
+        } else {
+            assert_eq!(over_tcp, 2, "local_links = {local}:\n{log}");
+            assert_eq!(linked("tcp"), 2, "{log}");
+        }
+    }
+}
