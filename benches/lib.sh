@@ -392,11 +392,12 @@ stop_php() {
   rm -rf "$php_dir"
 }
 
-# echo_round RATE SERVER_PID JSON: one run of loadgen's echo (64 B, DURATION seconds, default 10)
-# against $PUBLIC_URL with $clients clients, the server's CPU read from SERVER_PID, the result in
-# JSON (an empty file when loadgen failed).
+# echo_round RATE SERVER_PID JSON [WORKER_PID]: one run of loadgen's echo (64 B, DURATION seconds,
+# default 10) against $PUBLIC_URL with $clients clients, the server's CPU read from SERVER_PID
+# (and the worker's from WORKER_PID), the result in JSON (an empty file when loadgen failed).
 echo_round() {
   "$bin/loadgen" "$(loadgen_cpus)" --url "$PUBLIC_URL" --clients "$clients" --scenario echo \
     --rate "$1" --payload 64 --duration "${DURATION:-10}" \
-    --source-ips 127.1.0.1-127.1.0.8 --server-pid "$2" --json "$3" >/dev/null 2>&1 || true
+    --source-ips 127.1.0.1-127.1.0.8 --server-pid "$2" ${4:+--worker-pid "$4"} --json "$3" \
+    >/dev/null 2>&1 || true
 }

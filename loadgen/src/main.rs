@@ -95,6 +95,10 @@ struct Args {
     /// Server process id, to report its memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// A second server-side process (a worker run apart from its gateway), whose CPU over the
+    /// measurement is reported too.
+    #[arg(long)]
+    worker_pid: Option<u32>,
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -278,6 +282,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut loadgen_rss = None;
     let mut ramp_seconds = None;
     let (mut cpu_at_start, mut cpu_at_end) = (None, None);
+    let (mut worker_cpu_at_start, mut worker_cpu_at_end) = (None, None);
     let mut last_print = Instant::now();
     let mut timeline: Vec<(f64, u64, u64)> = vec![(0.0, 0, 0)];
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
@@ -321,11 +326,13 @@ fn run(args: Args) -> Result<(), String> {
         {
             ramp_seconds = Some(at.duration_since(started).as_secs_f64());
             cpu_at_start = args.server_pid.and_then(process_cpu_seconds);
+            worker_cpu_at_start = args.worker_pid.and_then(process_cpu_seconds);
         }
         if rss_after.is_none() && shared.measured.load(Ordering::SeqCst) {
             loadgen_rss = rss_bytes(std::process::id());
             rss_after = args.server_pid.and_then(rss_bytes);
             cpu_at_end = args.server_pid.and_then(process_cpu_seconds);
+            worker_cpu_at_end = args.worker_pid.and_then(process_cpu_seconds);
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
@@ -386,6 +393,9 @@ fn run(args: Args) -> Result<(), String> {
         server_rss_bytes: rss_after,
         loadgen_rss_bytes: loadgen_rss,
         server_cpu_seconds: cpu_at_start.zip(cpu_at_end).map(|(a, b)| b - a),
+        worker_cpu_seconds: worker_cpu_at_start
+            .zip(worker_cpu_at_end)
+            .map(|(a, b)| b - a),
         timeline,
     };
     print!("{}", report.table());

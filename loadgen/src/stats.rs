@@ -145,6 +145,8 @@ pub struct Report {
     pub loadgen_rss_bytes: Option<u64>,
     /// CPU seconds the server (`--server-pid`) used during the measurement.
     pub server_cpu_seconds: Option<f64>,
+    /// CPU seconds the worker (`--worker-pid`) used during the measurement.
+    pub worker_cpu_seconds: Option<f64>,
     /// `(seconds since start, connected, deliveries)` sampled once a second.
     pub timeline: Vec<(f64, u64, u64)>,
 }
@@ -287,6 +289,13 @@ impl Report {
                 "server cpu          {cpu:.2} s ({pct:.0} % over the measurement)"
             );
         }
+        if let Some(cpu) = self.worker_cpu_seconds {
+            let pct = 100.0 * cpu / self.measure_seconds.max(1e-9);
+            let _ = writeln!(
+                out,
+                "worker cpu          {cpu:.2} s ({pct:.0} % over the measurement)"
+            );
+        }
         if let Some(per) = self.server_rss_per_client() {
             let _ = writeln!(out, "server rss/client   {per:.0} bytes");
         }
@@ -329,6 +338,7 @@ impl Report {
                 "\"measure_seconds\":{:.3},\"server_rss_before_bytes\":{},\"server_rss_bytes\":{},",
                 "\"loadgen_rss_bytes\":{},",
                 "\"server_rss_per_client_bytes\":{},\"server_cpu_seconds\":{},",
+                "\"worker_cpu_seconds\":{},",
                 "\"loadgen_cpu_pct_per_thread\":[{}],",
                 "\"latency_p99_ms_by_second\":[{}]}}\n"
             ),
@@ -371,6 +381,8 @@ impl Report {
             self.server_rss_per_client()
                 .map_or("null".to_owned(), |v| format!("{v:.1}")),
             self.server_cpu_seconds
+                .map_or("null".to_owned(), |v| format!("{v:.3}")),
+            self.worker_cpu_seconds
                 .map_or("null".to_owned(), |v| format!("{v:.3}")),
             self.thread_cpu_seconds
                 .iter()

@@ -543,10 +543,6 @@ pub struct WorkerConfig {
     /// The most gateway shards one worker thread links to: a register's list beyond this is
     /// ignored (logged, counted in `gatewire_worker_gateway_cap_hits_total`).
     pub max_gateways: usize,
-    /// Links to a gateway shard of this host (this network namespace) over its local unix
-    /// socket instead of TCP, where the shard offers one (gatewire gateways on the own
-    /// backends); false: TCP always.
-    pub local_links: bool,
     /// Seconds a retiring worker waits for every gateway to confirm it takes no new events
     /// (reload, `stop -g`) before it stops anyway.
     pub drain_timeout: f64,
@@ -578,7 +574,6 @@ impl Default for WorkerConfig {
             max_packet_size: gatewire_proto::DEFAULT_MAX_PACKAGE_SIZE,
             send_to_gateway_buffer_size: 10_240_000,
             max_gateways: 1024,
-            local_links: true,
             drain_timeout: 10.0,
             ready_timeout: 30.0,
             link_timeout: 10.0,

@@ -290,23 +290,12 @@ async fn run_shard(
     }
     let mut outside = outside;
     let holdings = outside.feed.take().map(|feed| Rc::new(Holdings::new(feed)));
-    let inner_links = InnerLinks {
-        shard: shard.clone(),
-        link_timeout: config.link_timeout,
-        holdings: holdings.clone(),
-    };
-    match rt::listen_local(inner_addr) {
-        Ok(Some(local)) => {
-            rt::spawn(inner_links.clone().accept_local(local, inner_addr));
-        }
-        Ok(None) => {}
-        Err(e) => warn!(
-            inner = %inner_addr,
-            error = %e,
-            "no local link for workers on this host (they link over TCP)"
-        ),
-    }
-    rt::spawn(inner_links.accept_tcp(inner_listener));
+    rt::spawn(accept_links(
+        shard.clone(),
+        inner_listener,
+        config.link_timeout,
+        holdings.clone(),
+    ));
     rt::spawn(publish(shard.clone(), index, outside, holdings));
     start_timers(&shard);
     let lot = start_parking(&shard, &config, index);
@@ -364,60 +353,39 @@ async fn listeners(
     Ok((public_listener, inner_listener))
 }
 
-/// What accepting inner links (workers, GatewayClients) needs.
-#[derive(Clone)]
-struct InnerLinks {
-    shard: Rc<RefCell<Shard>>,
+/// Accepts worker and GatewayClient links on the inner port; a link that sends no hello in
+/// time is closed.
+async fn accept_links(
+    links: Rc<RefCell<Shard>>,
+    inner_listener: rt::TcpListener,
     link_timeout: f64,
     holdings: Option<Rc<Holdings>>,
-}
-
-impl InnerLinks {
-    /// Accepts links on the inner TCP port.
-    async fn accept_tcp(self, listener: rt::TcpListener) {
-        loop {
-            match listener.accept().await {
-                Ok(stream) => {
-                    let Ok(peer) = stream.peer_addr() else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    rt::fail_dead_peer_after(&stream, self.link_timeout);
-                    self.open(peer, stream);
-                }
-                Err(e) => Self::accept_failed(e).await,
+) {
+    loop {
+        match inner_listener.accept().await {
+            Ok(stream) => {
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                rt::fail_dead_peer_after(&stream, link_timeout);
+                let link_id = links.borrow_mut().link_opened(peer);
+                let peer = LinkPeer::new(links.clone(), link_id, holdings.clone());
+                rt::spawn(rt::drive(stream, peer));
+                let hello_due = links.clone();
+                rt::spawn(async move {
+                    rt::sleep(INNER_HELLO_TIMEOUT).await;
+                    hello_due.borrow_mut().link_hello_due(link_id);
+                });
+            }
+            Err(e) => {
+                crate::log_limit::warn_limited(
+                    "inner accept failed",
+                    &format!("inner accept failed: {e}"),
+                );
+                rt::sleep(Duration::from_millis(10)).await;
             }
         }
-    }
-
-    /// Accepts links on the local link (`rt::listen_local`): workers of this host. Such a link
-    /// counts as coming from the inner address's ip (where a TCP link from this host to it
-    /// comes from, so worker keys are the same either way) and port 0.
-    async fn accept_local(self, listener: rt::UnixListener, inner: SocketAddr) {
-        let peer = SocketAddr::new(inner.ip(), 0);
-        loop {
-            match listener.accept().await {
-                Ok(stream) => self.open(peer, stream),
-                Err(e) => Self::accept_failed(e).await,
-            }
-        }
-    }
-
-    /// Runs a new inner link; one that sends no hello in time is closed.
-    fn open<S: rt::Socket + 'static>(&self, peer: SocketAddr, stream: S) {
-        let link_id = self.shard.borrow_mut().link_opened(peer);
-        let link = LinkPeer::new(self.shard.clone(), link_id, self.holdings.clone());
-        rt::spawn(rt::drive(stream, link));
-        let hello_due = self.shard.clone();
-        rt::spawn(async move {
-            rt::sleep(INNER_HELLO_TIMEOUT).await;
-            hello_due.borrow_mut().link_hello_due(link_id);
-        });
-    }
-
-    async fn accept_failed(e: std::io::Error) {
-        crate::log_limit::warn_limited("inner accept failed", &format!("inner accept failed: {e}"));
-        rt::sleep(Duration::from_millis(10)).await;
     }
 }
 

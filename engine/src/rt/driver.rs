@@ -5,14 +5,15 @@
 
 use std::future::poll_fn;
 use std::io::{self, Read as _, Write as _};
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::pacing;
-use super::sockets::{Socket, TcpStream};
+use super::sockets::TcpStream;
 use crate::net::{Closing, Outbox};
 
 /// Reads done in one wake-up before yielding to other connections.
@@ -140,7 +141,7 @@ struct Tls {
 
 /// Runs the connection until it ends, then tells the peer why; or, when the peer let it park,
 /// returns its socket (to watch for readiness and give to a new task later).
-pub async fn drive<S: Socket, P: Peer>(stream: S, peer: P) -> Option<OwnedFd> {
+pub async fn drive<P: Peer>(stream: TcpStream, peer: P) -> Option<OwnedFd> {
     drive_with(stream, peer, None).await
 }
 
@@ -155,8 +156,8 @@ pub async fn drive_tls<P: Peer>(stream: TcpStream, peer: P, tls: rustls::ServerC
     drop(drive_with(stream, peer, Some(Box::new(tls))).await);
 }
 
-async fn drive_with<S: Socket, P: Peer>(
-    mut stream: S,
+async fn drive_with<P: Peer>(
+    mut stream: TcpStream,
     mut peer: P,
     mut tls: Option<Box<Tls>>,
 ) -> Option<OwnedFd> {
@@ -194,8 +195,8 @@ async fn drive_with<S: Socket, P: Peer>(
 }
 
 /// A connection's side of the driver between polls.
-struct Io<'a, S> {
-    stream: &'a mut S,
+struct Io<'a> {
+    stream: &'a mut TcpStream,
     input: &'a mut BytesMut,
     tls: Option<&'a mut Tls>,
     /// A paced connection's place in the turns of fanout writers ([`Peer::paced`]).
@@ -204,11 +205,7 @@ struct Io<'a, S> {
 
 /// One wake-up of a connection: write what is queued, then read until the socket is empty (or
 /// [`READS_PER_WAKE`] reads, to let the other connections of the thread run).
-fn poll_connection<S: Socket, P: Peer>(
-    mut io: Io<'_, S>,
-    peer: &mut P,
-    cx: &mut Context<'_>,
-) -> Poll<Ending> {
+fn poll_connection<P: Peer>(mut io: Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> Poll<Ending> {
     let cap = peer.output_cap();
     let mut reads = 0;
     loop {
@@ -229,8 +226,8 @@ fn poll_connection<S: Socket, P: Peer>(
 /// Writes what the connection's outbox holds (when a paced connection's turn has come).
 /// `Some` ends this wake-up: closed, parked, or waiting for writability; `None` goes on to read.
 #[inline]
-fn write_step<S: Socket, P: Peer>(
-    io: &mut Io<'_, S>,
+fn write_step<P: Peer>(
+    io: &mut Io<'_>,
     peer: &mut P,
     cx: &mut Context<'_>,
     cap: usize,
@@ -286,11 +283,7 @@ fn write_step<S: Socket, P: Peer>(
 /// One read into the connection's input (decrypted with TLS), handed to the peer. `Some` ends
 /// this wake-up: nothing to read, or the connection closed; `None` read something.
 #[inline]
-fn read_step<S: Socket, P: Peer>(
-    io: &mut Io<'_, S>,
-    peer: &mut P,
-    cx: &mut Context<'_>,
-) -> Option<Poll<Ending>> {
+fn read_step<P: Peer>(io: &mut Io<'_>, peer: &mut P, cx: &mut Context<'_>) -> Option<Poll<Ending>> {
     let closed = |reason| Some(Poll::Ready(Ending::Closed(reason)));
     let Io {
         stream, input, tls, ..
@@ -399,9 +392,9 @@ pub fn send_parked(fd: RawFd, outbox: &mut Outbox) -> io::Result<bool> {
 
 /// Writes as much of the outbox as the socket takes. `Ok(true)` when the socket is full (a
 /// writability wake-up is registered), `Ok(false)` when nothing is left to write.
-fn flush<S: Socket>(
+fn flush(
     fd: RawFd,
-    stream: &mut S,
+    stream: &mut TcpStream,
     outbox: &mut Outbox,
     cx: &mut Context<'_>,
 ) -> io::Result<bool> {
@@ -458,9 +451,9 @@ fn decrypt(tls: &mut Tls, mut ciphertext: &[u8], input: &mut BytesMut) -> io::Re
 
 /// Moves the outbox's plaintext into rustls and writes the resulting ciphertext; same contract as
 /// [`flush`].
-fn flush_tls<S: Socket>(
+fn flush_tls(
     fd: RawFd,
-    stream: &mut S,
+    stream: &mut TcpStream,
     outbox: &mut Outbox,
     tls: &mut Tls,
     cx: &mut Context<'_>,

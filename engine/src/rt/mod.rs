@@ -44,8 +44,8 @@ pub use liveness::fail_dead_peer_after;
 pub use pacing::{Turn, poll_turn};
 pub use readiness::{ReadinessSet, ReadyIds};
 pub use sockets::{
-    Socket, TcpListener, TcpStream, UnixListener, UnixStream, connect, connect_local, listen,
-    listen_after_restart, listen_local, somaxconn, tcp_listener, tcp_stream, unix_stream,
+    TcpListener, TcpStream, UnixStream, connect, listen, listen_after_restart, somaxconn,
+    tcp_listener, tcp_stream, unix_stream,
 };
 pub use task::{Task, sleep, spawn, spawn_cancellable};
 pub use yield_to_io::YieldToIo;

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use socket2::{Domain, Protocol, SockAddr, SockRef, Socket as Socket2, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::backend::{self, Backend};
 use super::own::io::{self as own_io, Registered};
@@ -28,18 +28,6 @@ pub struct UnixStream(Stream<glommio::net::UnixStream>);
 /// A listening TCP socket on the current executor thread.
 #[derive(Debug)]
 pub struct TcpListener(Stream<glommio::net::TcpListener>);
-
-/// A listening unix socket on the current executor thread: a gateway shard's local link
-/// ([`listen_local`]); the own backends only.
-#[derive(Debug)]
-pub struct UnixListener(Registered);
-
-/// A connected stream socket the connection driver runs ([`super::drive`]): TCP, or unix (a
-/// local link).
-pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin {
-    /// The socket, no longer watched by the executor (to park it).
-    fn into_fd(self) -> io::Result<OwnedFd>;
-}
 
 #[derive(Debug)]
 enum Stream<G> {
@@ -150,38 +138,6 @@ macro_rules! async_io {
 async_io!(TcpStream);
 async_io!(UnixStream);
 
-impl<G> Stream<G> {
-    /// The socket, no longer watched by the executor.
-    fn into_fd(self) -> io::Result<OwnedFd> {
-        match self {
-            // glommio's stream cannot give its descriptor away: keep a duplicate.
-            Stream::Glommio(g, fd) => {
-                // SAFETY: dup of a descriptor we own; the result is owned by the OwnedFd.
-                let copy = unsafe { libc::dup(fd) };
-                drop(g);
-                if copy < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: `copy` is a fresh descriptor nobody else owns.
-                Ok(unsafe { OwnedFd::from_raw_fd(copy) })
-            }
-            Stream::Own(r) => Ok(r.into_fd()),
-        }
-    }
-}
-
-impl Socket for TcpStream {
-    fn into_fd(self) -> io::Result<OwnedFd> {
-        self.0.into_fd()
-    }
-}
-
-impl Socket for UnixStream {
-    fn into_fd(self) -> io::Result<OwnedFd> {
-        self.0.into_fd()
-    }
-}
-
 impl TcpStream {
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.0.sock().peer_addr()?.as_socket().ok_or_else(not_inet)
@@ -197,7 +153,20 @@ impl TcpStream {
 
     /// The socket, no longer watched by the executor (to park it).
     pub fn into_fd(self) -> io::Result<OwnedFd> {
-        self.0.into_fd()
+        match self.0 {
+            // glommio's stream cannot give its descriptor away: keep a duplicate.
+            Stream::Glommio(g, _) => {
+                // SAFETY: dup of a descriptor we own; the result is owned by the OwnedFd.
+                let copy = unsafe { libc::dup(g.as_raw_fd()) };
+                drop(g);
+                if copy < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: `copy` is a fresh descriptor nobody else owns.
+                Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+            }
+            Stream::Own(r) => Ok(r.into_fd()),
+        }
     }
 }
 
@@ -251,49 +220,6 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStrea
     }
 }
 
-/// The abstract unix socket name of the local link to inner address `inner`: unique where the
-/// TCP address is (one network namespace), and gone with the socket (no file to clean up).
-fn local_link_name(inner: SocketAddr) -> String {
-    format!("\0gatewire-inner-link/{inner}")
-}
-
-/// A gateway shard's local link, beside its inner TCP listener on `inner`: workers on this host
-/// (in this network namespace) link through it, sparing both sides the TCP stack. `None` on
-/// glommio, whose workers and gateways link over TCP only.
-pub fn listen_local(inner: SocketAddr) -> io::Result<Option<UnixListener>> {
-    if backend::current() == Backend::Glommio {
-        return Ok(None);
-    }
-    let socket = Socket2::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
-    socket.bind(&SockAddr::unix(local_link_name(inner))?)?;
-    socket.listen(somaxconn())?;
-    Registered::listener(OwnedFd::from(socket)).map(|r| Some(UnixListener(r)))
-}
-
-/// The local link to the gateway shard whose inner address is `inner`, if one listens on this
-/// host (`None`: link over TCP; always on glommio).
-pub fn connect_local(inner: SocketAddr) -> io::Result<Option<UnixStream>> {
-    if backend::current() == Backend::Glommio {
-        return Ok(None);
-    }
-    let socket = Socket2::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
-    match socket.connect(&SockAddr::unix(local_link_name(inner))?) {
-        Ok(()) => Registered::new(OwnedFd::from(socket)).map(|r| Some(UnixStream(Stream::Own(r)))),
-        // Nothing listens under that name: a gateway of another host, of another kind (PHP), or
-        // on glommio.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOENT)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-impl UnixListener {
-    /// The next connection.
-    pub async fn accept(&self) -> io::Result<UnixStream> {
-        let fd = std::future::poll_fn(|cx| self.0.poll_accept(cx)).await?;
-        Ok(UnixStream(Stream::Own(Registered::new(fd)?)))
-    }
-}
-
 /// A connected TCP socket adopted by this thread's executor.
 pub fn tcp_stream(socket: OwnedFd) -> io::Result<TcpStream> {
     adopt(socket).map(TcpStream)
@@ -320,7 +246,7 @@ pub fn somaxconn() -> i32 {
 /// A listener on `addr` for the current executor; `reuse_port` lets every shard open its own
 /// on the same address.
 pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = Socket2::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;

@@ -94,16 +94,9 @@ async fn keep_linked<A: Events>(worker: Rc<WorkerThread<A>>, address: String) {
             break;
         }
         let delay = match address.parse::<SocketAddr>() {
-            Ok(target) => match local_link(&worker, target) {
-                Some(local) => link(&worker, &address, "local", local, &mut backoff).await,
-                None => match rt::connect(target, CONNECT_TIMEOUT).await {
-                    Ok(stream) => {
-                        let _ = stream.set_nodelay(true);
-                        rt::fail_dead_peer_after(&stream, worker.link_timeout);
-                        link(&worker, &address, "tcp", stream, &mut backoff).await
-                    }
-                    Err(_) => RETRY_AFTER,
-                },
+            Ok(target) => match rt::connect(target, CONNECT_TIMEOUT).await {
+                Ok(stream) => link(&worker, &address, stream, &mut backoff).await,
+                Err(_) => RETRY_AFTER,
             },
             Err(_) => {
                 crate::log_limit::warn_limited(
@@ -121,33 +114,15 @@ async fn keep_linked<A: Events>(worker: Rc<WorkerThread<A>>, address: String) {
     worker.linking.borrow_mut().remove(&address);
 }
 
-/// The gateway shard at `target` over its local unix socket, when it is on this host and offers
-/// one (and `worker.local_links` is on): no TCP stack on either side. A dead peer cannot hide
-/// there (its socket closes with its process), so no keepalive is set.
-fn local_link<A>(worker: &WorkerThread<A>, target: SocketAddr) -> Option<rt::UnixStream> {
-    if !worker.local_links {
-        return None;
-    }
-    match rt::connect_local(target) {
-        Ok(local) => local,
-        Err(e) => {
-            crate::log_limit::warn_limited(
-                "local link failed",
-                &format!("local link to gateway {target} failed ({e}); linking over TCP"),
-            );
-            None
-        }
-    }
-}
-
 /// Runs one link to `address` until it ends; returns how long to wait before the next try.
-async fn link<A: Events, S: rt::Socket + 'static>(
+async fn link<A: Events>(
     worker: &Rc<WorkerThread<A>>,
     address: &str,
-    via: &'static str,
-    stream: S,
+    stream: rt::TcpStream,
     backoff: &mut net::Backoff,
 ) -> Duration {
+    let _ = stream.set_nodelay(true);
+    rt::fail_dead_peer_after(&stream, worker.link_timeout);
     let outbox = Rc::new(RefCell::new(Outbox::default()));
     let hello = Packet::new(
         Header::for_connection(Cmd::WorkerConnect, 0, Flags::SCALAR),
@@ -174,7 +149,7 @@ async fn link<A: Events, S: rt::Socket + 'static>(
             fd,
         },
     );
-    info!(%address, worker = %worker.worker_key, via, "linked to gateway");
+    info!(%address, worker = %worker.worker_key, "linked to gateway");
     let (late, late_address) = (worker.clone(), address.to_owned());
     let confirm_anyway = rt::spawn_cancellable(async move {
         rt::sleep(CONFIRM_WAIT).await;

@@ -35,8 +35,6 @@ pub(super) struct WorkerThread<A> {
     pub presence: bool,
     /// `worker.max_gateways`: the most gateway shards this thread links to.
     pub max_gateways: usize,
-    /// `worker.local_links`: link to a gateway shard of this host over its local unix socket.
-    pub local_links: bool,
     /// `worker.link_timeout`: a gateway silent for this long counts as gone.
     pub link_timeout: f64,
     pub stats: Arc<ThreadStats>,
@@ -69,7 +67,6 @@ impl<A: super::Events> WorkerThread<A> {
             secret: config.secret_key.clone(),
             max_packet_size: config.max_packet_size,
             max_gateways: config.max_gateways,
-            local_links: config.local_links,
             link_timeout: config.link_timeout,
             stats,
         }

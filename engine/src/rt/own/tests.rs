@@ -155,36 +155,6 @@ fn a_listener_closed_behind_the_reactors_back_stops_listening_at_once() {
     }
 }
 
-/// A local link: the unix socket named after an inner address carries bytes both ways; where
-/// nobody listens under the name, `connect_local` says so (the worker then links over TCP).
-#[test]
-fn a_local_link_connects_by_inner_address_and_is_absent_where_nobody_listens() {
-    for backend in BACKENDS {
-        let (echoed, absent) = on(backend, || async {
-            // A name from a port nobody else uses here: this test's own TCP listener's.
-            let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let inner = held.local_addr().unwrap();
-            let absent = rt::connect_local(inner).unwrap().is_none();
-            let listener = rt::listen_local(inner)
-                .unwrap()
-                .expect("own backends offer one");
-            rt::spawn(async move {
-                let mut stream = listener.accept().await.unwrap();
-                let mut buf = [0u8; 64];
-                let n = stream.read(&mut buf).await.unwrap();
-                stream.write_all(&buf[..n]).await.unwrap();
-            });
-            let mut link = rt::connect_local(inner).unwrap().expect("a listener");
-            link.write_all(b"hello").await.unwrap();
-            let mut back = [0u8; 5];
-            link.read_exact(&mut back).await.unwrap();
-            (&back == b"hello", absent)
-        });
-        assert!(echoed, "{backend}");
-        assert!(absent, "{backend}");
-    }
-}
-
 fn dup(stream: &rt::TcpStream) -> std::os::fd::OwnedFd {
     use std::os::fd::{AsRawFd, FromRawFd};
     // SAFETY: dup of an open descriptor; the copy is owned by the result.
