@@ -105,8 +105,9 @@ impl Registered {
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let want = buf.len();
         let read = self.poll_io(cx, Direction::Read, |fd| {
-            // SAFETY: `buf` is a live, writable buffer of its length.
-            cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+            // SAFETY: `buf` is a live, writable buffer of its length. `recv` rather than `read`:
+            // every registered descriptor is a socket, and `recv` skips the file layer's checks.
+            cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
         });
         if matches!(read, Poll::Ready(Ok(n)) if n > 0 && n < want) {
             with_local(|local| {
