@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Echo through a business worker, side by side: gatewire (2 shards, one worker thread running the
-# `echo` app) and PHP GatewayWorker (Register + Gateway + BusinessWorker answering with
+# Echo through a business worker, side by side: gatewire (a shard per core, one worker thread
+# running the `echo` app) and PHP GatewayWorker (Register + Gateway + BusinessWorker answering with
 # Gateway::sendToCurrentClient), under the same loadgen in the same private namespace, runs
 # alternated, median of REPEATS. Client → gateway → worker → gateway → client, round trip timed.
 #
@@ -9,8 +9,13 @@
 # repository) and PHP (default `php`) has the pcntl, posix and event extensions — without `event`
 # Workerman falls back to select(), which cannot hold 10,000 clients. E.g.
 #   PHP="php -d extension=/path/to/event.so" GATEWAYWORKER_DIR=/path/to/gw benches/echo_peers.sh
-# PHP_GATEWAYS and PHP_WORKERS set its process counts (default 2 and 2: one gateway process per
-# core, as gatewire runs one shard per core).
+# PHP_GATEWAYS and PHP_WORKERS set its process counts (default: one gateway process per core the
+# server may use, and as many workers, as gatewire runs one shard per core).
+#
+# SERVER_CPUS (a CPU list, e.g. 0) runs each server, its every process and thread, on those CPUs
+# only, and sizes both to them (gatewire's shards, PHP's gateway and worker processes); with
+# LOADGEN_CPUS naming the others (e.g. 1), the load generator no longer takes its CPU from the
+# server under test. Unset (the default), everything shares the whole box.
 #
 # Usage: benches/echo_peers.sh [CLIENTS]   (default 10000)
 # RATES (echoes/s offered across all clients, default 20000 to 100000 in steps of 10000 up to
@@ -27,6 +32,9 @@ results=$(mktemp)
 scenario_args=(--scenario echo)
 DURATION=${DURATION:-6}
 
+server_cores=$(server_cpu_count)
+export PHP_GATEWAYS=${PHP_GATEWAYS:-$server_cores} PHP_WORKERS=${PHP_WORKERS:-$server_cores}
+
 servers=(gatewire)
 php_gatewayworker_available && servers+=(php-gatewayworker)
 
@@ -34,7 +42,7 @@ for rep in $(seq 1 "$repeats"); do
   for server in "${servers[@]}"; do
     case $server in
       gatewire)
-        start_gatewire 2 echo
+        start_gatewire "$server_cores" echo
         measure_rates gatewire "$PUBLIC_URL" "$rep" "$GW_PID" "$WORKER_PID"
         stop_gatewire
         ;;
@@ -47,7 +55,8 @@ for rep in $(seq 1 "$repeats"); do
   done
 done
 
-echo "## echo through a worker: $clients clients, 64 B; medians of $repeats repeats"
+echo "## echo through a worker: $clients clients, 64 B; medians of $repeats repeats;" \
+  "servers on CPUs ${SERVER_CPUS:-any}, loadgen on CPUs ${LOADGEN_CPUS:-any}"
 python3 "$root/benches/side_by_side.py" "$results" "$clients" --total \
   --p99-limit "${STEADY_P99_MS:-100}" --best-is steady --ratio gatewire php-gatewayworker
 rm -f "$results"

@@ -222,6 +222,7 @@ free_port() {
 start_gatewire() {
   local shards=$1 mode=$2 extra=${3:-}
   work=${work:-$(mktemp -d)}
+  server_prefix
   local register_port public_port inner_port
   register_port=$(free_port)
   public_port=$(free_port)
@@ -241,12 +242,12 @@ register_address = "127.0.0.1:$register_port"
 app = "$mode"
 $extra
 TOML
-  GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "${GATEWIRE_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role register,gateway \
+  GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "${ON_SERVER_CPUS[@]}" "${GATEWIRE_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role register,gateway \
     2>"$work/gatewire.log" &
   GW_PID=$!
   sleep 1
   WORKER_METRICS=127.0.0.1:$(free_port)
-  GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "${WORKER_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role worker \
+  GATEWIRE_LOG=${GATEWIRE_LOG:-warn} "${ON_SERVER_CPUS[@]}" "${WORKER_BIN:-$bin/gatewire}" start --single-process -c "$work/gatewire.toml" --role worker \
     --set metrics.listen="$WORKER_METRICS" ${WORKER_BACKEND:+--set run.backend="$WORKER_BACKEND"} \
     2>"$work/worker.log" &
   WORKER_PID=$!
@@ -267,6 +268,26 @@ placement() {
     done
   done | sort -u -k2 | awk '$2 ~ /^(gw-shard|worker|register)/'
   echo
+}
+
+# server_prefix: sets the array ON_SERVER_CPUS to the command prefix that runs a server on the
+# CPUs in SERVER_CPUS (a list like 0 or 0-1; every thread and child of the server inherits the
+# mask, and gatewire pins its shards inside it); empty when SERVER_CPUS is unset. taskset execs
+# the server, so `$!` is still the server's pid. With LOADGEN_CPUS set to the other CPUs, the
+# server under test and the load generator stop competing for the same cores.
+server_prefix() {
+  ON_SERVER_CPUS=()
+  [ -n "${SERVER_CPUS:-}" ] && ON_SERVER_CPUS=(taskset -c "$SERVER_CPUS")
+  return 0
+}
+
+# server_cpu_count: how many CPUs SERVER_CPUS names (all of the box's when unset).
+server_cpu_count() {
+  if [ -n "${SERVER_CPUS:-}" ]; then
+    taskset -c "$SERVER_CPUS" nproc
+  else
+    nproc
+  fi
 }
 
 # loadgen_cpus: the --cpus argument for loadgen when LOADGEN_CPUS is set.
@@ -347,6 +368,7 @@ ${PHP_GATEWAYS:-2} gateway and ${PHP_WORKERS:-2} worker processes, ext-event)"
 # (the master), PHP_URL and php_dir.
 start_php() {
   php_dir=$(mktemp -d)
+  server_prefix
   local register_port public_port inner_port
   register_port=$(free_port)
   public_port=$(free_port)
@@ -380,7 +402,8 @@ Worker::\$logFile = __DIR__ . '/php.log';
 Worker::\$stdoutFile = __DIR__ . '/php.out';
 Worker::runAll();
 PHP
-  (cd "$php_dir" && exec ${PHP:-php} start.php start >/dev/null 2>&1) &
+  # shellcheck disable=SC2086 # PHP is a command with its arguments
+  (cd "$php_dir" && exec "${ON_SERVER_CPUS[@]}" ${PHP:-php} start.php start >/dev/null 2>&1) &
   PHP_PID=$!
   PHP_URL="ws://127.0.0.1:$public_port/"
   sleep 3
