@@ -153,7 +153,12 @@ impl Gateway {
     /// Where "every gateway" commands go: a worker's connected links, or every announced gateway.
     fn command_targets(&self) -> Vec<String> {
         match &self.transport {
-            Transport::Links(links) => links.borrow().connected.keys().cloned().collect(),
+            Transport::Links(links) => links
+                .borrow()
+                .connected
+                .values()
+                .map(|link| link.address.clone())
+                .collect(),
             Transport::Direct(directory) => directory.addresses(),
         }
     }
@@ -163,7 +168,10 @@ impl Gateway {
             return false;
         };
         match &self.transport {
-            Transport::Links(links) => links.borrow_mut().push(address, packet),
+            Transport::Links(links) => match address.parse() {
+                Ok(gateway) => links.borrow_mut().push(gateway, packet),
+                Err(_) => false,
+            },
             Transport::Direct(_) => match transport::send(address, &self.secret, &packet) {
                 Ok(()) => true,
                 Err(e) => {
@@ -176,7 +184,12 @@ impl Gateway {
 
     /// Sends `packet` to the gateway owning `client`; false when it cannot be reached.
     fn to_owner(&self, client: ClientId, packet: Option<Bytes>) -> bool {
-        self.to_address(&client.gateway().to_string(), packet)
+        match (&self.transport, packet) {
+            (Transport::Links(links), Some(packet)) => {
+                links.borrow_mut().push(client.gateway().into(), packet)
+            }
+            (_, packet) => self.to_address(&client.gateway().to_string(), packet),
+        }
     }
 
     fn to_every_gateway(&self, packet: Option<Bytes>) {

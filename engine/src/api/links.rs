@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -14,14 +15,17 @@ use crate::net::Outbox;
 /// One event link's outbox and socket.
 #[derive(Debug)]
 pub struct LinkHandle {
+    /// The gateway's address as the registers listed it.
+    pub address: String,
     pub outbox: Rc<RefCell<Outbox>>,
     pub fd: std::os::fd::RawFd,
 }
 
-/// The gateway links of one worker thread, by `"ip:port"`.
+/// The gateway links of one worker thread, by the gateway's socket address: a client id names
+/// its gateway as one, so sending to a client looks its link up without formatting an address.
 #[derive(Debug, Default)]
 pub struct Links {
-    pub connected: HashMap<String, LinkHandle>,
+    pub connected: HashMap<SocketAddr, LinkHandle>,
     /// The gateway shards the newest register list named, in its order, up to
     /// `worker.max_gateways` (queries go to all of them).
     pub known: IndexSet<String>,
@@ -32,10 +36,10 @@ pub struct Links {
 }
 
 impl Links {
-    /// Queues `packet` on the link to `address`; false when there is none. A link whose gateway
+    /// Queues `packet` on the link to `gateway`; false when there is none. A link whose gateway
     /// left more than `output_cap` unread is dropped (its queue freed; the link is made again).
-    pub(super) fn push(&mut self, address: &str, packet: Bytes) -> bool {
-        let Some(link) = self.connected.get(address) else {
+    pub(super) fn push(&mut self, gateway: SocketAddr, packet: Bytes) -> bool {
+        let Some(link) = self.connected.get(&gateway) else {
             return false;
         };
         let mut outbox = link.outbox.borrow_mut();
@@ -51,7 +55,7 @@ impl Links {
             outbox.close(crate::net::Closing::Now);
             self.overflows += 1;
             warn!(
-                gateway = address,
+                gateway = %link.address,
                 queued,
                 "the gateway does not read its link: dropping the link and {queued} queued bytes \
                  (worker.send_to_gateway_buffer_size); it is made again in a second"

@@ -76,10 +76,11 @@ impl Queries {
     /// session saved after one event must be visible to a query made during the next).
     fn flush_links(&self) {
         if let Transport::Links(links) = &self.gateway.transport {
-            for (addr, link) in &links.borrow().connected {
+            for link in links.borrow().connected.values() {
                 let mut outbox = link.outbox.borrow_mut();
                 if let Err(e) = crate::rt::write_now(link.fd, &mut outbox, transport::QUERY_TIMEOUT)
                 {
+                    let addr = &link.address;
                     warn!(%addr, error = %e, "could not flush the event link before a query");
                 }
             }

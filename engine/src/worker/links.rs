@@ -95,7 +95,7 @@ async fn keep_linked<A: Events>(worker: Rc<WorkerThread<A>>, address: String) {
         }
         let delay = match address.parse::<SocketAddr>() {
             Ok(target) => match rt::connect(target, CONNECT_TIMEOUT).await {
-                Ok(stream) => link(&worker, &address, stream, &mut backoff).await,
+                Ok(stream) => link(&worker, (&address, target), stream, &mut backoff).await,
                 Err(_) => RETRY_AFTER,
             },
             Err(_) => {
@@ -114,10 +114,11 @@ async fn keep_linked<A: Events>(worker: Rc<WorkerThread<A>>, address: String) {
     worker.linking.borrow_mut().remove(&address);
 }
 
-/// Runs one link to `address` until it ends; returns how long to wait before the next try.
+/// Runs one link to `address` (as listed, and parsed) until it ends; returns how long to wait
+/// before the next try.
 async fn link<A: Events>(
     worker: &Rc<WorkerThread<A>>,
-    address: &str,
+    (address, gateway): (&str, SocketAddr),
     stream: rt::TcpStream,
     backoff: &mut net::Backoff,
 ) -> Duration {
@@ -143,8 +144,9 @@ async fn link<A: Events>(
     }
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     worker.links.borrow_mut().connected.insert(
-        address.to_owned(),
+        gateway,
         crate::api::LinkHandle {
+            address: address.to_owned(),
             outbox: outbox.clone(),
             fd,
         },

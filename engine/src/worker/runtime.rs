@@ -110,8 +110,8 @@ async fn drain<A>(worker: &WorkerThread<A>, timeout: Duration, control: &WorkerC
     {
         let links = worker.links.borrow();
         let mut pending = worker.drain_pending.borrow_mut();
-        for (address, link) in &links.connected {
-            pending.insert(address.clone());
+        for link in links.connected.values() {
+            pending.insert(link.address.clone());
             link.outbox.borrow_mut().push(request.clone());
         }
     }

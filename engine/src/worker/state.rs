@@ -118,16 +118,23 @@ impl<A> WorkerThread<A> {
 
     /// The gateway at `address` confirmed our link (or it outlived the confirmation wait).
     pub fn confirm(&self, address: &str) {
-        if self.links.borrow().connected.contains_key(address)
-            && self.confirmed.borrow_mut().insert(address.to_owned())
-        {
+        let linked = self
+            .links
+            .borrow()
+            .connected
+            .values()
+            .any(|link| link.address == address);
+        if linked && self.confirmed.borrow_mut().insert(address.to_owned()) {
             self.publish_links();
         }
     }
 
     /// The link to `address` ended.
     pub fn link_lost(&self, address: &str) {
-        self.links.borrow_mut().connected.remove(address);
+        self.links
+            .borrow_mut()
+            .connected
+            .retain(|_, link| link.address != address);
         self.confirmed.borrow_mut().remove(address);
         self.drain_pending.borrow_mut().remove(address);
         self.publish_links();
