@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A crowd that leaves and comes back at once (a network blip, a load balancer's failover): one
-# gatewire (1 shard, the echo worker) takes CLIENTS WebSocket connections offered at CONNECT_RATE
-# per second, holds them a second, and loadgen closes them all; the next round connects at once,
-# while the shard is still closing the last one's. ROUNDS rounds (default 3) per build. Reported
-# per round: connects per second and connect latency (the first round meets an empty shard; the
-# later ones meet a crowd closing), and the gateway's CPU over all rounds.
+# gatewire (SHARDS shards, default 1, and the echo worker) takes CLIENTS WebSocket connections
+# offered at CONNECT_RATE per second, holds them a second, and loadgen closes them all; the next
+# round connects at once, while the shards are still closing the last one's. ROUNDS rounds
+# (default 3) per build. Reported per round: connects per second and connect latency (the first
+# round meets empty shards; the later ones meet a crowd closing), and the gateway's CPU over all
+# rounds.
 #
 # BUILDS="name=path/to/gatewire other=path/to/gatewire" compares builds (default: this tree's
 # release build), alternated, REPEATS (default 2) times. SERVER_CPUS and LOADGEN_CPUS place the
@@ -22,7 +23,7 @@ trap 'rm -f "$results"' EXIT
 
 for rep in $(seq 1 "$repeats"); do
   for build in "${builds[@]}"; do
-    GATEWIRE_BIN=${build#*=} start_gatewire 1 echo >/dev/null
+    GATEWIRE_BIN=${build#*=} start_gatewire "${SHARDS:-1}" echo >/dev/null
     before=$(process_ticks "$GW_PID")
     for round in $(seq 1 "$rounds"); do
       json=$(mktemp)
@@ -38,7 +39,7 @@ for rep in $(seq 1 "$repeats"); do
   done
 done
 
-echo "## reconnect storm: $clients clients at ${CONNECT_RATE:-20000}/s, $rounds rounds back to back, 1 shard; every repeat"
+echo "## reconnect storm: $clients clients at ${CONNECT_RATE:-20000}/s, $rounds rounds back to back, ${SHARDS:-1} shard(s); every repeat"
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
