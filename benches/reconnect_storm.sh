@@ -19,7 +19,8 @@ rounds=${ROUNDS:-3}
 repeats=${REPEATS:-2}
 builds=(${BUILDS:-"this=$bin/gatewire"})
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+# A run cut short stops the gatewire it started.
+trap 'if [ -n "${GW_PID:-}" ]; then stop_gatewire >/dev/null; fi; rm -f "$results"' EXIT
 
 for rep in $(seq 1 "$repeats"); do
   for build in "${builds[@]}"; do
@@ -36,6 +37,7 @@ for rep in $(seq 1 "$repeats"); do
     printf '{"build": "%s", "rep": %s, "gateway_ticks": %s, "hz": %s}\n' "${build%%=*}" "$rep" \
       "$((after - before))" "$(getconf CLK_TCK)" >>"$results"
     stop_gatewire >/dev/null
+    GW_PID=
   done
 done
 
