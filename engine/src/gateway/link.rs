@@ -51,9 +51,14 @@ impl Peer for LinkPeer {
     }
 
     fn on_input(&mut self, input: &mut BytesMut) {
+        // Replies to single clients in this batch are written at its end, here, instead of
+        // waking each client's task (core::direct_writes).
+        self.shard.borrow_mut().begin_direct_writes();
         read_frames::<PacketDecoder, _>(self, input);
+        let mut shard = self.shard.borrow_mut();
+        shard.end_direct_writes(crate::rt::write_direct);
         if let Some(holdings) = &self.holdings {
-            holdings.flush(&mut self.shard.borrow_mut());
+            holdings.flush(&mut shard);
         }
     }
 

@@ -1,9 +1,15 @@
 //! A connection's output queue: frames waiting to be written (see [`Frame`]), a byte count for
 //! backpressure (and optionally a tally shared by many outboxes, for a bound over all of them),
 //! the waker of the task that writes them, and how the connection should end.
+//!
+//! A frame may also be written by someone other than the connection's task, straight to its
+//! socket, within the run of the code that queued it (a direct write: see [`Outbox::push_direct`]):
+//! a reply to one client then costs no wake-up of that client's task. The task records its
+//! socket here while it runs ([`Outbox::set_socket`]) and takes it back when it ends.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::Waker;
 
@@ -55,6 +61,12 @@ pub struct Outbox {
     awaiting_turn: bool,
     /// Where this outbox's unwritten bytes are also counted, if anywhere.
     tally: Option<QueuedTally>,
+    /// The socket the writer's task writes to, while that task runs (plain TCP only: a TLS
+    /// connection's bytes go through its task's rustls state).
+    socket: Option<RawFd>,
+    /// Frames were queued for a direct write that has not happened yet: the writer is not woken
+    /// for them; [`Outbox::end_direct`] wakes it if anything is left after the write.
+    direct: bool,
 }
 
 impl Outbox {
@@ -83,7 +95,41 @@ impl Outbox {
             tally.add(frame.len());
         }
         self.queue.push_back(frame);
-        if !self.awaiting_turn {
+        if !self.awaiting_turn && !self.direct {
+            self.wake();
+        }
+    }
+
+    /// Queues `frame` for a direct write: the caller writes the queue to [`Outbox::socket`]
+    /// before it yields and then calls [`Outbox::end_direct`]; the writer is not woken meanwhile.
+    /// Only when [`Outbox::takes_direct`]. True for the first frame since the last
+    /// `end_direct` (the caller notes the outbox then).
+    pub fn push_direct(&mut self, frame: impl Into<Frame>) -> bool {
+        let first = !std::mem::replace(&mut self.direct, true);
+        self.push(frame);
+        first
+    }
+
+    /// Whether a frame may be queued for a direct write now: the writer's task runs on a plain
+    /// socket, nothing is held, and nothing is queued but frames for a direct write (whatever
+    /// else is queued is the task's to write, in order).
+    pub fn takes_direct(&self) -> bool {
+        self.socket.is_some()
+            && !self.held
+            && self.closing.is_none()
+            && (self.direct || self.queue.is_empty())
+    }
+
+    /// Frames wait for a direct write.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// The direct write is done (or could not be made): the writer's task is woken if anything
+    /// is left, to write it and wait for the socket (or find its error).
+    pub fn end_direct(&mut self) {
+        self.direct = false;
+        if !self.queue.is_empty() {
             self.wake();
         }
     }
@@ -170,9 +216,21 @@ impl Outbox {
         }
     }
 
-    /// Drops the writer's waker (its task ended; a stale waker would keep the task's memory).
-    pub fn forget_waker(&mut self) {
+    /// Records the socket of the writer's task, for direct writes (see [`Outbox::push_direct`]).
+    pub fn set_socket(&mut self, fd: RawFd) {
+        self.socket = Some(fd);
+    }
+
+    /// The writer's socket, while its task runs on a plain socket.
+    pub fn socket(&self) -> Option<RawFd> {
+        self.socket
+    }
+
+    /// Forgets the writer's task: its waker (a stale one would keep the task's memory) and its
+    /// socket (which the task closes or hands on as it ends).
+    pub fn forget_writer(&mut self) {
         self.waker = None;
+        self.socket = None;
     }
 
     fn wake(&mut self) {

@@ -177,6 +177,8 @@ async fn drive_with<P: Peer>(
         poll_connection(io, &mut peer, cx)
     })
     .await;
+    // The socket is closed or handed on below: no direct write may reach it any more.
+    peer.with_outbox(|outbox| outbox.forget_writer());
     note_freed(&input);
     drop(input);
     match ending {
@@ -234,8 +236,12 @@ fn write_step<P: Peer>(
 ) -> Option<Poll<Ending>> {
     let closed = |reason| Some(Poll::Ready(Ending::Closed(reason)));
     let fd = io.stream.as_raw_fd();
+    let plain = io.tls.is_none();
     let flushed = peer.with_outbox(|outbox| {
         outbox.set_waker(cx.waker());
+        if plain {
+            outbox.set_socket(fd);
+        }
         // A paced connection writes when its turn comes (it is woken then); it reads
         // meanwhile.
         let my_turn = match io.turn.as_deref_mut() {
@@ -374,6 +380,15 @@ fn send_gathered(fd: RawFd, outbox: &mut Outbox) -> io::Result<Sent> {
     }
     outbox.consume(sent as usize);
     Ok(Sent::Some)
+}
+
+/// The direct write of an outbox (see [`Outbox::push_direct`]): as much as its writer's socket
+/// takes, without blocking. A full socket or an error leaves frames queued, for the writer's
+/// task to finish or to find the error in ([`Outbox::end_direct`] wakes it).
+pub fn write_direct(outbox: &mut Outbox) {
+    if let Some(fd) = outbox.socket() {
+        let _ = send_parked(fd, outbox);
+    }
 }
 
 /// Writes as much of a parked connection's outbox as its socket takes, without blocking.

@@ -38,7 +38,9 @@ pub mod task;
 pub mod yield_to_io;
 
 pub use backend::{Backend, BackendChoice, Selection, Unavailable, select};
-pub use driver::{CloseReason, Peer, drive, drive_tls, send_parked, take_freed_input, write_now};
+pub use driver::{
+    CloseReason, Peer, drive, drive_tls, send_parked, take_freed_input, write_direct, write_now,
+};
 pub use executor::{Cpu, Executor, ExecutorError, ExecutorSpec, start};
 pub use liveness::fail_dead_peer_after;
 pub use pacing::{Turn, poll_turn};

@@ -34,7 +34,7 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id) else {
             return false;
         };
-        client.outbox.forget_waker();
+        client.outbox.forget_writer();
         client.outbox.shrink_if_empty();
         client.parked = true;
         self.stats.parked += 1;

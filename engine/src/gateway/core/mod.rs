@@ -8,11 +8,12 @@
 //! [`shard::Shard`] is defined in `shard.rs` with its fields and the events every connection
 //! goes through (accept, message, handshake, close, snapshot); each other concern adds its
 //! methods in a file of its own: `commands/` (worker packets, one file per family),
-//! `token_auth.rs`, `presence.rs`, and the bounds driven by sweeps (`handshake_deadline.rs`,
+//! `token_auth.rs`, `presence.rs`, `direct_writes.rs`, and the bounds driven by sweeps (`handshake_deadline.rs`,
 //! `heartbeat.rs`, `idle.rs`, `input_bounds.rs`, `worker_stall.rs`).
 
 pub mod client_table;
 pub mod commands;
+pub mod direct_writes;
 pub mod encode;
 pub mod handshake_deadline;
 pub mod heartbeat;

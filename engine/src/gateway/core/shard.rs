@@ -15,6 +15,7 @@ use indexmap::{IndexMap, IndexSet};
 
 use crate::config::{ClientProtocol, GatewayConfig, SlowClientPolicy};
 use crate::gateway::core::client_table::ClientTable;
+use crate::gateway::core::direct_writes::DirectWrites;
 use crate::gateway::core::member_index::MemberIndex;
 use crate::gateway::core::parking_requests::ParkingRequests;
 use crate::gateway::core::pending_input::PendingInput;
@@ -224,6 +225,8 @@ pub struct Shard {
     /// Open worker links that asked for group presence events (`presence.rs`): none, and a
     /// member change costs nothing more.
     pub(in crate::gateway::core) presence_links: usize,
+    /// Replies to single clients waiting for the end of the link batch (`direct_writes.rs`).
+    pub(in crate::gateway::core) direct_writes: DirectWrites,
 }
 
 impl Shard {
@@ -253,6 +256,7 @@ impl Shard {
             stall_sweeps: 0,
             leaving: false,
             presence_links: 0,
+            direct_writes: DirectWrites::default(),
         }
     }
 
@@ -642,7 +646,12 @@ impl Shard {
     /// misses the frame (counted; it is behind anyway) while clients keeping up still get it,
     /// so an overloaded shard sheds instead of growing without bound.
     pub fn deliver(&mut self, id: u32, frame: impl Into<Frame>) {
-        let frame = frame.into();
+        self.queue_frame(id, frame.into(), false);
+    }
+
+    /// [`Shard::deliver`]; with `direct`, a frame to a client that can take one is written at
+    /// the end of the link batch instead of by the client's task (`direct_writes.rs`).
+    pub(in crate::gateway::core) fn queue_frame(&mut self, id: u32, frame: Frame, direct: bool) {
         let cap = self.settings.send_to_client_buffer_size;
         let Some(client) = self.clients.get_mut(&id) else {
             return;
@@ -666,6 +675,13 @@ impl Shard {
         }
         self.stats.messages_out += 1;
         self.stats.bytes_out += frame.len() as u64;
+        let frame = match direct {
+            true => match self.direct_writes.queue(id, client, frame) {
+                None => return,
+                Some(frame) => frame,
+            },
+            false => frame,
+        };
         client.outbox.push(frame);
         if client.parked {
             self.parked_output(id);

@@ -1010,3 +1010,108 @@ fn presence_tells_each_member_change_once_and_only_to_workers_that_asked() {
     assert_eq!(cmds, [Cmd::OnClose]);
     assert_eq!(c.shard.stats.presence_events, 0);
 }
+
+/// Counts the wake-ups of a client's writer.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Core {
+    /// Plays client `id`'s task running on a plain socket: its waker (counting) and socket.
+    fn client_task(&mut self, id: u32) -> std::sync::Arc<CountingWaker> {
+        let count = std::sync::Arc::new(CountingWaker(Default::default()));
+        let outbox = &mut self.shard.clients.get_mut(&id).expect("client").outbox;
+        outbox.set_waker(&std::task::Waker::from(count.clone()));
+        outbox.set_socket(1000 + id as i32);
+        count
+    }
+}
+
+fn wakes(count: &CountingWaker) -> usize {
+    count.0.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn replies_in_a_link_batch_are_written_at_its_end_without_waking_the_client() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    let writer = c.client_task(id);
+    c.shard.begin_direct_writes();
+    c.command(w, Cmd::SendToOne, id, "", "hi");
+    c.command(w, Cmd::SendToOne, id, "", "there");
+    let mut written = Vec::new();
+    c.shard.end_direct_writes(|outbox| {
+        assert_eq!(outbox.socket(), Some(1000 + id as i32));
+        written.push(take(outbox));
+    });
+    assert_eq!(written, vec![[framed(b"hi"), framed(b"there")].concat()]);
+    assert_eq!(wakes(&writer), 0, "the client's task had nothing to do");
+}
+
+#[test]
+fn what_the_socket_does_not_take_wakes_the_clients_task() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    let writer = c.client_task(id);
+    c.shard.begin_direct_writes();
+    c.command(w, Cmd::SendToOne, id, "", "hi");
+    c.shard.end_direct_writes(|_full| {});
+    assert_eq!(wakes(&writer), 1);
+    assert_eq!(
+        c.client_bytes(id),
+        framed(b"hi"),
+        "left for the task to write"
+    );
+}
+
+#[test]
+fn replies_outside_a_batch_or_to_a_client_without_a_plain_socket_wake_its_task() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    let writer = c.client_task(id);
+    c.command(w, Cmd::SendToOne, id, "", "a");
+    assert_eq!(wakes(&writer), 1, "no batch open: the task writes");
+    assert_eq!(c.client_bytes(id), framed(b"a"));
+    // A TLS client's task never records its socket (rustls writes through the task).
+    let tls = c.accept();
+    let count = std::sync::Arc::new(CountingWaker(Default::default()));
+    let outbox = &mut c.shard.clients.get_mut(&tls).unwrap().outbox;
+    outbox.set_waker(&std::task::Waker::from(count.clone()));
+    c.shard.begin_direct_writes();
+    c.command(w, Cmd::SendToOne, tls, "", "b");
+    c.shard
+        .end_direct_writes(|_| panic!("nothing to write directly"));
+    assert_eq!(wakes(&count), 1);
+    assert_eq!(c.client_bytes(tls), framed(b"b"));
+}
+
+#[test]
+fn a_fanout_in_a_batch_wakes_its_writers_and_queued_output_keeps_its_order() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    let writer = c.client_task(id);
+    c.shard.begin_direct_writes();
+    let everyone = SendToAllTarget::Everyone;
+    c.command(w, Cmd::SendToAll, 0, &everyone.to_ext(), "all");
+    // The task has output queued: a reply goes behind it, for the task to write.
+    c.command(w, Cmd::SendToOne, id, "", "one");
+    c.shard
+        .end_direct_writes(|_| panic!("the task writes both"));
+    assert!(wakes(&writer) >= 1);
+    assert_eq!(
+        c.client_bytes(id),
+        [framed(b"all"), framed(b"one")].concat()
+    );
+}

@@ -81,7 +81,9 @@ impl Shard {
             }
             _ => out.plain.clone(),
         };
-        self.deliver(id, frame);
+        // A fanout wakes its writers (they take turns with the shard's I/O); a reply to one
+        // client is written at the end of the link's batch.
+        self.queue_frame(id, frame, !out.shared);
     }
 
     /// The body encoded for this shard's clients, or `None` (logged) when it cannot be sent.
