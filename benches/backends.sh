@@ -4,6 +4,8 @@
 # each backend in turn, REPEATS rounds. Reports per backend and rate every repeat's gateway CPU
 # per echo (loadgen's --server-pid over the measurement), the worker process's (--worker-pid) and
 # their sum, p50/p99 and losses, and their medians.
+# SHARDS (default 2) sets the gateway's shard count: 1 with SERVER_CPUS=0 LOADGEN_CPUS=1 gives the
+# server one core and loadgen the other (see lib.sh), as benches/echo_peers.sh does.
 #
 # Usage: benches/backends.sh [CLIENTS]   (default 10000)
 # BACKENDS (default "glommio io_uring epoll"), RATES (echoes/s offered, default 20000),
@@ -16,6 +18,7 @@ clients=${1:-10000}
 backends=(${BACKENDS:-glommio io_uring epoll})
 rates=(${RATES:-20000})
 repeats=${REPEATS:-3}
+shards=${SHARDS:-2}
 results=$(mktemp)
 
 for rep in $(seq 1 "$repeats"); do
@@ -24,7 +27,7 @@ for rep in $(seq 1 "$repeats"); do
       label=${build%%=*}
       label=$([ "$label" = this ] && echo "$backend" || echo "$backend-$label")
       export GATEWIRE_RUN_BACKEND=$backend GATEWIRE_BIN=${build#*=}
-      start_gatewire 2 echo
+      start_gatewire "$shards" echo
       for rate in "${rates[@]}"; do
         json=$(mktemp)
         echo_round "$rate" "$GW_PID" "$json" "$WORKER_PID"
@@ -36,7 +39,8 @@ for rep in $(seq 1 "$repeats"); do
   done
 done
 
-echo "## echo through a worker by runtime backend: $clients clients, 64 B, 2 shards, 1 worker thread"
+echo "## echo through a worker by runtime backend: $clients clients, 64 B, $shards shards, 1 worker thread,"
+echo "## servers on CPUs ${SERVER_CPUS:-any}, loadgen on CPUs ${LOADGEN_CPUS:-any}"
 python3 - "$results" <<'PY'
 import json, statistics, sys
 from collections import defaultdict
