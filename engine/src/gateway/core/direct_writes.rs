@@ -11,10 +11,10 @@
 //! written by the inner link"). Written by the link, a reply leaves in the turn that read it.
 //! A fanout still wakes its writers: they take turns with the shard's I/O (`rt::pacing`).
 
-use crate::gateway::core::shard::{Client, Shard};
 use crate::net::{Frame, Outbox};
 
-/// The clients with frames waiting for the end of the current link batch.
+/// The clients with frames waiting for the end of the current link batch (the shard's
+/// `begin_direct_writes` and `end_direct_writes` drive it).
 #[derive(Debug, Default)]
 pub struct DirectWrites {
     /// A link batch is being applied.
@@ -25,48 +25,51 @@ pub struct DirectWrites {
 }
 
 impl DirectWrites {
-    /// Queues `frame` for client `id`'s direct write when a batch is open and the client can
-    /// take one; gives the frame back otherwise (for the ordinary way).
-    pub(in crate::gateway::core) fn queue(
+    /// A link's input batch starts.
+    pub fn begin(&mut self) {
+        self.open = true;
+    }
+
+    /// Queues `frame` in client `id`'s `outbox` for the direct write when a batch is open and
+    /// the client can take one (it has a task on a plain socket: not `parked`); gives the frame
+    /// back otherwise (for the ordinary way).
+    pub fn queue(
         &mut self,
         id: u32,
-        client: &mut Client,
+        outbox: &mut Outbox,
+        parked: bool,
         frame: Frame,
     ) -> Option<Frame> {
-        if !self.open || client.parked || !client.outbox.takes_direct() {
+        if !self.open || parked || !outbox.takes_direct() {
             return Some(frame);
         }
-        if client.outbox.push_direct(frame) {
+        if outbox.push_direct(frame) {
             self.waiting.push(id);
         }
         None
     }
-}
 
-impl Shard {
-    /// A link's input batch starts: replies to single clients wait for its end.
-    pub fn begin_direct_writes(&mut self) {
-        self.direct_writes.open = true;
+    /// The batch is applied: the clients to write, in order (handed back with
+    /// [`DirectWrites::recycle`], which keeps the list's allocation for the next batch).
+    pub fn end(&mut self) -> Vec<u32> {
+        self.open = false;
+        std::mem::take(&mut self.waiting)
     }
 
-    /// The batch is applied: `write` writes each waiting outbox to its socket (as much as the
-    /// socket takes); whatever is left wakes the client's task.
-    pub fn end_direct_writes(&mut self, mut write: impl FnMut(&mut Outbox)) {
-        self.direct_writes.open = false;
-        let mut waiting = std::mem::take(&mut self.direct_writes.waiting);
-        for id in waiting.drain(..) {
-            let Some(client) = self.clients.get_mut(&id) else {
-                continue;
-            };
-            if !client.outbox.is_direct() {
-                continue;
-            }
-            if client.outbox.takes_direct() {
-                write(&mut client.outbox);
-            }
-            client.outbox.end_direct();
+    pub fn recycle(&mut self, mut ids: Vec<u32>) {
+        ids.clear();
+        self.waiting = ids;
+    }
+
+    /// One waiting outbox's turn: `write` writes it to its socket (as much as the socket takes)
+    /// unless it was closed meanwhile; whatever is left wakes the client's task.
+    pub fn write(outbox: &mut Outbox, write: &mut impl FnMut(&mut Outbox)) {
+        if !outbox.is_direct() {
+            return;
         }
-        // The list's allocation is kept for the next batch.
-        self.direct_writes.waiting = waiting;
+        if outbox.takes_direct() {
+            write(outbox);
+        }
+        outbox.end_direct();
     }
 }

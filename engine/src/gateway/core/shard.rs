@@ -676,7 +676,10 @@ impl Shard {
         self.stats.messages_out += 1;
         self.stats.bytes_out += frame.len() as u64;
         let frame = match direct {
-            true => match self.direct_writes.queue(id, client, frame) {
+            true => match self
+                .direct_writes
+                .queue(id, &mut client.outbox, client.parked, frame)
+            {
                 None => return,
                 Some(frame) => frame,
             },
@@ -686,6 +689,24 @@ impl Shard {
         if client.parked {
             self.parked_output(id);
         }
+    }
+
+    /// A worker link's input batch starts: replies to single clients wait for its end
+    /// (`direct_writes.rs`).
+    pub fn begin_direct_writes(&mut self) {
+        self.direct_writes.begin();
+    }
+
+    /// The batch is applied: `write` writes each waiting outbox to its socket; whatever is left
+    /// wakes the client's task.
+    pub fn end_direct_writes(&mut self, mut write: impl FnMut(&mut Outbox)) {
+        let waiting = self.direct_writes.end();
+        for id in &waiting {
+            if let Some(client) = self.clients.get_mut(id) {
+                DirectWrites::write(&mut client.outbox, &mut write);
+            }
+        }
+        self.direct_writes.recycle(waiting);
     }
 
     /// Queues a pong for a client unless its output is over the cap (a client that pings

@@ -1027,10 +1027,17 @@ impl std::task::Wake for CountingWaker {
 impl Core {
     /// Plays client `id`'s task running on a plain socket: its waker (counting) and socket.
     fn client_task(&mut self, id: u32) -> std::sync::Arc<CountingWaker> {
+        self.client_task_on(id, Some(1000 + id as i32))
+    }
+
+    /// Plays client `id`'s task, with `socket` recorded (`None`: a TLS client's task).
+    fn client_task_on(&mut self, id: u32, socket: Option<i32>) -> std::sync::Arc<CountingWaker> {
         let count = std::sync::Arc::new(CountingWaker(Default::default()));
         let outbox = &mut self.shard.clients.get_mut(&id).expect("client").outbox;
         outbox.set_waker(&std::task::Waker::from(count.clone()));
-        outbox.set_socket(1000 + id as i32);
+        if let Some(fd) = socket {
+            outbox.set_socket(fd);
+        }
         count
     }
 }
@@ -1085,9 +1092,7 @@ fn replies_outside_a_batch_or_to_a_client_without_a_plain_socket_wake_its_task()
     assert_eq!(c.client_bytes(id), framed(b"a"));
     // A TLS client's task never records its socket (rustls writes through the task).
     let tls = c.accept();
-    let count = std::sync::Arc::new(CountingWaker(Default::default()));
-    let outbox = &mut c.shard.clients.get_mut(&tls).unwrap().outbox;
-    outbox.set_waker(&std::task::Waker::from(count.clone()));
+    let count = c.client_task_on(tls, None);
     c.shard.begin_direct_writes();
     c.command(w, Cmd::SendToOne, tls, "", "b");
     c.shard
@@ -1114,4 +1119,22 @@ fn a_fanout_in_a_batch_wakes_its_writers_and_queued_output_keeps_its_order() {
         c.client_bytes(id),
         [framed(b"all"), framed(b"one")].concat()
     );
+}
+
+#[test]
+fn a_reply_to_a_client_kicked_later_in_the_batch_is_left_to_its_task() {
+    let mut c = core();
+    let w = c.worker("W:0");
+    let id = c.accept();
+    let writer = c.client_task(id);
+    c.shard.begin_direct_writes();
+    c.command(w, Cmd::SendToOne, id, "", "bye soon");
+    c.command(w, Cmd::Kick, id, "", "");
+    c.shard
+        .end_direct_writes(|_| panic!("a closing client's output is its task's"));
+    assert!(wakes(&writer) >= 1);
+    let outbox = &mut c.shard.clients.get_mut(&id).unwrap().outbox;
+    assert_eq!(outbox.closing(), Some(Closing::AfterFlush));
+    // The kick's own (empty) message follows the reply.
+    assert_eq!(take(outbox), [framed(b"bye soon"), framed(b"")].concat());
 }
