@@ -156,11 +156,25 @@ pub async fn drive_tls<P: Peer>(stream: TcpStream, peer: P, tls: rustls::ServerC
     drop(drive_with(stream, peer, Some(Box::new(tls))).await);
 }
 
+/// The peer for the length of its connection's drive. However the drive ends — returned, or its
+/// task dropped — the outbox forgets the writer's socket before the socket is closed or handed
+/// on, so no direct write ([`write_direct`]) can reach a closed or reused descriptor.
+struct Driven<P: Peer>(P);
+
+impl<P: Peer> Drop for Driven<P> {
+    fn drop(&mut self) {
+        self.0.with_outbox(|outbox| outbox.forget_writer());
+    }
+}
+
 async fn drive_with<P: Peer>(
     mut stream: TcpStream,
-    mut peer: P,
+    peer: P,
     mut tls: Option<Box<Tls>>,
 ) -> Option<OwnedFd> {
+    // Declared after `stream`, so dropped before it.
+    let mut driven = Driven(peer);
+    let peer = &mut driven.0;
     let mut input = BytesMut::new();
     let mut turn = peer.paced().then(pacing::Turn::default);
     if turn.is_none() {
@@ -174,11 +188,9 @@ async fn drive_with<P: Peer>(
             tls: tls.as_deref_mut(),
             turn: turn.as_mut(),
         };
-        poll_connection(io, &mut peer, cx)
+        poll_connection(io, peer, cx)
     })
     .await;
-    // The socket is closed or handed on below: no direct write may reach it any more.
-    peer.with_outbox(|outbox| outbox.forget_writer());
     note_freed(&input);
     drop(input);
     match ending {
@@ -563,6 +575,65 @@ fn send_now(fd: RawFd, data: &[u8]) -> io::Result<usize> {
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::os::fd::AsRawFd;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+
+    use super::{CloseReason, Peer};
+    use crate::net::Outbox;
+    use crate::rt::{self, Backend, Cpu, ExecutorSpec};
+
+    /// A peer whose outbox outlives its task (as a shard's client table does).
+    struct Shared(Rc<RefCell<Outbox>>);
+
+    impl Peer for Shared {
+        fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Outbox) -> R) -> Option<R> {
+            Some(f(&mut self.0.borrow_mut()))
+        }
+        fn on_input(&mut self, input: &mut BytesMut) {
+            input.clear();
+        }
+        fn on_closed(&mut self, _: CloseReason) {}
+    }
+
+    #[test]
+    fn a_dropped_drive_forgets_its_socket_before_closing_it() {
+        for backend in [Backend::IoUring, Backend::Epoll] {
+            let _alone = rt::exclusive_test();
+            let spec =
+                ExecutorSpec::new(format!("driver-test-{backend}"), Cpu::Any).backend(backend);
+            let (recorded, after_drop) = rt::start(spec, || async {
+                let listener = rt::listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
+                let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let stream = listener.accept().await.unwrap();
+                let fd = stream.as_raw_fd();
+                let outbox = Rc::new(RefCell::new(Outbox::default()));
+                let task = rt::spawn_cancellable(rt::drive(stream, Shared(outbox.clone())));
+                rt::sleep(Duration::from_millis(10)).await;
+                let recorded = outbox.borrow().socket() == Some(fd);
+                // The task is dropped mid-drive (its socket closes with it).
+                task.cancel();
+                rt::sleep(Duration::from_millis(10)).await;
+                drop(client);
+                (recorded, outbox.borrow().socket())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+            assert!(recorded, "{backend}: a running task records its socket");
+            assert_eq!(
+                after_drop, None,
+                "{backend}: no direct write after the drop"
+            );
         }
     }
 }
