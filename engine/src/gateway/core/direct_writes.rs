@@ -31,16 +31,10 @@ impl DirectWrites {
     }
 
     /// Queues `frame` in client `id`'s `outbox` for the direct write when a batch is open and
-    /// the client can take one (it has a task on a plain socket: not `parked`); gives the frame
-    /// back otherwise (for the ordinary way).
-    pub fn queue(
-        &mut self,
-        id: u32,
-        outbox: &mut Outbox,
-        parked: bool,
-        frame: Frame,
-    ) -> Option<Frame> {
-        if !self.open || parked || !outbox.takes_direct() {
+    /// the client can take one (its task runs on a plain socket; a parked client has no socket
+    /// recorded); gives the frame back otherwise (for the ordinary way).
+    pub fn queue(&mut self, id: u32, outbox: &mut Outbox, frame: Frame) -> Option<Frame> {
+        if !self.open || !outbox.takes_direct() {
             return Some(frame);
         }
         if outbox.push_direct(frame) {

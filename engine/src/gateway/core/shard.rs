@@ -676,10 +676,7 @@ impl Shard {
         self.stats.messages_out += 1;
         self.stats.bytes_out += frame.len() as u64;
         let frame = match direct {
-            true => match self
-                .direct_writes
-                .queue(id, &mut client.outbox, client.parked, frame)
-            {
+            true => match self.direct_writes.queue(id, &mut client.outbox, frame) {
                 None => return,
                 Some(frame) => frame,
             },

@@ -1046,14 +1046,21 @@ fn wakes(count: &CountingWaker) -> usize {
     count.0.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-#[test]
-fn replies_in_a_link_batch_are_written_at_its_end_without_waking_the_client() {
+/// A worker link's batch opened, with one reply in it to a client whose task runs on a plain
+/// socket: the core, the worker's link, the client and its task's waker.
+fn batch_with_reply(reply: &str) -> (Core, u64, u32, std::sync::Arc<CountingWaker>) {
     let mut c = core();
     let w = c.worker("W:0");
     let id = c.accept();
     let writer = c.client_task(id);
     c.shard.begin_direct_writes();
-    c.command(w, Cmd::SendToOne, id, "", "hi");
+    c.command(w, Cmd::SendToOne, id, "", reply);
+    (c, w, id, writer)
+}
+
+#[test]
+fn replies_in_a_link_batch_are_written_at_its_end_without_waking_the_client() {
+    let (mut c, w, id, writer) = batch_with_reply("hi");
     c.command(w, Cmd::SendToOne, id, "", "there");
     let mut written = Vec::new();
     c.shard.end_direct_writes(|outbox| {
@@ -1066,12 +1073,7 @@ fn replies_in_a_link_batch_are_written_at_its_end_without_waking_the_client() {
 
 #[test]
 fn what_the_socket_does_not_take_wakes_the_clients_task() {
-    let mut c = core();
-    let w = c.worker("W:0");
-    let id = c.accept();
-    let writer = c.client_task(id);
-    c.shard.begin_direct_writes();
-    c.command(w, Cmd::SendToOne, id, "", "hi");
+    let (mut c, _, id, writer) = batch_with_reply("hi");
     c.shard.end_direct_writes(|_full| {});
     assert_eq!(wakes(&writer), 1);
     assert_eq!(
@@ -1123,12 +1125,7 @@ fn a_fanout_in_a_batch_wakes_its_writers_and_queued_output_keeps_its_order() {
 
 #[test]
 fn a_reply_to_a_client_kicked_later_in_the_batch_is_left_to_its_task() {
-    let mut c = core();
-    let w = c.worker("W:0");
-    let id = c.accept();
-    let writer = c.client_task(id);
-    c.shard.begin_direct_writes();
-    c.command(w, Cmd::SendToOne, id, "", "bye soon");
+    let (mut c, w, id, writer) = batch_with_reply("bye soon");
     c.command(w, Cmd::Kick, id, "", "");
     c.shard
         .end_direct_writes(|_| panic!("a closing client's output is its task's"));
